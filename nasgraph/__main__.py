@@ -1,0 +1,3 @@
+from nasgraph.cli import main
+
+raise SystemExit(main())

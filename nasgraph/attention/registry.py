@@ -1,0 +1,78 @@
+"""The attention registry: one entry per type, filled by the @register decorator."""
+from __future__ import annotations
+
+from typing import Any
+
+from nasgraph.config import did_you_mean, parse_config
+from nasgraph.errors import ConfigError
+from nasgraph.attention.base import Attention, AttentionConfig
+
+_REGISTRY: dict[str, type[Attention]] = {}
+
+
+def register(name: str):
+    """Class decorator: register an Attention subclass under `name` (its Config must be nested)."""
+
+    def wrap(cls: type[Attention]) -> type[Attention]:
+        if not (isinstance(cls, type) and issubclass(cls, Attention)):
+            raise TypeError(f"@register('{name}'): {cls!r} is not an Attention subclass")
+        if name in _REGISTRY:
+            raise ValueError(f"attention '{name}' is already registered by {_REGISTRY[name].__module__}")
+        if not issubclass(cls.Config, AttentionConfig):
+            raise TypeError(f"attention '{name}': Config must subclass AttentionConfig")
+        cls.name = name
+        _REGISTRY[name] = cls
+        return cls
+
+    return wrap
+
+
+def names() -> list[str]:
+    """Registered attention type names, sorted."""
+    return sorted(_REGISTRY)
+
+
+def get(name: str) -> type[Attention]:
+    """The class registered as `name`; ConfigError listing the valid names otherwise."""
+    try:
+        return _REGISTRY[name]
+    except (KeyError, TypeError):
+        raise ConfigError(f"unknown attention '{name}'{did_you_mean(name, _REGISTRY)}; "
+                          f"valid: {', '.join(names())}") from None
+
+
+def parse_options(name: str, options: dict[str, Any] | None = None) -> AttentionConfig:
+    """Validate `options` for type `name` into its typed config."""
+    return parse_config(get(name).Config, options, f"attention '{name}'")
+
+
+def build(name: str, d_model: int, n_heads: int, causal: bool = False, max_len: int | None = None,
+          *, head_dim: int | None = None, out_proj: bool = True, **options: Any) -> Attention:
+    """Build attention type `name`.
+
+    Args:
+        name: a registered type (see `names()`).
+        d_model: model width; input and output are (B, T, d_model).
+        n_heads: number of heads; head_dim defaults to d_model // n_heads.
+        causal: use the causal form (ConfigError if the type has none).
+        max_len: longest sequence; required by bounded types (caps.bounded).
+        head_dim: per-head width, for heterogeneous layers where this type owns a subset of heads.
+        out_proj: False for types used inside a mixed or heterogeneous layer that projects itself.
+        **options: the type's own options (its Config), e.g. window=32.
+
+    Example:
+        >>> attn = build("softmax", d_model=64, n_heads=4)
+        >>> attn(torch.randn(2, 10, 64)).shape
+        torch.Size([2, 10, 64])
+    """
+    cls = get(name)
+    if head_dim is None and d_model % n_heads:
+        raise ConfigError(f"attention '{name}': d_model {d_model} is not divisible by n_heads {n_heads}")
+    if causal and not cls.caps.causal:
+        raise ConfigError(f"attention '{name}' has no causal form; causal types: "
+                          f"{', '.join(n for n in names() if _REGISTRY[n].caps.causal)}")
+    if cls.caps.bounded and max_len is None:
+        raise ConfigError(f"attention '{name}' is bounded by its sequence length: pass max_len")
+    config = parse_options(name, options)
+    return cls(d_model, n_heads, config=config, causal=causal, max_len=max_len, head_dim=head_dim,
+               out_proj=out_proj)
