@@ -1,0 +1,45 @@
+"""The `nasgraph` command: thin subcommands over library functions.
+
+Each module in nasgraph/commands defines NAME, HELP, add_arguments(parser) and run(args) -> int;
+they are discovered here, so a new command is one new file.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import pkgutil
+import sys
+
+from nasgraph import __version__
+from nasgraph.errors import NasgraphError
+
+
+def _commands():
+    import nasgraph.commands as pkg
+
+    mods = [importlib.import_module(f"{pkg.__name__}.{m.name}") for m in pkgutil.iter_modules(pkg.__path__)
+            if not m.name.startswith("_")]
+    return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.ORDER if hasattr(m, "ORDER") else 99)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nasgraph", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"nasgraph {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for mod in _commands():
+        p = sub.add_parser(mod.NAME, help=mod.HELP, description=mod.HELP)
+        mod.add_arguments(p)
+        p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args._run(args) or 0)
+    except NasgraphError as err:
+        print(f"nasgraph {args.command}: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        print(f"nasgraph {args.command}: interrupted", file=sys.stderr)
+        return 130
