@@ -1,0 +1,54 @@
+"""Shared kernels of the kernel/low-rank family: normalised linear attention, non-causal and causal.
+
+Linear attention with non-negative feature maps phi (elu+1, FAVOR+, cosFormer):
+    out_i = phi(q_i) . S / max(phi(q_i) . z, eps),   S = sum_j phi(k_j)^T v_j,   z = sum_j phi(k_j)
+where j runs over all keys (non-causal) or j <= i (causal). Padded keys must already be zero in
+phi(k) (see `base.zero_padded`): they then add nothing to S or z.
+
+The causal form never materialises a (B, H, T, m, dv) prefix sum: the sequence is cut into chunks of
+C positions; each chunk reads the running state of the chunks before it ((B, H, T/C, m, dv)) and does
+its own masked C x C attention, so memory is O(T (m + C) + (T/C) m dv) and everything is batched
+matrix products (no Python loop, so dynamic-length ONNX export works).
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor, *, causal: bool,
+                     eps: float, chunk: int = 64) -> torch.Tensor:
+    """q_feat, k_feat: (B, H, T, m) >= 0 (padded keys zeroed), v: (B, H, T, dv) -> (B, H, T, dv)."""
+    if causal:
+        ones = torch.ones_like(v[..., :1])                              # (B, H, T, 1)
+        num_den = causal_linear(q_feat, k_feat, torch.cat([v, ones], dim=-1), chunk)  # (B, H, T, dv+1)
+        num, den = num_den[..., :-1], num_den[..., -1:]
+    else:
+        kv = k_feat.transpose(-2, -1) @ v                               # (B, H, m, dv)
+        z = k_feat.sum(dim=-2, keepdim=True)                            # (B, H, 1, m)
+        num = q_feat @ kv                                               # (B, H, T, dv)
+        den = (q_feat * z).sum(dim=-1, keepdim=True)                    # (B, H, T, 1)
+    return num / den.clamp_min(eps)
+
+
+def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
+    """Unnormalised causal linear attention sum_{j<=i} (q_i . k_j) v_j, chunked.
+
+    q, k: (B, H, T, m), v: (B, H, T, dv) -> (B, H, T, dv).
+    """
+    B, H, T, m = q.shape
+    dv = v.shape[-1]
+    pad = (chunk - T % chunk) % chunk                                  # no branch: T may be symbolic
+    q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))         # (B, H, n*C, .)
+    n = q.shape[2] // chunk
+    qc = q.reshape(B, H, n, chunk, m)                                  # (B, H, n, C, m)
+    kc = k.reshape(B, H, n, chunk, m)                                  # (B, H, n, C, m)
+    vc = v.reshape(B, H, n, chunk, dv)                                 # (B, H, n, C, dv)
+    kv = kc.transpose(-2, -1) @ vc                                     # (B, H, n, m, dv)
+    state = F.pad(kv[:, :, :-1].cumsum(dim=2), (0, 0, 0, 0, 1, 0))    # (B, H, n, m, dv) chunks before
+    inter = qc @ state                                                 # (B, H, n, C, dv)
+    scores = qc @ kc.transpose(-2, -1)                                 # (B, H, n, C, C)
+    keep = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
+    intra = scores.masked_fill(~keep, 0.0) @ vc                        # (B, H, n, C, dv)
+    out = (inter + intra).reshape(B, H, n * chunk, dv)                 # (B, H, n*C, dv)
+    return out[:, :, :T]

@@ -1,0 +1,52 @@
+"""cosFormer attention (Qin et al. 2022): ReLU features with a cos re-weighting of distance.
+
+q' = ReLU(q), k' = ReLU(k); positions i = 1..T and M = T (the padded length = the longest sequence
+in the batch, as in the authors' code M = max(L, S));
+    q~_i = [q'_i sin(pi i / 2M), q'_i cos(pi i / 2M)]   (k~ likewise)
+so q~_i . k~_j = (q'_i . k'_j) cos(pi (i - j) / 2M), and
+    out_i = q~_i (sum_j k~_j^T v_j) / max(q~_i . sum_j k~_j, eps),   j <= i in the causal form.
+Note: M is the padded length, so a sequence's output depends on how long its batch is padded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import PositiveInt
+
+from nasgraph.attention._kernels import linear_attention
+from nasgraph.attention.base import EPS, Attention, AttentionConfig, Capabilities, zero_padded
+from nasgraph.attention.registry import register
+
+
+class CosformerConfig(AttentionConfig):
+    chunk: PositiveInt = 64  # causal form: positions per chunk of the prefix sum
+
+
+def cos_reweighted(feat: torch.Tensor) -> torch.Tensor:
+    """(B, H, T, d) -> (B, H, T, 2d): [f sin(pi i / 2T), f cos(pi i / 2T)] for i = 1..T."""
+    T = feat.shape[2]
+    i = torch.arange(1, T + 1, device=feat.device, dtype=feat.dtype)  # (T,)
+    angle = (math.pi / 2) * i / T                                      # (T,) in (0, pi/2]
+    return torch.cat([feat * angle.sin()[:, None], feat * angle.cos()[:, None]], dim=-1)
+
+
+@register("cosformer")
+class CosformerAttention(Attention):
+    """Linear attention with ReLU features and cos(pi (i - j) / 2M) locality bias; O(T d^2)."""
+
+    Config = CosformerConfig
+    caps = Capabilities(causal=True, padding_mask=True, linear=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qkv_projections()
+
+    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+        q_feat = cos_reweighted(F.relu(q))                             # (B, H, T, 2dh)
+        k_feat = zero_padded(cos_reweighted(F.relu(k)), mask)          # (B, H, T, 2dh)
+        out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=EPS,
+                               chunk=self.config.chunk)                # (B, H, T, dh)
+        return out.transpose(1, 2)                                     # (B, T, H, dh)
