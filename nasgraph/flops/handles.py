@@ -151,7 +151,7 @@ HANDLES: dict[str, Handle] = {
 # constructors, masks and comparisons, casts, dropout (identity at eval; its training mask multiply is
 # not counted), comparison-only selection (argmax, sort, topk) and integer index arithmetic.
 ZERO_COST_OPS: frozenset[str] = frozenset(f"aten::{op}" for op in """
-    view reshape real flatten unflatten squeeze unsqueeze unsqueeze_ permute transpose t expand expand_as
+    view reshape real numpy_T mT adjoint flatten unflatten squeeze unsqueeze unsqueeze_ permute transpose t expand expand_as
     view_as contiguous select slice narrow unbind split split_with_sizes chunk movedim diagonal unfold
     as_strided alias size numel dim Int Float Bool ScalarImplicit IntImplicit FloatImplicit
     cat stack clone copy_ detach lift_fresh repeat repeat_interleave tile flip roll constant_pad_nd pad

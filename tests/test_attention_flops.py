@@ -1,0 +1,140 @@
+"""Every registered attention type: counted FLOPs == a formula derived by hand from its math.
+
+HAND_FLOPS[name](B, T, D, H, config, causal) -> FLOPs of one eval forward on x: (B, T, D), no mask,
+under the conventions of nasgraph.flops (1 multiply-add = 1; elementwise = 1 per output element;
+reductions and cumsum = 1 per input element; softmax = 5 per element; SDPA dense, causal not halved).
+A registered type without a formula fails: write its formula when you add a type.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Callable
+
+import pytest
+
+from nasgraph import attention
+from nasgraph.flops import attention_flops
+
+SOFTMAX = 5  # FLOPs per softmax element (nasgraph.flops.SOFTMAX_FLOPS, restated to be checked)
+
+
+# -- shared pieces -------------------------------------------------------------------------------------
+def qkvo(B: int, T: int, D: int) -> int:
+    """q, k, v projections D -> D and the output projection D -> D."""
+    return 4 * B * T * D * D
+
+
+def causal_mask(T: int) -> int:
+    """base.causal_bias: the (T, T) bool upper triangle times NEG_INF."""
+    return T * T
+
+
+def normalised_linear(B: int, H: int, T: int, m: int, dv: int, causal: bool, chunk: int) -> int:
+    """_kernels.linear_attention with features of width m and values of width dv."""
+    N = B * H * T                                    # query rows
+    tail = N + N * dv                                # den.clamp_min, num / den
+    if not causal:
+        # k^T v, sum_j k_j, q @ kv, q * z and its sum over m
+        return N * m * dv + N * m + N * m * dv + 2 * N * m + tail
+    w = dv + 1                                       # values with the ones column (the denominator)
+    n = math.ceil(T / chunk)
+    Tp = n * chunk                                   # padded length
+    P = B * H
+    per_chunk_state = P * Tp * m * w                 # k_c^T v_c per chunk
+    prefix = P * (n - 1) * m * w                     # cumsum over the chunks before
+    inter = P * Tp * w * m                           # q_c @ state
+    scores = P * Tp * chunk * m                      # q_c @ k_c^T
+    intra = P * Tp * chunk * w                       # masked scores @ v_c
+    return per_chunk_state + prefix + inter + scores + intra + P * Tp * w + tail
+
+
+# -- one formula per type ------------------------------------------------------------------------------
+def softmax_flops(B, T, D, H, cfg, causal):
+    dh, L = D // H, B * H * T * T                    # L logits
+    core = 2 * L * dh + L + SOFTMAX * L              # q k^T, p v, scale, softmax (same for sdpa/math)
+    if causal:
+        core += causal_mask(T) + L                   # build the bias, add it to every logit
+    return qkvo(B, T, D) + core
+
+
+def linear_flops(B, T, D, H, cfg, causal):
+    dh, N = D // H, B * H * T
+    features = 2 * (2 * N * dh)                      # elu(x) + 1 for q and k
+    return qkvo(B, T, D) + features + normalised_linear(B, H, T, dh, dh, causal, cfg.chunk)
+
+
+def cosformer_flops(B, T, D, H, cfg, causal):
+    dh, N = D // H, B * H * T
+    angles = 2 * T + 2 * T                           # (pi/2) * i / T, then sin and cos
+    features = 2 * (N * dh + angles + 2 * N * dh)    # q and k: relu, angles, f*sin and f*cos
+    return qkvo(B, T, D) + features + normalised_linear(B, H, T, 2 * dh, dh, causal, cfg.chunk)
+
+
+def performer_flops(B, T, D, H, cfg, causal):
+    dh, N, m = D // H, B * H * T, cfg.n_features
+    half_w2 = 2 * m * dh + m                         # 0.5 * (w * w).sum(-1)
+    scale = 2 * N * dh                               # q, k times dh^-1/4
+    q_feat = N * m * dh + 4 * N * m                  # q w^T, + half_w2, amax, - amax, exp
+    half_k2 = 2 * N * dh + N                         # 0.5 * (k * k).sum(-1)
+    k_feat = N * m * dh + m + 3 * N * m              # k w^T, (half_w2 - h), two subtractions, exp
+    features = half_w2 + scale + q_feat + half_k2 + k_feat
+    return qkvo(B, T, D) + features + normalised_linear(B, H, T, m, dh, causal, cfg.chunk)
+
+
+def linformer_flops(B, T, D, H, cfg, causal):
+    dh, P, k = D // H, B * H, cfg.k
+    project = 2 * P * k * T * dh                     # E[:, :T] @ k and F[:, :T] @ v
+    logits = P * T * k * dh + P * T * k              # q (E k)^T, scale
+    return qkvo(B, T, D) + project + logits + SOFTMAX * P * T * k + P * T * k * dh
+
+
+HAND_FLOPS: dict[str, Callable[..., int]] = {
+    "softmax": softmax_flops,
+    "linear": linear_flops,
+    "cosformer": cosformer_flops,
+    "performer": performer_flops,
+    "linformer": linformer_flops,
+}
+
+# Extra option sets per type, beyond the defaults (e.g. several causal chunks, a padded last chunk).
+EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
+    "softmax": [{"impl": "math"}],
+    "linear": [{"chunk": 8}],
+    "cosformer": [{"chunk": 8}],
+    "performer": [{"chunk": 6, "n_features": 12}],
+    "linformer": [{"k": 7}],
+}
+
+B, T, D, H = 2, 20, 32, 4
+
+
+def _cases():
+    for name in attention.names():
+        for causal in (False, True):
+            for options in [{}, *EXTRA_OPTIONS.get(name, [])]:
+                label = "-".join([name, "causal" if causal else "full",
+                                  *(f"{k}={v}" for k, v in options.items())])
+                yield pytest.param(name, causal, options, id=label)
+
+
+@pytest.mark.parametrize("name, causal, options", list(_cases()))
+def test_counted_flops_match_hand_formula(name, causal, options):
+    if name not in HAND_FLOPS:
+        pytest.fail(f"attention '{name}' has no hand-derived FLOP formula in HAND_FLOPS "
+                    f"(tests/test_attention_flops.py): derive one from its code")
+    if causal and not attention.get(name).caps.causal:
+        pytest.skip(f"attention '{name}' has no causal form")
+    config = attention.parse_options(name, options)
+    counted = attention_flops(name, D, H, T, batch=B, causal=causal, **options).total
+    assert counted == HAND_FLOPS[name](B, T, D, H, config, causal)
+
+
+def test_every_formula_names_a_registered_type():
+    stale = set(HAND_FLOPS) - set(attention.names())
+    assert not stale, f"formulas for unregistered types: {sorted(stale)}"
+
+
+def test_softmax_constant_is_the_library_one():
+    from nasgraph.flops import SOFTMAX_FLOPS
+
+    assert SOFTMAX_FLOPS == SOFTMAX
