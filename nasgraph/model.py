@@ -1,0 +1,70 @@
+"""GraphModule: one nn.Module that runs a compiled op graph in topological order.
+
+The same class instantiates the search supernet (choice points become MixedAttention layers) and the
+derived discrete model (fixed or per-head attention): there is no second model definition.
+"""
+from __future__ import annotations
+
+import networkx as nx
+import torch
+from torch import nn
+
+from nasgraph import ops
+from nasgraph.graph.expand import INPUT
+from nasgraph.ops.base import ModelContext
+from nasgraph.tasks.base import PAD_ID
+
+
+def module_key(node: str) -> str:
+    """nn.ModuleDict keys cannot hold dots."""
+    return node.replace(".", "__")
+
+
+class GraphModule(nn.Module):
+    """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes)."""
+
+    def __init__(self, graph: nx.DiGraph, mixer=None):
+        super().__init__()
+        self.ctx = ModelContext(**graph.graph["ctx"])
+        self.order = [n for n in nx.topological_sort(graph) if n != INPUT]
+        self.inputs = {n: list(graph.nodes[n]["inputs"]) for n in self.order}
+        self.output = graph.graph["output"]
+        self.nodes = nn.ModuleDict()
+        for n in self.order:
+            node = graph.nodes[n]
+            op_cls = ops.get(node["op"])
+            cfg = ops.parse_options(node["op"], node["params"])
+            module = op_cls(cfg, self.ctx, mixer=mixer) if node["op"] == "attention" else op_cls(cfg, self.ctx)
+            self.nodes[module_key(n)] = module
+        for n, layer in self.mixed_layers().items():
+            layer.node = n
+        # free each intermediate value after its last use (peak memory of long graphs)
+        last_use: dict[str, str] = {}
+        for n in self.order:
+            for i in self.inputs[n]:
+                last_use[i] = n
+        self.release = {n: [i for i in self.inputs[n] if last_use[i] == n and i != self.output] for n in self.order}
+
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if mask is None:
+            mask = tokens != PAD_ID                                       # (B, T) bool
+        values: dict[str, torch.Tensor] = {INPUT: tokens}
+        for n in self.order:
+            values[n] = self.nodes[module_key(n)](*[values[i] for i in self.inputs[n]], mask=mask)
+            for i in self.release[n]:
+                del values[i]
+        return values[self.output]                                        # (B, num_classes)
+
+    def mixed_layers(self) -> dict[str, nn.Module]:
+        """Choice points: node name -> MixedAttention."""
+        from nasgraph.search.mixed import MixedAttention
+
+        return {n: m.inner for n in self.order
+                if isinstance(m := self.nodes[module_key(n)], ops.get("attention")) and isinstance(m.inner, MixedAttention)}
+
+    def arch_parameters(self) -> list[nn.Parameter]:
+        return [layer.alpha for layer in self.mixed_layers().values()]
+
+    def weight_parameters(self) -> list[nn.Parameter]:
+        arch = {id(p) for p in self.arch_parameters()}
+        return [p for p in self.parameters() if id(p) not in arch]

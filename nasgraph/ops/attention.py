@@ -1,0 +1,104 @@
+"""The attention op: a fixed type, a per-head assignment, or a choice point (a mixed layer).
+
+One op serves the supernet and the derived model: with several `candidates` it builds a
+MixedAttention (alphas, mixed by the search strategy's mixer); with one candidate a plain attention;
+with `heads` (one candidate per head) a HeteroAttention whose heads of different types share out_proj.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from nasgraph import attention
+from nasgraph.ops.base import Op, OpConfig, expect
+from nasgraph.ops.registry import register
+
+Candidate = str | dict[str, dict[str, Any]]
+
+
+def normalize_candidate(c: Candidate) -> tuple[str, dict[str, Any]]:
+    """"softmax" -> ("softmax", {}); {"local": {"window": 32}} -> ("local", {"window": 32})."""
+    if isinstance(c, str):
+        return c, {}
+    if isinstance(c, dict) and len(c) == 1:
+        name, options = next(iter(c.items()))
+        return str(name), dict(options or {})
+    raise ValueError(f"a candidate is a name or a one-key mapping {{name: {{options}}}}, got {c!r}")
+
+
+def candidate_label(name: str, options: dict[str, Any]) -> str:
+    """A readable, stable label: local(window=32)."""
+    if not options:
+        return name
+    return f"{name}(" + ",".join(f"{k}={options[k]}" for k in sorted(options)) + ")"
+
+
+class AttentionOpConfig(OpConfig):
+    candidates: list[Candidate] | None = None
+    granularity: Literal["layer", "head"] = "layer"
+    heads: list[Candidate] | None = None
+    causal: bool = False
+
+    def resolved(self) -> list[tuple[str, dict[str, Any]]]:
+        return [normalize_candidate(c) for c in (self.candidates or self.heads or [])]
+
+    @property
+    def is_choice(self) -> bool:
+        return self.candidates is not None and len(self.candidates) > 1
+
+
+class HeteroAttention(nn.Module):
+    """Heads of several types in one layer: each type computes its own heads, one shared out_proj."""
+
+    def __init__(self, heads: list[tuple[str, dict]], d_model: int, causal: bool, max_len: int):
+        super().__init__()
+        n_heads, head_dim = len(heads), d_model // len(heads)
+        labels = [candidate_label(n, o) for n, o in heads]
+        groups = list(dict.fromkeys(labels))                      # distinct types, first-seen order
+        self.groups = nn.ModuleList()
+        order: list[int] = []
+        for label in groups:
+            idx = [h for h, l in enumerate(labels) if l == label]
+            name, options = heads[idx[0]]
+            self.groups.append(attention.build(name, d_model, len(idx), causal, max_len,
+                                               head_dim=head_dim, out_proj=False, **options))
+            order += idx
+        # position of each head in the concatenation of the groups' heads
+        self.register_buffer("perm", torch.tensor([order.index(h) for h in range(n_heads)]), persistent=False)
+        self.labels = labels
+        self.out_proj = nn.Linear(n_heads * head_dim, d_model)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        for g in self.groups:
+            g.check_length(x.shape[1])
+        h = torch.cat([g.heads(x, mask) for g in self.groups], dim=2)   # (B, T, H, dh), grouped order
+        h = h.index_select(2, self.perm)                                 # (B, T, H, dh), head order
+        return self.out_proj(h.flatten(2))                               # (B, T, D)
+
+
+@register("attention")
+class AttentionOp(Op):
+    Config = AttentionOpConfig
+
+    @classmethod
+    def infer_shape(cls, config, inputs, ctx):
+        expect(inputs[0], ("B", "T", ctx.d_model), "attention")
+        return inputs[0]
+
+    def __init__(self, config: AttentionOpConfig, ctx, mixer=None):
+        super().__init__(config, ctx)
+        cands = config.resolved()
+        if config.heads is not None:
+            self.inner = HeteroAttention(cands, ctx.d_model, config.causal, ctx.max_len)
+        elif config.is_choice:
+            from nasgraph.search.mixed import MixedAttention
+            self.inner = MixedAttention(cands, ctx.d_model, ctx.n_heads, config.granularity,
+                                        config.causal, ctx.max_len, mixer=mixer)
+        else:
+            name, options = cands[0]
+            self.inner = attention.build(name, ctx.d_model, ctx.n_heads, config.causal, ctx.max_len, **options)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.inner(x, mask)                                       # (B, T, D)

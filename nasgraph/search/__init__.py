@@ -1,0 +1,1 @@
+"""Search: mixed attention layers, strategies (darts, gdas, fixed), objective, derive."""
