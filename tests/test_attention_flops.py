@@ -88,12 +88,52 @@ def linformer_flops(B, T, D, H, cfg, causal):
     return qkvo(B, T, D) + project + logits + SOFTMAX * P * T * k + P * T * k * dh
 
 
+def local_flops(B, T, D, H, cfg, causal):
+    dh, w = D // H, cfg.window
+    nb = math.ceil(T / w)                            # blocks; T padded to nb * w after projecting
+    L = B * nb * H * w * w                           # logits of all blocks
+    bias = B * nb * w * (w if causal else 1)         # bool -> float bias times NEG_INF
+    return qkvo(B, T, D) + bias + 2 * L * dh + L * (1 + SOFTMAX + 1)  # SDPA with a float mask
+
+
+def nystromformer_flops(B, T, D, H, cfg, causal):
+    dh, P, m, it = D // H, B * H, cfg.landmarks, cfg.pinv_iterations
+    N, seg = P * T, math.ceil(T / m)                 # segments of seg positions, padded to m * seg
+    means = B * m * seg + N * dh + P * m * seg * dh + B * m + P * m * dh  # counts, t*real, sums, clamp, /
+    landmarks = 2 * means + 2 * B * m                # q and k means; (1 - present) * NEG_INF
+    f = P * T * m * dh + P * T * m + SOFTMAX * P * T * m           # q k~^T + bias, softmax
+    a = P * m * m * dh + P * m * m + SOFTMAX * P * m * m + P * m * m  # q~ k~^T + bias, softmax, * present
+    b = P * m * T * dh + SOFTMAX * P * m * T + P * m * T * dh       # q~ K^T, softmax, @ v
+    z0 = 2 * (P * m * m + P * m) + 2 * P + P * m * m  # two norms (sum, amax), product, clamp, a^T / .
+    step = 4 * P * m ** 3 + 3 * m * m + 4 * P * m * m  # 4 m x m products, c * eye, c*eye - az, 0.25 * z
+    out = P * m * m * dh + P * T * m * dh            # pinv @ bv, f @ (.)
+    return qkvo(B, T, D) + N * dh + landmarks + f + a + b + z0 + it * step + out   # N*dh: q * scale
+
+
+def synthesizer_flops(B, T, D, H, cfg, causal):
+    dh = D // H
+    vo = 2 * B * T * D * D                           # v_proj and out_proj (no q, k)
+    if cfg.mode == "dense":
+        hid = cfg.hidden or D
+        mlp = B * T * D * hid + B * T * hid          # dense1, relu
+        logits_batch = B                             # logits are per example
+        logits = mlp + B * H * T * T * hid + B * H * T * T  # einsum bth,ksh->bkts, + b2
+    else:
+        logits_batch, logits = 1, 0                  # a slice of the learned (H, n, n) parameter
+    LT = logits_batch * H * T * T
+    mask = causal_mask(T) + LT if causal else 0
+    return vo + logits + mask + SOFTMAX * LT + B * H * T * T * dh
+
+
 HAND_FLOPS: dict[str, Callable[..., int]] = {
     "softmax": softmax_flops,
     "linear": linear_flops,
     "cosformer": cosformer_flops,
     "performer": performer_flops,
     "linformer": linformer_flops,
+    "local": local_flops,
+    "nystromformer": nystromformer_flops,
+    "synthesizer": synthesizer_flops,
 }
 
 # Extra option sets per type, beyond the defaults (e.g. several causal chunks, a padded last chunk).
@@ -103,6 +143,9 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "cosformer": [{"chunk": 8}],
     "performer": [{"chunk": 6, "n_features": 12}],
     "linformer": [{"k": 7}],
+    "local": [{"window": 8}],
+    "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
+    "synthesizer": [{"mode": "random"}, {"hidden": 12}],
 }
 
 B, T, D, H = 2, 20, 32, 4
