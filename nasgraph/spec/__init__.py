@@ -1,0 +1,50 @@
+"""The spec language: `load_spec(path, overrides)` -> SpecDocument, `dump_spec(spec, path)`.
+
+    doc = load_spec("specs/listops.yaml", ["train.steps=200"])
+    doc.spec.model.d_model            # typed access
+    raise doc.error("bad thing", ("model", "layers", 2))   # spec.yaml:14:5: model.layers[2]: bad thing
+
+Every problem is a SpecError `file:line:col: key.path: message`.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from nasgraph.spec.checks import check_attention, check_model, check_task, split_candidate
+from nasgraph.spec.document import SpecDocument, located_error
+from nasgraph.spec.dump import dump_spec, spec_to_data
+from nasgraph.spec.loader import load_yaml_mapping
+from nasgraph.spec.overrides import apply_override
+from nasgraph.spec.paths import KeyPath, Location, format_path, parse_path
+from nasgraph.spec.schema import AttentionSpec, ModelSpec, Spec
+from nasgraph.spec.validate import validate
+
+
+def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
+    """Load, override, validate and check a spec file.
+
+    Args:
+        path: a YAML spec file.
+        overrides: "key.path=value" strings applied in order, values read as YAML
+            (`train.steps=200`, `model.attention.candidates=[softmax, linear]`).
+
+    Raises:
+        SpecError: the first problem, located (file, line, column, key path).
+    """
+    file = str(path)
+    raw, locations = load_yaml_mapping(path)
+    for text in overrides:
+        apply_override(raw, locations, text)
+
+    def error_at(message: str, key_path: KeyPath):
+        return located_error(message, key_path, locations, file)
+
+    spec = validate(raw, error_at)
+    check_model(spec, raw, error_at)
+    check_task(raw, error_at, base_dir=str(Path(file).parent))
+    return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
+
+
+__all__ = ["AttentionSpec", "KeyPath", "Location", "ModelSpec", "Spec", "SpecDocument", "check_attention",
+           "dump_spec", "format_path", "load_spec", "parse_path", "spec_to_data", "split_candidate"]

@@ -1,0 +1,113 @@
+"""Checks across fields that the typed schema cannot express, each raising a located SpecError.
+
+`check_attention` is public so that the graph compiler can run the same checks on attention ops
+declared in the `graph:` and `nodes:` forms.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from nasgraph import attention
+from nasgraph.errors import ConfigError, SpecError
+from nasgraph.spec.paths import KeyPath
+
+ErrorAt = Callable[[str, KeyPath], SpecError]
+
+
+def split_candidate(candidate: Any) -> tuple[str, dict[str, Any]]:
+    """"softmax" -> ("softmax", {}); {"local": {"window": 32}} -> ("local", {"window": 32})."""
+    if isinstance(candidate, str):
+        return candidate, {}
+    if isinstance(candidate, dict) and len(candidate) == 1:
+        name, options = next(iter(candidate.items()))
+        return str(name), dict(options or {})
+    raise ValueError("a candidate is a name (softmax) or a one-key mapping {name: {options}}, "
+                     f"got {candidate!r:.60}")
+
+
+def _get(raw: Any, path: KeyPath) -> Any:
+    for element in path:
+        try:
+            raw = raw[element]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int,
+                    max_len: int | None, raw: Any = None) -> None:
+    """Candidate (or per-head) names and options, causal forms, bounded types, `heads` length.
+
+    `attn` has .candidates, .heads and .causal (AttentionSpec or the attention op's config); `raw`
+    is the data written at `path` (to place errors right when the shorthand `attention: softmax`
+    was used).
+    """
+    key = "heads" if attn.heads is not None else "candidates"
+    items = attn.heads if attn.heads is not None else attn.candidates
+    seen: dict[str, int] = {}
+    for i, candidate in enumerate(items):
+        where = _item_path(raw, path, key, i)
+        try:
+            name, options = split_candidate(candidate)
+        except ValueError as err:
+            raise error_at(str(err), where) from None
+        try:
+            cls = attention.get(name)
+            attention.parse_options(name, options)
+        except ConfigError as err:
+            sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
+            raise error_at(str(err), where + ((name,) + sub if sub else ())) from None
+        if attn.causal and not cls.caps.causal:
+            causal_types = [n for n in attention.names() if attention.get(n).caps.causal]
+            raise error_at(f"attention '{name}' has no causal form (causal: true); types with one: "
+                           f"{', '.join(causal_types)}", where)
+        if cls.caps.bounded and max_len is None:
+            raise error_at(f"attention '{name}' is bounded by its sequence length and needs the task's "
+                           f"max_len: add task.max_len", where)
+        label = repr((name, sorted(options.items())))
+        if key == "candidates" and label in seen:
+            raise error_at(f"candidate '{name}' repeats candidate [{seen[label]}] (same options): "
+                           f"a choice between identical types is no choice", where)
+        seen[label] = i
+    if attn.heads is not None and len(attn.heads) != n_heads:
+        raise error_at(f"'heads' lists {len(attn.heads)} types but n_heads is {n_heads}: give one type "
+                       f"per head", path + ("heads",))
+
+
+def _item_path(raw: Any, path: KeyPath, key: str, index: int) -> KeyPath:
+    """Where candidate `index` was written: `attention: {candidates: [...]}` or a shorthand."""
+    if raw is None or (isinstance(raw, dict) and key in raw):
+        return path + (key, index)
+    return path + (index,) if isinstance(raw, list) else path  # [a, b] | softmax | {local: {...}}
+
+
+def check_model(spec, raw: dict, error_at: ErrorAt) -> None:
+    """Width/heads, and every attention of the standard encoder (model.attention, model.layers[i])."""
+    model = spec.model
+    if model.d_model % model.n_heads:
+        raise error_at(f"d_model {model.d_model} is not divisible by n_heads {model.n_heads}",
+                       ("model", "n_heads"))
+    task = raw.get("task")
+    max_len = task.get("max_len") if isinstance(task, dict) else None
+    sites: list[tuple[Any, KeyPath]] = []
+    if model.attention is not None:
+        sites.append((model.attention, ("model", "attention")))
+    for i, layer in enumerate(model.layers or []):
+        if layer.attention is not None:
+            sites.append((layer.attention, ("model", "layers", i, "attention")))
+    for attn, path in sites:
+        check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path))
+
+
+def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None) -> None:
+    """The task section, by its kind's own typed config (nasgraph.tasks.parse_task).
+
+    Relative data paths are resolved against `base_dir` (the spec's folder).
+    """
+    from nasgraph import tasks  # the tasks package imports data code: load it only when checking
+
+    try:
+        tasks.parse_task(raw["task"], base_dir=base_dir)
+    except ConfigError as err:
+        sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
+        raise error_at(str(err), ("task",) + sub) from None

@@ -1,0 +1,163 @@
+"""The spec language as typed models. Loading with source locations lives in loader.py.
+
+Top level: name, task, model, search, train, export, bench. `model` is either the standard encoder
+(n_layers or an explicit `layers` list) or an op graph: `graph` (compact sequential form with
+`repeat` and `residual`) or `nodes` (explicit named nodes with `op` and `inputs`).
+"""
+from __future__ import annotations
+
+from typing import Any, Literal, Union
+
+from pydantic import Field, field_validator, model_validator
+
+from nasgraph.config import StrictConfig
+
+Candidate = Union[str, dict[str, dict[str, Any]]]  # "softmax" or {local: {window: 32}}
+
+
+class AttentionSpec(StrictConfig):
+    """A choice point (several candidates), a fixed attention (one), or a per-head assignment (heads)."""
+
+    candidates: list[Candidate] | None = None
+    granularity: Literal["layer", "head"] = "layer"
+    heads: list[Candidate] | None = None  # derived per-head model: one candidate per head
+    causal: bool = False
+
+    @model_validator(mode="after")
+    def _one_form(self):
+        if (self.candidates is None) == (self.heads is None):
+            raise ValueError("give exactly one of 'candidates' (a choice) or 'heads' (one type per head)")
+        if self.candidates is not None and not self.candidates:
+            raise ValueError("'candidates' is empty: list at least one attention type")
+        return self
+
+
+class FFNSpec(StrictConfig):
+    mult: float = Field(4.0, gt=0)         # hidden = mult * d_model unless `hidden` is given
+    hidden: int | None = Field(None, gt=0)
+    activation: Literal["gelu", "relu", "swiglu"] = "gelu"
+
+
+class NormSpec(StrictConfig):
+    type: Literal["layer", "rms"] = "layer"
+    placement: Literal["pre", "post"] = "pre"
+
+
+def _attention_shorthand(v):
+    """`attention: softmax`, `attention: [softmax, linear]`, `attention: {local: {window: 32}}`."""
+    if isinstance(v, list) or (isinstance(v, (str, dict)) and not _is_attention_mapping(v)):
+        return {"candidates": v if isinstance(v, list) else [v]}
+    return v
+
+
+class LayerSpec(StrictConfig):
+    """One encoder layer of the explicit `layers` list; unset fields take the model's defaults."""
+
+    attention: AttentionSpec | None = None
+    ffn: FFNSpec | None = None
+
+    @field_validator("attention", mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return _attention_shorthand(v)
+
+
+class ModelSpec(StrictConfig):
+    d_model: int = Field(gt=0)
+    n_heads: int = Field(gt=0)
+    n_layers: int | None = Field(None, gt=0)
+    layers: list[LayerSpec] | None = None
+    attention: AttentionSpec | None = None
+    ffn: FFNSpec = FFNSpec()
+    norm: NormSpec = NormSpec()
+    position: Literal["learned", "sinusoidal", "none"] = "learned"
+    pooling: Literal["cls", "mean"] = "cls"
+    dropout: float = Field(0.0, ge=0, lt=1)
+    graph: list[dict[str, Any]] | None = None   # compact sequential form
+    nodes: dict[str, dict[str, Any]] | None = None  # explicit form
+
+    @field_validator("attention", mode="before")
+    @classmethod
+    def _shorthand(cls, v):
+        return _attention_shorthand(v)
+
+    @model_validator(mode="after")
+    def _consistent(self):
+        forms = [f for f in ("graph", "nodes") if getattr(self, f) is not None]
+        if len(forms) > 1:
+            raise ValueError("give either 'graph' (sequential form) or 'nodes' (explicit form), not both")
+        if not forms:
+            if self.n_layers is None and self.layers is None:
+                raise ValueError("missing 'n_layers' (or an explicit 'layers' list, 'graph' or 'nodes')")
+            if self.n_layers is not None and self.layers is not None and self.n_layers != len(self.layers):
+                raise ValueError(f"n_layers is {self.n_layers} but 'layers' lists {len(self.layers)}")
+            if self.attention is None and (self.layers is None or any(l.attention is None for l in self.layers)):
+                raise ValueError("missing 'attention' (model-wide, or in every entry of 'layers')")
+        return self
+
+
+def _is_attention_mapping(v) -> bool:
+    return isinstance(v, dict) and bool({"candidates", "heads", "granularity", "causal"} & set(v))
+
+
+class FlopsObjective(StrictConfig):
+    weight: float = Field(0.1, ge=0)
+    shape: Literal["add", "mul"] = "add"   # add: CE + w * cost/ref; mul: CE * (cost/target)^w (log form)
+    target: float | None = Field(None, gt=0)  # fraction of the largest architecture's cost (0..1] or None
+
+
+class ObjectiveSpec(StrictConfig):
+    flops: FlopsObjective | None = None
+    latency: FlopsObjective | None = None  # measured ONNX Runtime latency table (deploy side)
+
+
+class SearchSpec(StrictConfig):
+    strategy: Literal["darts", "gdas", "fixed"] = "darts"
+    order: Literal[1, 2] = 1                      # darts: first- or second-order (unrolled)
+    alpha_lr: float = Field(3e-4, gt=0)
+    alpha_weight_decay: float = Field(1e-3, ge=0)
+    warmup_epochs: float = Field(0.0, ge=0)       # weights only, alphas frozen
+    tau: tuple[float, float] = (10.0, 0.1)        # gdas: temperature from -> to
+    derive: Literal["top1", "prune", "topk"] = "top1"  # fixed (DARTFormer): how heads are kept
+    topk: int = Field(1, gt=0)
+    finetune_steps: int = Field(100, ge=0)        # fixed + prune: steps after each drop
+    steps: int | None = Field(None, gt=0)         # default: train.steps
+    seeds: list[int] = [0]
+    objective: ObjectiveSpec = ObjectiveSpec()
+
+
+class TrainSpec(StrictConfig):
+    steps: int = Field(1000, gt=0)
+    batch_size: int = Field(32, gt=0)
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.01, ge=0)
+    warmup_steps: int = Field(0, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    eval_every: int = Field(200, gt=0)
+    eval_batches: int | None = Field(None, gt=0)
+    checkpoint_every: int = Field(200, gt=0)
+    seed: int = 0
+    threads: int | None = Field(None, gt=0)
+
+
+class ExportSpec(StrictConfig):
+    opset: int = Field(18, ge=18)
+    atol: float = Field(1e-4, gt=0)
+
+
+class BenchSpec(StrictConfig):
+    batch_sizes: list[int] = [1]
+    seq_lens: list[int] = [128, 512]
+    repeats: int = Field(30, gt=0)
+    warmup: int = Field(5, ge=0)
+    threads: int | None = None
+
+
+class Spec(StrictConfig):
+    name: str
+    task: dict[str, Any]   # validated by the task kind's own config (nasgraph.tasks.parse_task)
+    model: ModelSpec
+    search: SearchSpec = SearchSpec()
+    train: TrainSpec = TrainSpec()
+    export: ExportSpec = ExportSpec()
+    bench: BenchSpec = BenchSpec()

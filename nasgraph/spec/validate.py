@@ -1,0 +1,105 @@
+"""Pydantic validation of raw spec data, with the first error turned into a located SpecError."""
+from __future__ import annotations
+
+import types
+import typing
+from typing import Any, Callable
+
+from pydantic import BaseModel, ValidationError
+
+from nasgraph.config import did_you_mean
+from nasgraph.errors import SpecError
+from nasgraph.spec.paths import KeyPath
+from nasgraph.spec.schema import Spec
+
+ErrorAt = Callable[[str, KeyPath], SpecError]
+
+
+def validate(raw: dict, error_at: ErrorAt) -> Spec:
+    """Spec.model_validate(raw); the first problem becomes `error_at(message, key path)`."""
+    try:
+        return Spec.model_validate(raw)
+    except ValidationError as err:
+        raise _first_error(err.errors(), raw, error_at) from None
+
+
+def _first_error(errors: list[dict], raw: dict, error_at: ErrorAt) -> SpecError:
+    first = errors[0]
+    kind, loc = first["type"], tuple(first["loc"])
+    path = raw_path(loc, raw, missing=kind == "missing")
+    if kind == "extra_forbidden":
+        key = str(path[-1])
+        valid = field_names(path[:-1])
+        listed = f"; valid: {', '.join(valid)}" if valid else ""
+        return error_at(f"unknown key '{key}'{did_you_mean(key, valid)}{listed}", path)
+    if kind == "missing" and isinstance(path[-1], int):
+        return error_at(f"too few items: item [{path[-1]}] is missing", path)
+    if kind == "missing":
+        return error_at(f"missing required key '{path[-1]}'", path)
+    if kind == "value_error":  # a model validator's own message
+        return error_at(str(first["ctx"]["error"]), path)
+    # union members each report: "Input should be a valid string" + "... a valid dictionary"
+    messages = [e["msg"] for e in errors if raw_path(tuple(e["loc"]), raw, False) == path]
+    message = messages[0] + "".join(f", or {m.removeprefix('Input should be ')}" for m in messages[1:])
+    return error_at(f"{message} (got {_show(first.get('input'))})", path)
+
+
+def raw_path(loc: tuple, raw: Any, missing: bool) -> KeyPath:
+    """Map a pydantic error location onto the raw data: drop union-member tags like 'str'.
+
+    A trailing element absent from the data is kept only for a missing key.
+    """
+    path: list[str | int] = []
+    node = raw
+    for i, element in enumerate(loc):
+        if isinstance(node, dict) and isinstance(element, str) and element in node:
+            node = node[element]
+        elif isinstance(node, list) and isinstance(element, int) and 0 <= element < len(node):
+            node = node[element]
+        elif not (missing and i == len(loc) - 1):
+            continue
+        path.append(element)
+    return tuple(path)
+
+
+def field_names(path: KeyPath) -> list[str]:
+    """Field names of the typed model found at `path` below Spec ([] if it is not a model)."""
+    tp: Any = Spec
+    for element in path:
+        tp = _step(tp, element)
+        if tp is None:
+            return []
+    model = _as_model(tp)
+    return list(model.model_fields) if model else []
+
+
+def _as_model(tp: Any) -> type[BaseModel] | None:
+    if isinstance(tp, type) and issubclass(tp, BaseModel):
+        return tp
+    for member in _union_members(tp):
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            return member
+    return None
+
+
+def _union_members(tp: Any) -> tuple:
+    origin = typing.get_origin(tp)
+    return typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
+
+
+def _step(tp: Any, element: str | int) -> Any:
+    for member in _union_members(tp):
+        model = _as_model(member)
+        if model is not None and isinstance(element, str) and element in model.model_fields:
+            return model.model_fields[element].annotation
+        origin, args = typing.get_origin(member), typing.get_args(member)
+        if isinstance(element, int) and origin in (list, tuple) and args:
+            return args[0]
+        if isinstance(element, str) and origin is dict and len(args) == 2:
+            return args[1]
+    return None
+
+
+def _show(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
