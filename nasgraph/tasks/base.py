@@ -4,12 +4,15 @@ Token ids: 0 = <pad>, 1 = <cls> (prepended to every sequence so CLS pooling read
 """
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass, field
-from typing import ClassVar, Sequence
+from typing import ClassVar
 
 from nasgraph.config import StrictConfig
 
 PAD_ID, CLS_ID = 0, 1
+SPECIALS = ["<pad>", "<cls>"]
+SPLITS = ("train", "val", "test")
 
 
 class TaskConfig(StrictConfig):
@@ -32,6 +35,16 @@ class Split:
     def __len__(self) -> int:
         return len(self.labels)
 
+    def subset(self, indices: list[int]) -> "Split":
+        return Split([self.ids[i] for i in indices], [self.labels[i] for i in indices])
+
+
+def carve(split: Split, n: int, seed: int) -> tuple[Split, Split]:
+    """Deterministically move n random examples out of `split`: returns (rest, carved)."""
+    order = list(range(len(split)))
+    random.Random(seed).shuffle(order)
+    return split.subset(sorted(order[n:])), split.subset(sorted(order[:n]))
+
 
 @dataclass
 class TaskData:
@@ -44,13 +57,21 @@ class TaskData:
 
 
 class Task:
-    """A registered task kind: `load()` builds (or reads) its data, deterministically from the seed."""
+    """A registered task kind: `load()` builds (or reads) its data, deterministically from the seed.
+
+    `__init__` must stay cheap (no data): the compiler builds tasks just to ask vocab_size() and
+    num_classes(). Cross-field checks go in `check()` and raise ConfigError.
+    """
 
     kind: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
 
     def __init__(self, config: TaskConfig):
         self.config = config
+        self.check()
+
+    def check(self) -> None:
+        """Validate option combinations a single field cannot; raise ConfigError naming the key."""
 
     def load(self) -> TaskData:
         raise NotImplementedError
