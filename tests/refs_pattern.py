@@ -1,0 +1,70 @@
+"""Slow, obviously-correct references for the sparse-pattern, AFT and DCMHA attention types.
+
+REFERENCES maps a type name to fn(module, x, mask) -> (B, T, d_model), computed straight from the
+paper's formula with the module's own weights: dense T x T matrices with explicit masks, or loops.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+Tensor = torch.Tensor
+
+
+# -- shared pieces -----------------------------------------------------------------------------------
+def _keys_real(mask: Tensor | None, x: Tensor) -> Tensor:
+    """(B, T) bool, True for real tokens."""
+    return torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else mask
+
+
+def _split(module, t: Tensor) -> Tensor:
+    """(B, T, H*dh) -> (B, H, T, dh)."""
+    return t.unflatten(-1, (module.n_heads, module.head_dim)).transpose(1, 2)
+
+
+def _dense_softmax(module, x: Tensor, mask: Tensor | None, allowed: Tensor) -> Tensor:
+    """softmax(Q K^T / sqrt(dh)) V restricted to allowed (T, T) [query, key] and real keys."""
+    q, k, v = (_split(module, p(x)) for p in (module.q_proj, module.k_proj, module.v_proj))
+    logits = q @ k.transpose(-2, -1) / math.sqrt(module.head_dim)              # (B, H, T, T)
+    ok = allowed[None, None] & _keys_real(mask, x)[:, None, None, :]          # (B, 1, T, T)
+    probs = logits.masked_fill(~ok, float("-inf")).softmax(-1).nan_to_num(0.0)
+    out = (probs @ v).transpose(1, 2).flatten(2)                               # (B, T, H*dh)
+    return module.out_proj(out)
+
+
+def _grid(T: int) -> tuple[Tensor, Tensor]:
+    """Query index i and key index j, each (T, T)."""
+    i = torch.arange(T)[:, None].expand(T, T)
+    return i, torch.arange(T)[None, :].expand(T, T)
+
+
+# -- sparse patterns ---------------------------------------------------------------------------------
+def local_ref(module, x, mask=None):
+    """Keys in the query's own block of `window` positions (and not after it when causal)."""
+    i, j = _grid(x.shape[1])
+    w = module.config.window
+    allowed = (i // w) == (j // w)
+    if module.causal:
+        allowed &= j <= i
+    return _dense_softmax(module, x, mask, allowed)
+
+
+REFERENCES = {
+    "local": local_ref,
+}
+
+
+def sliding_window_ref(module, x, mask=None):
+    """Keys with |i - j| <= window (causal: 0 <= i - j <= window), plus the global first positions."""
+    i, j = _grid(x.shape[1])
+    w, g = module.config.window, module.config.n_global
+    if module.causal:
+        allowed = ((i - j).abs() <= w) & (j <= i) | ((j < g) & (j <= i))
+    else:
+        allowed = ((i - j).abs() <= w) | (j < g) | (i < g)
+    return _dense_softmax(module, x, mask, allowed)
+
+
+REFERENCES["sliding_window"] = sliding_window_ref
