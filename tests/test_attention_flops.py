@@ -96,6 +96,19 @@ def local_flops(B, T, D, H, cfg, causal):
     return qkvo(B, T, D) + bias + 2 * L * dh + L * (1 + SOFTMAX + 1)  # SDPA with a float mask
 
 
+def sliding_window_flops(B, T, D, H, cfg, causal):
+    dh, w = D // H, cfg.window
+    g = min(cfg.n_global, T)                         # global positions that exist
+    nb = math.ceil(T / w)                            # query blocks of w (T padded to nb * w)
+    keys = g + (2 if causal else 3) * w              # globals + previous, own (+ next) block
+    band = B * nb * w * keys + B * nb * H * w * keys * (2 * dh + 1 + SOFTMAX + 1)  # bias, SDPA + float mask
+    if not g:
+        return qkvo(B, T, D) + band
+    rows = B * H * g * T                             # full attention of the g global queries
+    glob = rows * (2 * dh + 1 + SOFTMAX) + (g * T + rows if causal else 0)  # causal: (g, T) bias, add
+    return qkvo(B, T, D) + band + glob
+
+
 def nystromformer_flops(B, T, D, H, cfg, causal):
     dh, P, m, it = D // H, B * H, cfg.landmarks, cfg.pinv_iterations
     N, seg = P * T, math.ceil(T / m)                 # segments of seg positions, padded to m * seg
@@ -132,6 +145,7 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "performer": performer_flops,
     "linformer": linformer_flops,
     "local": local_flops,
+    "sliding_window": sliding_window_flops,
     "nystromformer": nystromformer_flops,
     "synthesizer": synthesizer_flops,
 }
@@ -144,6 +158,7 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "performer": [{"chunk": 6, "n_features": 12}],
     "linformer": [{"k": 7}],
     "local": [{"window": 8}],
+    "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
     "synthesizer": [{"mode": "random"}, {"hidden": 12}],
 }
