@@ -122,6 +122,8 @@ class SearchSpec(StrictConfig):
     topk: int = Field(1, gt=0)
     finetune_steps: int = Field(100, ge=0)        # fixed + prune: steps after each drop
     steps: int | None = Field(None, gt=0)         # default: train.steps
+    arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out for the alphas / scores
+    score_batches: int | None = Field(20, gt=0)   # fixed: batches of that slice per unit score
     seeds: list[int] = [0]
     objective: ObjectiveSpec = ObjectiveSpec()
 

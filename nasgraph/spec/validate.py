@@ -25,6 +25,10 @@ def validate(raw: dict, error_at: ErrorAt) -> Spec:
 
 def _first_error(errors: list[dict], raw: dict, error_at: ErrorAt) -> SpecError:
     first = errors[0]
+    if first["type"] == "missing":  # a misspelt key explains a missing one: report the typo
+        parent = tuple(first["loc"][:-1])
+        first = next((e for e in errors if e["type"] == "extra_forbidden" and tuple(e["loc"][:-1]) == parent),
+                     first)
     kind, loc = first["type"], tuple(first["loc"])
     path = raw_path(loc, raw, missing=kind == "missing")
     if kind == "extra_forbidden":
