@@ -1,0 +1,13 @@
+"""Arguments shared by several commands."""
+from __future__ import annotations
+
+
+def add_spec_overrides(p) -> None:
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, e.g. --set train.steps=200 (repeatable)")
+
+
+def add_run_options(p) -> None:
+    p.add_argument("--out", required=True, help="run folder (refused if it already holds a run)")
+    p.add_argument("--resume", action="store_true", help="continue a killed run in --out")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")

@@ -1,0 +1,144 @@
+"""The training loop shared by `train` (a discrete model) and `search` (a supernet + a strategy).
+
+Weights train on the train split; a strategy with an architecture step (darts, gdas) updates the
+alphas on a held-out slice of it. Checkpoints are atomic and carry everything needed for `--resume`
+to reproduce the uninterrupted run (model, optimizers, schedules, strategy, data positions, RNGs).
+"""
+from __future__ import annotations
+
+import math
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from nasgraph.errors import NasgraphError
+from nasgraph.training.data import BatchStream, evaluate
+from nasgraph.training.rundir import RunDir
+
+
+class TrainingDiverged(NasgraphError):
+    """The loss became NaN or infinite; the last good checkpoint is left intact."""
+
+
+def lr_lambda(warmup: int, total: int):
+    """Linear warm-up, then cosine decay to 10% of the peak."""
+
+    def f(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        t = (step - warmup) / max(1, total - warmup)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
+
+    return f
+
+
+def _rng_state() -> dict:
+    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
+
+
+def _set_rng_state(s: dict) -> None:
+    torch.set_rng_state(s["torch"])
+    random.setstate(s["python"])
+    np.random.set_state(s["numpy"])
+
+
+def seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed)
+
+
+def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, strategy=None,
+        resume: bool = False, desc: str = "train", progress: bool = True) -> dict:
+    """Train `model` for `steps` (default train.steps) and return the final metrics.
+
+    `splits` holds "train" and "val" (and "test"); with a strategy, "arch" (the slice the alphas
+    learn from). `train` is the spec's TrainSpec.
+    """
+    steps = steps or train.steps
+    if train.threads:
+        torch.set_num_threads(train.threads)
+    opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
+                            lr=train.lr, weight_decay=train.weight_decay)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train.warmup_steps, steps))
+    stream = BatchStream(splits["train"], train.batch_size, train.seed, "train")
+    arch_stream = BatchStream(splits["arch"], train.batch_size, train.seed + 1, "arch") \
+        if strategy is not None and strategy.has_arch_step else None
+    start, best = 0, {"acc": -1.0}
+    if resume:
+        state = run.load_checkpoint()
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["opt"])
+        sched.load_state_dict(state["sched"])
+        stream.load_state(state["stream"])
+        if arch_stream is not None:
+            arch_stream.load_state(state["arch_stream"])
+        if strategy is not None:
+            strategy.load_state_dict(state["strategy"])
+        start, best = state["step"], state["best"]
+        _set_rng_state(state["rng"])
+        run.truncate_logs(start)
+
+    def checkpoint(step: int) -> None:
+        run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
+                             "stream": stream.state(), "arch_stream": arch_stream.state() if arch_stream else None,
+                             "strategy": strategy.state_dict() if strategy else None, "step": step,
+                             "best": best, "rng": _rng_state()})
+
+    model.train()
+    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not progress,
+               dynamic_ncols=True, leave=False)
+    window: list[tuple[float, float]] = []
+    t0 = time.perf_counter()
+    for step in bar:
+        arch_info = {}
+        tokens, labels = stream.next()
+        if strategy is not None:
+            strategy.before_step(step, steps, stream.epoch_progress)
+            if arch_stream is not None and strategy.arch_active(stream.epoch_progress):
+                arch_info = strategy.arch_step(model, (tokens, labels), arch_stream.next(),
+                                               opt.param_groups[0]["lr"])
+        logits = model(tokens)                                              # (B, C)
+        loss = F.cross_entropy(logits, labels)
+        if not torch.isfinite(loss):
+            run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": float(loss), "status": "diverged"})
+            where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
+            raise TrainingDiverged(f"loss became {float(loss)} at step {step + 1}; stopped. Last good checkpoint: "
+                                   f"{run.checkpoint_path} ({where}). Lower train.lr or set train.grad_clip.")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if train.grad_clip:
+            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], train.grad_clip)
+        opt.step()
+        sched.step()
+        window.append((loss.item(), (logits.argmax(-1) == labels).float().mean().item()))
+        done = step + 1
+        if done % max(1, min(50, steps // 20)) == 0 or done == steps:
+            rec = {"step": done, "split": "train", "loss": float(np.mean([w[0] for w in window])),
+                   "acc": float(np.mean([w[1] for w in window])), "lr": sched.get_last_lr()[0],
+                   "epoch": round(stream.epoch_progress, 4), "seconds": round(time.perf_counter() - t0, 2)}
+            if strategy is not None:
+                rec.update(strategy.metrics(model))
+                run.log("alphas.jsonl", {"step": done, **strategy.snapshot(model)})
+            rec.update(arch_info)
+            run.log("metrics.jsonl", rec)
+            bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
+            window.clear()
+        if done % train.eval_every == 0 or done == steps:
+            val = evaluate(model, splits["val"], train.batch_size, train.eval_batches)
+            run.log("metrics.jsonl", {"step": done, "split": "val", **val})
+            if val["acc"] > best["acc"]:
+                best = {"acc": val["acc"], "step": done}
+        if done % train.checkpoint_every == 0 or done == steps:
+            best["checkpoint_step"] = done
+            checkpoint(done)
+    bar.close()
+    result = {"steps": steps, "seconds": round(time.perf_counter() - t0, 2), "best_val": best,
+              "val": evaluate(model, splits["val"], train.batch_size)}
+    if "test" in splits and len(splits["test"]):
+        result["test"] = evaluate(model, splits["test"], train.batch_size)
+    return result
