@@ -13,7 +13,7 @@ import pytest
 from nasgraph import attention
 from nasgraph.cli import main
 from nasgraph.errors import SpecError
-from nasgraph.spec import load_spec
+from nasgraph.spec import AttentionSpec, check_attention, format_path, load_spec
 
 ROOT = Path(__file__).resolve().parents[1]
 NONCAUSAL = next((n for n in attention.names() if not attention.get(n).caps.causal), None)
@@ -110,8 +110,6 @@ CASES = [
     case("causal-without-causal-form", GOOD.replace("linear]", f"{NONCAUSAL}]") + "    causal: true\n", "8:27",
          "model.attention.candidates[1]", f"attention '{NONCAUSAL}' has no causal form",
          marks=need(NONCAUSAL, "caps.causal False")),
-    case("bounded-without-max-len", GOOD.replace("max_len: 101, ", "").replace("linear]", f"{BOUNDED}]"), "8:27",
-         "model.attention.candidates[1]", "needs the task's max_len", marks=need(BOUNDED, "caps.bounded")),
     # -- task --------------------------------------------------------------------------------------
     case("unknown-task-kind", GOOD.replace("kind: listops", "kind: listopz"), "2:8", "task.kind",
          "unknown task kind 'listopz' (did you mean 'listops'?)"),
@@ -237,6 +235,17 @@ def test_malformed_spec_is_located(c: Case, tmp_path: Path):
     assert c.message in err.message, str(err)
     prefix = file + (f":{c.where}" if c.where else "") + ":" + (f" {c.path}:" if c.path else "")
     assert str(err).startswith(prefix) and "\n" not in str(err), str(err)
+
+
+@pytest.mark.skipif(BOUNDED is None, reason="no registered attention type with caps.bounded")
+def test_bounded_type_without_max_len():
+    """Every task kind has a max_len today; the check guards the graph forms and future kinds."""
+    attn = AttentionSpec(candidates=["softmax", BOUNDED])
+    with pytest.raises(SpecError, match="needs the task's max_len") as info:
+        check_attention(attn, ("model", "attention"), lambda m, p: SpecError(m, path=format_path(p)),
+                        n_heads=4, max_len=None)
+    assert info.value.path == "model.attention.candidates[1]"
+    check_attention(attn, ("model", "attention"), lambda m, p: SpecError(m), n_heads=4, max_len=64)
 
 
 def test_python_tag_runs_nothing(tmp_path: Path):

@@ -41,8 +41,8 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
         return located_error(message, key_path, locations, file)
 
     spec = validate(raw, error_at)
-    check_model(spec, raw, error_at)
-    check_task(raw, error_at, base_dir=str(Path(file).parent))
+    task = check_task(raw, error_at, base_dir=str(Path(file).parent))
+    check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None))
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 

@@ -81,14 +81,15 @@ def _item_path(raw: Any, path: KeyPath, key: str, index: int) -> KeyPath:
     return path + (index,) if isinstance(raw, list) else path  # [a, b] | softmax | {local: {...}}
 
 
-def check_model(spec, raw: dict, error_at: ErrorAt) -> None:
-    """Width/heads, and every attention of the standard encoder (model.attention, model.layers[i])."""
+def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None) -> None:
+    """Width/heads, and every attention of the standard encoder (model.attention, model.layers[i]).
+
+    `max_len` is the task's (parsed, defaults applied): bounded attention types are built with it.
+    """
     model = spec.model
     if model.d_model % model.n_heads:
         raise error_at(f"d_model {model.d_model} is not divisible by n_heads {model.n_heads}",
                        ("model", "n_heads"))
-    task = raw.get("task")
-    max_len = task.get("max_len") if isinstance(task, dict) else None
     sites: list[tuple[Any, KeyPath]] = []
     if model.attention is not None:
         sites.append((model.attention, ("model", "attention")))
@@ -99,15 +100,15 @@ def check_model(spec, raw: dict, error_at: ErrorAt) -> None:
         check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path))
 
 
-def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None) -> None:
+def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None):
     """The task section, by its kind's own typed config (nasgraph.tasks.parse_task).
 
-    Relative data paths are resolved against `base_dir` (the spec's folder).
+    Relative data paths are resolved against `base_dir` (the spec's folder). Returns the TaskConfig.
     """
     from nasgraph import tasks  # the tasks package imports data code: load it only when checking
 
     try:
-        tasks.parse_task(raw["task"], base_dir=base_dir)
+        return tasks.parse_task(raw["task"], base_dir=base_dir)
     except ConfigError as err:
         sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
         raise error_at(str(err), ("task",) + sub) from None
