@@ -96,17 +96,41 @@ def local_flops(B, T, D, H, cfg, causal):
     return qkvo(B, T, D) + bias + 2 * L * dh + L * (1 + SOFTMAX + 1)  # SDPA with a float mask
 
 
+def block_sdpa(B: int, H: int, dh: int, rows: int, keys: int) -> int:
+    """_blocks.block_attention: bool -> float bias times NEG_INF, then SDPA with that float mask."""
+    return B * rows * keys + B * H * rows * keys * (2 * dh + 1 + SOFTMAX + 1)
+
+
+def global_rows(B: int, H: int, dh: int, T: int, g: int, causal: bool) -> int:
+    """_blocks.global_rows without a padding mask: full attention of g queries over T keys."""
+    rows = B * H * g * T
+    return rows * (2 * dh + 1 + SOFTMAX) + (g * T + rows if causal else 0)  # causal: (g, T) bias, add
+
+
+def bigbird_flops(B, T, D, H, cfg, causal):
+    dh, b = D // H, cfg.block
+    nb = math.ceil(T / b)
+    G = min(cfg.n_global * b, T)                     # global positions that exist
+    window = (cfg.window_blocks + 1 + (0 if causal else cfg.window_blocks)) * b
+    keys = G + window + cfg.n_random * b             # random slots exist even when not picked (masked)
+    flops = qkvo(B, T, D) + block_sdpa(B, H, dh, nb * b, keys)
+    return flops + (global_rows(B, H, dh, T, G, causal) if G else 0)
+
+
+def sparse_flops(B, T, D, H, cfg, causal):
+    dh, l = D // H, cfg.block
+    nb = math.ceil(T / l)
+    keys = nb * cfg.n_summary + l                    # every block's summary slots + the own block
+    return qkvo(B, T, D) + block_sdpa(B, H, dh, nb * l, keys)
+
+
 def sliding_window_flops(B, T, D, H, cfg, causal):
     dh, w = D // H, cfg.window
     g = min(cfg.n_global, T)                         # global positions that exist
     nb = math.ceil(T / w)                            # query blocks of w (T padded to nb * w)
     keys = g + (2 if causal else 3) * w              # globals + previous, own (+ next) block
-    band = B * nb * w * keys + B * nb * H * w * keys * (2 * dh + 1 + SOFTMAX + 1)  # bias, SDPA + float mask
-    if not g:
-        return qkvo(B, T, D) + band
-    rows = B * H * g * T                             # full attention of the g global queries
-    glob = rows * (2 * dh + 1 + SOFTMAX) + (g * T + rows if causal else 0)  # causal: (g, T) bias, add
-    return qkvo(B, T, D) + band + glob
+    flops = qkvo(B, T, D) + block_sdpa(B, H, dh, nb * w, keys)
+    return flops + (global_rows(B, H, dh, T, g, causal) if g else 0)
 
 
 def nystromformer_flops(B, T, D, H, cfg, causal):
@@ -145,6 +169,8 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "performer": performer_flops,
     "linformer": linformer_flops,
     "local": local_flops,
+    "bigbird": bigbird_flops,
+    "sparse": sparse_flops,
     "sliding_window": sliding_window_flops,
     "nystromformer": nystromformer_flops,
     "synthesizer": synthesizer_flops,
@@ -158,6 +184,9 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "performer": [{"chunk": 6, "n_features": 12}],
     "linformer": [{"k": 7}],
     "local": [{"window": 8}],
+    "bigbird": [{"block": 4}, {"block": 4, "n_global": 0, "n_random": 0},
+                {"block": 3, "window_blocks": 2, "n_random": 1, "n_global": 2}],
+    "sparse": [{"block": 4}, {"block": 6, "n_summary": 2}],
     "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
     "synthesizer": [{"mode": "random"}, {"hidden": 12}],
