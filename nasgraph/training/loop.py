@@ -105,9 +105,9 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         logits = model(tokens)                                              # (B, C)
         loss = F.cross_entropy(logits, labels)
         if not torch.isfinite(loss):
-            run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": float(loss), "status": "diverged"})
+            run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
             where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
-            raise TrainingDiverged(f"loss became {float(loss)} at step {step + 1}; stopped. Last good checkpoint: "
+            raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; stopped. Last good checkpoint: "
                                    f"{run.checkpoint_path} ({where}). Lower train.lr or set train.grad_clip.")
         opt.zero_grad(set_to_none=True)
         loss.backward()

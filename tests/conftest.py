@@ -1,0 +1,47 @@
+"""Shared fixtures: tiny specs written to tmp_path."""
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # pytest-xdist runs 2 workers on 2 cores
+
+
+TINY = """
+name: tiny
+task: {kind: tiny, max_len: 12, n_train: 256, n_val: 64, n_test: 64}
+model:
+  d_model: 16
+  n_heads: 2
+  n_layers: 2
+  ffn: {mult: 2}
+  attention:
+    granularity: %(granularity)s
+    candidates: [softmax, linear, {local: {window: 4}}]
+search: {strategy: %(strategy)s, seeds: [0], steps: 6, score_batches: 1, finetune_steps: 2%(extra)s}
+train: {steps: 6, batch_size: 16, eval_every: 3, checkpoint_every: 3, lr: 3.0e-3}
+"""
+
+
+@pytest.fixture
+def write_spec(tmp_path):
+    """write_spec(text, name="spec.yaml") -> path of a spec file in tmp_path."""
+
+    def write(text: str, name: str = "spec.yaml"):
+        path = tmp_path / name
+        path.write_text(textwrap.dedent(text))
+        return path
+
+    return write
+
+
+@pytest.fixture
+def tiny_spec(write_spec):
+    """tiny_spec(granularity="layer", strategy="darts", extra="") -> a fast searchable spec."""
+
+    def make(granularity: str = "layer", strategy: str = "darts", extra: str = "", name: str = "spec.yaml"):
+        return write_spec(TINY % {"granularity": granularity, "strategy": strategy, "extra": extra}, name)
+
+    return make
