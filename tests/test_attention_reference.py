@@ -1,0 +1,103 @@
+"""Every registered attention type against a slow reference written from its paper's formula.
+
+References live in tests/refs_kernel.py and tests/refs_pattern.py (REFERENCES: name -> fn(module, x,
+mask) -> (B, T, d_model)); a registered type without one fails here. Each type is compared in its
+non-causal and causal forms, with and without padding, in float32 (the numerics the module really
+runs in) and, when the reference computes in float64, with the module in float64 (the math, tight).
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nasgraph.attention as attention
+from refs_kernel import REFERENCES as KERNEL_REFERENCES
+
+try:
+    from refs_pattern import REFERENCES as PATTERN_REFERENCES
+except ModuleNotFoundError as err:  # the pattern family's references are not written yet
+    if err.name != "refs_pattern":
+        raise
+    PATTERN_REFERENCES = {}
+
+REFERENCES = {**KERNEL_REFERENCES, **PATTERN_REFERENCES}
+D, H, B = 32, 4, 2
+# Options beyond the defaults that take a different code path (segments longer than 1, random mode).
+VARIANTS = {"nystromformer": [{"landmarks": 8}], "synthesizer": [{"mode": "random"}],
+            "linear": [{"chunk": 4}], "performer": [{"n_features": 24, "chunk": 8}]}
+FORMS = [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options or 'default'}")
+         for name in attention.names() for causal in (False, True)
+         for options in [{}] + VARIANTS.get(name, [])
+         if not causal or attention.get(name).caps.causal]
+
+
+def build(name: str, causal: bool, max_len: int = 64, **options) -> attention.Attention:
+    torch.manual_seed(0)
+    cls = attention.get(name)
+    return attention.build(name, D, H, causal=causal, max_len=max_len if cls.caps.bounded else None,
+                           **options).eval()
+
+
+def padding_mask(T: int) -> torch.Tensor:
+    """Row 0 right-padded, row 1 left-padded with a hole: (B, T) bool, True = real."""
+    mask = torch.ones(B, T, dtype=torch.bool)
+    mask[0, T - T // 3:] = False
+    mask[1, : T // 4] = False
+    mask[1, T // 2] = False
+    return mask
+
+
+@pytest.mark.parametrize("name", attention.names())
+def test_every_type_has_a_reference(name):
+    assert name in REFERENCES, (f"attention '{name}' has no reference implementation: add one to "
+                                "tests/refs_kernel.py or tests/refs_pattern.py")
+
+
+@pytest.mark.parametrize("T", [1, 13, 40])
+@pytest.mark.parametrize("masked", [False, True], ids=["nomask", "padded"])
+@pytest.mark.parametrize("name,causal,options", FORMS)
+def test_matches_reference(name, causal, options, masked, T):
+    if name not in REFERENCES:
+        pytest.fail(f"attention '{name}' has no reference implementation")
+    module = build(name, causal, **options)
+    if masked and not module.caps.padding_mask:
+        pytest.skip(f"'{name}' does not support padding masks (caps.padding_mask=False)")
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D)
+    mask = padding_mask(T) if masked else None
+    real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool)
+    with torch.no_grad():
+        expected = REFERENCES[name](module, x, mask)                  # (B, T, D)
+        got32 = module(x, mask)
+        got64 = module.double()(x.double(), mask)
+    if expected.dtype == torch.float64:  # a float64 reference pins the math down to rounding
+        torch.testing.assert_close(got64[real], expected[real], rtol=1e-9, atol=1e-10)
+    torch.testing.assert_close(got32[real].double(), expected[real].double(), rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_softmax_matches_torch_multihead_attention(causal):
+    T = 24
+    module = build("softmax", causal)
+    mha = torch.nn.MultiheadAttention(D, H, batch_first=True).eval()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(torch.cat([module.q_proj.weight, module.k_proj.weight, module.v_proj.weight]))
+        mha.in_proj_bias.copy_(torch.cat([module.q_proj.bias, module.k_proj.bias, module.v_proj.bias]))
+        mha.out_proj.weight.copy_(module.out_proj.weight)
+        mha.out_proj.bias.copy_(module.out_proj.bias)
+    x = torch.randn(B, T, D)
+    mask = padding_mask(T)
+    mask[1, 0] = True  # the first position of each row is real, so no causal row is fully masked
+    future = torch.ones(T, T, dtype=torch.bool).triu(1) if causal else None
+    with torch.no_grad():
+        expected, _ = mha(x, x, x, key_padding_mask=~mask, attn_mask=future, need_weights=False)
+        got = module(x, mask)
+    torch.testing.assert_close(got[mask], expected[mask], rtol=1e-5, atol=1e-6)
+
+
+def test_nystrom_pinv_iteration_converges_to_moore_penrose():
+    from nasgraph.attention.nystromformer import iterative_pinv
+
+    torch.manual_seed(0)
+    a = torch.softmax(torch.randn(3, 8, 8, dtype=torch.float64) * 3, dim=-1)  # row-stochastic
+    torch.testing.assert_close(iterative_pinv(a, 30), torch.linalg.pinv(a), rtol=1e-6, atol=1e-8)
