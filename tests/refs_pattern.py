@@ -68,3 +68,44 @@ def sliding_window_ref(module, x, mask=None):
 
 
 REFERENCES["sliding_window"] = sliding_window_ref
+
+
+def bigbird_ref(module, x, mask=None):
+    """Block-level pattern built by loops: window + global blocks + the module's fixed random draw."""
+    c, T = module.config, x.shape[1]
+    b = c.block
+    nb = -(-T // b)
+    scores = module.random_scores
+    seen = torch.zeros(nb, nb, dtype=torch.bool)                  # [query block, key block]
+    for i in range(nb):
+        for j in range(nb):
+            window = (0 <= i - j <= c.window_blocks) if module.causal else abs(i - j) <= c.window_blocks
+            seen[i, j] = window or j < c.n_global or (i < c.n_global and not module.causal)
+        # random: the n_random best-scoring blocks neither window nor global (causal: before the window)
+        outside = [j for j in range(c.n_global, nb)
+                   if (i - j > c.window_blocks if module.causal else abs(i - j) > c.window_blocks)]
+        for j in sorted(outside, key=lambda j: -float(scores[i, j]))[:c.n_random]:
+            seen[i, j] = True
+        if module.causal and i < c.n_global:
+            seen[i, :i + 1] = True
+    i, j = _grid(T)
+    allowed = seen[i // b, j // b]
+    if module.causal:
+        allowed &= j <= i
+    return _dense_softmax(module, x, mask, allowed)
+
+
+REFERENCES["bigbird"] = bigbird_ref
+
+
+def sparse_ref(module, x, mask=None):
+    """Fixed pattern: same block (i // l == j // l) or summary column (j mod l >= l - c)."""
+    i, j = _grid(x.shape[1])
+    l, c = module.config.block, module.config.n_summary
+    allowed = ((i // l) == (j // l)) | ((j % l) >= l - c)
+    if module.causal:
+        allowed &= j <= i
+    return _dense_softmax(module, x, mask, allowed)
+
+
+REFERENCES["sparse"] = sparse_ref

@@ -81,3 +81,34 @@ def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: 
     bias = (~allowed).flatten(0, 1)[:, None].to(q.dtype) * NEG_INF   # (B*nb, 1, w or 1, L)
     out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=bias)  # (B*nb, H, w, dh)
     return out.unflatten(0, (B, -1)).transpose(2, 3)                 # (B, nb, w, H, dh)
+
+
+def global_keys(k: torch.Tensor, v: torch.Tensor, real: torch.Tensor, n: int, qpos: torch.Tensor,
+                causal: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The first n positions as extra keys of every query block (global tokens).
+
+    k, v: (B, T, C); real: (B, T) bool; qpos: (nb, w, 1) query positions -> keys, values
+    (B, nb, n, C) and allowed (B, nb, w, n); fewer than n keys when T < n.
+    """
+    B, nb = k.shape[0], qpos.shape[0]
+    kg, vg = (t[:, None, :n].expand(B, nb, -1, -1) for t in (k, v))  # (B, nb, n, C)
+    gpos = torch.arange(k.shape[1], device=k.device)[:n]             # (n,)
+    visible = (gpos <= qpos) if causal else (gpos >= 0) & (qpos >= 0)  # (nb, w, n)
+    allowed = real[:, None, None, :n] & visible                     # (B, nb, w, n)
+    return kg, vg, allowed
+
+
+def global_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, n: int,
+                causal: bool, n_heads: int) -> torch.Tensor:
+    """Full softmax attention for the first n queries (global tokens): (B, n, H, dh).
+
+    q, k, v: (B, T, H*dh); mask: (B, T) bool or None. O(n T d).
+    """
+    T = k.shape[1]
+    qg, k, v = (t.unflatten(-1, (n_heads, -1)).transpose(1, 2) for t in (q[:, :n], k, v))  # (B, H, n|T, dh)
+    bias = None if mask is None else (~mask)[:, None, None, :].to(q.dtype) * NEG_INF  # (B, 1, 1, T)
+    if causal:
+        pos = torch.arange(T, device=q.device)                       # (T,)
+        future = (pos[None, :] > pos[:n, None]).to(q.dtype) * NEG_INF  # (n, T)
+        bias = future if bias is None else bias + future
+    return F.scaled_dot_product_attention(qg, k, v, attn_mask=bias).transpose(1, 2)  # (B, n, H, dh)

@@ -1,0 +1,94 @@
+"""BigBird block-sparse softmax attention: window blocks + global blocks + random blocks.
+
+The sequence is cut into blocks of `block` positions. Query block i sees its window blocks
+i - window_blocks .. i + window_blocks (causal: i - window_blocks .. i, future masked inside block i),
+the first n_global blocks, and n_random other blocks drawn once at construction from `seed`. The global
+blocks also attend to every key (causal: every earlier key). O(T (3 + g + r) b d) time.
+
+The random pattern is a buffer of scores fixed at construction (so export is exact): for nb blocks,
+block i takes the n_random highest-scoring blocks among rows/columns 0..nb-1 that are neither window
+nor global (causal: only blocks before its window); fewer when not enough such blocks exist. The
+buffer is sized by max_len, hence bounded.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+
+from nasgraph.attention._blocks import (block_attention, block_positions, global_keys, global_rows,
+                                        neighbour_blocks, neighbour_positions, to_blocks)
+from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
+from nasgraph.attention.registry import register
+
+
+class BigBirdConfig(AttentionConfig):
+    block: int = Field(64, ge=1)         # positions per block (LRA default 64)
+    window_blocks: int = Field(1, ge=0)  # neighbour blocks on each side (1 -> 3 window blocks)
+    n_global: int = Field(1, ge=0)       # leading global blocks
+    n_random: int = Field(3, ge=0)       # random blocks per query block
+    seed: int = 0                        # seed of the fixed random pattern
+
+
+@register("bigbird")
+class BigBirdAttention(Attention):
+    """Block-sparse attention of BigBird (ITC form, global blocks at the start)."""
+
+    Config = BigBirdConfig
+    caps = Capabilities(bounded=True, linear=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qkv_projections()
+        max_blocks = math.ceil(self.max_len / self.config.block)
+        gen = torch.Generator().manual_seed(self.config.seed)
+        self.register_buffer("random_scores", torch.rand(max_blocks, max_blocks, generator=gen))
+
+    def random_blocks(self, nb: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """Random key blocks of each query block for nb blocks: indices (nb, r), picked (nb, r) bool."""
+        c, r = self.config, self.config.n_random
+        blk = torch.arange(nb, device=device)
+        lag = blk[:, None] - blk[None, :]                                 # (nb, nb): query block - key block
+        outside = (lag > c.window_blocks) if self.causal else (lag.abs() > c.window_blocks)
+        candidate = outside & (blk[None, :] >= c.n_global)                # (nb, nb)
+        scores = self.random_scores[:nb, :nb].where(candidate, -1.0)      # (nb, nb)
+        top, idx = F.pad(scores, [0, r], value=-1.0).topk(r, dim=-1)      # (nb, r): padded so r <= width
+        picked = top >= 0
+        return idx.where(picked, 0), picked
+
+    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        self.check_length(x.shape[1])
+        B, T, _ = x.shape
+        c, b = self.config, self.config.block
+        after = 0 if self.causal else c.window_blocks
+        real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)        # (B, T, C)
+        qb, kb, vb = to_blocks(q, b), to_blocks(k, b), to_blocks(v, b)    # (B, nb, b, C)
+        real_b = to_blocks(real[..., None], b)[..., 0]                    # (B, nb, b)
+        nb, G = qb.shape[1], c.n_global * b
+        qpos = block_positions(nb, b, x.device)[:, :, None]               # (nb, b, 1)
+        # window blocks (global positions excluded: they come as global keys)
+        kw, vw = (neighbour_blocks(t, c.window_blocks, after) for t in (kb, vb))  # (B, nb, L, C)
+        real_w = neighbour_blocks(real_b[..., None], c.window_blocks, after)[..., 0]  # (B, nb, L)
+        kpos = neighbour_positions(nb, b, c.window_blocks, after, x.device)[:, None]  # (nb, 1, L)
+        near = (kpos >= G) & ((kpos <= qpos) if self.causal else (kpos >= 0))   # (nb, b, L)
+        keys, values, allowed = [kw], [vw], [real_w[:, :, None, :] & near]
+        if c.n_random:
+            idx, picked = self.random_blocks(nb, x.device)                 # (nb, r)
+            keys.append(kb[:, idx].flatten(2, 3))                          # (B, nb, r*b, C)
+            values.append(vb[:, idx].flatten(2, 3))
+            ok = real_b[:, idx] & picked[None, :, :, None]                 # (B, nb, r, b)
+            allowed.append(ok.flatten(2, 3)[:, :, None, :])                # (B, nb, 1, r*b)
+        if G:
+            kg, vg, allowed_g = global_keys(k, v, real, G, qpos, self.causal)  # (B, nb, G, C), (B, nb, b, G)
+            keys.insert(0, kg), values.insert(0, vg), allowed.insert(0, allowed_g)
+        kcat, vcat = torch.cat(keys, 2), torch.cat(values, 2)              # (B, nb, L', C)
+        allowed_cat = torch.cat([a.expand(B, nb, b, -1) for a in allowed], -1)  # (B, nb, b, L')
+        out = block_attention(qb, kcat, vcat, allowed_cat, self.n_heads)   # (B, nb, b, H, dh)
+        out = out.flatten(1, 2)[:, :T]                                     # (B, T, H, dh)
+        if G:
+            rows = global_rows(q, k, v, mask, G, self.causal, self.n_heads)  # (B, G, H, dh)
+            out = torch.cat([rows, out[:, G:]], 1)
+        return out
