@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from nasgraph.spec.schema import Spec
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "specs").glob("*.yaml"))
+DOC_SPECS = re.findall(r"```yaml\n(name: .*?)```", (ROOT / "docs" / "spec.md").read_text(), re.S)
 
 SPEC = """\
 name: demo            # line 1
@@ -40,6 +42,18 @@ def write(tmp_path: Path, text: str, name: str = "spec.yaml") -> Path:
 def test_example_specs_load(path: Path):
     doc = load_spec(path)
     assert doc.spec.name and doc.path == str(path)
+
+
+@pytest.mark.parametrize("text", DOC_SPECS, ids=[t.split("\n")[0][6:] for t in DOC_SPECS])
+def test_docs_examples_load_and_compile(text: str, tmp_path: Path):
+    from nasgraph.graph import compile_spec
+
+    graph = compile_spec(load_spec(write(tmp_path, text)))
+    assert graph.graph["output"]
+
+
+def test_docs_have_examples():
+    assert len(DOC_SPECS) >= 6
 
 
 def test_good_spec_loads_with_locations(tmp_path: Path):
