@@ -188,6 +188,8 @@ def test_schema_command_prints_json_schema(capsys):
     from nasgraph import attention
     assert candidate[0]["enum"] == attention.names()
     assert set(candidate[1]["properties"]) == set(attention.names())
+    from nasgraph import tasks
+    assert [k["properties"]["kind"]["const"] for k in schema["properties"]["task"]["oneOf"]] == tasks.kinds()
     local = candidate[1]["properties"]["local"]["anyOf"][0]
     assert "window" in local["properties"] and local["additionalProperties"] is False
 

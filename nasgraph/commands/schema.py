@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 from nasgraph.spec.jsonschema import spec_json_schema
 
@@ -17,5 +19,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     indent = args.indent if args.indent > 0 else None
-    print(json.dumps(spec_json_schema(), indent=indent))
+    try:
+        sys.stdout.write(json.dumps(spec_json_schema(), indent=indent) + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `nasgraph schema | head`: the reader left; exit quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
     return 0

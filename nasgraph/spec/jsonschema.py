@@ -29,6 +29,20 @@ def _candidate_schema(defs: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _task_schema(defs: dict[str, Any]) -> dict[str, Any]:
+    """The task: one registered kind's own options, selected by `kind`."""
+    from nasgraph import tasks
+
+    kinds = []
+    for kind in tasks.kinds():
+        sub = tasks.get(kind).Config.model_json_schema()
+        defs.update(sub.pop("$defs", {}))
+        sub["properties"]["kind"] = {"const": kind}
+        sub["required"] = sorted(set(sub.get("required", [])) | {"kind"})
+        kinds.append(sub)
+    return {"description": "The task: `kind` plus that kind's own options.", "oneOf": kinds}
+
+
 def spec_json_schema() -> dict[str, Any]:
     """JSON Schema (draft 2020-12) of a spec file."""
     schema = Spec.model_json_schema()
@@ -43,8 +57,7 @@ def spec_json_schema() -> dict[str, Any]:
                  "description": "An attention spec, or a shorthand: a type, a list of candidate types."}
     for owner in ("ModelSpec", "LayerSpec"):
         defs[owner]["properties"]["attention"] = shorthand
-    schema["properties"]["task"]["description"] = (
-        "The task: `kind` plus that kind's options (checked by the task's own config).")
+    schema["properties"]["task"] = _task_schema(defs)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
