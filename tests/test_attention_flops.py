@@ -133,6 +133,27 @@ def sliding_window_flops(B, T, D, H, cfg, causal):
     return flops + (global_rows(B, H, dh, T, g, causal) if g else 0)
 
 
+def aft_terms(B: int, T: int, C: int) -> int:
+    """_blocks.aft_terms without a mask: amax over T, subtract, exp, exp(K) * V."""
+    return 4 * B * T * C
+
+
+def aft_output(B: int, T: int, C: int, den_rows: int) -> int:
+    """_blocks.aft_output: sigmoid(Q), * numerator, clamp the (B, den_rows, C) denominator, divide."""
+    return 3 * B * T * C + B * den_rows * C
+
+
+def aft_simple_flops(B, T, D, H, cfg, causal):
+    sums = 2 * B * T * D                             # cumsum (causal) or sum over T of [eK*V, eK]
+    return qkvo(B, T, D) + aft_terms(B, T, D) + sums + aft_output(B, T, D, T if causal else 1)
+
+
+def aft_full_flops(B, T, D, H, cfg, causal):
+    weights = T * T * cfg.pos_dim + 3 * T * T        # u v^T, then exp(w - rowmax(w)): amax, sub, exp
+    sums = B * T * T * 2 * D                         # einsum ts,bsc->btc over [eK*V, eK]
+    return qkvo(B, T, D) + aft_terms(B, T, D) + weights + sums + aft_output(B, T, D, T)
+
+
 def nystromformer_flops(B, T, D, H, cfg, causal):
     dh, P, m, it = D // H, B * H, cfg.landmarks, cfg.pinv_iterations
     N, seg = P * T, math.ceil(T / m)                 # segments of seg positions, padded to m * seg
@@ -169,6 +190,8 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "performer": performer_flops,
     "linformer": linformer_flops,
     "local": local_flops,
+    "aft_simple": aft_simple_flops,
+    "aft_full": aft_full_flops,
     "bigbird": bigbird_flops,
     "sparse": sparse_flops,
     "sliding_window": sliding_window_flops,
@@ -187,6 +210,7 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "bigbird": [{"block": 4}, {"block": 4, "n_global": 0, "n_random": 0},
                 {"block": 3, "window_blocks": 2, "n_random": 1, "n_global": 2}],
     "sparse": [{"block": 4}, {"block": 6, "n_summary": 2}],
+    "aft_full": [{"pos_dim": 5}],
     "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
     "synthesizer": [{"mode": "random"}, {"hidden": 12}],
