@@ -1,0 +1,151 @@
+"""ONNX Runtime sessions that are what they claim to be, runs (plain or IOBinding) and metadata.
+
+onnxruntime-gpu lists CUDAExecutionProvider even without a usable GPU and then silently runs on
+the CPU; `make_session` checks `sess.get_providers()` and raises instead of returning such a session.
+
+Example:
+    >>> sess = make_session("attn.onnx", "cpu", threads=2, graph_opt="all")
+    >>> y, = run(sess, {"x": x.numpy(), "mask": mask.numpy()})
+    >>> session_settings(sess)
+    {'provider': 'cpu', 'threads': 2, 'graph_opt': 'all', ...}
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Mapping
+
+import numpy as np
+import onnx
+
+from exporters.errors import ExportError, ProviderError
+
+if TYPE_CHECKING:
+    import onnxruntime as ort
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+GRAPH_OPT_LEVELS = ("disable", "basic", "extended", "all")
+_LEVEL_ENUM = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+               "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
+
+
+def _ort():
+    try:
+        import onnxruntime
+    except ImportError as err:
+        raise ProviderError("onnxruntime is not installed: pip install 'nasgraph[cpu]' "
+                            "(or 'nasgraph[gpu]' for CUDA; never both)") from err
+    return onnxruntime
+
+
+def make_session(path: str | os.PathLike, provider: str = "cpu", *, threads: int | None = None,
+                 graph_opt: str = "all", device_id: int = 0,
+                 optimized_model_path: str | os.PathLike | None = None) -> "ort.InferenceSession":
+    """An InferenceSession on `provider` ("cpu" or "cuda"), verified to really use it.
+
+    Args:
+        path: an .onnx file.
+        provider: "cpu" or "cuda" (ProviderError lists the valid names otherwise).
+        threads: intra-op threads (None = onnxruntime's default, one per physical core);
+            inter-op is 1 and execution sequential, so runs are comparable with torch.set_num_threads.
+        graph_opt: "disable", "basic", "extended" or "all" (onnxruntime's optimisation levels).
+        device_id: the CUDA device for provider="cuda".
+        optimized_model_path: write the graph after onnxruntime's optimisations there (to inspect
+            which fusions happened).
+    """
+    if provider not in PROVIDERS:
+        raise ProviderError(f"unknown provider '{provider}'; valid: {', '.join(PROVIDERS)}")
+    if graph_opt not in GRAPH_OPT_LEVELS:
+        raise ProviderError(f"unknown graph_opt '{graph_opt}'; valid: {', '.join(GRAPH_OPT_LEVELS)}")
+    if threads is not None and threads < 1:
+        raise ProviderError(f"threads must be >= 1 or None, got {threads}")
+    if not Path(path).is_file():
+        raise ExportError(f"no ONNX model at {path}")
+    ort = _ort()
+    wanted = PROVIDERS[provider]
+    available = ort.get_available_providers()
+    if wanted not in available:
+        raise ProviderError(f"provider '{provider}' ({wanted}) is not in this onnxruntime build; "
+                            f"available: {', '.join(available)}"
+                            + ("; install onnxruntime-gpu instead of onnxruntime" if provider == "cuda" else ""))
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads or 0
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVEL_ENUM[graph_opt])
+    if optimized_model_path is not None:
+        options.optimized_model_filepath = str(optimized_model_path)
+    chosen: list[Any] = [wanted] if provider == "cpu" else [(wanted, {"device_id": device_id})]
+    session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    used = session.get_providers()
+    if not used or used[0] != wanted:
+        raise ProviderError(f"onnxruntime silently fell back to {', '.join(used) or 'nothing'} instead of "
+                            f"{wanted} (is the GPU visible and are the CUDA/cuDNN libraries installed?)")
+    return session
+
+
+def session_settings(session: "ort.InferenceSession") -> dict[str, Any]:
+    """The settings a session really runs with: provider, threads, graph_opt (for result rows)."""
+    options = session.get_session_options()
+    level_names = {getattr(_ort().GraphOptimizationLevel, v): k for k, v in _LEVEL_ENUM.items()}
+    provider = session.get_providers()[0]
+    return {"provider": {v: k for k, v in PROVIDERS.items()}.get(provider, provider),
+            "threads": options.intra_op_num_threads or None,
+            "inter_op_threads": options.inter_op_num_threads,
+            "graph_opt": level_names.get(options.graph_optimization_level,
+                                         str(options.graph_optimization_level))}
+
+
+def run(session: "ort.InferenceSession", feeds: Mapping[str, Any]) -> list[np.ndarray]:
+    """Run once: IOBinding on CUDA sessions, a plain run on CPU. Feeds may be numpy or torch."""
+    if session.get_providers()[0] == PROVIDERS["cuda"]:
+        return run_with_iobinding(session, feeds)
+    return session.run(None, to_numpy(feeds))
+
+
+def run_with_iobinding(session: "ort.InferenceSession", feeds: Mapping[str, Any],
+                       device_id: int = 0) -> list[np.ndarray]:
+    """Copy inputs to the session's device once, run, copy outputs back (no per-op host copies)."""
+    binding = bind(session, feeds, device_id)
+    session.run_with_iobinding(binding)
+    return binding.copy_outputs_to_cpu()
+
+
+def bind(session: "ort.InferenceSession", feeds: Mapping[str, Any], device_id: int = 0):
+    """An IOBinding with inputs placed on the session's device and outputs left there."""
+    ort = _ort()
+    device = "cuda" if session.get_providers()[0] == PROVIDERS["cuda"] else "cpu"
+    binding = session.io_binding()
+    for name, value in to_numpy(feeds).items():
+        binding.bind_ortvalue_input(name, ort.OrtValue.ortvalue_from_numpy(value, device, device_id))
+    for out in session.get_outputs():
+        binding.bind_output(out.name, device, device_id)
+    return binding
+
+
+def to_numpy(feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """Feeds as contiguous numpy arrays (torch tensors are detached and moved to the CPU)."""
+    out = {}
+    for name, value in feeds.items():
+        if hasattr(value, "detach"):
+            value = value.detach().cpu().numpy()
+        out[name] = np.ascontiguousarray(value)
+    return out
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata_props of an .onnx file as a dict (weights are not loaded)."""
+    if not Path(path).is_file():
+        raise ExportError(f"no ONNX model at {path}")
+    model = onnx.load(str(path), load_external_data=False)
+    return {p.key: p.value for p in model.metadata_props}
+
+
+def op_counts(path: str | os.PathLike) -> dict[str, int]:
+    """How many nodes of each op type a model has (e.g. of an `optimized_model_path` file)."""
+    model = onnx.load(str(path), load_external_data=False)
+    counts: dict[str, int] = {}
+    for node in model.graph.node:
+        key = f"{node.domain}.{node.op_type}" if node.domain not in ("", "ai.onnx") else node.op_type
+        counts[key] = counts.get(key, 0) + 1
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0])))
