@@ -2,6 +2,7 @@
 
 REFERENCES maps a type name to fn(module, x, mask) -> (B, T, d_model), computed straight from the
 paper's formula with the module's own weights: dense T x T matrices with explicit masks, or loops.
+Everything is computed in float64, so the result pins the math down to rounding.
 """
 from __future__ import annotations
 
@@ -19,6 +20,12 @@ def _keys_real(mask: Tensor | None, x: Tensor) -> Tensor:
     return torch.ones(x.shape[:2], dtype=torch.bool) if mask is None else mask
 
 
+def _lin(layer, x: Tensor) -> Tensor:
+    """A linear layer of the module applied in float64."""
+    bias = None if layer.bias is None else layer.bias.double()
+    return F.linear(x.double(), layer.weight.double(), bias)
+
+
 def _split(module, t: Tensor) -> Tensor:
     """(B, T, H*dh) -> (B, H, T, dh)."""
     return t.unflatten(-1, (module.n_heads, module.head_dim)).transpose(1, 2)
@@ -26,12 +33,12 @@ def _split(module, t: Tensor) -> Tensor:
 
 def _dense_softmax(module, x: Tensor, mask: Tensor | None, allowed: Tensor) -> Tensor:
     """softmax(Q K^T / sqrt(dh)) V restricted to allowed (T, T) [query, key] and real keys."""
-    q, k, v = (_split(module, p(x)) for p in (module.q_proj, module.k_proj, module.v_proj))
+    q, k, v = (_split(module, _lin(p, x)) for p in (module.q_proj, module.k_proj, module.v_proj))
     logits = q @ k.transpose(-2, -1) / math.sqrt(module.head_dim)              # (B, H, T, T)
     ok = allowed[None, None] & _keys_real(mask, x)[:, None, None, :]          # (B, 1, T, T)
     probs = logits.masked_fill(~ok, float("-inf")).softmax(-1).nan_to_num(0.0)
     out = (probs @ v).transpose(1, 2).flatten(2)                               # (B, T, H*dh)
-    return module.out_proj(out)
+    return _lin(module.out_proj, out)
 
 
 def _grid(T: int) -> tuple[Tensor, Tensor]:
@@ -109,3 +116,73 @@ def sparse_ref(module, x, mask=None):
 
 
 REFERENCES["sparse"] = sparse_ref
+
+
+# -- AFT ---------------------------------------------------------------------------------------------
+def _aft_ref(module, x, mask, bias) -> Tensor:
+    """Y_t = sigmoid(Q_t) * sum_t' exp(K_t' + w[t, t']) V_t' / sum_t' exp(K_t' + w[t, t']) by a loop over t.
+
+    bias(t) -> (T, C) is w[t, :] broadcast to the channels; sums run over real t' (t' <= t if causal).
+    """
+    q, k, v = (_lin(p, x) for p in (module.q_proj, module.k_proj, module.v_proj))   # (B, T, C)
+    B, T, C = q.shape
+    real = _keys_real(mask, x)
+    out = torch.zeros(B, T, C, dtype=torch.float64)
+    for t in range(T):
+        keep = real.clone()
+        if module.causal:
+            keep[:, t + 1:] = False
+        logits = (k + bias(t)).masked_fill(~keep[..., None], float("-inf"))        # (B, T, C)
+        weights = torch.softmax(logits, dim=1).nan_to_num(0.0)                     # over t'
+        out[:, t] = torch.sigmoid(q[:, t]) * (weights * v).sum(1)
+    return _lin(module.out_proj, out)
+
+
+def aft_simple_ref(module, x, mask=None):
+    """w = 0: a per-channel softmax of K over positions."""
+    return _aft_ref(module, x, mask, lambda t: 0.0)
+
+
+REFERENCES["aft_simple"] = aft_simple_ref
+
+
+def aft_full_ref(module, x, mask=None):
+    """w = u v^T, the full T x T position biases."""
+    T = x.shape[1]
+    w = module.pos_u[:T].double() @ module.pos_v[:T].double().T                   # (T, T)
+    return _aft_ref(module, x, mask, lambda t: w[t][:, None])
+
+
+REFERENCES["aft_full"] = aft_full_ref
+
+
+def aft_local_ref(module, x, mask=None):
+    """w = u v^T where |t - t'| < window, exactly 0 elsewhere."""
+    T, s = x.shape[1], module.config.window
+    w = module.pos_u[:T].double() @ module.pos_v[:T].double().T                   # (T, T)
+    i, j = _grid(T)
+    w = torch.where((i - j).abs() < s, w, torch.zeros_like(w))
+    return _aft_ref(module, x, mask, lambda t: w[t][:, None])
+
+
+REFERENCES["aft_local"] = aft_local_ref
+
+
+def aft_conv_ref(module, x, mask=None):
+    """w[t, t'] = filter_h[t' - t + left] for 0 <= t' - t + left < s (per head h), 0 elsewhere:
+    then exp(w) - 1 inside the window plus the global sum is the paper's conv1d formula."""
+    T, s, H = x.shape[1], module.config.kernel, module.n_heads
+    left = s - 1 if module.causal else (s - 1) // 2
+    f = module.filters.double()                                                    # (H, s)
+
+    def bias(t):
+        w = torch.zeros(T, H, dtype=torch.float64)
+        for tp in range(T):
+            if 0 <= tp - t + left < s:
+                w[tp] = f[:, tp - t + left]
+        return w.repeat_interleave(module.head_dim, 1)                             # (T, C)
+
+    return _aft_ref(module, x, mask, bias)
+
+
+REFERENCES["aft_conv"] = aft_conv_ref
