@@ -216,6 +216,7 @@ def _quiet_exporter():
             warnings.filterwarnings("ignore", message=r".*axis name.*will not be used.*")
             warnings.filterwarnings("ignore", message=r".*treespec, LeafSpec.*", category=FutureWarning)
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch\.onnx.*")
+            warnings.filterwarnings("ignore", message=r".*legacy TorchScript-based ONNX export.*")
             yield
     finally:
         registration.setLevel(level)
