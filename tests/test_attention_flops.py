@@ -154,6 +154,40 @@ def aft_full_flops(B, T, D, H, cfg, causal):
     return qkvo(B, T, D) + aft_terms(B, T, D) + weights + sums + aft_output(B, T, D, T)
 
 
+def aft_local_flops(B, T, D, H, cfg, causal):
+    s = cfg.window
+    nb = math.ceil(T / s)                            # blocks of s (positions padded to nb * s)
+    band = nb * s * (2 if causal else 3) * s         # (nb, s, L) bias entries, L = neighbour slots
+    weights = band * cfg.pos_dim + band + 3 * nb * s + 4 * band  # u v^T; amax; clamp, -m, exp(-m);
+    #                                                 w - m, exp, - outside, * in_band
+    correction = band * B * 2 * D                    # einsum nql,bnlc->bnqc
+    sums = 2 * B * T * D + 2 * (2 * B * T * D)       # total (sum or cumsum); outside * total, + correction
+    return qkvo(B, T, D) + aft_terms(B, T, D) + weights + correction + sums + aft_output(B, T, D, T)
+
+
+def aft_conv_flops(B, T, D, H, cfg, causal):
+    s = cfg.kernel
+    filters = 2 * H * s                              # exp(w) - 1
+    conv = B * 2 * D * s * T                         # depthwise conv1d over [eK*V, eK]
+    sums = 2 * B * T * D + 2 * B * T * D             # total (sum or cumsum); total + local
+    return qkvo(B, T, D) + aft_terms(B, T, D) + filters + conv + sums + aft_output(B, T, D, T)
+
+
+def dcmha_flops(B, T, D, H, cfg, causal):
+    dh, N, R = D // H, H, cfg.rank
+    K, L = cfg.hidden_mult * N, B * N * T * T        # L logits
+    weights = B * T * D * 4 * K + B * T * 4 * K      # W1, gelu
+    weights += B * T * 4 * K * 2 * R * N             # einsum btck,ckin->btcin
+    weights += 3 * B * T * 4 * R * N + 2 * B * T * 4 * R  # RMS of w1: pow, mean, * ; + eps, rsqrt
+    weights += B * T * D * 4 * N + B * T * 4 * N     # Wd, tanh
+    compose = B * N * T + 2 * L + 8 * R * L          # 1 + qg, + kg, a * gates; per r: 2 x (mul, sum, mul, add)
+    if cfg.static_mix:
+        compose += L * N + L                         # einsum bnts,nm->bmts, add
+    stages = int(cfg.pre) + int(cfg.post)
+    attend = 2 * L * dh + L + SOFTMAX * L            # q k^T, p v, scale, softmax (causal: masked_fill, free)
+    return qkvo(B, T, D) + weights + stages * compose + attend
+
+
 def nystromformer_flops(B, T, D, H, cfg, causal):
     dh, P, m, it = D // H, B * H, cfg.landmarks, cfg.pinv_iterations
     N, seg = P * T, math.ceil(T / m)                 # segments of seg positions, padded to m * seg
@@ -192,6 +226,9 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "local": local_flops,
     "aft_simple": aft_simple_flops,
     "aft_full": aft_full_flops,
+    "aft_local": aft_local_flops,
+    "aft_conv": aft_conv_flops,
+    "dcmha": dcmha_flops,
     "bigbird": bigbird_flops,
     "sparse": sparse_flops,
     "sliding_window": sliding_window_flops,
@@ -211,6 +248,9 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
                 {"block": 3, "window_blocks": 2, "n_random": 1, "n_global": 2}],
     "sparse": [{"block": 4}, {"block": 6, "n_summary": 2}],
     "aft_full": [{"pos_dim": 5}],
+    "aft_local": [{"window": 4, "pos_dim": 3}, {"window": 6}],
+    "aft_conv": [{"kernel": 4}],
+    "dcmha": [{"rank": 1, "static_mix": True}, {"pre": False, "hidden_mult": 2}, {"post": False}],
     "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
     "synthesizer": [{"mode": "random"}, {"hidden": 12}],
