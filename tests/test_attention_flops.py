@@ -29,23 +29,33 @@ def causal_mask(T: int) -> int:
     return T * T
 
 
-def normalised_linear(B: int, H: int, T: int, m: int, dv: int, causal: bool, chunk: int) -> int:
-    """_kernels.linear_attention with features of width m and values of width dv."""
-    N = B * H * T                                    # query rows
+def chunked_length(T: int, causal: bool, chunk: int) -> int:
+    """Causal kernel types pad the input x to whole chunks before projecting (_kernels.pad_to_chunks)."""
+    return math.ceil(T / chunk) * chunk if causal else T
+
+
+def kernel_qkvo(B: int, T: int, Tc: int, D: int) -> int:
+    """q, k, v projections over the Tc (padded) positions, out_proj over the T real ones."""
+    return 3 * B * Tc * D * D + B * T * D * D
+
+
+def normalised_linear(B: int, H: int, Tc: int, m: int, dv: int, causal: bool, chunk: int) -> int:
+    """_kernels.linear_attention on Tc positions, features of width m, values of width dv.
+
+    Values carry a ones column (w = dv + 1) so the normaliser rides along in the products.
+    """
+    P, w = B * H, dv + 1
+    N = P * Tc                                       # query rows
     tail = N + N * dv                                # den.clamp_min, num / den
     if not causal:
-        # k^T v, sum_j k_j, q @ kv, q * z and its sum over m
-        return N * m * dv + N * m + N * m * dv + 2 * N * m + tail
-    w = dv + 1                                       # values with the ones column (the denominator)
-    n = math.ceil(T / chunk)
-    Tp = n * chunk                                   # padded length
-    P = B * H
-    per_chunk_state = P * Tp * m * w                 # k_c^T v_c per chunk
+        return P * m * w * Tc + N * w * m + tail     # k^T [v, 1], then q @ that
+    n = Tc // chunk                                  # chunks
+    per_chunk_state = P * Tc * m * w                 # k_c^T v_c per chunk
     prefix = P * (n - 1) * m * w                     # cumsum over the chunks before
-    inter = P * Tp * w * m                           # q_c @ state
-    scores = P * Tp * chunk * m                      # q_c @ k_c^T
-    intra = P * Tp * chunk * w                       # masked scores @ v_c
-    return per_chunk_state + prefix + inter + scores + intra + P * Tp * w + tail
+    inter = P * Tc * w * m                           # q_c @ state
+    scores = P * Tc * chunk * m                      # q_c @ k_c^T
+    intra = P * Tc * chunk * w                       # masked scores @ v_c
+    return per_chunk_state + prefix + inter + scores + intra + P * Tc * w + tail
 
 
 # -- one formula per type ------------------------------------------------------------------------------
@@ -58,27 +68,28 @@ def softmax_flops(B, T, D, H, cfg, causal):
 
 
 def linear_flops(B, T, D, H, cfg, causal):
-    dh, N = D // H, B * H * T
-    features = 2 * (2 * N * dh)                      # elu(x) + 1 for q and k
-    return qkvo(B, T, D) + features + normalised_linear(B, H, T, dh, dh, causal, cfg.chunk)
+    dh, Tc = D // H, chunked_length(T, causal, cfg.chunk)
+    features = 2 * (2 * B * H * Tc * dh)             # elu(x) + 1 for q and k
+    return kernel_qkvo(B, T, Tc, D) + features + normalised_linear(B, H, Tc, dh, dh, causal, cfg.chunk)
 
 
 def cosformer_flops(B, T, D, H, cfg, causal):
-    dh, N = D // H, B * H * T
-    angles = 2 * T + 2 * T                           # (pi/2) * i / T, then sin and cos
+    dh, Tc = D // H, chunked_length(T, causal, cfg.chunk)
+    N = B * H * Tc
+    angles = 2 * Tc + 2 * Tc                         # (pi/2) * i / M, then sin and cos
     features = 2 * (N * dh + angles + 2 * N * dh)    # q and k: relu, angles, f*sin and f*cos
-    return qkvo(B, T, D) + features + normalised_linear(B, H, T, 2 * dh, dh, causal, cfg.chunk)
+    return kernel_qkvo(B, T, Tc, D) + features + normalised_linear(B, H, Tc, 2 * dh, dh, causal, cfg.chunk)
 
 
 def performer_flops(B, T, D, H, cfg, causal):
-    dh, N, m = D // H, B * H * T, cfg.n_features
+    dh, m, Tc = D // H, cfg.n_features, chunked_length(T, causal, cfg.chunk)
+    N = B * H * Tc
     half_w2 = 2 * m * dh + m                         # 0.5 * (w * w).sum(-1)
-    scale = 2 * N * dh                               # q, k times dh^-1/4
-    q_feat = N * m * dh + 4 * N * m                  # q w^T, + half_w2, amax, - amax, exp
-    half_k2 = 2 * N * dh + N                         # 0.5 * (k * k).sum(-1)
-    k_feat = N * m * dh + m + 3 * N * m              # k w^T, (half_w2 - h), two subtractions, exp
-    features = half_w2 + scale + q_feat + half_k2 + k_feat
-    return qkvo(B, T, D) + features + normalised_linear(B, H, T, m, dh, causal, cfg.chunk)
+    q_feat = m * dh + N * m * (dh + 1) + 2 * N * m   # w * s; [q, 1] @ [w s, |w|^2/2]^T; amax, -=
+    k2 = 2 * N * dh + N                              # (k * k).sum(-1) * s^2
+    k_feat = m * dh + m + N * m * (dh + 2)           # w * s, h - |w|^2/2; [k, 1, |k|^2] @ w_k^T
+    features = half_w2 + q_feat + k2 + k_feat + 2 * N * m  # + exp of both
+    return kernel_qkvo(B, T, Tc, D) + features + normalised_linear(B, H, Tc, m, dh, causal, cfg.chunk)
 
 
 def linformer_flops(B, T, D, H, cfg, causal):
@@ -206,10 +217,10 @@ def synthesizer_flops(B, T, D, H, cfg, causal):
     dh = D // H
     vo = 2 * B * T * D * D                           # v_proj and out_proj (no q, k)
     if cfg.mode == "dense":
-        hid = cfg.hidden or D
-        mlp = B * T * D * hid + B * T * hid          # dense1, relu
+        e = cfg.hidden or dh                         # hidden units per head
+        mlp = B * T * D * H * e + B * T * H * e      # dense1 (D -> H * e), relu
         logits_batch = B                             # logits are per example
-        logits = mlp + B * H * T * T * hid + B * H * T * T  # einsum bth,ksh->bkts, + b2
+        logits = mlp + B * H * T * T * (e + 1)       # [h, 1] @ [W2, b2]^T per head (bias folded in)
     else:
         logits_batch, logits = 1, 0                  # a slice of the learned (H, n, n) parameter
     LT = logits_batch * H * T * T
