@@ -186,3 +186,52 @@ def aft_conv_ref(module, x, mask=None):
 
 
 REFERENCES["aft_conv"] = aft_conv_ref
+
+
+# -- DCMHA ---------------------------------------------------------------------------------------------
+def _dcmha_weights(module, x):
+    """Per stage: (qw1, qw2, kw1, kw2) each (B, T, R, N) and gates (qg, kg) each (B, T, N), float64."""
+    R, N = module.config.rank, module.n_heads
+    hidden = F.gelu(_lin(module.dyn_hidden, x)).unflatten(-1, (4, -1))             # (B, T, 4, K)
+    w = torch.einsum("btck,ckin->btcin", hidden, module.dyn_out.double())          # (B, T, 4, 2R, N)
+    w1, w2 = w[..., :R, :], w[..., R:, :]
+    w1 = w1 / torch.sqrt((w1 ** 2).mean(-1, keepdim=True) + 1e-6)
+    g = torch.tanh(_lin(module.dyn_gate, x)).unflatten(-1, (4, N))                  # (B, T, 4, N)
+    # sets in order: pre-query, pre-key, post-query, post-key
+    return {"pre": (w1[:, :, 0], w2[:, :, 0], w1[:, :, 1], w2[:, :, 1], g[:, :, 0], g[:, :, 1]),
+            "post": (w1[:, :, 2], w2[:, :, 2], w1[:, :, 3], w2[:, :, 3], g[:, :, 2], g[:, :, 3])}
+
+
+def _compose_naive(a, weights, static):
+    """a: (B, N, T, S); for every (b, t, s) build the N x N matrix M and return a[b, :, t, s] @ M."""
+    qw1, qw2, kw1, kw2, qg, kg = weights
+    B, N, T, S = a.shape
+    out = torch.empty_like(a)
+    for b in range(B):
+        for t in range(T):
+            for s in range(S):
+                M = torch.eye(N, dtype=torch.float64) if static is None else torch.eye(N, dtype=torch.float64) + static
+                M = M + qw1[b, t].T @ qw2[b, t] + kw1[b, s].T @ kw2[b, s]            # sum_r outer(w1_r, w2_r)
+                M = M + torch.diag(qg[b, t] + kg[b, s])
+                out[b, :, t, s] = a[b, :, t, s] @ M
+    return out
+
+
+def dcmha_ref(module, x, mask=None):
+    """Compose by explicit per-(t, s) head-by-head matrices, pre (then mask, softmax) and post."""
+    q, k, v = (_split(module, _lin(p, x)) for p in (module.q_proj, module.k_proj, module.v_proj))
+    T = x.shape[1]
+    weights = _dcmha_weights(module, x)
+    static = None if module.static_mix is None else module.static_mix.double()
+    logits = q @ k.transpose(-2, -1) / math.sqrt(module.head_dim)                 # (B, N, T, S)
+    if module.config.pre:
+        logits = _compose_naive(logits, weights["pre"], None if static is None else static[0])
+    i, j = _grid(T)
+    ok = _keys_real(mask, x)[:, None, None, :] & ((j <= i) if module.causal else torch.ones(T, T, dtype=torch.bool))
+    probs = logits.masked_fill(~ok, float("-inf")).softmax(-1).nan_to_num(0.0)
+    if module.config.post:
+        probs = _compose_naive(probs, weights["post"], None if static is None else static[1])
+    return _lin(module.out_proj, (probs @ v).transpose(1, 2).flatten(2))
+
+
+REFERENCES["dcmha"] = dcmha_ref

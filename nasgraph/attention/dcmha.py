@@ -1,0 +1,116 @@
+"""DCMHA: dynamically composable multi-head attention (Xiao et al. 2024, arXiv 2405.08553).
+
+Softmax attention whose heads are mixed, per (t, s), by Compose on the head vector a = A[:, t, s]:
+
+    Compose(a) = a W_b + sum_r (a . qw1[t, r]) qw2[t, r] + sum_r (a . kw1[s, r]) kw2[s, r]
+                 + a * qg[t] + a * kg[s]
+
+with W_b = I (+ a static N x N matrix if static_mix), applied to the logits before the mask and
+softmax ("pre") and to the probabilities after ("post"). Query-wise weights come from x_t, key-wise
+from x_s: h = GELU(x W1), [w1; w2] = h W2 (w1 RMS-normalised over heads), gates g = tanh(x Wd).
+Each low-rank term is two head contractions (BNTS x BTN -> BTS -> BNTS); no per-(t, s) N x N matrix
+is ever formed. Extra cost about (4R + 2) N T S multiply-adds per compose.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from torch import nn
+
+from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
+from nasgraph.attention.registry import register
+
+STAGES = ("pre", "post")
+SIDES = ("query", "key")
+
+
+class DCMHAConfig(AttentionConfig):
+    rank: int = Field(2, ge=1)          # R: rank of the query-wise and key-wise dynamic terms
+    hidden_mult: int = Field(4, ge=1)   # K = hidden_mult * n_heads: width of the dynamic-weight MLP
+    static_mix: bool = False            # add a learned static N x N head mix to W_b = I
+    pre: bool = True                    # compose the logits (before softmax)
+    post: bool = True                   # compose the probabilities (after softmax)
+
+
+class Composition:
+    """The dynamic weights of one compose stage, laid out for head contractions over (B, N, T, S)."""
+
+    def __init__(self, w1: torch.Tensor, w2: torch.Tensor, gates: torch.Tensor, static: torch.Tensor | None):
+        # w1, w2: (B, T, 2, R, N) for sides (query, key); gates: (B, T, 2, N)
+        self.qw1, self.kw1 = w1.permute(2, 0, 3, 4, 1).unbind(0)        # (B, R, N, T) each
+        self.qw2, self.kw2 = w2.permute(2, 0, 3, 4, 1).unbind(0)        # (B, R, N, T) each
+        self.qg, self.kg = gates.permute(2, 0, 3, 1).unbind(0)          # (B, N, T) each
+        self.static = static                                            # (N, N) or None
+
+    def __call__(self, a: torch.Tensor) -> torch.Tensor:
+        """a: (B, N, T, S) -> Compose(a), same shape."""
+        out = a * (1.0 + self.qg[..., :, None] + self.kg[..., None, :])    # identity + both gates
+        if self.static is not None:
+            out = out + torch.einsum("bnts,nm->bmts", a, self.static)
+        for r in range(self.qw1.shape[1]):
+            hidden_q = (a * self.qw1[:, r, :, :, None]).sum(1)            # (B, T, S): a . qw1[t, r]
+            out = out + hidden_q[:, None] * self.qw2[:, r, :, :, None]    # (B, N, T, S)
+            hidden_k = (a * self.kw1[:, r, :, None, :]).sum(1)            # (B, T, S): a . kw1[s, r]
+            out = out + hidden_k[:, None] * self.kw2[:, r, :, None, :]    # (B, N, T, S)
+        return out
+
+
+@register("dcmha")
+class DCMHA(Attention):
+    """Softmax attention with dynamic cross-head composition of logits and probabilities."""
+
+    Config = DCMHAConfig
+    caps = Capabilities()
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qkv_projections()
+        c, N, D = self.config, self.n_heads, self.d_model
+        K = c.hidden_mult * N
+        # four weight sets: {pre, post} x {query, key}; inits follow the authors' Jax code
+        self.dyn_hidden = nn.Linear(D, 4 * K, bias=False)                             # W1
+        nn.init.normal_(self.dyn_hidden.weight, std=math.sqrt(2.0 / (D + K)))
+        self.dyn_out = nn.Parameter(torch.randn(4, K, 2 * c.rank, N)
+                                    * (math.sqrt(1.0 / K) * 2.0 / (N + c.rank) * 0.01))  # W2
+        self.dyn_gate = nn.Linear(D, 4 * N, bias=False)                               # Wd
+        nn.init.normal_(self.dyn_gate.weight, std=math.sqrt(2.0 / (D + N)) * 0.005)
+        self.static_mix = (nn.Parameter(torch.randn(2, N, N) * (math.sqrt(1.0 / N) * 0.1))
+                           if c.static_mix else None)
+
+    def compositions(self, x: torch.Tensor) -> dict[str, Composition]:
+        """Dynamic weights from x: one Composition per enabled stage."""
+        B, T, _ = x.shape
+        R, N = self.config.rank, self.n_heads
+        hidden = F.gelu(self.dyn_hidden(x)).unflatten(-1, (4, -1))                  # (B, T, 4, K)
+        w = torch.einsum("btck,ckin->btcin", hidden, self.dyn_out)                  # (B, T, 4, 2R, N)
+        w1, w2 = w[..., :R, :], w[..., R:, :]                                       # (B, T, 4, R, N)
+        w1 = w1 * torch.rsqrt(w1.pow(2).mean(-1, keepdim=True) + 1e-6)              # RMS over heads
+        gates = torch.tanh(self.dyn_gate(x)).unflatten(-1, (4, N))                  # (B, T, 4, N)
+        out = {}
+        for i, stage in enumerate(STAGES):
+            if getattr(self.config, stage):
+                sl = slice(2 * i, 2 * i + 2)                                        # (query, key) of the stage
+                static = None if self.static_mix is None else self.static_mix[i]
+                out[stage] = Composition(w1[:, :, sl], w2[:, :, sl], gates[:, :, sl], static)
+        return out
+
+    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[1]
+        q, k, v = self.qkv(x)                                                       # (B, N, T, dh)
+        compose = self.compositions(x)
+        logits = (q @ k.transpose(-2, -1)) * self.scale                             # (B, N, T, S)
+        if "pre" in compose:
+            logits = compose["pre"](logits)
+        allowed = None if mask is None else mask[:, None, None, :]                   # (B, 1, 1, S)
+        if self.causal:
+            past = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()        # (T, S)
+            allowed = past if allowed is None else allowed & past
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, NEG_INF)
+        probs = logits.softmax(-1)                                                   # (B, N, T, S)
+        if "post" in compose:
+            probs = compose["post"](probs)
+        return (probs @ v).transpose(1, 2)                                           # (B, T, N, dh)
