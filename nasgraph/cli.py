@@ -43,3 +43,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"nasgraph {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # `nasgraph ... | head`: the reader left; not an error of ours
+        sys.stderr.close()
+        return 0

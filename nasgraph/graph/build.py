@@ -9,11 +9,12 @@ from dataclasses import asdict
 
 import networkx as nx
 
-from nasgraph import attention, ops
+from nasgraph import ops
 from nasgraph.errors import ConfigError
 from nasgraph.graph.expand import INPUT, NodeDef, expand
 from nasgraph.ops.attention import candidate_label, normalize_candidate
 from nasgraph.ops.base import ModelContext, ShapeError
+from nasgraph.spec.checks import check_attention
 from nasgraph.config import did_you_mean
 
 
@@ -33,30 +34,6 @@ def model_context(doc) -> ModelContext:
                         ffn_activation=m.ffn.activation)
 
 
-def _check_attention(doc, cfg, path, ctx: ModelContext) -> None:
-    """Candidate names and options, per-head list length, causal support: located errors."""
-    key = "heads" if cfg.heads is not None else "candidates"
-    for i, raw in enumerate(cfg.candidates or cfg.heads):
-        try:
-            name, options = normalize_candidate(raw)
-        except ValueError as err:
-            raise doc.error(str(err), path + (key, i)) from None
-        try:
-            cls = attention.get(name)
-        except ConfigError as err:
-            raise doc.error(str(err), path + (key, i)) from None
-        try:
-            attention.parse_options(name, options)
-        except ConfigError as err:
-            raise doc.error(str(err), path + (key, i, name) + ((err.key,) if err.key else ())) from None
-        if cfg.causal and not cls.caps.causal:
-            raise doc.error(f"attention '{name}' has no causal form", path + (key, i))
-    if cfg.heads is not None and len(cfg.heads) != ctx.n_heads:
-        raise doc.error(f"'heads' lists {len(cfg.heads)} types but n_heads is {ctx.n_heads}", path + ("heads",))
-    if ctx.d_model % ctx.n_heads:
-        raise doc.error(f"d_model {ctx.d_model} is not divisible by n_heads {ctx.n_heads}", ("model", "n_heads"))
-
-
 def _node_config(doc, nd: NodeDef, ctx: ModelContext):
     try:
         op_cls = ops.get(nd.op)
@@ -71,7 +48,8 @@ def _node_config(doc, nd: NodeDef, ctx: ModelContext):
         if (cfg.candidates is None) == (cfg.heads is None) or cfg.candidates == []:
             raise doc.error("attention needs exactly one of 'candidates' (a choice) or 'heads' (one type per head)",
                             nd.path)
-        _check_attention(doc, cfg, nd.path[:-1] if nd.path[-1] == "op" else nd.path, ctx)
+        check_attention(cfg, nd.path[:-1] if nd.path[-1] == "op" else nd.path, doc.error,
+                        n_heads=ctx.n_heads, max_len=ctx.max_len)
     if op_cls.n_inputs > 0 and len(nd.inputs) != op_cls.n_inputs:
         raise doc.error(f"op '{nd.op}' takes {op_cls.n_inputs} input(s), got {len(nd.inputs)}", nd.path)
     return op_cls, cfg

@@ -16,7 +16,6 @@ import torch
 
 from nasgraph import attention
 from nasgraph.flops import count_flops
-from nasgraph.graph.expand import INPUT
 from nasgraph.model import GraphModule, module_key
 from nasgraph.ops.attention import normalize_candidate
 

@@ -25,7 +25,8 @@ def normalize_candidate(c: Candidate) -> tuple[str, dict[str, Any]]:
     if isinstance(c, dict) and len(c) == 1:
         name, options = next(iter(c.items()))
         return str(name), dict(options or {})
-    raise ValueError(f"a candidate is a name or a one-key mapping {{name: {{options}}}}, got {c!r}")
+    raise ValueError("a candidate is a name (softmax) or a one-key mapping {name: {options}}, "
+                     f"got {c!r:.60}")
 
 
 def candidate_label(name: str, options: dict[str, Any]) -> str:

@@ -8,21 +8,11 @@ from __future__ import annotations
 from typing import Any, Callable
 
 from nasgraph import attention
+from nasgraph.ops.attention import normalize_candidate as split_candidate
 from nasgraph.errors import ConfigError, SpecError
 from nasgraph.spec.paths import KeyPath
 
 ErrorAt = Callable[[str, KeyPath], SpecError]
-
-
-def split_candidate(candidate: Any) -> tuple[str, dict[str, Any]]:
-    """"softmax" -> ("softmax", {}); {"local": {"window": 32}} -> ("local", {"window": 32})."""
-    if isinstance(candidate, str):
-        return candidate, {}
-    if isinstance(candidate, dict) and len(candidate) == 1:
-        name, options = next(iter(candidate.items()))
-        return str(name), dict(options or {})
-    raise ValueError("a candidate is a name (softmax) or a one-key mapping {name: {options}}, "
-                     f"got {candidate!r:.60}")
 
 
 def _get(raw: Any, path: KeyPath) -> Any:

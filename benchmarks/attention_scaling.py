@@ -1,0 +1,275 @@
+"""How each attention type's latency and memory grow with sequence length, eager vs ONNX Runtime.
+
+For every registered type (plus torch.nn.MultiheadAttention as the baseline row): batch 1,
+d_model 256, 4 heads, T = 256 .. 8192 doubling, CPU. Per type, one child process exports once with a
+dynamic T (dynamo, opset 18), checks parity at the smallest T, then for each T times PyTorch eager
+and ONNX Runtime (same thread count) and measures peak resident memory of one forward. A type that
+times out or crashes (e.g. killed for memory) is recorded at that T and skipped beyond it.
+
+Writes benchmarks/out/attention_scaling.{md,json,png} and prints the table.
+
+    .venv/bin/python benchmarks/attention_scaling.py                      # everything (long)
+    .venv/bin/python benchmarks/attention_scaling.py --types softmax,linear --max-t 1024 --repeats 3
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import queue
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from exporters.latency import env_fingerprint, ort_latency, peak_rss_mb, torch_latency  # noqa: E402
+from exporters.onnx_export import export_onnx  # noqa: E402
+from exporters.runtime import GRAPH_OPT_LEVELS, make_session, op_counts  # noqa: E402
+
+BASELINE = "nn.MultiheadAttention"
+D_MODEL, N_HEADS = 256, 4
+
+
+# -- child process: one type, all lengths -----------------------------------------------------------
+def build_module(name: str, max_len: int):
+    import torch
+    from nasgraph.attention import build, get
+
+    if name == BASELINE:
+        class MHA(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = torch.nn.MultiheadAttention(D_MODEL, N_HEADS, batch_first=True)
+
+            def forward(self, x):                                    # x: (B, T, D)
+                return self.attn(x, x, x, need_weights=False)[0]     # (B, T, D)
+        return MHA().eval()
+    bounded = get(name).caps.bounded
+    return build(name, D_MODEL, N_HEADS, max_len=max_len if bounded else None).eval()
+
+
+def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
+    """Child: export once, then send one result dict per length (or an error) to `out`."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(opts["threads"])
+    threads, repeats, budget = opts["threads"], opts["repeats"], opts["budget_s"]
+    model = build_module(name, max(lengths))
+    work = Path(tempfile.mkdtemp(prefix="attn_scaling_"))
+    onnx_path, info = work / "model.onnx", {"type": name}
+    x0 = torch.randn(1, lengths[0], D_MODEL)
+    try:
+        export_onnx(model, (x0,), onnx_path, input_names=["x"], output_names=["y"],
+                    dynamic_axes={"x": {1: "seq"}}, axis_max={"seq": max(lengths)}, fallback=False)
+        sess = make_session(onnx_path, threads=threads, graph_opt=opts["graph_opt"],
+                            optimized_model_path=work / "optimized.onnx")
+        with torch.no_grad():
+            info["parity_max_abs_diff"] = float(np.abs(model(x0).numpy() - sess.run(None, {"x": x0.numpy()})[0]).max())
+        info["ops_exported"] = op_counts(onnx_path)
+        info["ops_optimized"] = op_counts(work / "optimized.onnx")
+    except Exception as err:  # noqa: BLE001 - recorded, eager timings still useful
+        onnx_path, info["export_error"] = None, f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+    out.put(("info", info))
+    for T in lengths:
+        x = torch.randn(1, T, D_MODEL)
+        row = {"type": name, "T": T}
+        try:
+            with torch.no_grad():
+                row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
+            row["eager"] = torch_latency(model, (x,), threads=threads, repeats=repeats, budget_s=budget).row()
+            if onnx_path is not None:
+                row.update(_ort_row(onnx_path, x.numpy(), T, opts))
+        except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            traceback.print_exc()
+        out.put(("row", row))
+        if "error" in row:
+            break
+
+
+def _ort_row(path: Path, x, T: int, opts: dict) -> dict:
+    """Fresh session per T: its first run's memory growth is the activations, not an earlier arena."""
+    sess = make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
+    row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, {"x": x})).delta_mb,
+           "ort": ort_latency(sess, {"x": x}, repeats=opts["repeats"], budget_s=opts["budget_s"]).row()}
+    if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
+        row["ort_by_level_ms"] = {
+            level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
+                               repeats=max(3, opts["repeats"] // 2), budget_s=opts["budget_s"]).stats.p50_ms
+            for level in GRAPH_OPT_LEVELS}
+    return row
+
+
+# -- parent: isolation, timeouts, report --------------------------------------------------------------
+def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[dict]]:
+    ctx = mp.get_context("spawn")
+    results: mp.Queue = ctx.Queue()
+    proc = ctx.Process(target=run_type, args=(name, lengths, opts, results), daemon=True)
+    proc.start()
+    info, rows, pending = {"type": name}, [], list(lengths)
+    while pending:
+        try:
+            kind, payload = results.get(timeout=opts["timeout_s"])
+        except queue.Empty:
+            failure = (f"timeout after {opts['timeout_s']} s" if proc.is_alive()
+                       else f"crashed, exit code {proc.exitcode} (-9: killed, likely out of memory)")
+            rows.append({"type": name, "T": pending[0], "error": failure})
+            break
+        if kind == "info":
+            info = payload
+            continue
+        rows.append(payload)
+        pending.remove(payload["T"])
+        if "error" in payload:
+            break
+    rows += [{"type": name, "T": T, "error": "skipped after a failure at a shorter T"}
+             for T in pending[1:] if all(r["T"] != T for r in rows)]
+    proc.terminate()
+    proc.join(5)
+    results.close()
+    results.cancel_join_thread()
+    return info, rows
+
+
+def summarise(name: str, rows: list[dict], lengths: list[int], linear: bool) -> dict:
+    p50 = {be: {r["T"]: r[be]["p50_ms"] for r in rows if be in r} for be in ("eager", "ort")}
+    t_max, ratio = max(lengths), {}
+    for be, times in p50.items():
+        if 1024 in times and t_max in times and t_max > 1024:
+            ratio[be] = times[t_max] / times[1024]
+    limit = 1.125 * t_max / 1024  # linear growth plus 12.5 %: 9x for 8192/1024
+    flags = []
+    if linear and any(r > limit for r in ratio.values()):
+        flags.append(f"linear type grows {max(ratio.values()):.1f}x over {t_max // 1024}x T")
+    slower = [T for T in p50["ort"] if T <= 2048 and T in p50["eager"] and p50["ort"][T] > p50["eager"][T]]
+    if slower:
+        flags.append("ORT slower than eager at T=" + ",".join(map(str, slower)))
+    return {"type": name, "p50": p50, "ratio": ratio, "flags": flags}
+
+
+def markdown(summaries: list[dict], rows: list[dict], infos: dict, lengths: list[int], opts, env) -> str:
+    t_max = max(lengths)
+    head = ["type"] + [str(T) for T in lengths] + [f"{t_max}/1024 eager", f"{t_max}/1024 ORT",
+                                                  f"peak MB @{t_max} eager/ORT", "flags"]
+    lines = [f"# Attention scaling: eager / ONNX Runtime p50 ms (batch 1, d_model {D_MODEL}, {N_HEADS} heads, "
+             f"{opts['threads']} threads, graph_opt {opts['graph_opt']})", "",
+             f"env {env['hash']}: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, "
+             f"onnxruntime {env['onnxruntime']}; load average {opts['load_avg_start']:.1f} at start, "
+             f"{opts['load_avg_end']:.1f} at end" + (" (BUSY MACHINE: timings inflated)"
+                                                     if opts["load_avg_end"] > env["cores"] / 2 else ""), "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for s in summaries:
+        by_t = {r["T"]: r for r in rows if r["type"] == s["type"]}
+        cells = []
+        for T in lengths:
+            r = by_t.get(T, {})
+            if "error" in r and "eager" not in r:
+                cells.append(_error_cell(r["error"]))
+                continue
+            e, o = s["p50"]["eager"].get(T), s["p50"]["ort"].get(T)
+            cells.append(f"{_num(e)} / {_num(o)}")
+        last = by_t.get(t_max, {})
+        mem = f"{_num(last.get('eager_peak_mb'))} / {_num(last.get('ort_peak_mb'))}"
+        ratios = [f"{s['ratio'][be]:.1f}" if be in s["ratio"] else "-" for be in ("eager", "ort")]
+        note = infos.get(s["type"], {}).get("export_error")
+        flags = "; ".join(s["flags"] + ([f"export failed: {note}"] if note else []))
+        lines.append("| " + " | ".join([s["type"], *cells, *ratios, mem, flags]) + " |")
+    explained = [r for r in rows if "ort_by_level_ms" in r]
+    if explained:
+        lines += ["", f"## ORT p50 ms by graph optimisation level at T={opts['explain_t']} (eager for reference)",
+                  "", "| type | eager | " + " | ".join(GRAPH_OPT_LEVELS) + " | Einsum nodes | fused ops after 'all' |",
+                  "|" + "---|" * (len(GRAPH_OPT_LEVELS) + 4)]
+        for r in explained:
+            ops = infos.get(r["type"], {})
+            fused = [k for k in ops.get("ops_optimized", {}) if k.startswith(("com.microsoft", "Fused"))]
+            lines.append(f"| {r['type']} | {_num(r['eager']['p50_ms'])} | "
+                         + " | ".join(_num(r["ort_by_level_ms"][lv]) for lv in GRAPH_OPT_LEVELS)
+                         + f" | {ops.get('ops_exported', {}).get('Einsum', 0)} | {', '.join(fused) or '-'} |")
+    return "\n".join(lines) + "\n"
+
+
+def _error_cell(error: str) -> str:
+    for word in ("timeout", "crashed", "skipped"):
+        if error.startswith(word):
+            return word
+    return error.split(":")[0]  # the exception type
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3g}" if v < 100 else f"{v:.0f}"
+
+
+def plot(summaries: list[dict], path: Path) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(10, 7))
+    colors = plt.cm.tab20.colors
+    for i, s in enumerate(summaries):
+        for be, style in (("eager", "-"), ("ort", "--")):
+            pts = sorted(s["p50"][be].items())
+            if pts:
+                ax.plot(*zip(*pts), style, color=colors[i % 20], marker=".",
+                        label=s["type"] if be == "eager" else None)
+    ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="p50 latency (ms)",
+           title="Attention latency vs T (solid: PyTorch eager, dashed: ONNX Runtime)")
+    ax.set_xscale("log", base=2)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8, ncol=2)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from nasgraph.attention import get, names
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'")
+    parser.add_argument("--min-t", type=int, default=256)
+    parser.add_argument("--max-t", type=int, default=8192)
+    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
+    parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="per length and type")
+    parser.add_argument("--explain-t", type=int, default=1024, help="T for the per-level ORT table (0: off)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
+    args = parser.parse_args(argv)
+    types = args.types.split(",") if args.types else [BASELINE, *names()]
+    for t in types:
+        if t != BASELINE:
+            get(t)  # ConfigError listing the valid names
+    lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
+    opts = {k: getattr(args, k) for k in ("threads", "repeats", "graph_opt", "budget_s", "timeout_s", "explain_t")}
+    env = env_fingerprint("cpu")
+    opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
+    infos, rows, summaries = {}, [], []
+    for name in types:
+        start = time.perf_counter()
+        info, type_rows = measure_type(name, lengths, opts)
+        infos[name], rows = info, rows + type_rows
+        linear = name != BASELINE and get(name).caps.linear
+        summaries.append(summarise(name, type_rows, lengths, linear))
+        print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+    opts["load_avg_end"] = os.getloadavg()[0]
+    args.out.mkdir(parents=True, exist_ok=True)
+    table = markdown(summaries, rows, infos, lengths, opts, env)
+    (args.out / "attention_scaling.md").write_text(table)
+    (args.out / "attention_scaling.json").write_text(json.dumps(
+        {"env": env, "settings": {**opts, "lengths": lengths, "d_model": D_MODEL, "heads": N_HEADS, "batch": 1},
+         "types": infos, "summaries": summaries, "rows": rows}, indent=1, default=str))
+    plot(summaries, args.out / "attention_scaling.png")
+    print(table)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
