@@ -160,17 +160,21 @@ def nystromformer_ref(module, x, mask):
     return finish(module, out)
 
 
+def per_head_mlp_hidden(module, xd: Tensor) -> Tensor:
+    """ReLU(W1_h x + b1_h) for every head: (B, T, d) -> (B, H, T, e)."""
+    B, T, _ = xd.shape
+    return torch.relu(linear64(module.dense1, xd)).view(B, T, module.n_heads, -1).transpose(1, 2)
+
+
 def synthesizer_ref(module, x, mask):
-    """dense: logits_i = W2_h ReLU(W1 x_i + b1) + b2_h (first T); random: R_h[i, :T]."""
+    """dense: logits_i = W2_h ReLU(W1_h x_i + b1_h) + b2_h (first T); random: R_h[i, :T]."""
     xd = x.double()
     B, T, _ = x.shape
-    H, n = module.n_heads, module.max_len
     v = per_head(module, linear64(module.v_proj, xd))
     if module.config.mode == "dense":
-        hidden = torch.relu(linear64(module.dense1, xd))                # (B, T, hidden)
-        w2 = module.dense2.weight.double().view(H, n, -1)
-        b2 = module.dense2.bias.double().view(H, n)
-        row = lambda b, h, i, J: w2[h, J] @ hidden[b, i] + b2[h, J]     # noqa: E731
+        hidden = per_head_mlp_hidden(module, xd)                        # (B, H, T, e)
+        w2, b2 = module.dense2_weight.double(), module.dense2_bias.double()  # (H, n, e), (H, n)
+        row = lambda b, h, i, J: w2[h, J] @ hidden[b, h, i] + b2[h, J]  # noqa: E731
     else:
         R = module.random_logits.double()
         row = lambda b, h, i, J: R[h, i, J]                             # noqa: E731

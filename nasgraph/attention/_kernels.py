@@ -8,7 +8,9 @@ phi(k) (see `base.zero_padded`): they then add nothing to S or z.
 The causal form never materialises a (B, H, T, m, dv) prefix sum: the sequence is cut into chunks of
 C positions; each chunk reads the running state of the chunks before it ((B, H, T/C, m, dv)) and does
 its own masked C x C attention, so memory is O(T (m + C) + (T/C) m dv) and everything is batched
-matrix products (no Python loop, so dynamic-length ONNX export works).
+matrix products (no Python loop, so dynamic-length ONNX export works). It needs T to be a multiple of
+C: causal types pad their input once with `pad_to_chunks` (cheaper than padding the m-wide features;
+the added positions come after every real one, so no real output can see them) and slice at the end.
 """
 from __future__ import annotations
 
@@ -18,29 +20,36 @@ import torch.nn.functional as F
 
 def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor, *, causal: bool,
                      eps: float, chunk: int = 64) -> torch.Tensor:
-    """q_feat, k_feat: (B, H, T, m) >= 0 (padded keys zeroed), v: (B, H, T, dv) -> (B, H, T, dv)."""
+    """q_feat, k_feat: (B, H, T, m) >= 0 (padded keys zeroed), v: (B, H, T, dv) -> (B, H, T, dv).
+
+    causal=True needs T to be a multiple of chunk (see `pad_to_chunks`).
+    """
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)          # (B, H, T, dv+1): last = normaliser
     if causal:
-        ones = torch.ones_like(v[..., :1])                              # (B, H, T, 1)
-        num_den = causal_linear(q_feat, k_feat, torch.cat([v, ones], dim=-1), chunk)  # (B, H, T, dv+1)
-        num, den = num_den[..., :-1], num_den[..., -1:]
+        num_den = causal_linear(q_feat, k_feat, v1, chunk)             # (B, H, T, dv+1)
     else:
-        kv = k_feat.transpose(-2, -1) @ v                               # (B, H, m, dv)
-        z = k_feat.sum(dim=-2, keepdim=True)                            # (B, H, 1, m)
-        num = q_feat @ kv                                               # (B, H, T, dv)
-        den = (q_feat * z).sum(dim=-1, keepdim=True)                    # (B, H, T, 1)
-    return num / den.clamp_min(eps)
+        num_den = q_feat @ (k_feat.transpose(-2, -1) @ v1)             # (B, H, T, dv+1)
+    return num_den[..., :-1] / num_den[..., -1:].clamp_min(eps)
+
+
+def pad_to_chunks(x: torch.Tensor, mask: torch.Tensor | None, chunk: int
+                  ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Pad x: (B, T, d) and mask: (B, T) at the end to a multiple of chunk positions (masked out)."""
+    pad = (chunk - x.shape[1] % chunk) % chunk                         # no branch: T may be symbolic
+    x = F.pad(x, (0, 0, 0, pad))                                       # (B, n*C, d)
+    if mask is not None:
+        mask = F.pad(mask, (0, pad), value=False)                      # (B, n*C)
+    return x, mask
 
 
 def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
     """Unnormalised causal linear attention sum_{j<=i} (q_i . k_j) v_j, chunked.
 
-    q, k: (B, H, T, m), v: (B, H, T, dv) -> (B, H, T, dv).
+    q, k: (B, H, T, m), v: (B, H, T, dv) with T a multiple of chunk -> (B, H, T, dv).
     """
     B, H, T, m = q.shape
     dv = v.shape[-1]
-    pad = (chunk - T % chunk) % chunk                                  # no branch: T may be symbolic
-    q, k, v = (F.pad(t, (0, 0, 0, pad)) for t in (q, k, v))         # (B, H, n*C, .)
-    n = q.shape[2] // chunk
+    n = T // chunk
     qc = q.reshape(B, H, n, chunk, m)                                  # (B, H, n, C, m)
     kc = k.reshape(B, H, n, chunk, m)                                  # (B, H, n, C, m)
     vc = v.reshape(B, H, n, chunk, dv)                                 # (B, H, n, C, dv)
@@ -50,5 +59,4 @@ def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int)
     scores = qc @ kc.transpose(-2, -1)                                 # (B, H, n, C, C)
     keep = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     intra = scores.masked_fill(~keep, 0.0) @ vc                        # (B, H, n, C, dv)
-    out = (inter + intra).reshape(B, H, n * chunk, dv)                 # (B, H, n*C, dv)
-    return out[:, :, :T]
+    return (inter + intra).reshape(B, H, T, dv)                        # (B, H, T, dv)

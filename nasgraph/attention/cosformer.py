@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention
+from nasgraph.attention._kernels import linear_attention, pad_to_chunks
 from nasgraph.attention.base import EPS, Attention, AttentionConfig, Capabilities, zero_padded
 from nasgraph.attention.registry import register
 
@@ -24,11 +24,11 @@ class CosformerConfig(AttentionConfig):
     chunk: PositiveInt = 64  # causal form: positions per chunk of the prefix sum
 
 
-def cos_reweighted(feat: torch.Tensor) -> torch.Tensor:
-    """(B, H, T, d) -> (B, H, T, 2d): [f sin(pi i / 2T), f cos(pi i / 2T)] for i = 1..T."""
-    T = feat.shape[2]
-    i = torch.arange(1, T + 1, device=feat.device, dtype=feat.dtype)  # (T,)
-    angle = (math.pi / 2) * i / T                                      # (T,) in (0, pi/2]
+def cos_reweighted(feat: torch.Tensor, M: int) -> torch.Tensor:
+    """(B, H, L, d) -> (B, H, L, 2d): [f sin(pi i / 2M), f cos(pi i / 2M)] for i = 1..L."""
+    L = feat.shape[2]
+    i = torch.arange(1, L + 1, device=feat.device, dtype=feat.dtype)  # (L,)
+    angle = (math.pi / 2) * i / M                                      # (L,) in (0, pi/2] for i <= M
     return torch.cat([feat * angle.sin()[:, None], feat * angle.cos()[:, None]], dim=-1)
 
 
@@ -44,9 +44,12 @@ class CosformerAttention(Attention):
         self.qkv_projections()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
-        q_feat = cos_reweighted(F.relu(q))                             # (B, H, T, 2dh)
-        k_feat = zero_padded(cos_reweighted(F.relu(k)), mask)          # (B, H, T, 2dh)
+        T = x.shape[1]
+        if self.causal:
+            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
+        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
+        q_feat = cos_reweighted(F.relu(q), T)                          # (B, H, Tc, 2dh)
+        k_feat = zero_padded(cos_reweighted(F.relu(k), T), mask)       # (B, H, Tc, 2dh)
         out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=EPS,
-                               chunk=self.config.chunk)                # (B, H, T, dh)
-        return out.transpose(1, 2)                                     # (B, T, H, dh)
+                               chunk=self.config.chunk)                # (B, H, Tc, dh)
+        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention
+from nasgraph.attention._kernels import linear_attention, pad_to_chunks
 from nasgraph.attention.base import EPS, Attention, AttentionConfig, Capabilities, zero_padded
 from nasgraph.attention.registry import register
 
@@ -31,9 +31,12 @@ class LinearAttention(Attention):
         self.qkv_projections()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
-        q_feat = F.elu(q) + 1.0                                        # (B, H, T, dh) > 0
-        k_feat = zero_padded(F.elu(k) + 1.0, mask)                     # (B, H, T, dh), 0 at padding
+        T = x.shape[1]
+        if self.causal:
+            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
+        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
+        q_feat = F.elu(q).add_(1.0)                                    # (B, H, Tc, dh) > 0
+        k_feat = zero_padded(F.elu(k).add_(1.0), mask)                 # (B, H, Tc, dh), 0 at padding
         out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=EPS,
-                               chunk=self.config.chunk)                # (B, H, T, dh)
-        return out.transpose(1, 2)                                     # (B, T, H, dh)
+                               chunk=self.config.chunk)                # (B, H, Tc, dh)
+        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)

@@ -19,7 +19,7 @@ import math
 import torch
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention
+from nasgraph.attention._kernels import linear_attention, pad_to_chunks
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities, zero_padded
 from nasgraph.attention.registry import register
 
@@ -59,23 +59,31 @@ class PerformerAttention(Attention):
             self.features.copy_(orthogonal_features(self.config.n_features, self.head_dim))
 
     def feature_maps(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """q, k: (B, H, T, dh) -> positive features (B, H, T, m) split as in the module docstring."""
+        """q, k: (B, H, T, dh) -> positive features (B, H, T, m) split as in the module docstring.
+
+        The per-feature and per-key offsets ride along in the projection matmul as extra columns
+        ([x, 1, |x|^2] against [w, offset, -1/2]), so each side costs one matmul and one exp pass.
+        """
         w = self.features                                              # (m, dh)
-        half_w2 = 0.5 * (w * w).sum(dim=-1)                            # (m,)
-        data_scale = self.head_dim ** -0.25
-        q, k = q * data_scale, k * data_scale                          # (B, H, T, dh)
-        q_logits = q @ w.T + half_w2                                   # (B, H, T, m)
-        q_logits = q_logits - q_logits.amax(dim=-1, keepdim=True).detach()
-        half_k2 = 0.5 * (k * k).sum(dim=-1, keepdim=True)              # (B, H, T, 1)
-        k_logits = k @ w.T - half_k2 - (half_w2 - self.headroom)       # (B, H, T, m), <= h
-        return q_logits.exp(), k_logits.exp()
+        half_w2 = 0.5 * (w * w).sum(dim=-1, keepdim=True)              # (m, 1)
+        s = self.head_dim ** -0.25                                     # q, k scaled by dh^(-1/4)
+        ones = torch.ones_like(q[..., :1])                             # (B, H, T, 1)
+        q_logits = torch.cat([q, ones], dim=-1) @ torch.cat([w * s, half_w2], dim=-1).T  # (B, H, T, m)
+        q_logits -= q_logits.detach().amax(dim=-1, keepdim=True)       # per-query shift cancels
+        k2 = (k * k).sum(dim=-1, keepdim=True) * (s * s)               # (B, H, T, 1) = |k'|^2
+        w_k = torch.cat([w * s, self.headroom - half_w2, torch.full_like(half_w2, -0.5)], dim=-1)
+        k_logits = torch.cat([k, ones, k2], dim=-1) @ w_k.T            # (B, H, T, m) <= h
+        return q_logits.exp_(), k_logits.exp_()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         if self.config.redraw and self.training:
             self.redraw_features()
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
-        q_feat, k_feat = self.feature_maps(q, k)                       # (B, H, T, m)
+        T = x.shape[1]
+        if self.causal:
+            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
+        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
+        q_feat, k_feat = self.feature_maps(q, k)                       # (B, H, Tc, m)
         k_feat = zero_padded(k_feat, mask)                             # padded keys add nothing
         out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=TINY,
-                               chunk=self.config.chunk)                # (B, H, T, dh)
-        return out.transpose(1, 2)                                     # (B, T, H, dh)
+                               chunk=self.config.chunk)                # (B, H, Tc, dh)
+        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)
