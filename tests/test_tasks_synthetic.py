@@ -62,19 +62,19 @@ def test_assoc_recall_layout():
     data = load_task(config)
     tok = Tokenizer.from_dict(data.tokenizer)
     for ids, label in zip(data.splits["train"].ids, data.splits["train"].labels):
-        symbols = tok.decode(ids).split()                    # without <cls>: position p is symbols[p - 1]
-        assert len(ids) == 64 and symbols[-1].startswith("q")
-        pairs = {symbols[i]: symbols[i + 1] for i, s in enumerate(symbols) if s.startswith("k")}
-        assert len(pairs) == 4 and all(v.startswith("v") for v in pairs.values())
+        symbols = ["<cls>"] + tok.decode(ids).split()        # symbols[p] is the token at position p
+        assert len(symbols) == len(ids) == 64 and symbols[-1].startswith("q")
+        where = {p: s for p, s in enumerate(symbols) if s.startswith("k")}
+        pairs = dict(where[p].split(":") for p in where)
+        assert len(pairs) == 4 and set(symbols) - set(where.values()) == {"<cls>", ".", symbols[-1]}
         assert pairs["k" + symbols[-1][1:]] == f"v{label}"
-        positions = [i + 1 for i, s in enumerate(symbols) if s[0] in "kv"]
-        assert min(positions) >= 16 and 63 - max(positions) >= 16          # min_distance = max_len // 4
+        assert min(where) >= 16 and 63 - max(where) >= 16            # min_distance = max_len // 4
     assert set(data.splits["train"].labels) == set(range(5))
 
 
 @pytest.mark.parametrize("raw, key", [
     ({"kind": "assoc_recall", "n_pairs": 20, "n_keys": 10}, "n_pairs"),
-    ({"kind": "assoc_recall", "max_len": 24, "n_pairs": 8}, "max_len"),
+    ({"kind": "assoc_recall", "max_len": 20, "n_pairs": 12}, "max_len"),
     ({"kind": "tiny", "max_len": 8, "min_len": 9}, "min_len"),
     ({"kind": "tiny", "n_symbols": 30}, "n_symbols"),
 ])

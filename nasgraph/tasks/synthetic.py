@@ -106,11 +106,11 @@ class TinyTask(SyntheticTask):
 
 class AssocRecallConfig(SyntheticConfig):
     kind: str = "assoc_recall"
-    max_len: int = Field(128, ge=8)                # every sequence has exactly max_len ids
+    max_len: int = Field(128, ge=4)                # every sequence has exactly max_len ids
     n_pairs: int = Field(8, ge=1)                  # key-value pairs per sequence (distinct keys)
     n_keys: int = Field(16, ge=2)
     n_values: int = Field(8, ge=2)                 # = number of classes
-    min_distance: int | None = Field(None, ge=1)   # pair tokens to <cls> and to the query; None: max_len // 4
+    min_distance: int | None = Field(None, ge=1)   # pairs to <cls> and to the query; None: max_len // 4
     n_train: int = Field(20_000, ge=1)
     n_val: int = Field(1_000, ge=1)
     n_test: int = Field(1_000, ge=1)
@@ -118,54 +118,53 @@ class AssocRecallConfig(SyntheticConfig):
 
 @register("assoc_recall")
 class AssocRecallTask(SyntheticTask):
-    """Associative recall: <cls> . . k3 v5 . k0 v1 . . q3 -> 5 (the value stored under the queried key).
+    """Associative recall: <cls> . . k3:v5 . k0:v1 . . q3 -> 5 (the value stored under the queried key).
 
-    The pairs sit in random two-token cells of the middle of the sequence, at least min_distance tokens
-    from <cls> (position 0) and from the query token q<key> (the last position); everything else is the
-    filler ".". Any pair may be queried. Softmax attention solves it in two layers (values read their
-    key, <cls> reads the query then the value whose key matches). A model whose receptive field from
-    <cls> (layers x window, for local attention) is below the distance to the query (max_len - 1) never
-    sees the query and scores chance, 1 / n_values: pairs near <cls> carry no hint either, since the
-    pairs are at least min_distance away.
+    Each pair is one token "k<key>:v<value>" (keys distinct within a sequence), at random positions of
+    the middle of the sequence, at least min_distance tokens from <cls> (position 0) and from the query
+    token q<key> (the last position); every other token is the filler ".". Any pair may be queried.
+    Two layers of softmax attention solve it (<cls> reads the query, then the pair whose key matches,
+    wherever it is). A model whose receptive field from <cls> (layers x window, for local attention) is
+    below max_len - 1 never sees the query and scores chance, 1 / n_values; the pairs within its reach
+    give no hint, since any of them may be asked.
     """
 
     Config = AssocRecallConfig
 
     @property
     def distance(self) -> int:
-        return self.config.min_distance or self.config.max_len // 4
+        return self.config.min_distance or max(1, self.config.max_len // 4)
 
-    def cells(self) -> list[int]:
-        """Start positions of the two-token cells a pair may occupy."""
-        stop = self.config.max_len - 1 - self.distance              # value at start + 1 <= stop - 1
-        return list(range(self.distance, stop, 2))
+    def slots(self) -> range:
+        """Positions a pair may occupy: >= distance from <cls> (0) and from the query (max_len - 1)."""
+        return range(self.distance, self.config.max_len - self.distance)
 
     def check(self) -> None:
         c = self.config
         if c.n_pairs > c.n_keys:
             raise ConfigError(f"task 'assoc_recall': n_pairs {c.n_pairs} > n_keys {c.n_keys}; keys are "
                               f"distinct within a sequence", key="n_pairs")
-        if len(self.cells()) < c.n_pairs:
+        if len(self.slots()) < c.n_pairs:
             raise ConfigError(f"task 'assoc_recall': {c.n_pairs} pairs need max_len >= "
-                              f"{2 * self.distance + 2 * c.n_pairs} with min_distance {self.distance} "
+                              f"{2 * self.distance + c.n_pairs} with min_distance {self.distance} "
                               f"(got max_len {c.max_len})", key="max_len")
 
     def vocab(self) -> list[str]:
         c = self.config
-        return (SPECIALS + [f"k{i}" for i in range(c.n_keys)] + [f"v{i}" for i in range(c.n_values)]
-                + [f"q{i}" for i in range(c.n_keys)] + [FILLER])
+        pairs = [f"k{k}:v{v}" for k in range(c.n_keys) for v in range(c.n_values)]
+        return SPECIALS + pairs + [f"q{k}" for k in range(c.n_keys)] + [FILLER]
 
     def num_classes(self) -> int:
         return self.config.n_values
 
     def draw(self, rng: random.Random) -> tuple[list[int], int]:
         c = self.config
-        key0, value0, query0 = 2, 2 + c.n_keys, 2 + c.n_keys + c.n_values
+        pair0, query0 = len(SPECIALS), len(SPECIALS) + c.n_keys * c.n_values
         ids = [CLS_ID] + [query0 + c.n_keys] * (c.max_len - 1)       # <cls>, then filler
         keys = rng.sample(range(c.n_keys), c.n_pairs)
         values = [rng.randrange(c.n_values) for _ in keys]
-        for start, key, value in zip(rng.sample(self.cells(), c.n_pairs), keys, values):
-            ids[start], ids[start + 1] = key0 + key, value0 + value
+        for pos, key, value in zip(rng.sample(self.slots(), c.n_pairs), keys, values):
+            ids[pos] = pair0 + key * c.n_values + value
         asked = rng.randrange(c.n_pairs)
         ids[-1] = query0 + keys[asked]
         return ids, values[asked]
