@@ -6,6 +6,8 @@ the same order (leaf-or-operator, digit, argument count, children, then the oper
 LRA it is seeded, and the unique examples are shuffled with the seed before the train/val/test cut
 (LRA's cut follows Python's set order). Tokenisation follows LRA's input pipeline: strip "(" and ")",
 split on whitespace, "]" is a token; <cls> goes first, so a kept example fits in max_len ids.
+(LRA's own pipeline used tfds' default Tokenizer, alphanum_only=True, which also drops "[" and "]";
+keeping "]" follows the common PyTorch ports and makes the bracket structure visible.)
 """
 from __future__ import annotations
 

@@ -146,7 +146,8 @@ class TextTask(Task):
         if self.format == "aclimdb":
             test = Path(c.test_path) if c.test_path else (root / "test" if (root / "test").is_dir() else None)
             return {"train": root / "train", "val": Path(c.val_path) if c.val_path else None, "test": test}
-        return {"train": root, "val": c.val_path and Path(c.val_path), "test": c.test_path and Path(c.test_path)}
+        return {"train": root, "val": Path(c.val_path) if c.val_path else None,
+                "test": Path(c.test_path) if c.test_path else None}
 
     def _read(self, path: Path) -> Iterator[tuple[str, str]]:
         if self.format == "aclimdb":
