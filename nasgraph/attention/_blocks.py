@@ -1,8 +1,10 @@
 """Blocking helpers for the sparse-pattern and windowed types.
 
 Every helper uses tensor ops only (no Python branch on the sequence length), so a module built from
-them exports with a dynamic sequence axis. Layout convention: a blocked tensor is (..., nb, w, d)
-with nb = ceil(T / w) blocks of w positions; positions past T are padding added here.
+them exports with a dynamic sequence axis. Layout: softmax-pattern types work head-major,
+(H, B, T, dh), so that blocks of all batch rows form one SDPA batch without extra copies; a blocked
+tensor is (..., nb, w, d) with nb = ceil(T / w) blocks of w positions, positions past T being padding
+added here.
 """
 from __future__ import annotations
 
@@ -12,19 +14,15 @@ import torch.nn.functional as F
 from nasgraph.attention.base import NEG_INF
 
 
-def pad_to_blocks(t: torch.Tensor, block: int, dim: int = -2, value: float = 0.0) -> torch.Tensor:
-    """Pad axis `dim` of t up to a multiple of `block` (at the end)."""
-    T = t.shape[dim]
-    extra = (block - T % block) % block
-    dim = dim % t.dim()
-    spec = [0, 0] * (t.dim() - 1 - dim) + [0, extra]                 # F.pad lists the last axis first
-    return F.pad(t, spec, value=value)
+def head_major(t: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """(B, T, H*dh) -> (H, B, T, dh), a view."""
+    return t.unflatten(-1, (n_heads, -1)).permute(2, 0, 1, 3)
 
 
 def to_blocks(t: torch.Tensor, block: int) -> torch.Tensor:
-    """(..., T, d) -> (..., nb, block, d), padding T with zeros up to nb * block."""
-    t = pad_to_blocks(t, block, dim=-2)                              # (..., nb * w, d)
-    return t.unflatten(-2, (-1, block))                              # (..., nb, w, d)
+    """(..., T, d) -> (..., nb, block, d), padding T with zeros (False) up to nb * block."""
+    extra = (block - t.shape[-2] % block) % block
+    return F.pad(t, [0, 0, 0, extra]).unflatten(-2, (-1, block))   # (..., nb, w, d)
 
 
 def from_blocks(t: torch.Tensor, T: int) -> torch.Tensor:
@@ -32,18 +30,21 @@ def from_blocks(t: torch.Tensor, T: int) -> torch.Tensor:
     return t.flatten(-3, -2)[..., :T, :]                             # (..., T, d)
 
 
-def valid_keys(mask: torch.Tensor | None, x: torch.Tensor, block: int) -> torch.Tensor:
-    """Key validity in blocks, (B, nb, w) bool: real tokens True, padding (user's or ours) False."""
-    if mask is None:
-        mask = torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)  # (B, T)
-    return to_blocks(mask[..., None], block)[..., 0]                 # (B, nb, w)
+def real_tokens(mask: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """(B, T) bool, True for real tokens (all of them when mask is None)."""
+    return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device) if mask is None else mask
+
+
+def block_flags(real: torch.Tensor, block: int) -> torch.Tensor:
+    """(B, T) bool -> (B, nb, w) bool; our padding past T is False."""
+    return to_blocks(real[..., None], block)[..., 0]
 
 
 def neighbour_blocks(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
     """Concatenate each block with its neighbours: (..., nb, w, d) -> (..., nb, (before+1+after) * w, d).
 
     Block i gets blocks i - before .. i + after in order; blocks outside 0..nb-1 are zeros (False for
-    bool tensors), so callers must mask them (see `neighbour_positions`).
+    bool tensors), so gathering the key flags the same way masks them.
     """
     nb = t.shape[-3]
     padded = F.pad(t, [0, 0, 0, 0, before, after])                   # (..., nb + before + after, w, d)
@@ -56,62 +57,65 @@ def block_positions(nb: int, block: int, device: torch.device) -> torch.Tensor:
     return torch.arange(nb, device=device)[:, None] * block + torch.arange(block, device=device)
 
 
-def neighbour_positions(nb: int, block: int, before: int, after: int, device: torch.device) -> torch.Tensor:
-    """Absolute key positions matching `neighbour_blocks`, (nb, (before+1+after) * w).
+def relative_lag(block: int, before: int, after: int, device: torch.device) -> torch.Tensor:
+    """Query position minus key position for a block against its neighbour blocks, (w, L).
 
-    Slots from blocks outside the sequence get positions < 0 or >= nb * w; mask them with
-    `(pos >= 0) & (pos < nb * w)` or through the neighbour-gathered validity.
+    The same for every block, so window patterns are one small (w, L) mask.
     """
-    offsets = torch.arange(-before * block, (after + 1) * block, device=device)   # (n * w,)
-    return torch.arange(nb, device=device)[:, None] * block + offsets               # (nb, n * w)
+    query = torch.arange(block, device=device)[:, None]                      # (w, 1)
+    key = torch.arange(-before * block, (after + 1) * block, device=device)   # (L,)
+    return query - key                                                        # (w, L)
 
 
-def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor,
-                    n_heads: int) -> torch.Tensor:
-    """Softmax attention of each query block over its own key set, batched with torch's SDPA.
+def block_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    """Softmax attention of each query block over its own key set, batched in one SDPA call.
 
-    q: (B, nb, w, H*dh); k, v: (B, nb, L, H*dh); allowed: (B, nb, w or 1, L) bool -> (B, nb, w, H, dh).
-    Disallowed keys get a finite NEG_INF bias, so a fully masked row stays finite.
+    q: (H, B, nb, w, dh); k, v: (H, B, nb, L, dh); allowed: (B, nb, w or 1, L) bool
+    -> (H, B, nb, w, dh). Disallowed keys get a finite NEG_INF bias (a fully masked row stays finite).
     """
-    B = q.shape[0]
-
-    def split(t: torch.Tensor) -> torch.Tensor:                      # (B, nb, L, H*dh) -> (B*nb, H, L, dh)
-        return t.unflatten(-1, (n_heads, -1)).transpose(2, 3).flatten(0, 1)
-
-    bias = (~allowed).flatten(0, 1)[:, None].to(q.dtype) * NEG_INF   # (B*nb, 1, w or 1, L)
-    out = F.scaled_dot_product_attention(split(q), split(k), split(v), attn_mask=bias)  # (B*nb, H, w, dh)
-    return out.unflatten(0, (B, -1)).transpose(2, 3)                 # (B, nb, w, H, dh)
+    B, nb = q.shape[1], q.shape[2]
+    zero, neg = q.new_zeros(()), q.new_full((), NEG_INF)
+    bias = torch.where(allowed, zero, neg).flatten(0, 1)[None]       # (1, B*nb, w or 1, L)
+    out = F.scaled_dot_product_attention(q.flatten(1, 2), k.flatten(1, 2), v.flatten(1, 2),
+                                         attn_mask=bias)             # (H, B*nb, w, dh)
+    return out.unflatten(1, (B, nb))                                 # (H, B, nb, w, dh)
 
 
-def global_keys(k: torch.Tensor, v: torch.Tensor, real: torch.Tensor, n: int, qpos: torch.Tensor,
+def merge_heads(out: torch.Tensor, T: int) -> torch.Tensor:
+    """(H, B, nb, w, dh) -> (B, T, H, dh)."""
+    return from_blocks(out, T).permute(1, 2, 0, 3)                   # (B, T, H, dh)
+
+
+def global_keys(k: torch.Tensor, v: torch.Tensor, real: torch.Tensor, n: int, block: int,
                 causal: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The first n positions as extra keys of every query block (global tokens).
 
-    k, v: (B, T, C); real: (B, T) bool; qpos: (nb, w, 1) query positions -> keys, values
-    (B, nb, n, C) and allowed (B, nb, w, n); fewer than n keys when T < n.
+    k, v: (H, B, T, dh); real: (B, T) bool -> keys, values (H, B, nb, n, dh) and allowed
+    (B, nb, w or 1, n); fewer than n keys when T < n.
     """
-    B, nb = k.shape[0], qpos.shape[0]
-    kg, vg = (t[:, None, :n].expand(B, nb, -1, -1) for t in (k, v))  # (B, nb, n, C)
-    gpos = torch.arange(k.shape[1], device=k.device)[:n]             # (n,)
-    visible = (gpos <= qpos) if causal else (gpos >= 0) & (qpos >= 0)  # (nb, w, n)
-    allowed = real[:, None, None, :n] & visible                     # (B, nb, w, n)
+    T = k.shape[2]
+    nb = (T + block - 1) // block
+    kg, vg = (t[:, :, None, :n].expand(-1, -1, nb, -1, -1) for t in (k, v))  # (H, B, nb, n, dh)
+    allowed = real[:, None, None, :n].expand(-1, nb, -1, -1)         # (B, nb, 1, n)
+    if causal:
+        qpos = block_positions(nb, block, k.device)[:, :, None]      # (nb, w, 1)
+        allowed = allowed & (torch.arange(T, device=k.device)[:n] <= qpos)  # (B, nb, w, n)
     return kg, vg, allowed
 
 
 def global_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None, n: int,
-                causal: bool, n_heads: int) -> torch.Tensor:
-    """Full softmax attention for the first n queries (global tokens): (B, n, H, dh).
+                causal: bool) -> torch.Tensor:
+    """Full softmax attention for the first n queries (global tokens): (H, B, n, dh).
 
-    q, k, v: (B, T, H*dh); mask: (B, T) bool or None. O(n T d).
+    q, k, v: (H, B, T, dh); mask: (B, T) bool or None. O(n T d).
     """
-    T = k.shape[1]
-    qg, k, v = (t.unflatten(-1, (n_heads, -1)).transpose(1, 2) for t in (q[:, :n], k, v))  # (B, H, n|T, dh)
-    bias = None if mask is None else (~mask)[:, None, None, :].to(q.dtype) * NEG_INF  # (B, 1, 1, T)
+    T = k.shape[2]
+    bias = None if mask is None else (~mask)[:, None, :].to(q.dtype) * NEG_INF  # (B, 1, T)
     if causal:
         pos = torch.arange(T, device=q.device)                       # (T,)
         future = (pos[None, :] > pos[:n, None]).to(q.dtype) * NEG_INF  # (n, T)
-        bias = future if bias is None else bias + future
-    return F.scaled_dot_product_attention(qg, k, v, attn_mask=bias).transpose(1, 2)  # (B, n, H, dh)
+        bias = future if bias is None else bias + future            # (B, n, T)
+    return F.scaled_dot_product_attention(q[:, :, :n], k, v, attn_mask=bias)  # (H, B, n, dh)
 
 
 # -- AFT (attention-free) pieces shared by aft_full, aft_local, aft_simple, aft_conv -----------------

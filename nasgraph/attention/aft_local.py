@@ -11,8 +11,8 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nasgraph.attention._blocks import (aft_output, aft_terms, block_positions, from_blocks,
-                                        neighbour_blocks, neighbour_positions, to_blocks)
+from nasgraph.attention._blocks import (aft_output, aft_terms, from_blocks, neighbour_blocks,
+                                        relative_lag, to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -46,9 +46,8 @@ class AFTLocal(Attention):
         ub = to_blocks(self.pos_u[:T], s)                                 # (nb, s, d')
         vb = neighbour_blocks(to_blocks(self.pos_v[:T], s), 1, after)     # (nb, L, d')
         w = ub @ vb.transpose(-1, -2)                                     # (nb, s, L)
-        nb = ub.shape[0]
-        lag = block_positions(nb, s, x.device)[:, :, None] - neighbour_positions(nb, s, 1, after, x.device)[:, None]
-        in_band = (lag.abs() < s) & ((lag >= 0) if self.causal else (lag > -s))  # (nb, s, L)
+        lag = relative_lag(s, 1, after, x.device)                         # (s, L), same for every block
+        in_band = (lag.abs() < s) & (lag >= 0) if self.causal else lag.abs() < s  # (s, L)
         # stabilise per row t: subtract m_t = max(0, max_band w[t, :]) from every exponent (cancels in the ratio)
         w = w.masked_fill(~in_band, 0.0)
         m = w.amax(-1, keepdim=True).clamp_min(0.0)                       # (nb, s, 1)

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from nasgraph.attention._blocks import (block_attention, block_positions, global_keys, global_rows,
-                                        neighbour_blocks, neighbour_positions, to_blocks)
+from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
+                                        merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -60,35 +60,35 @@ class BigBirdAttention(Attention):
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_length(x.shape[1])
-        B, T, _ = x.shape
+        T = x.shape[1]
         c, b = self.config, self.config.block
+        G = c.n_global * b                                                 # global positions
         after = 0 if self.causal else c.window_blocks
-        real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)        # (B, T, C)
-        qb, kb, vb = to_blocks(q, b), to_blocks(k, b), to_blocks(v, b)    # (B, nb, b, C)
-        real_b = to_blocks(real[..., None], b)[..., 0]                    # (B, nb, b)
-        nb, G = qb.shape[1], c.n_global * b
-        qpos = block_positions(nb, b, x.device)[:, :, None]               # (nb, b, 1)
-        # window blocks (global positions excluded: they come as global keys)
-        kw, vw = (neighbour_blocks(t, c.window_blocks, after) for t in (kb, vb))  # (B, nb, L, C)
+        real = real_tokens(mask, x)                                        # (B, T)
+        q, k, v = (head_major(p(x), self.n_heads) for p in (self.q_proj, self.k_proj, self.v_proj))  # (H, B, T, dh)
+        qb, kb, vb = to_blocks(q, b), to_blocks(k, b), to_blocks(v, b)     # (H, B, nb, b, dh)
+        nb = qb.shape[2]
+        # window blocks; global positions are skipped here because they come as global keys
+        real_b = block_flags(real & (torch.arange(T, device=x.device) >= G), b)  # (B, nb, b)
+        keys = [neighbour_blocks(kb, c.window_blocks, after)]              # (H, B, nb, L, dh)
+        values = [neighbour_blocks(vb, c.window_blocks, after)]
         real_w = neighbour_blocks(real_b[..., None], c.window_blocks, after)[..., 0]  # (B, nb, L)
-        kpos = neighbour_positions(nb, b, c.window_blocks, after, x.device)[:, None]  # (nb, 1, L)
-        near = (kpos >= G) & ((kpos <= qpos) if self.causal else (kpos >= 0))   # (nb, b, L)
-        keys, values, allowed = [kw], [vw], [real_w[:, :, None, :] & near]
+        allowed = [real_w[:, :, None, :]]                                  # (B, nb, 1, L)
+        if self.causal:
+            allowed[0] = allowed[0] & (relative_lag(b, c.window_blocks, 0, x.device) >= 0)  # (B, nb, b, L)
         if c.n_random:
             idx, picked = self.random_blocks(nb, x.device)                 # (nb, r)
-            keys.append(kb[:, idx].flatten(2, 3))                          # (B, nb, r*b, C)
-            values.append(vb[:, idx].flatten(2, 3))
+            keys.append(kb[:, :, idx].flatten(3, 4))                       # (H, B, nb, r*b, dh)
+            values.append(vb[:, :, idx].flatten(3, 4))
             ok = real_b[:, idx] & picked[None, :, :, None]                 # (B, nb, r, b)
             allowed.append(ok.flatten(2, 3)[:, :, None, :])                # (B, nb, 1, r*b)
         if G:
-            kg, vg, allowed_g = global_keys(k, v, real, G, qpos, self.causal)  # (B, nb, G, C), (B, nb, b, G)
+            kg, vg, allowed_g = global_keys(k, v, real, G, b, self.causal)  # (H, B, nb, G, dh), (B, nb, *, G)
             keys.insert(0, kg), values.insert(0, vg), allowed.insert(0, allowed_g)
-        kcat, vcat = torch.cat(keys, 2), torch.cat(values, 2)              # (B, nb, L', C)
-        allowed_cat = torch.cat([a.expand(B, nb, b, -1) for a in allowed], -1)  # (B, nb, b, L')
-        out = block_attention(qb, kcat, vcat, allowed_cat, self.n_heads)   # (B, nb, b, H, dh)
-        out = out.flatten(1, 2)[:, :T]                                     # (B, T, H, dh)
+        allowed_cat = torch.cat([a.expand(-1, nb, b, -1) for a in allowed], -1)  # (B, nb, b, L')
+        out = block_attention(qb, torch.cat(keys, 3), torch.cat(values, 3), allowed_cat)  # (H, B, nb, b, dh)
         if G:
-            rows = global_rows(q, k, v, mask, G, self.causal, self.n_heads)  # (B, G, H, dh)
-            out = torch.cat([rows, out[:, G:]], 1)
-        return out
+            rows = global_rows(q, k, v, mask, G, self.causal)              # (H, B, G, dh)
+            out = torch.cat([rows, out.flatten(2, 3)[:, :, G:]], 2)        # (H, B, T', dh)
+            return out[:, :, :T].permute(1, 2, 0, 3)                       # (B, T, H, dh)
+        return merge_heads(out, T)                                         # (B, T, H, dh)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from nasgraph.attention._blocks import block_attention, to_blocks, valid_keys
+from nasgraph.attention._blocks import block_attention, block_flags, head_major, merge_heads, real_tokens, to_blocks
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -30,9 +30,9 @@ class LocalAttention(Attention):
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T, w = x.shape[1], self.config.window
-        q, k, v = (to_blocks(proj(x), w) for proj in (self.q_proj, self.k_proj, self.v_proj))  # (B, nb, w, H*dh)
-        allowed = valid_keys(mask, x, w)[:, :, None, :]                 # (B, nb, 1, w)
+        q, k, v = (to_blocks(head_major(p(x), self.n_heads), w)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))    # (H, B, nb, w, dh)
+        allowed = block_flags(real_tokens(mask, x), w)[:, :, None, :]  # (B, nb, 1, w)
         if self.causal:
             allowed = allowed & torch.ones(w, w, dtype=torch.bool, device=x.device).tril()  # (B, nb, w, w)
-        out = block_attention(q, k, v, allowed, self.n_heads)           # (B, nb, w, H, dh)
-        return out.flatten(1, 2)[:, :T]                                  # (B, T, H, dh)
+        return merge_heads(block_attention(q, k, v, allowed), T)       # (B, T, H, dh)

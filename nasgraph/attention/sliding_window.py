@@ -10,8 +10,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from nasgraph.attention._blocks import (block_attention, block_positions, global_keys, global_rows,
-                                        neighbour_blocks, neighbour_positions, to_blocks)
+from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
+                                        merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -33,26 +33,26 @@ class SlidingWindowAttention(Attention):
         self.qkv_projections()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, _ = x.shape
+        T = x.shape[1]
         w, g = self.config.window, self.config.n_global
         after = 0 if self.causal else 1
-        real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)      # (B, T, C)
-        qb = to_blocks(q, w)                                            # (B, nb, w, C)
-        nb = qb.shape[1]
-        kb, vb = (neighbour_blocks(to_blocks(t, w), 1, after) for t in (k, v))  # (B, nb, L, C)
-        real_kb = neighbour_blocks(to_blocks(real[..., None], w), 1, after)[..., 0]  # (B, nb, L)
-        qpos = block_positions(nb, w, x.device)[:, :, None]             # (nb, w, 1)
-        kpos = neighbour_positions(nb, w, 1, after, x.device)[:, None]  # (nb, 1, L)
-        lag = qpos - kpos                                               # (nb, w, L)
-        band = (lag <= w) & (lag >= (0 if self.causal else -w)) & (kpos >= g)  # global keys come below
+        real = real_tokens(mask, x)                                     # (B, T)
+        q, k, v = (head_major(p(x), self.n_heads) for p in (self.q_proj, self.k_proj, self.v_proj))  # (H, B, T, dh)
+        qb = to_blocks(q, w)                                            # (H, B, nb, w, dh)
+        kb, vb = (neighbour_blocks(to_blocks(t, w), 1, after) for t in (k, v))  # (H, B, nb, L, dh)
+        # global keys come separately below, so the band skips positions < g
+        not_global = torch.arange(T, device=x.device) >= g              # (T,)
+        real_kb = neighbour_blocks(block_flags(real & not_global, w)[..., None], 1, after)[..., 0]  # (B, nb, L)
+        lag = relative_lag(w, 1, after, x.device)                       # (w, L)
+        band = (lag <= w) & (lag >= (0 if self.causal else -w))         # (w, L)
         allowed = real_kb[:, :, None, :] & band                         # (B, nb, w, L)
         if g:
-            kg, vg, allowed_g = global_keys(k, v, real, g, qpos, self.causal)  # (B, nb, g, C), (B, nb, w, g)
-            kb, vb = torch.cat([kg, kb], 2), torch.cat([vg, vb], 2)      # (B, nb, g + L, C)
-            allowed = torch.cat([allowed_g, allowed], -1)                # (B, nb, w, g + L)
-        out = block_attention(qb, kb, vb, allowed, self.n_heads).flatten(1, 2)[:, :T]  # (B, T, H, dh)
+            kg, vg, allowed_g = global_keys(k, v, real, g, w, self.causal)  # (H, B, nb, g, dh), (B, nb, *, g)
+            kb, vb = torch.cat([kg, kb], 3), torch.cat([vg, vb], 3)      # (H, B, nb, g + L, dh)
+            allowed = torch.cat([allowed_g.expand(-1, -1, w, -1), allowed], -1)  # (B, nb, w, g + L)
+        out = block_attention(qb, kb, vb, allowed)                      # (H, B, nb, w, dh)
         if g:
-            rows = global_rows(q, k, v, mask, g, self.causal, self.n_heads)  # (B, g, H, dh)
-            out = torch.cat([rows, out[:, g:]], 1)                       # (B, T, H, dh)
-        return out
+            rows = global_rows(q, k, v, mask, g, self.causal)           # (H, B, g, dh)
+            out = torch.cat([rows, out.flatten(2, 3)[:, :, g:]], 2)     # (H, B, T', dh)
+            return out[:, :, :T].permute(1, 2, 0, 3)                    # (B, T, H, dh)
+        return merge_heads(out, T)                                      # (B, T, H, dh)

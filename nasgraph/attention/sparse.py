@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from nasgraph.attention._blocks import block_attention, block_positions, to_blocks
+from nasgraph.attention._blocks import block_attention, block_flags, head_major, merge_heads, real_tokens, to_blocks
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -40,26 +40,23 @@ class SparseAttention(Attention):
         self.qkv_projections()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        B, T, _ = x.shape
+        T = x.shape[1]
         l, c = self.config.block, self.config.n_summary
-        real = mask if mask is not None else torch.ones(B, T, dtype=torch.bool, device=x.device)
-        qb, kb, vb = (to_blocks(p(x), l) for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, nb, l, C)
-        real_b = to_blocks(real[..., None], l)[..., 0]                    # (B, nb, l)
-        nb = qb.shape[1]
-        pos = block_positions(nb, l, x.device)                            # (nb, l)
+        qb, kb, vb = (to_blocks(head_major(p(x), self.n_heads), l)
+                      for p in (self.q_proj, self.k_proj, self.v_proj))   # (H, B, nb, l, dh)
+        real_b = block_flags(real_tokens(mask, x), l)                     # (B, nb, l)
+        nb = qb.shape[2]
+        # summary keys: the last c slots of every block, shared by all query blocks (own block comes locally)
+        ks, vs = (t[:, :, None, :, l - c:].flatten(3, 4).expand(-1, -1, nb, -1, -1)
+                  for t in (kb, vb))                                      # (H, B, nb, nb*c, dh)
         blk = torch.arange(nb, device=x.device)
-        # summary keys: the last c slots of every block, shared by all query blocks
-        ks, vs = (t[:, :, l - c:].flatten(1, 2)[:, None].expand(-1, nb, -1, -1) for t in (kb, vb))  # (B, nb, nb*c, C)
-        spos = pos[:, l - c:].flatten()                                   # (nb*c,)
-        sblk = blk[:, None].expand(nb, c).flatten()                       # (nb*c,)
-        own_blk = sblk[None, :] != blk[:, None]                           # (nb, nb*c): own block comes locally
-        allowed_s = (real_b[:, :, l - c:].flatten(1)[:, None, None, :]
-                     & own_blk[None, :, None, :])                         # (B, nb, 1, nb*c)
+        other_blk = blk[:, None, None] != blk[None, :, None]              # (nb, nb, 1): [query block, key block]
+        allowed_s = real_b[:, None, :, l - c:] & other_blk                # (B, nb, nb, c)
+        allowed_s = allowed_s.flatten(2)[:, :, None, :]                   # (B, nb, 1, nb*c)
         allowed_l = real_b[:, :, None, :]                                 # (B, nb, 1, l)
         if self.causal:
-            allowed_s = allowed_s & (spos[None, None, :] <= pos[:, :, None])[None]  # (B, nb, l, nb*c)
+            allowed_s = allowed_s & (blk[None, :, None] < blk[:, None, None]).expand(-1, -1, c).flatten(1)[:, None]
             allowed_l = allowed_l & torch.ones(l, l, dtype=torch.bool, device=x.device).tril()
-        allowed = torch.cat([allowed_s.expand(B, nb, l, -1), allowed_l.expand(B, nb, l, -1)], -1)
-        keys, values = torch.cat([ks, kb], 2), torch.cat([vs, vb], 2)     # (B, nb, nb*c + l, C)
-        out = block_attention(qb, keys, values, allowed, self.n_heads)   # (B, nb, l, H, dh)
-        return out.flatten(1, 2)[:, :T]                                   # (B, T, H, dh)
+        allowed = torch.cat([allowed_s.expand(-1, -1, l, -1), allowed_l.expand(-1, -1, l, -1)], -1)
+        keys, values = torch.cat([ks, kb], 3), torch.cat([vs, vb], 3)     # (H, B, nb, nb*c + l, dh)
+        return merge_heads(block_attention(qb, keys, values, allowed), T)  # (B, T, H, dh)
