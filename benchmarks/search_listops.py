@@ -78,7 +78,7 @@ def step_times(tmp: Path, task: dict, candidates: list, args) -> dict:
     out = {}
     for c in candidates:
         single = compile_spec(load(tmp, base_spec(task, [c], args), "single"))
-        out[str(c)] = step_time(GraphModule(single), BatchStream(split, 32, 0), args.timing_steps)
+        out[c if isinstance(c, str) else next(iter(c))] = step_time(GraphModule(single), BatchStream(split, 32, 0), args.timing_steps)
     out["supernet"] = step_time(GraphModule(graph), BatchStream(split, 32, 0), args.timing_steps)
     gdas = get_strategy("gdas")(doc.spec.search, 100)
     out["gdas"] = step_time(GraphModule(graph, mixer=gdas), BatchStream(split, 32, 0), args.timing_steps)
@@ -97,7 +97,7 @@ def run_task(name: str, args, tmp: Path) -> dict:
             r = run_train(load(tmp, spec, f"{label}{seed}"), tmp / f"{name}-{label}-{seed}", progress=args.progress)
             standalone.setdefault(label, []).append({"seed": seed, "val": r["val"]["acc"], "test": r["test"]["acc"],
                                                      "seconds": r["seconds"]})
-            print(f"[{name}] standalone {label} seed {seed}: test {r['test']['acc']:.4f} in {r['seconds']:.0f} s")
+            print(f"[{name}] standalone {label} seed {seed}: test {r['test']['acc']:.4f} in {r['seconds']:.0f} s", flush=True)
     ranking = sorted(standalone, key=lambda l: -statistics.mean(x["test"] for x in standalone[l]))
     one_training = statistics.mean(x["seconds"] for runs in standalone.values() for x in runs)
     searches = {}
@@ -116,7 +116,7 @@ def run_task(name: str, args, tmp: Path) -> dict:
                                                       "top2": max(ranks) <= 2, "seconds": seconds,
                                                       "cost_x": seconds / one_training})
             print(f"[{name}] {strategy} seed {seed}: pick {outcome['labels']} ranks {ranks} "
-                  f"cost {seconds / one_training:.2f}x")
+                  f"cost {seconds / one_training:.2f}x", flush=True)
     result = {"task": task, "steps": args.steps, "search_fraction": args.search_fraction, "seeds": args.seeds,
               "standalone": standalone, "ranking": ranking, "one_training_s": one_training, "search": searches,
               "step_times_s": step_times(tmp, task, cands, args)}
