@@ -40,10 +40,22 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     def error_at(message: str, key_path: KeyPath):
         return located_error(message, key_path, locations, file)
 
+    _absolute_task_paths(raw, Path(file).parent)
     spec = validate(raw, error_at)
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
     check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None))
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
+
+
+def _absolute_task_paths(raw: dict, base: Path) -> None:
+    """Relative data paths (`task.path`, `task.*_path`) are relative to the spec's folder; make them
+    absolute so that the spec snapshot in a run folder still finds the data."""
+    task = raw.get("task")
+    if not isinstance(task, dict):
+        return
+    for key, value in task.items():
+        if (key == "path" or str(key).endswith("_path")) and isinstance(value, str) and value:
+            task[key] = str((base / value).resolve())
 
 
 __all__ = ["AttentionSpec", "KeyPath", "Location", "ModelSpec", "Spec", "SpecDocument", "check_attention",
