@@ -113,14 +113,19 @@ def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[
     proc = ctx.Process(target=run_type, args=(name, lengths, opts, results), daemon=True)
     proc.start()
     info, rows, pending = {"type": name}, [], list(lengths)
+    deadline = time.monotonic() + opts["timeout_s"]
     while pending:
         try:
-            kind, payload = results.get(timeout=opts["timeout_s"])
+            kind, payload = results.get(timeout=1.0)
         except queue.Empty:
-            failure = (f"timeout after {opts['timeout_s']} s" if proc.is_alive()
+            alive = proc.is_alive()
+            if alive and time.monotonic() < deadline:
+                continue
+            failure = (f"timeout after {opts['timeout_s']:.0f} s" if alive
                        else f"crashed, exit code {proc.exitcode} (-9: killed, likely out of memory)")
             rows.append({"type": name, "T": pending[0], "error": failure})
             break
+        deadline = time.monotonic() + opts["timeout_s"]
         if kind == "info":
             info = payload
             continue

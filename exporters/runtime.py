@@ -75,8 +75,12 @@ def make_session(path: str | os.PathLike, provider: str = "cpu", *, threads: int
     options.graph_optimization_level = getattr(ort.GraphOptimizationLevel, _LEVEL_ENUM[graph_opt])
     if optimized_model_path is not None:
         options.optimized_model_filepath = str(optimized_model_path)
+        options.log_severity_level = 3  # not the "hardware-specific optimisations" notice each time
     chosen: list[Any] = [wanted] if provider == "cpu" else [(wanted, {"device_id": device_id})]
-    session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    try:
+        session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
+    except Exception as err:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
+        raise ProviderError(f"onnxruntime cannot load {path} on {wanted}: {err}") from err
     used = session.get_providers()
     if not used or used[0] != wanted:
         raise ProviderError(f"onnxruntime silently fell back to {', '.join(used) or 'nothing'} instead of "
