@@ -103,7 +103,8 @@ def run_task(name: str, args, tmp: Path) -> dict:
     searches = {}
     for strategy in args.strategies:
         for seed in args.seeds:
-            extra = {"strategy": strategy, "steps": int(args.steps * args.search_fraction), "alpha_lr": 3e-3}
+            extra = {"strategy": strategy, "steps": int(args.steps * args.search_fraction), "alpha_lr": 3e-3,
+                     "arch_every": args.arch_every}
             spec = base_spec(task, cands, args, **extra)
             spec["search"]["seeds"] = [seed]
             t0 = time.perf_counter()
@@ -118,6 +119,7 @@ def run_task(name: str, args, tmp: Path) -> dict:
             print(f"[{name}] {strategy} seed {seed}: pick {outcome['labels']} ranks {ranks} "
                   f"cost {seconds / one_training:.2f}x", flush=True)
     result = {"task": task, "steps": args.steps, "search_fraction": args.search_fraction, "seeds": args.seeds,
+              "arch_every": args.arch_every,
               "standalone": standalone, "ranking": ranking, "one_training_s": one_training, "search": searches,
               "step_times_s": step_times(tmp, task, cands, args)}
     if name == "listops":
@@ -141,7 +143,7 @@ def markdown(name: str, r: dict) -> str:
         lines += ["", f"Baselines: root-operator rule {r['baselines']['root_operator']:.4f}, "
                       f"majority class {r['baselines']['majority']:.4f}."]
     lines += ["", "| strategy | seed | pick (per layer) | ranks | top-2 | cost (x one training, search steps = "
-                  f"{r['search_fraction']:g} x) |", "|---|---|---|---|---|---|"]
+                  f"{r['search_fraction']:g} x, alpha step every {r.get('arch_every', 1)}) |", "|---|---|---|---|---|---|"]
     for s, runs in r["search"].items():
         for x in runs:
             pick = "; ".join(",".join(v) for v in x["pick"].values())
@@ -162,6 +164,7 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--candidates", nargs="+", default=["softmax", "linear", "local"])
     ap.add_argument("--strategies", nargs="+", default=["darts", "gdas", "fixed"])
+    ap.add_argument("--arch-every", type=int, default=1, help="one alpha step every N weight steps")
     ap.add_argument("--n-train", type=int, help="override the task's training-set size")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--timing-steps", type=int, default=30)

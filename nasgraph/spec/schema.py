@@ -117,6 +117,7 @@ class SearchSpec(StrictConfig):
     alpha_lr: float = Field(3e-4, gt=0)
     alpha_weight_decay: float = Field(1e-3, ge=0)
     warmup_epochs: float = Field(0.0, ge=0)       # weights only, alphas frozen
+    arch_every: int = Field(1, gt=0)              # one alpha step every N weight steps (search cost)
     tau: tuple[float, float] = (10.0, 0.1)        # gdas: temperature from -> to
     derive: Literal["top1", "prune", "topk"] = "top1"  # fixed (DARTFormer): how heads are kept
     topk: int = Field(1, gt=0)

@@ -99,7 +99,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         tokens, labels = stream.next()
         if strategy is not None:
             strategy.before_step(step, steps, stream.epoch_progress)
-            if arch_stream is not None and strategy.arch_active(stream.epoch_progress):
+            if arch_stream is not None and strategy.arch_active(step, stream.epoch_progress):
                 arch_info = strategy.arch_step(model, (tokens, labels), arch_stream.next(),
                                                opt.param_groups[0]["lr"])
         logits = model(tokens)                                              # (B, C)

@@ -32,8 +32,9 @@ class Strategy:
     def before_step(self, step: int, total: int, epoch: float) -> None:
         pass
 
-    def arch_active(self, epoch: float) -> bool:
-        return epoch >= self.search.warmup_epochs
+    def arch_active(self, step: int, epoch: float) -> bool:
+        """Whether this weight step is preceded by an alpha step (after warm-up, every arch_every)."""
+        return epoch >= self.search.warmup_epochs and step % self.search.arch_every == 0
 
     # -- the architecture objective ------------------------------------------------------------------
     def objective(self, model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
