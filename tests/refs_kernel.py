@@ -181,6 +181,50 @@ def synthesizer_ref(module, x, mask):
     return finish(module, softmax_rows(module, row, v, mask))
 
 
+def reformer_ref(module, x, mask):
+    """LSH attention from its definition, one query at a time.
+
+    bucket(t) = argmax([q_t R, -q_t R]) (padding: an extra last bucket); positions sorted by
+    (bucket, position); query i sees keys of its bucket in its chunk of C sorted places and the chunk
+    before (causal: 0..C sorted places back), itself only with logit -1e5; keys are unit-length
+    queries; rounds are mixed by the softmax of their log-sum-exps.
+    """
+    xd = x.double()
+    B, T, _ = x.shape
+    q, v = per_head(module, linear64(module.q_proj, xd)), per_head(module, linear64(module.v_proj, xd))
+    rotations = module.rotations.double()                               # (R, dh, nb/2)
+    C, nb, scale = module.config.chunk, module.config.n_buckets, module.head_dim ** -0.5
+    out = torch.zeros_like(q)
+    for b in range(B):
+        real = [mask is None or bool(mask[b, t]) for t in range(T)]
+        for h in range(q.shape[1]):
+            outs, lses = [], []
+            for rot in rotations:
+                bucket = [int(torch.cat([q[b, h, t] @ rot, -(q[b, h, t] @ rot)]).argmax()) if real[t] else nb
+                          for t in range(T)]
+                slot = {t: s for s, t in enumerate(sorted(range(T), key=lambda t: (bucket[t], t)))}
+
+                def sees(i, j):
+                    if bucket[j] != bucket[i]:
+                        return False
+                    if module.causal:
+                        return 0 <= slot[i] - slot[j] <= C
+                    return slot[i] // C - slot[j] // C in (0, 1)
+
+                round_out, round_lse = torch.zeros(T, q.shape[-1], dtype=q.dtype), torch.zeros(T, dtype=q.dtype)
+                for i in range(T):
+                    J = [j for j in range(T) if sees(i, j)]
+                    logits = torch.stack([torch.tensor(-1e5, dtype=q.dtype) if j == i else
+                                          q[b, h, i] @ q[b, h, j] / q[b, h, j].norm() * scale for j in J])
+                    round_out[i] = torch.softmax(logits, 0) @ v[b, h, J]
+                    round_lse[i] = torch.logsumexp(logits, 0)
+                outs.append(round_out)
+                lses.append(round_lse)
+            weights = torch.softmax(torch.stack(lses), dim=0)               # (R, T)
+            out[b, h] = (weights[..., None] * torch.stack(outs)).sum(0)
+    return finish(module, out)
+
+
 REFERENCES = {
     "softmax": softmax_ref,
     "linear": linear_ref,
@@ -189,4 +233,5 @@ REFERENCES = {
     "linformer": linformer_ref,
     "nystromformer": nystromformer_ref,
     "synthesizer": synthesizer_ref,
+    "reformer": reformer_ref,
 }

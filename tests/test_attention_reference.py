@@ -24,7 +24,8 @@ REFERENCES = {**KERNEL_REFERENCES, **PATTERN_REFERENCES}
 D, H, B = 32, 4, 2
 # Options beyond the defaults that take a different code path (segments longer than 1, random mode).
 VARIANTS = {"nystromformer": [{"landmarks": 8}], "synthesizer": [{"mode": "random"}],
-            "linear": [{"chunk": 4}], "performer": [{"n_features": 24, "chunk": 8}]}
+            "linear": [{"chunk": 4}], "performer": [{"n_features": 24, "chunk": 8}],
+            "reformer": [{"n_hashes": 3, "chunk": 4, "n_buckets": 4}]}
 FORMS = [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options or 'default'}")
          for name in attention.names() for causal in (False, True)
          for options in [{}] + VARIANTS.get(name, [])
