@@ -102,3 +102,27 @@ def test_nystrom_pinv_iteration_converges_to_moore_penrose():
     torch.manual_seed(0)
     a = torch.softmax(torch.randn(3, 8, 8, dtype=torch.float64) * 3, dim=-1)  # row-stochastic
     torch.testing.assert_close(iterative_pinv(a, 30), torch.linalg.pinv(a), rtol=1e-6, atol=1e-8)
+
+
+@pytest.mark.parametrize("causal", [False, True])
+def test_performer_approximates_softmax_with_many_features(causal):
+    """FAVOR+ is an unbiased softmax-kernel estimate: with 4096 features it lands close to softmax."""
+    performer = build("performer", causal, n_features=4096)
+    softmax = build("softmax", causal)
+    softmax.load_state_dict({k: v for k, v in performer.state_dict().items() if k != "features"})
+    x = 0.5 * torch.randn(B, 16, D)
+    with torch.no_grad():
+        exact, approx = softmax(x), performer(x)
+    assert (approx - exact).abs().max() < 0.03, float((approx - exact).abs().max())
+
+
+def test_performer_redraws_features_only_in_training_mode():
+    fixed = build("performer", False)
+    redrawn = build("performer", False, redraw=True)
+    x = torch.randn(B, 8, D)
+    for module, changes_in_training in ((fixed, False), (redrawn, True)):
+        before = module.features.clone()
+        module.eval()(x)
+        assert torch.equal(module.features, before)
+        module.train()(x)
+        assert torch.equal(module.features, before) is not changes_in_training
