@@ -160,3 +160,14 @@ def test_huge_activations_stay_finite(name, options, causal):
     x = torch.randn(B, 20, D) * 1e3
     with torch.no_grad():
         assert torch.isfinite(module(x, padding_mask(20))).all()
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_aft_full_chunked_eager_path_matches_reference(causal, monkeypatch):
+    import nasgraph.attention.aft_full as aft_full
+    monkeypatch.setattr(aft_full, "CHUNK", 8)                           # 30 rows -> 4 chunks
+    module = build("aft_full", causal)
+    x, mask = torch.randn(B, 30, D), padding_mask(30)
+    with torch.no_grad():
+        got, expected = module(x, mask), REFERENCES["aft_full"](module, x, mask)
+    torch.testing.assert_close(got[mask].double(), expected[mask], rtol=1e-4, atol=2e-5)

@@ -122,21 +122,20 @@ def global_rows(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: torch.T
 TINY = 1e-30  # floor of AFT denominators: exact wherever the sum is not ~0 (a row with no real key -> 0)
 
 
-def aft_terms(k: torch.Tensor, v: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-    """[exp(K) * V, exp(K)] with padded positions zeroed: (B, T, C) x 2 -> (B, T, 2C).
+def aft_keys(k: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """exp(K) with padded positions zeroed: (B, T, C) -> (B, T, C).
 
     K is shifted by its per-channel max over the real positions (exact: the shift cancels in the
-    ratio of AFT's numerator and denominator), so exp never overflows.
+    ratio of AFT's numerator and denominator, so it carries no gradient), so exp never overflows.
     """
     if mask is not None:
         k = k.masked_fill(~mask[..., None], NEG_INF)                 # padded keys never set the max
-    ek = torch.exp(k - k.amax(1, keepdim=True))                      # (B, T, C)
+    ek = torch.exp(k - k.detach().amax(1, keepdim=True))             # (B, T, C)
     if mask is not None:
         ek = ek * mask[..., None].to(ek.dtype)                       # padded -> 0, even in an all-padded row
-    return torch.cat([ek * v, ek], -1)                               # (B, T, 2C)
+    return ek
 
 
-def aft_output(q: torch.Tensor, sums: torch.Tensor, n_heads: int) -> torch.Tensor:
-    """sigmoid(Q) * numerator / denominator: q (B, T, C), sums (B, T, 2C) -> (B, T, H, dh)."""
-    num, den = sums.chunk(2, dim=-1)                                 # (B, T, C) each
-    return (torch.sigmoid(q) * num / den.clamp_min(TINY)).unflatten(-1, (n_heads, -1))
+def aft_output(q: torch.Tensor, num: torch.Tensor, den: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """sigmoid(Q) * numerator / denominator: (B, T, C) each (num, den may broadcast) -> (B, T, H, dh)."""
+    return (torch.sigmoid(q) * (num / den.clamp_min(TINY))).unflatten(-1, (n_heads, -1))

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nasgraph.attention._blocks import aft_output, aft_terms
+from nasgraph.attention._blocks import aft_keys, aft_output
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -44,11 +44,12 @@ class AFTConv(Attention):
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         s = self.config.kernel
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)        # (B, T, C)
-        terms = aft_terms(k, v, mask)                                     # (B, T, 2C)
+        ek = aft_keys(k, mask)                                            # (B, T, C)
+        terms = torch.cat([ek * v, ek], -1)                               # (B, T, 2C): numerator, denominator
         total = terms.cumsum(1) if self.causal else terms.sum(1, keepdim=True)  # (B, T or 1, 2C)
         channels = terms.shape[-1]
         weight = (torch.exp(self.filters) - 1.0).repeat_interleave(self.head_dim, 0)  # (C, s), per head
         weight = weight.repeat(2, 1)[:, None, :]                          # (2C, 1, s): numerator, denominator
         padded = F.pad(terms.transpose(1, 2), [self.left, s - 1 - self.left])  # (B, 2C, T + s - 1)
         local = F.conv1d(padded, weight, groups=channels).transpose(1, 2)  # (B, T, 2C)
-        return aft_output(q, total + local, self.n_heads)                 # (B, T, H, dh)
+        return aft_output(q, *(total + local).chunk(2, -1), self.n_heads)  # (B, T, H, dh)

@@ -2,7 +2,11 @@
 
 Learned position biases w = u v^T, u, v in R^{max_len x pos_dim}, init N(0, 1e-2) (bounded by
 max_len). exp(K_t' + w) = exp(w) exp(K_t'), so both sums are one (T, T) @ (T, 2C) product: O(T^2 d)
-time, O(T^2 + T d) memory, never a (T, T, d) tensor. Causal: t' <= t.
+time, never a (T, T, d) tensor. Causal: t' <= t.
+
+Eager mode runs the product by chunks of CHUNK query rows, so memory stays O(CHUNK T + T d) and the
+causal form skips the future keys (half the work); under export (where a Python loop over T would
+freeze the sequence length) the same math runs as one (T, T) product.
 """
 from __future__ import annotations
 
@@ -10,9 +14,12 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nasgraph.attention._blocks import aft_output, aft_terms
+from nasgraph.attention._blocks import aft_keys, aft_output
 from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
+
+
+CHUNK = 256  # query rows per chunk in eager mode
 
 
 class AFTFullConfig(AttentionConfig):
@@ -32,16 +39,29 @@ class AFTFull(Attention):
         self.pos_u = nn.Parameter(torch.randn(self.max_len, self.config.pos_dim) * 1e-2)
         self.pos_v = nn.Parameter(torch.randn(self.max_len, self.config.pos_dim) * 1e-2)
 
-    def position_weights(self, T: int) -> torch.Tensor:
-        """exp(w - rowmax(w)) over the visible (t, t') pairs, 0 elsewhere: (T, T)."""
-        w = self.pos_u[:T] @ self.pos_v[:T].T                            # (T, T)
+    def position_weights(self, start: int, stop: int, keys: int) -> torch.Tensor:
+        """exp(w - rowmax) for query rows start..stop-1 against keys 0..keys-1; 0 on future keys: (rows, keys)."""
+        w = self.pos_u[start:stop] @ self.pos_v[:keys].T                  # (rows, keys)
         if self.causal:
-            w = w.masked_fill(torch.ones_like(w, dtype=torch.bool).triu(1), NEG_INF)
-        return torch.exp(w - w.amax(-1, keepdim=True))                   # (T, T), row max 1
+            rows = torch.arange(start, stop, device=w.device)[:, None]
+            w.masked_fill_(torch.arange(keys, device=w.device)[None, :] > rows, NEG_INF)
+        # the row shift cancels in AFT's ratio, so it carries no gradient
+        return w.sub_(w.detach().amax(-1, keepdim=True)).exp_()
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        self.check_length(x.shape[1])
-        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)       # (B, T, C)
-        terms = aft_terms(k, v, mask)                                    # (B, T, 2C)
-        sums = torch.einsum("ts,bsc->btc", self.position_weights(x.shape[1]), terms)  # (B, T, 2C)
-        return aft_output(q, sums, self.n_heads)                         # (B, T, H, dh)
+        T = x.shape[1]
+        self.check_length(T)
+        q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)        # (B, T, C)
+        ek = aft_keys(k, mask)                                            # (B, T, C)
+        terms = torch.cat([ek * v, ek], -1)                               # (B, T, 2C): numerator, denominator
+        if torch.compiler.is_exporting():
+            sums = torch.einsum("ts,bsc->btc", self.position_weights(0, T, T), terms)  # (B, T, 2C)
+        else:
+            chunks = []
+            for start in range(0, T, CHUNK):
+                stop = min(start + CHUNK, T)
+                keys = stop if self.causal else T
+                weights = self.position_weights(start, stop, keys)        # (rows, keys)
+                chunks.append(torch.einsum("ts,bsc->btc", weights, terms[:, :keys]))  # (B, rows, 2C)
+            sums = torch.cat(chunks, 1)                                   # (B, T, 2C)
+        return aft_output(q, *sums.chunk(2, -1), self.n_heads)            # (B, T, H, dh)

@@ -11,7 +11,7 @@ import torch
 from pydantic import Field
 from torch import nn
 
-from nasgraph.attention._blocks import (aft_output, aft_terms, from_blocks, neighbour_blocks,
+from nasgraph.attention._blocks import (aft_keys, aft_output, from_blocks, neighbour_blocks,
                                         relative_lag, to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
@@ -40,7 +40,8 @@ class AFTLocal(Attention):
         T, s = x.shape[1], self.config.window
         after = 0 if self.causal else 1
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)        # (B, T, C)
-        terms = aft_terms(k, v, mask)                                     # (B, T, 2C)
+        ek = aft_keys(k, mask)                                            # (B, T, C)
+        terms = torch.cat([ek * v, ek], -1)                               # (B, T, 2C): numerator, denominator
         total = terms.cumsum(1) if self.causal else terms.sum(1, keepdim=True)  # (B, T or 1, 2C)
         # banded position biases, by blocks: w[t, t'] for t' in the neighbour blocks of t's block
         ub = to_blocks(self.pos_u[:T], s)                                 # (nb, s, d')
@@ -56,4 +57,4 @@ class AFTLocal(Attention):
         near = neighbour_blocks(to_blocks(terms, s), 1, after)            # (B, nb, L, 2C)
         correction = torch.einsum("nql,bnlc->bnqc", band, near)           # (B, nb, s, 2C)
         sums = from_blocks(outside, T) * total + from_blocks(correction, T)  # (B, T, 2C)
-        return aft_output(q, sums, self.n_heads)                          # (B, T, H, dh)
+        return aft_output(q, *sums.chunk(2, -1), self.n_heads)            # (B, T, H, dh)

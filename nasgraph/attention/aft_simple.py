@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import torch
 
-from nasgraph.attention._blocks import aft_output, aft_terms
+from nasgraph.attention._blocks import aft_keys, aft_output
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -29,6 +29,9 @@ class AFTSimple(Attention):
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)      # (B, T, C)
-        terms = aft_terms(k, v, mask)                                   # (B, T, 2C)
-        sums = terms.cumsum(1) if self.causal else terms.sum(1, keepdim=True)  # (B, T or 1, 2C)
-        return aft_output(q, sums, self.n_heads)                        # (B, T, H, dh)
+        ek = aft_keys(k, mask)                                          # (B, T, C)
+        if self.causal:
+            num, den = (ek * v).cumsum(1), ek.cumsum(1)                 # (B, T, C) prefix sums
+        else:
+            num, den = (ek * v).sum(1, keepdim=True), ek.sum(1, keepdim=True)  # (B, 1, C)
+        return aft_output(q, num, den, self.n_heads)                    # (B, T, H, dh)
