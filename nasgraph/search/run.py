@@ -71,7 +71,11 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         from nasgraph.errors import NasgraphError
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
-    cost = CostTable.from_summary(summary)
+    if search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
+        from exporters.latency_table import latency_cost_table
+        cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
+    else:
+        cost = CostTable.from_summary(summary)
     data = tasks.load_task(tasks.parse_task(spec.task))
     run = RunDir(out, resume=resume, marker="spec.yaml")
     run.write_spec(doc.raw)

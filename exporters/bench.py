@@ -1,0 +1,243 @@
+"""`nasgraph bench`: ONNX Runtime and PyTorch eager latency side by side over a batch x seq_len grid.
+
+Targets:
+- an exported model (.onnx): the ONNX file as shipped; its PyTorch twin is rebuilt from the embedded
+  spec with the source run's weights when that run still exists (else a seeded random init: same
+  architecture and shapes, which is what latency depends on);
+- a spec with choice points: every attention candidate as a standalone layer (d_model, n_heads and
+  causality of the spec; bounded types sized to the grid's longest sequence);
+- a spec without choice points, or a train run folder: the whole model.
+Every grid point runs warm-up calls, then timed single calls (exporters.latency), ORT then eager.
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from exporters.latency import env_fingerprint, ort_latency, torch_latency
+from exporters.latency_table import attention_module, export_layer, is_bounded, layer_feeds, usable_cores
+from exporters.runtime import make_session, read_metadata
+from nasgraph.errors import NasgraphError
+
+Feeds = Callable[[int, int], dict[str, np.ndarray]]
+
+
+@dataclass
+class Subject:
+    """One thing to time: an ONNX file, its eager twin, and how to make inputs of shape (B, T)."""
+
+    name: str
+    kind: str                       # "model" or "layer"
+    onnx_path: Path
+    module: nn.Module | None        # None: no eager twin (reason in `note`)
+    feeds: Feeds
+    input_names: list[str]
+    max_len: int | None = None      # longest sequence the subject accepts
+    note: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class Grid:
+    batches: list[int]
+    seq_lens: list[int]
+    threads: int
+    graph_opt: str = "all"
+    provider: str = "cpu"
+    warmup: int = 5
+    repeats: int = 30
+    budget_s: float | None = 5.0    # cap on the timed phase per point and backend
+
+
+def token_feeds(vocab_size: int) -> Feeds:
+    gen = torch.Generator().manual_seed(0)
+    return lambda B, T: {"tokens": torch.randint(2, vocab_size, (B, T), generator=gen).numpy()}  # (B, T)
+
+
+def _spec_from_text(text: str):
+    from nasgraph.spec import load_spec
+
+    with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:
+        path = Path(tmp) / "spec.yaml"
+        path.write_text(text, encoding="utf-8")
+        return load_spec(path)
+
+
+def onnx_subject(path: str | Path) -> Subject:
+    """An exported model and its eager twin (see the module doc)."""
+    from exporters.model_export import LogitsFromTokens
+    from nasgraph.training.run import build_discrete, load_trained
+
+    meta = read_metadata(path)
+    if "nasgraph.spec" not in meta:
+        raise NasgraphError(f"{path} is not a `nasgraph export` model (no nasgraph.spec metadata)")
+    vocab = json.loads(meta["nasgraph.vocab"])
+    source, module, weights = Path(meta.get("nasgraph.source", "")), None, ""
+    try:
+        if source.is_dir() and (source / "checkpoints" / "last.pt").exists():
+            _, model = load_trained(source)
+            weights = f"the source run {source}"
+        else:
+            torch.manual_seed(0)
+            _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
+            weights = "seeded random init (the source run is not here; latency does not depend on values)"
+        module = LogitsFromTokens(model.eval())
+    except NasgraphError as err:
+        weights = f"no eager twin: {err}"
+    return Subject(meta.get("nasgraph.name", Path(path).stem), "model", Path(path), module, token_feeds(len(vocab)),
+                   ["tokens"], int(meta["nasgraph.max_len"]), weights, {"torch_weights": weights})
+
+
+def export_twin(doc, model: nn.Module, path: Path) -> Path:
+    """Export a model (random or trained weights) for timing: verified on random tokens at two lengths."""
+    from exporters.model_export import INPUT, OUTPUT, LogitsFromTokens
+    from exporters.parity import export_verified
+
+    ctx = model.ctx
+    gen = torch.Generator().manual_seed(0)
+    lens = sorted({min(ctx.max_len, 8), ctx.max_len})
+    tokens = lambda B, T: torch.randint(2, ctx.vocab_size, (B, T), generator=gen)  # noqa: E731
+    export_verified(LogitsFromTokens(model), (tokens(2, max(2, lens[0])),), path, [(tokens(3, T),) for T in lens],
+                    atol=doc.spec.export.atol, input_names=[INPUT], output_names=[OUTPUT],
+                    dynamic_axes={INPUT: {0: "batch", 1: "seq"}}, axis_max={"seq": ctx.max_len},
+                    opset=doc.spec.export.opset, overwrite=True)
+    return path
+
+
+def model_subject(doc, model: nn.Module, workdir: Path, weights: str) -> Subject:
+    from exporters.model_export import LogitsFromTokens
+
+    path = export_twin(doc, model.eval(), workdir / f"{doc.spec.name}.onnx")
+    return Subject(str(doc.spec.name), "model", path, LogitsFromTokens(model), token_feeds(model.ctx.vocab_size),
+                   ["tokens"], model.ctx.max_len, weights, {"torch_weights": weights})
+
+
+def candidate_subjects(doc, workdir: Path, longest: int) -> list[Subject]:
+    """Every distinct attention candidate of the spec as a standalone layer (bounded: max_len = longest)."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.ops.attention import candidate_label, normalize_candidate
+
+    graph = compile_spec(doc)
+    ctx = graph.graph["ctx"]
+    seen: dict[str, Subject] = {}
+    for _, d in graph.nodes(data=True):
+        if d.get("op") != "attention":
+            continue
+        params = d["params"]
+        causal = params.get("causal", False)
+        for cand in params.get("candidates") or params.get("heads") or []:
+            label = candidate_label(*normalize_candidate(cand)) + (" causal" if causal else "")
+            if label in seen:
+                continue
+            bound = longest if is_bounded(cand) else None
+            torch.manual_seed(0)
+            module = attention_module(cand, ctx["d_model"], ctx["n_heads"], causal=causal, max_len=bound)
+            path = export_layer(module, workdir / f"{len(seen):02d}.onnx", ctx["d_model"], bound)
+            seen[label] = Subject(label, "layer", path, module, layer_feeds(ctx["d_model"]), ["x", "mask"], bound,
+                                  info={"d_model": ctx["d_model"], "n_heads": ctx["n_heads"], "causal": causal})
+    return list(seen.values())
+
+
+def measure_point(subject: Subject, session, B: int, T: int, grid: Grid) -> list[dict]:
+    """ORT then eager at (B, T); rows carry the settings they ran with."""
+    arrays = subject.feeds(B, T)
+    graph_inputs = {i.name for i in session.get_inputs()}
+    common = {"subject": subject.name, "kind": subject.kind, "batch": B, "seq_len": T}
+    ort = ort_latency(session, {k: v for k, v in arrays.items() if k in graph_inputs}, warmup=grid.warmup,
+                      repeats=grid.repeats, budget_s=grid.budget_s)
+    rows = [{**common, **ort.row()}]
+    if subject.module is not None:
+        inputs = tuple(torch.from_numpy(arrays[n]) for n in subject.input_names)
+        eager = torch_latency(subject.module, inputs, threads=grid.threads, warmup=grid.warmup,
+                              repeats=grid.repeats, budget_s=grid.budget_s)
+        rows.append({**common, **eager.row()})
+    return rows
+
+
+def run_grid(subjects: Sequence[Subject], grid: Grid, progress: bool = True) -> tuple[list[dict], list[str]]:
+    """Rows for every subject x batch x seq_len; lengths a subject cannot take are listed as skipped."""
+    from tqdm import tqdm
+
+    plan, skipped = [], []
+    for s in subjects:
+        lens = [T for T in grid.seq_lens if s.max_len is None or T <= s.max_len]
+        skipped += [f"{s.name}: T={T} > max_len {s.max_len}" for T in grid.seq_lens if T not in lens]
+        if not lens and s.max_len:
+            lens = [s.max_len]
+            skipped.append(f"{s.name}: measured at its max_len {s.max_len} instead")
+        plan += [(s, B, T) for B in grid.batches for T in lens]
+    rows, sessions = [], {}
+    for s, B, T in tqdm(plan, desc="bench", unit="point", disable=not progress):
+        if s.name not in sessions:
+            sessions[s.name] = make_session(s.onnx_path, grid.provider, threads=grid.threads, graph_opt=grid.graph_opt)
+        rows += measure_point(s, sessions[s.name], B, T, grid)
+    return rows, skipped
+
+
+def subjects_for(target: Path, workdir: Path, grid: Grid, candidates: bool | None = None) -> tuple[list[Subject], str]:
+    """The subjects of a bench target (.onnx, spec YAML, or train run folder) and the mode used."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete, load_trained
+
+    if target.is_dir():
+        doc, model = load_trained(target)
+        return [model_subject(doc, model, workdir, f"the run {target}")], "model"
+    if target.suffix == ".onnx":
+        return [onnx_subject(target)], "model"
+    doc = load_spec(target)
+    has_choice = any(d.get("choice") for _, d in compile_spec(doc).nodes(data=True))
+    if candidates or (candidates is None and has_choice):
+        return candidate_subjects(doc, workdir, max(grid.seq_lens)), "candidates"
+    torch.manual_seed(0)
+    _, model = build_discrete(doc)
+    return [model_subject(doc, model, workdir, "seeded random init")], "model"
+
+
+def bench_spec_of(target: Path):
+    """The BenchSpec that applies to a target (its own spec, the embedded one, or defaults)."""
+    from nasgraph.spec import load_spec
+    from nasgraph.spec.schema import BenchSpec
+
+    try:
+        if target.is_dir():
+            return load_spec(target / "spec.yaml").spec.bench
+        if target.suffix == ".onnx":
+            return _spec_from_text(read_metadata(target)["nasgraph.spec"]).spec.bench
+        return load_spec(target).spec.bench
+    except (NasgraphError, KeyError):
+        return BenchSpec()
+
+
+def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeats=None, warmup=None,
+              graph_opt: str = "all", provider: str = "cpu") -> Grid:
+    spec = bench_spec_of(target)
+    grid = Grid(list(batches or spec.batch_sizes), sorted(set(seq_lens or spec.seq_lens)),
+                threads or spec.threads or usable_cores(), graph_opt, provider,
+                spec.warmup if warmup is None else warmup, repeats or spec.repeats)
+    if min(grid.batches) < 1 or min(grid.seq_lens) < 1 or grid.repeats < 1 or grid.warmup < 0:
+        raise NasgraphError(f"bad grid: batches {grid.batches}, seq_lens {grid.seq_lens}, repeats {grid.repeats}, "
+                            f"warmup {grid.warmup} (sizes and repeats >= 1, warmup >= 0)")
+    return grid
+
+
+def bench(target: str | Path, grid: Grid, *, candidates: bool | None = None, progress: bool = True,
+          workdir: str | Path | None = None) -> dict:
+    """Measure a target over the grid; returns the report dict (see exporters.bench_report)."""
+    target = Path(target)
+    if not target.exists():
+        raise NasgraphError(f"{target}: no such .onnx file, spec or run folder")
+    with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:  # exports live in workdir if given
+        subjects, mode = subjects_for(target, Path(workdir or tmp), grid, candidates)
+        rows, skipped = run_grid(subjects, grid, progress)
+    return {"target": str(target), "mode": mode, "env": env_fingerprint(grid.provider), "settings": dict(grid.__dict__),
+            "subjects": [{"name": s.name, "kind": s.kind, "max_len": s.max_len, "note": s.note,
+                          "onnx": str(s.onnx_path), **s.info}
+                         for s in subjects], "rows": rows, "skipped": skipped}

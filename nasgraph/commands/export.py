@@ -1,0 +1,46 @@
+"""`nasgraph export RUN -o model.onnx` or `nasgraph export derived.yaml --checkpoint CKPT -o model.onnx`."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nasgraph.commands._common import add_spec_overrides
+from nasgraph.errors import NasgraphError
+
+NAME = "export"
+HELP = "export a trained model to ONNX (tokens -> logits), verified against PyTorch on real task inputs"
+ORDER = 7
+
+
+def add_arguments(p) -> None:
+    p.add_argument("source", type=Path, help="a train run folder, or a spec YAML (then --checkpoint)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
+    p.add_argument("--checkpoint", type=Path, help="weights for a spec source (a train run's checkpoints/last.pt)")
+    p.add_argument("--atol", type=float, help="parity tolerance (default: the spec's export.atol, 1e-4)")
+    p.add_argument("--force", action="store_true", help="replace --output if it exists")
+    add_spec_overrides(p)
+
+
+def run(args) -> int:
+    from exporters.model_export import export_checkpoint, export_run
+
+    if args.atol is not None and args.atol <= 0:
+        raise NasgraphError(f"--atol must be > 0, got {args.atol}")
+    if args.source.is_dir():
+        if args.checkpoint or args.overrides:
+            raise NasgraphError(f"{args.source} is a run folder: it brings its own spec and checkpoint "
+                                "(--checkpoint and --set are for a spec source)")
+        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force)
+    elif args.source.is_file():
+        if args.checkpoint is None:
+            raise NasgraphError(f"{args.source} is a spec: pass --checkpoint with its trained weights "
+                                "(or give a train run folder instead)")
+        result = export_checkpoint(args.source, args.checkpoint, args.output, overrides=args.overrides,
+                                   atol=args.atol, overwrite=args.force)
+    else:
+        raise NasgraphError(f"{args.source}: no such run folder or spec file")
+    meta = result.metadata
+    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
+          f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
+    return 0
