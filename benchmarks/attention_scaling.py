@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from exporters.latency import env_fingerprint, ort_latency, peak_rss_mb, torch_latency  # noqa: E402
+from exporters.latency import LatencyResult, env_fingerprint, ort_latency, peak_rss_mb, torch_latency  # noqa: E402
 from exporters.onnx_export import export_onnx  # noqa: E402
 from exporters.runtime import GRAPH_OPT_LEVELS, make_session, op_counts  # noqa: E402
 
@@ -59,7 +59,6 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(opts["threads"])
-    threads, repeats, budget = opts["threads"], opts["repeats"], opts["budget_s"]
     model = build_module(name, max(lengths))
     work = Path(tempfile.mkdtemp(prefix="attn_scaling_"))
     onnx_path, info = work / "model.onnx", {"type": name}
@@ -67,7 +66,7 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
     try:
         export_onnx(model, (x0,), onnx_path, input_names=["x"], output_names=["y"],
                     dynamic_axes={"x": {1: "seq"}}, axis_max={"seq": max(lengths)}, fallback=False)
-        sess = make_session(onnx_path, threads=threads, graph_opt=opts["graph_opt"],
+        sess = make_session(onnx_path, threads=opts["threads"], graph_opt=opts["graph_opt"],
                             optimized_model_path=work / "optimized.onnx")
         with torch.no_grad():
             info["parity_max_abs_diff"] = float(np.abs(model(x0).numpy() - sess.run(None, {"x": x0.numpy()})[0]).max())
@@ -82,9 +81,7 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
         try:
             with torch.no_grad():
                 row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
-            row["eager"] = torch_latency(model, (x,), threads=threads, repeats=repeats, budget_s=budget).row()
-            if onnx_path is not None:
-                row.update(_ort_row(onnx_path, x.numpy(), T, opts))
+            row.update(_timed_rows(model, x, onnx_path, T, opts))
         except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
             row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
             traceback.print_exc()
@@ -93,11 +90,27 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
             break
 
 
-def _ort_row(path: Path, x, T: int, opts: dict) -> dict:
-    """Fresh session per T: its first run's memory growth is the activations, not an earlier arena."""
-    sess = make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
-    row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, {"x": x})).delta_mb,
-           "ort": ort_latency(sess, {"x": x}, repeats=opts["repeats"], budget_s=opts["budget_s"]).row()}
+def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
+    """Eager and ORT timed in alternating rounds, so a busy machine slows both alike.
+
+    The ORT session is fresh per T: its first run's memory growth is this T's activations, not an
+    arena grown earlier.
+    """
+    rounds = max(1, min(opts["rounds"], opts["repeats"]))
+    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
+    sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
+    feeds = {"x": x.numpy()}
+    row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb} if sess else {}
+    eager, ort = [], []
+    for _ in range(rounds):
+        eager.append(torch_latency(model, (x,), threads=opts["threads"], **per_round))
+        if sess:
+            ort.append(ort_latency(sess, feeds, **per_round))
+    row["eager"] = LatencyResult.combine(eager).row()
+    if not sess:
+        return row
+    row["ort"] = LatencyResult.combine(ort).row()
+    x = feeds["x"]
     if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
         row["ort_by_level_ms"] = {
             level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
@@ -240,7 +253,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'")
     parser.add_argument("--min-t", type=int, default=256)
     parser.add_argument("--max-t", type=int, default=8192)
-    parser.add_argument("--repeats", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=12, help="timed calls per backend and T")
+    parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
@@ -253,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
         if t != BASELINE:
             get(t)  # ConfigError listing the valid names
     lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
-    opts = {k: getattr(args, k) for k in ("threads", "repeats", "graph_opt", "budget_s", "timeout_s", "explain_t")}
+    opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s", "explain_t")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []

@@ -19,7 +19,7 @@ import os
 import platform
 import resource
 import timeit
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
@@ -41,6 +41,8 @@ class LatencyStats:
     repeats: int
     warmup: int
     throughput: float
+    items: int = 1
+    samples_ms: tuple[float, ...] = field(default=(), repr=False)  # the raw per-call times
 
     @classmethod
     def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1) -> "LatencyStats":
@@ -48,7 +50,8 @@ class LatencyStats:
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
                    min_ms=float(ms.min()), std_ms=float(ms.std()), repeats=len(ms), warmup=warmup,
-                   throughput=float(items * 1e3 / ms.mean()))
+                   throughput=float(items * 1e3 / ms.mean()), items=items,
+                   samples_ms=tuple(float(v) for v in ms))
 
 
 @dataclass(frozen=True)
@@ -59,8 +62,21 @@ class LatencyResult:
     settings: dict[str, Any]
 
     def row(self) -> dict[str, Any]:
-        """One flat, JSON-ready dict (numbers stay numbers)."""
-        return {**self.settings, **asdict(self.stats)}
+        """One flat, JSON-ready dict (numbers stay numbers; raw samples left out)."""
+        stats = asdict(self.stats)
+        del stats["samples_ms"]
+        return {**self.settings, **stats}
+
+    @classmethod
+    def combine(cls, results: Sequence["LatencyResult"]) -> "LatencyResult":
+        """Pool the samples of several runs of the same thing (e.g. rounds interleaved with another
+        backend, so both see the same machine load); settings are the first run's."""
+        if not results:
+            raise ValueError("combine() needs at least one result")
+        samples = [v / 1e3 for r in results for v in r.stats.samples_ms]
+        stats = LatencyStats.from_seconds(samples, sum(r.stats.warmup for r in results),
+                                          results[0].stats.items)
+        return cls(stats, dict(results[0].settings))
 
 
 def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items: int = 1,

@@ -106,7 +106,11 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
                     raise ExportError(f"dynamo export failed: {_first_line(err)}") from err
                 warnings.warn(f"dynamo ONNX export failed ({_first_line(err)}); falling back to the "
                               "deprecated TorchScript exporter", LegacyExporterWarning, stacklevel=2)
-                proto = _legacy(module, args, names, output_names, axes, opset)
+                try:
+                    proto = _legacy(module, args, names, output_names, axes, opset)
+                except Exception as legacy_err:
+                    raise ExportError(f"dynamo export failed ({_first_line(err)}) and so did the legacy "
+                                      f"exporter ({_first_line(legacy_err)})") from legacy_err
                 props["nasgraph.exporter"] = "torchscript-legacy"
                 props["nasgraph.dynamo_error"] = _first_line(err)[:500]
     finally:
