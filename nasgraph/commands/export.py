@@ -24,6 +24,8 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from exporters.model_export import export_checkpoint, export_run
 
+    if args.output.exists() and not args.force:
+        raise NasgraphError(f"{args.output} already exists; pass --force to replace it (nothing was written)")
     if args.atol is not None and args.atol <= 0:
         raise NasgraphError(f"--atol must be > 0, got {args.atol}")
     if args.source.is_dir():
