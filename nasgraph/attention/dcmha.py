@@ -46,15 +46,25 @@ class Composition:
         self.static = static                                            # (N, N) or None
 
     def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        """a: (B, N, T, S) -> Compose(a), same shape."""
-        out = a * (1.0 + self.qg[..., :, None] + self.kg[..., None, :])    # identity + both gates
+        """a: (B, N, T, S) -> Compose(a), same shape.
+
+        Head contractions run as loops over the N heads with fused multiply-adds into one output
+        buffer: about 5 passes over a (B, N, T, S) tensor per rank, no (B, N, T, S) temporaries.
+        """
+        N = a.shape[1]
+        out = a * (1.0 + self.qg[..., :, None])                           # identity + query gate
+        out.addcmul_(a, self.kg[..., None, :])                            # + key gate
         if self.static is not None:
-            out = out + torch.einsum("bnts,nm->bmts", a, self.static)
+            for n in range(N):                                            # + a W_static
+                out.addcmul_(a[:, n:n + 1], self.static[n].view(1, N, 1, 1))
         for r in range(self.qw1.shape[1]):
-            hidden_q = (a * self.qw1[:, r, :, :, None]).sum(1)            # (B, T, S): a . qw1[t, r]
-            out = out + hidden_q[:, None] * self.qw2[:, r, :, :, None]    # (B, N, T, S)
-            hidden_k = (a * self.kw1[:, r, :, None, :]).sum(1)            # (B, T, S): a . kw1[s, r]
-            out = out + hidden_k[:, None] * self.kw2[:, r, :, None, :]    # (B, N, T, S)
+            hidden_q = a[:, 0] * self.qw1[:, r, 0, :, None]               # (B, T, S): a . qw1[t, r]
+            hidden_k = a[:, 0] * self.kw1[:, r, 0, None, :]               # (B, T, S): a . kw1[s, r]
+            for n in range(1, N):
+                hidden_q.addcmul_(a[:, n], self.qw1[:, r, n, :, None])
+                hidden_k.addcmul_(a[:, n], self.kw1[:, r, n, None, :])
+            out.addcmul_(hidden_q[:, None], self.qw2[:, r, :, :, None])   # + (a . qw1) qw2[t, r]
+            out.addcmul_(hidden_k[:, None], self.kw2[:, r, :, None, :])   # + (a . kw1) kw2[s, r]
         return out
 
 
