@@ -115,7 +115,7 @@ def test_dcmha_compose_equals_naive_per_position_head_matrices():
     x = torch.randn(B, 6, D, dtype=torch.float64)
     a = torch.randn(B, H, 6, 6, dtype=torch.float64)
     with torch.no_grad():
-        fast = module.compositions(x)["post"](a)
+        fast = module.compositions(x)["post"](a, slice(0, 6), slice(0, 6))
         naive = _compose_naive(a, _dcmha_weights(module, x)["post"], module.static_mix[1])
     torch.testing.assert_close(fast, naive, rtol=1e-10, atol=1e-12)
 
@@ -170,4 +170,15 @@ def test_aft_full_chunked_eager_path_matches_reference(causal, monkeypatch):
     x, mask = torch.randn(B, 30, D), padding_mask(30)
     with torch.no_grad():
         got, expected = module(x, mask), REFERENCES["aft_full"](module, x, mask)
+    torch.testing.assert_close(got[mask].double(), expected[mask], rtol=1e-4, atol=2e-5)
+
+
+@pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
+def test_dcmha_chunked_eager_path_matches_reference(causal, monkeypatch):
+    import nasgraph.attention.dcmha as dcmha
+    monkeypatch.setattr(dcmha, "CHUNK_ELEMENTS", H * 30 * 7)             # 7 query rows per chunk at T=30
+    module = build("dcmha", causal, static_mix=True)
+    x, mask = torch.randn(B, 30, D), padding_mask(30)
+    with torch.no_grad():
+        got, expected = module(x, mask), REFERENCES["dcmha"](module, x, mask)
     torch.testing.assert_close(got[mask].double(), expected[mask], rtol=1e-4, atol=2e-5)

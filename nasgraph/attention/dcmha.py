@@ -9,7 +9,9 @@ with W_b = I (+ a static N x N matrix if static_mix), applied to the logits befo
 softmax ("pre") and to the probabilities after ("post"). Query-wise weights come from x_t, key-wise
 from x_s: h = GELU(x W1), [w1; w2] = h W2 (w1 RMS-normalised over heads), gates g = tanh(x Wd).
 Each low-rank term is two head contractions (BNTS x BTN -> BTS -> BNTS); no per-(t, s) N x N matrix
-is ever formed. Extra cost about (4R + 2) N T S multiply-adds per compose.
+is ever formed. Extra cost about (4R + 2) N T S multiply-adds per compose. Eager mode runs by
+query chunks (every term is row-separable), so memory is O(N chunk T) and the causal form skips the
+future keys; under export the same math runs as one block.
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabil
 from nasgraph.attention.registry import register
 
 STAGES = ("pre", "post")
-SIDES = ("query", "key")
+CHUNK_ELEMENTS = 1 << 18  # eager mode: query rows per chunk such that one (N, rows, T) plane is ~1 MB
 
 
 class DCMHAConfig(AttentionConfig):
@@ -45,26 +47,28 @@ class Composition:
         self.qg, self.kg = gates.permute(2, 0, 3, 1).unbind(0)          # (B, N, T) each
         self.static = static                                            # (N, N) or None
 
-    def __call__(self, a: torch.Tensor) -> torch.Tensor:
-        """a: (B, N, T, S) -> Compose(a), same shape.
+    def __call__(self, a: torch.Tensor, rows: slice, keys: slice) -> torch.Tensor:
+        """a: (B, N, t, s) for query rows `rows` and keys `keys` -> Compose(a), same shape.
 
         Head contractions run as loops over the N heads with fused multiply-adds into one output
-        buffer: about 5 passes over a (B, N, T, S) tensor per rank, no (B, N, T, S) temporaries.
+        buffer: about 5 passes over a (B, N, t, s) tensor per rank, no (B, N, t, s) temporaries.
         """
         N = a.shape[1]
-        out = a * (1.0 + self.qg[..., :, None])                           # identity + query gate
-        out.addcmul_(a, self.kg[..., None, :])                            # + key gate
+        qw1, qw2, qg = self.qw1[..., rows], self.qw2[..., rows], self.qg[..., rows]  # query side: (.., t)
+        kw1, kw2, kg = self.kw1[..., keys], self.kw2[..., keys], self.kg[..., keys]  # key side: (.., s)
+        out = a * (1.0 + qg[..., :, None])                                # identity + query gate
+        out.addcmul_(a, kg[..., None, :])                                 # + key gate
         if self.static is not None:
             for n in range(N):                                            # + a W_static
                 out.addcmul_(a[:, n:n + 1], self.static[n].view(1, N, 1, 1))
-        for r in range(self.qw1.shape[1]):
-            hidden_q = a[:, 0] * self.qw1[:, r, 0, :, None]               # (B, T, S): a . qw1[t, r]
-            hidden_k = a[:, 0] * self.kw1[:, r, 0, None, :]               # (B, T, S): a . kw1[s, r]
+        for r in range(qw1.shape[1]):
+            hidden_q = a[:, 0] * qw1[:, r, 0, :, None]                    # (B, t, s): a . qw1[t, r]
+            hidden_k = a[:, 0] * kw1[:, r, 0, None, :]                    # (B, t, s): a . kw1[s, r]
             for n in range(1, N):
-                hidden_q.addcmul_(a[:, n], self.qw1[:, r, n, :, None])
-                hidden_k.addcmul_(a[:, n], self.kw1[:, r, n, None, :])
-            out.addcmul_(hidden_q[:, None], self.qw2[:, r, :, :, None])   # + (a . qw1) qw2[t, r]
-            out.addcmul_(hidden_k[:, None], self.kw2[:, r, :, None, :])   # + (a . kw1) kw2[s, r]
+                hidden_q.addcmul_(a[:, n], qw1[:, r, n, :, None])
+                hidden_k.addcmul_(a[:, n], kw1[:, r, n, None, :])
+            out.addcmul_(hidden_q[:, None], qw2[:, r, :, :, None])        # + (a . qw1) qw2[t, r]
+            out.addcmul_(hidden_k[:, None], kw2[:, r, :, None, :])        # + (a . kw1) kw2[s, r]
         return out
 
 
@@ -107,20 +111,34 @@ class DCMHA(Attention):
                 out[stage] = Composition(w1[:, :, sl], w2[:, :, sl], gates[:, :, sl], static)
         return out
 
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, compose: dict[str, Composition],
+               mask: torch.Tensor | None, start, stop, keys) -> torch.Tensor:
+        """Composed attention of query rows start..stop-1 over keys 0..keys-1: (B, N, rows, dh)."""
+        rows, cols = slice(start, stop), slice(0, keys)
+        logits = (q[:, :, rows] @ k[:, :, cols].transpose(-2, -1)) * self.scale    # (B, N, t, s)
+        if "pre" in compose:
+            logits = compose["pre"](logits, rows, cols)
+        allowed = None if mask is None else mask[:, None, None, cols]              # (B, 1, 1, s)
+        if self.causal:
+            pos = torch.arange(keys, device=q.device)
+            past = pos[None, :] <= pos[start:stop, None]                             # (t, s)
+            allowed = past if allowed is None else allowed & past
+        if allowed is not None:
+            logits = logits.masked_fill(~allowed, NEG_INF)
+        probs = logits.softmax(-1)                                                   # (B, N, t, s)
+        if "post" in compose:
+            probs = compose["post"](probs, rows, cols)
+        return probs @ v[:, :, cols]                                                 # (B, N, t, dh)
+
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[1]
         q, k, v = self.qkv(x)                                                       # (B, N, T, dh)
         compose = self.compositions(x)
-        logits = (q @ k.transpose(-2, -1)) * self.scale                             # (B, N, T, S)
-        if "pre" in compose:
-            logits = compose["pre"](logits)
-        allowed = None if mask is None else mask[:, None, None, :]                   # (B, 1, 1, S)
-        if self.causal:
-            past = torch.ones(T, T, dtype=torch.bool, device=x.device).tril()        # (T, S)
-            allowed = past if allowed is None else allowed & past
-        if allowed is not None:
-            logits = logits.masked_fill(~allowed, NEG_INF)
-        probs = logits.softmax(-1)                                                   # (B, N, T, S)
-        if "post" in compose:
-            probs = compose["post"](probs)
-        return (probs @ v).transpose(1, 2)                                           # (B, T, N, dh)
+        if torch.compiler.is_exporting():                                           # one block: T stays symbolic
+            out = self.attend(q, k, v, compose, mask, 0, T, T)                      # (B, N, T, dh)
+        else:  # eager: query chunks keep the (B, N, t, s) planes in cache; causal skips future keys
+            step = max(1, CHUNK_ELEMENTS // (self.n_heads * T))
+            out = torch.cat([self.attend(q, k, v, compose, mask, a, min(a + step, T),
+                                         min(a + step, T) if self.causal else T)
+                             for a in range(0, T, step)], 2)                        # (B, N, T, dh)
+        return out.transpose(1, 2)                                                   # (B, T, N, dh)
