@@ -12,6 +12,7 @@ Every grid point runs warm-up calls, then timed single calls (exporters.latency)
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from exporters.latency import env_fingerprint, ort_latency, torch_latency
+from exporters.latency import LatencyResult, env_fingerprint, ort_latency, torch_latency
 from exporters.latency_table import attention_module, export_layer, is_bounded, layer_feeds, usable_cores
 from exporters.runtime import make_session, read_metadata
 from nasgraph.errors import NasgraphError
@@ -54,6 +55,7 @@ class Grid:
     warmup: int = 5
     repeats: int = 30
     budget_s: float | None = 5.0    # cap on the timed phase per point and backend
+    rounds: int = 3                 # ORT and eager alternate this many times per point
 
 
 def token_feeds(vocab_size: int) -> Feeds:
@@ -146,19 +148,21 @@ def candidate_subjects(doc, workdir: Path, longest: int) -> list[Subject]:
 
 
 def measure_point(subject: Subject, session, B: int, T: int, grid: Grid) -> list[dict]:
-    """ORT then eager at (B, T); rows carry the settings they ran with."""
+    """ORT and eager at (B, T) in alternating rounds (a busy machine slows both alike), samples pooled."""
     arrays = subject.feeds(B, T)
     graph_inputs = {i.name for i in session.get_inputs()}
+    feeds = {k: v for k, v in arrays.items() if k in graph_inputs}
+    inputs = tuple(torch.from_numpy(arrays[n]) for n in subject.input_names)
+    rounds = max(1, min(grid.rounds, grid.repeats))
+    ort, eager = [], []
+    for i in range(rounds):
+        timing = dict(warmup=grid.warmup if i == 0 else min(grid.warmup, 1), repeats=max(1, grid.repeats // rounds),
+                      budget_s=grid.budget_s / rounds if grid.budget_s else None)
+        ort.append(ort_latency(session, feeds, **timing))
+        if subject.module is not None:
+            eager.append(torch_latency(subject.module, inputs, threads=grid.threads, **timing))
     common = {"subject": subject.name, "kind": subject.kind, "batch": B, "seq_len": T}
-    ort = ort_latency(session, {k: v for k, v in arrays.items() if k in graph_inputs}, warmup=grid.warmup,
-                      repeats=grid.repeats, budget_s=grid.budget_s)
-    rows = [{**common, **ort.row()}]
-    if subject.module is not None:
-        inputs = tuple(torch.from_numpy(arrays[n]) for n in subject.input_names)
-        eager = torch_latency(subject.module, inputs, threads=grid.threads, warmup=grid.warmup,
-                              repeats=grid.repeats, budget_s=grid.budget_s)
-        rows.append({**common, **eager.row()})
-    return rows
+    return [{**common, **LatencyResult.combine(r).row()} for r in (ort, eager) if r]
 
 
 def run_grid(subjects: Sequence[Subject], grid: Grid, progress: bool = True) -> tuple[list[dict], list[str]]:
@@ -238,6 +242,7 @@ def bench(target: str | Path, grid: Grid, *, candidates: bool | None = None, pro
         subjects, mode = subjects_for(target, Path(workdir or tmp), grid, candidates)
         rows, skipped = run_grid(subjects, grid, progress)
     return {"target": str(target), "mode": mode, "env": env_fingerprint(grid.provider), "settings": dict(grid.__dict__),
+            "load_avg": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
             "subjects": [{"name": s.name, "kind": s.kind, "max_len": s.max_len, "note": s.note,
                           "onnx": str(s.onnx_path), **s.info}
                          for s in subjects], "rows": rows, "skipped": skipped}

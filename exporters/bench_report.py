@@ -95,8 +95,10 @@ def markdown(report: dict) -> str:
     env, s = report["env"], report["settings"]
     lines = [f"# Latency: {report['target']}", "",
              f"Mode: {report['mode']}. ONNX Runtime ({s['provider']}, graph optimisation `{s['graph_opt']}`) and "
-             f"PyTorch eager (no_grad) with {s['threads']} intra-op threads each, {s['warmup']} warm-up calls, "
-             f"then up to {s['repeats']} timed calls per point (capped near {s['budget_s']} s). Latency in ms.", "",
+             f"PyTorch eager (no_grad) with {s['threads']} intra-op threads each: {s['warmup']} warm-up calls, then "
+             f"up to {s['repeats']} timed calls per point in {s['rounds']} rounds alternating the two runtimes "
+             f"(capped near {s['budget_s']} s per runtime), samples pooled. Latency in ms; load average "
+             f"{report.get('load_avg', '?')} at the end.", "",
              table([[k, env.get(k)] for k in ("cpu", "cores", "cores_usable", "python", "torch", "onnx",
                                                "onnxruntime", "numpy", "provider", "hash")],
                    ["environment", "value"], markdown=True), ""]

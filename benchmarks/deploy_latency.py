@@ -1,0 +1,218 @@
+"""Deploy latency of the example specs' derived models: ONNX Runtime vs PyTorch eager, plus how close
+softmax attention gets to this machine's large-matmul throughput.
+
+For each example spec (specs/*.yaml) and each candidate of its choice points, the derived model with
+every choice point resolved to that candidate (nasgraph.search.derive.derive_spec) is built with
+seeded random weights (latency does not depend on their values) and task.max_len raised to the
+longest T, exported like `nasgraph export` (dynamo, opset 18, dynamic batch and seq, parity-checked),
+and timed at batch 1, T in {128, 512, 2048}, CPU, 2 threads: ORT and eager alternate in rounds so a
+busy machine slows both alike. Target: ORT p50 <= 0.8 x eager p50.
+
+Then the achieved GFLOP/s of a softmax attention layer at T=2048 (eager and ORT; FLOPs from
+nasgraph.flops, which counts a multiply-add as 1, so GFLOP/s here = GMAC/s) against a 2048^3 matmul
+(torch and ORT) timed in the same run. `deploy_latency_explain.py` holds the investigation of misses.
+
+Writes benchmarks/out/deploy_latency.{md,json}.
+    .venv/bin/python benchmarks/deploy_latency.py                         # everything (~15 min, 2 cores)
+    .venv/bin/python benchmarks/deploy_latency.py --specs listops_homogeneous --lens 128,512 --repeats 6
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import torch  # noqa: E402
+
+from exporters.bench import export_twin  # noqa: E402
+from exporters.latency import LatencyResult, env_fingerprint, ort_latency, torch_latency  # noqa: E402
+from exporters.model_export import LogitsFromTokens  # noqa: E402
+from exporters.runtime import make_session, op_counts  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+TARGET = 0.8
+SPECS = ["listops_homogeneous", "listops_heterogeneous", "mixformer", "text_bytes"]
+
+
+def derived_models(spec_name: str, max_len: int):
+    """(candidate label, doc, model) per candidate: every choice point resolved to that candidate."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.search.derive import derive_spec
+    from nasgraph.spec import dump_spec, load_spec
+    from nasgraph.training.run import build_discrete
+
+    doc = load_spec(ROOT / "specs" / f"{spec_name}.yaml", [f"task.max_len={max_len}"])
+    graph = compile_spec(doc)
+    points = {n: d for n, d in graph.nodes(data=True) if d.get("choice")}
+    labels = list(dict.fromkeys(l for d in points.values() for l in d["candidates"]))
+    for label in labels:
+        if not all(label in d["candidates"] for d in points.values()):
+            continue
+        groups = {n: graph.graph["ctx"]["n_heads"] if d["granularity"] == "head" else 1 for n, d in points.items()}
+        choice = {n: [d["candidates"].index(label)] * groups[n] for n, d in points.items()}
+        with tempfile.TemporaryDirectory() as tmp:
+            derived = load_spec(dump_spec(derive_spec(doc.raw, graph, choice), Path(tmp) / "derived.yaml"))
+        torch.manual_seed(0)
+        _, model = build_discrete(derived)
+        yield label, derived, model.eval()
+
+
+def timed(module, inputs, session, feeds, threads: int, repeats: int, rounds: int, budget_s: float):
+    """Eager and ORT LatencyResults from alternating rounds, samples pooled."""
+    eager, ort = [], []
+    per_round = dict(repeats=max(1, repeats // rounds), budget_s=budget_s / rounds)
+    for i in range(rounds):
+        warm = 3 if i == 0 else 1
+        eager.append(torch_latency(module, inputs, threads=threads, warmup=warm, **per_round))
+        ort.append(ort_latency(session, feeds, warmup=warm, **per_round))
+    return LatencyResult.combine(eager), LatencyResult.combine(ort)
+
+
+def bench_model(spec_name, label, doc, model, lens, opts, work: Path) -> list[dict]:
+    path = export_twin(doc, model, work / f"{spec_name}-{label}.onnx".replace("/", "_"))
+    session = make_session(path, threads=opts.threads, graph_opt="all", optimized_model_path=work / "opt.onnx")
+    exported, optimized = op_counts(path), op_counts(work / "opt.onnx")
+    rows = []
+    for T in lens:
+        tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(T))
+        eager, ort = timed(LogitsFromTokens(model), (tokens,), session, {"tokens": tokens.numpy()},
+                           opts.threads, opts.repeats, opts.rounds, opts.budget_s)
+        rows.append({"spec": spec_name, "attention": label, "T": T, "eager": eager.row(), "ort": ort.row(),
+                     "ratio": ort.stats.p50_ms / eager.stats.p50_ms,
+                     "ops": {k: v for k, v in exported.items() if k in ("Einsum", "CumSum", "Softmax", "MatMul")},
+                     "fused": sorted(k for k in optimized if "." in k)})
+        print(f"{spec_name:22s} {label:18s} T={T:5d} eager {eager.stats.p50_ms:9.3f} ms  ORT "
+              f"{ort.stats.p50_ms:9.3f} ms  ratio {rows[-1]['ratio']:.2f}", flush=True)
+    return rows
+
+
+def matmul_peak(threads: int, work: Path, n: int = 2048) -> dict:
+    """GMAC/s of an n x n x n fp32 matmul in torch and in ORT (one MatMul node)."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    eager = _torch_fn_latency(lambda: a @ b, threads)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["c"])], "mm",
+                              [helper.make_tensor_value_info(x, TensorProto.FLOAT, [n, n]) for x in "ab"],
+                              [helper.make_tensor_value_info("c", TensorProto.FLOAT, [n, n])])
+    path = work / "matmul.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    ort = ort_latency(make_session(path, threads=threads), {"a": a.numpy(), "b": b.numpy()}, warmup=2, repeats=8).stats
+    macs = n ** 3
+    return {"n": n, "macs": macs, "torch_ms": eager.p50_ms, "ort_ms": ort.p50_ms,
+            "torch_gmacs": macs / eager.p50_ms / 1e6, "ort_gmacs": macs / ort.p50_ms / 1e6}
+
+
+def _torch_fn_latency(fn, threads: int):
+    from exporters.latency import measure, torch_threads
+
+    with torch_threads(threads), torch.no_grad():
+        return measure(fn, warmup=2, repeats=8)
+
+
+def softmax_efficiency(threads: int, work: Path, peak: dict, T: int = 2048) -> list[dict]:
+    """Achieved GMAC/s of a softmax attention layer (qkv + SDPA + out) at T, eager and ORT."""
+    from exporters.latency_table import attention_module, export_layer
+    from nasgraph.flops import count_flops
+
+    out = []
+    for d_model, heads in ((64, 4), (256, 4)):
+        torch.manual_seed(0)
+        layer = attention_module("softmax", d_model, heads)
+        x, mask = torch.randn(1, T, d_model), torch.ones(1, T, dtype=torch.bool)       # (1, T, D), (1, T)
+        macs = count_flops(layer, (x, mask)).total
+        path = export_layer(layer, work / f"softmax{d_model}.onnx", d_model, None)
+        session = make_session(path, threads=threads)
+        feeds = {i.name: {"x": x, "mask": mask}[i.name].numpy() for i in session.get_inputs()}
+        eager, ort = timed(layer, (x, mask), session, feeds, threads, 9, 3, 20.0)
+        row = {"d_model": d_model, "heads": heads, "T": T, "macs": macs, "eager_ms": eager.stats.p50_ms,
+               "ort_ms": ort.stats.p50_ms, "eager_gmacs": macs / eager.stats.p50_ms / 1e6,
+               "ort_gmacs": macs / ort.stats.p50_ms / 1e6}
+        row["eager_of_peak"] = row["eager_gmacs"] / peak["torch_gmacs"]
+        row["ort_of_peak"] = row["ort_gmacs"] / peak["ort_gmacs"]
+        out.append(row)
+        print(f"softmax d{d_model} h{heads} T={T}: {macs / 1e9:.2f} GMAC, eager {row['eager_gmacs']:.1f} GMAC/s "
+              f"({row['eager_of_peak']:.0%} of matmul), ORT {row['ort_gmacs']:.1f} ({row['ort_of_peak']:.0%})", flush=True)
+    return out
+
+
+def markdown(rows, peak, eff, env, opts, load) -> str:
+    lines = [f"# Deploy latency: ONNX Runtime vs PyTorch eager p50 (batch 1, {opts.threads} threads, CPU)", "",
+             f"env {env['hash']}: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, onnxruntime "
+             f"{env['onnxruntime']}. Load average {load[0]:.1f} at start, {load[1]:.1f} at end"
+             + (" (BUSY MACHINE: timings noisy)" if max(load) > env["cores"] / 2 else "") + ". Target ORT <= "
+             f"{TARGET}x eager. Derived models: every choice point resolved to one candidate, random weights, "
+             f"task.max_len raised to {max(opts.lens)}; eager and ORT alternate in {opts.rounds} rounds.", "",
+             "| spec | attention | " + " | ".join(f"T={T} eager / ORT ms (ratio)" for T in opts.lens) + " | target met |",
+             "|---|---|" + "---|" * (len(opts.lens) + 1)]
+    keyed = {}
+    for r in rows:
+        keyed.setdefault((r["spec"], r["attention"]), {})[r["T"]] = r
+    for (spec, label), by_t in keyed.items():
+        cells = [(f"{by_t[T]['eager']['p50_ms']:.3g} / {by_t[T]['ort']['p50_ms']:.3g} ({by_t[T]['ratio']:.2f})"
+                  if T in by_t else "error") for T in opts.lens]
+        met = all(T in by_t and by_t[T]["ratio"] <= TARGET for T in opts.lens)
+        lines.append(f"| {spec} | {label} | " + " | ".join(cells) + f" | {'yes' if met else 'no'} |")
+    met_rows = sum(r["ratio"] <= TARGET for r in rows)
+    lines += ["", f"{met_rows} of {len(rows)} (model, T) points meet the target.", ""]
+    if peak:
+        lines += [f"## Softmax attention at T={eff[0]['T'] if eff else '-'} against a {peak['n']}^3 matmul", "",
+                  f"Matmul: torch {peak['torch_gmacs']:.1f} GMAC/s ({peak['torch_ms']:.1f} ms), ORT "
+                  f"{peak['ort_gmacs']:.1f} GMAC/s ({peak['ort_ms']:.1f} ms). GMAC/s = nasgraph FLOPs/s "
+                  "(multiply-add = 1); double for the 2-FLOP convention.", "",
+                  "| layer | GMAC | eager ms | eager GMAC/s (of torch matmul) | ORT ms | ORT GMAC/s (of ORT matmul) |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| d_model {e['d_model']}, {e['heads']} heads | {e['macs'] / 1e9:.2f} | {e['eager_ms']:.1f} | "
+                  f"{e['eager_gmacs']:.1f} ({e['eager_of_peak']:.0%}) | {e['ort_ms']:.1f} | {e['ort_gmacs']:.1f} "
+                  f"({e['ort_of_peak']:.0%}) |" for e in eff]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--specs", default=",".join(SPECS))
+    ap.add_argument("--lens", default="128,512,2048")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--budget-s", type=float, default=6.0, help="cap on timed calls per backend and point")
+    ap.add_argument("--no-peak", action="store_true", help="skip the GFLOP/s section")
+    ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
+    opts = ap.parse_args()
+    opts.lens = [int(t) for t in opts.lens.split(",")]
+    load0 = os.getloadavg()[0]
+    rows, failures = [], []
+    with tempfile.TemporaryDirectory(prefix="deploy_latency_") as tmp:
+        work = Path(tmp)
+        for spec in opts.specs.split(","):
+            for label, doc, model in derived_models(spec, max(opts.lens)):
+                try:
+                    rows += bench_model(spec, label, doc, model, opts.lens, opts, work)
+                except Exception as err:  # noqa: BLE001 - recorded, the others still run
+                    traceback.print_exc()
+                    failures.append({"spec": spec, "attention": label, "error": f"{type(err).__name__}: {err}"[:400]})
+        peak = None if opts.no_peak else matmul_peak(opts.threads, work)
+        eff = [] if opts.no_peak else softmax_efficiency(opts.threads, work, peak)
+    env, load = env_fingerprint(), (load0, os.getloadavg()[0])
+    opts.out.mkdir(parents=True, exist_ok=True)
+    data = {"env": env, "load_avg": load, "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(opts).items()},
+            "target": TARGET, "rows": rows, "failures": failures, "matmul": peak, "softmax_efficiency": eff,
+            "when": time.strftime("%F %T")}
+    (opts.out / "deploy_latency.json").write_text(json.dumps(data, indent=1))
+    md = markdown(rows, peak, eff, env, opts, load)
+    if failures:
+        md += "\nFailures:\n" + "\n".join(f"- {f['spec']} / {f['attention']}: {f['error']}" for f in failures) + "\n"
+    (opts.out / "deploy_latency.md").write_text(md)
+    print(md)
+
+
+if __name__ == "__main__":
+    main()
