@@ -23,7 +23,7 @@ except ModuleNotFoundError as err:  # the pattern family's references are not wr
 REFERENCES = {**KERNEL_REFERENCES, **PATTERN_REFERENCES}
 D, H, B = 32, 4, 2
 # Options beyond the defaults that take a different code path (segments longer than 1, random mode).
-VARIANTS = {"nystromformer": [{"landmarks": 8}], "synthesizer": [{"mode": "random"}],
+VARIANTS = {"nystromformer": [{"landmarks": 8}], "synthesizer": [{"mode": "random"}, {"hidden": 5}],
             "linear": [{"chunk": 4}], "performer": [{"n_features": 24, "chunk": 8}],
             "reformer": [{"n_hashes": 3, "chunk": 4, "n_buckets": 4}]}
 FORMS = [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options or 'default'}")

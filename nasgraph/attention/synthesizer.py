@@ -44,26 +44,38 @@ class SynthesizerAttention(Attention):
         else:
             self.random_logits = nn.Parameter(torch.randn(H, n, n) * 0.02)  # (H, n, n)
 
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        """x: (B, T, d_model) -> synthesised logits (B, H, T, T) or (1, H, T, T)."""
-        B, T, _ = x.shape
-        H = self.n_heads
-        if self.config.mode == "random":
-            return self.random_logits[None, :, :T, :T]                 # (1, H, T, T)
-        hidden = F.relu(self.dense1(x)).view(B, T, H, -1).transpose(1, 2)  # (B, H, T, e)
-        hidden = torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)  # (B, H, T, e+1)
-        w2 = torch.cat([self.dense2_weight[:, :T], self.dense2_bias[:, :T, None]], dim=-1)  # (H, T, e+1)
-        return hidden @ w2.transpose(-2, -1)                           # (B, H, T, T), b2 folded in
-
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        T = x.shape[1]
-        logits = self.logits(x)                                        # (B|1, H, T, T)
+        B, T, _ = x.shape
+        v = self.split(self.v_proj(x))                                 # (B, H, T, dh)
         bias = key_padding_bias(mask, x.dtype)                         # (B, 1, 1, T) or None
         if self.causal:
             causal = causal_bias(T, x.device, x.dtype)                 # (T, T)
-            bias = causal if bias is None else bias + causal           # (B, 1, T, T): one pass below
-        if bias is not None:
-            logits = logits + bias
-        v = self.split(self.v_proj(x))                                 # (B, H, T, dh)
-        out = logits.softmax(dim=-1) @ v                               # (B, H, T, dh)
+            bias = causal if bias is None else bias + causal           # (B, 1, T, T)
+        if self.config.mode == "random":
+            logits = self.random_logits[None, :, :T, :T]               # (1, H, T, T)
+            if bias is not None:
+                logits = logits + bias
+            out = logits.softmax(dim=-1) @ v                           # (B, H, T, dh)
+        else:
+            out = self.dense_attention(x, v, bias)                     # (B, H, T, dh)
         return out.transpose(1, 2)                                     # (B, T, H, dh)
+
+    def dense_attention(self, x: torch.Tensor, v: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """softmax(hidden_i . W2_h[j] + b2_h[j] + bias) V through torch's fused kernel.
+
+        The logits are a dot product of a per-token "query" [hidden_i, 1] with a per-position "key"
+        [W2_h[j], b2_h[j]], so SDPA computes them without materialising (B, H, T, T). b2 rides in
+        the key rather than in attn_mask (a mask that needs grad sends SDPA to its unfused path and
+        breaks export), and q, k, v are zero-padded to one width so the fused path applies.
+        """
+        B, T, _ = x.shape
+        dh = v.shape[-1]
+        hidden = F.relu(self.dense1(x)).view(B, T, self.n_heads, -1).transpose(1, 2)  # (B, H, T, e)
+        query = torch.cat([hidden, torch.ones_like(hidden[..., :1])], dim=-1)         # (B, H, T, e+1)
+        key = torch.cat([self.dense2_weight[:, :T], self.dense2_bias[:, :T, None]], dim=-1)  # (H, T, e+1)
+        width = max(query.shape[-1], dh)
+        query = F.pad(query, (0, width - query.shape[-1]))            # zero columns: same logits
+        key = F.pad(key, (0, width - key.shape[-1]))[None].expand(B, -1, -1, -1)   # (B, H, T, w)
+        v = F.pad(v, (0, width - dh))                                  # (B, H, T, w)
+        out = F.scaled_dot_product_attention(query, key, v, attn_mask=bias, scale=1.0)  # (B, H, T, w)
+        return out[..., :dh]                                           # (B, H, T, dh)
