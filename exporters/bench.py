@@ -74,14 +74,14 @@ def _spec_from_text(text: str):
 
 def onnx_subject(path: str | Path) -> Subject:
     """An exported model and its eager twin (see the module doc)."""
-    from exporters.model_export import LogitsFromTokens
+    from exporters.model_export import LogitsFromTokens, load_checkpoint
     from nasgraph.training.run import build_discrete, load_trained
 
     meta = read_metadata(path)
     if "nasgraph.spec" not in meta:
         raise NasgraphError(f"{path} is not a `nasgraph export` model (no nasgraph.spec metadata)")
     vocab = json.loads(meta["nasgraph.vocab"])
-    source, module, weights = Path(meta.get("nasgraph.source", "")), None, ""
+    source, module, weights = Path(meta.get("nasgraph.source") or "/nonexistent"), None, ""
     try:
         if source.is_dir() and (source / "checkpoints" / "last.pt").exists():
             _, model = load_trained(source)
@@ -89,7 +89,11 @@ def onnx_subject(path: str | Path) -> Subject:
         else:
             torch.manual_seed(0)
             _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
-            weights = "seeded random init (the source run is not here; latency does not depend on values)"
+            if source.is_file():
+                load_checkpoint(model, source)
+                weights = f"the source checkpoint {source}"
+            else:
+                weights = "seeded random init (the source run is not here; latency does not depend on values)"
         module = LogitsFromTokens(model.eval())
     except NasgraphError as err:
         weights = f"no eager twin: {err}"

@@ -102,11 +102,12 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     """
     path = Path(source)
     if source == "-":
-        return Inputs([l.rstrip("\n") for l in sys.stdin if l.strip()], None, "lines")
-    if len(source) > 4096 or "\n" in source or not path.is_file():
+        return _nonempty(Inputs([l.rstrip("\n") for l in sys.stdin if l.strip()], None, "lines"), "stdin")
+    if not _is_file(path):
         return Inputs([source], None, "text")
     if path.suffix.lower() != ".tsv":
-        return Inputs([l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()], None, "lines")
+        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        return _nonempty(Inputs(lines, None, "lines"), str(path))
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.reader(fh, delimiter="\t") if r and any(c.strip() for c in r)]
     names = set(class_names)
@@ -114,6 +115,19 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     if len(rows) > 1 and second[0] not in names and second[1] in names:
         rows, second = rows[1:], second[1:]
     if not rows:
-        raise NasgraphError(f"{path}: no rows")
+        raise NasgraphError(f"{path}: no rows to classify")
     targets = second if names and all(s in names for s in second) else None
     return Inputs([r[0] for r in rows], targets, "tsv")  # type: ignore[arg-type]
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. a long text is not a valid file name
+        return False
+
+
+def _nonempty(inputs: Inputs, where: str) -> Inputs:
+    if not inputs.texts:
+        raise NasgraphError(f"{where}: no non-blank lines to classify")
+    return inputs
