@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
@@ -42,6 +43,5 @@ class LinformerAttention(Attention):
         k, v = zero_padded(k, mask), zero_padded(v, mask)              # padded tokens contribute 0
         k_proj = self.E[:, :T] @ k                                     # (B, H, k, dh)
         v_proj = self.F[:, :T] @ v                                     # (B, H, k, dh)
-        logits = (q @ k_proj.transpose(-2, -1)) * self.scale           # (B, H, T, k)
-        out = logits.softmax(dim=-1) @ v_proj                          # (B, H, T, dh)
+        out = F.scaled_dot_product_attention(q, k_proj, v_proj)        # (B, H, T, dh) softmax over k
         return out.transpose(1, 2)                                     # (B, T, H, dh)

@@ -76,13 +76,10 @@ class NystromformerAttention(Attention):
         k_lm, _ = segment_means(k, real, m)                            # (B, H, m, dh)
         present = (counts > 0).to(x.dtype)                             # (B, m) 1 = non-empty landmark
         lm_bias = ((1.0 - present) * NEG_INF)[:, None, None, :]        # (B, 1, 1, m)
-        f = (q @ k_lm.transpose(-2, -1) + lm_bias).softmax(dim=-1)     # (B, H, T, m)
-        a = (q_lm @ k_lm.transpose(-2, -1) + lm_bias).softmax(dim=-1)  # (B, H, m, m)
+        a = (q_lm @ k_lm.transpose(-2, -1) + lm_bias).softmax(dim=-1)  # (B, H, m, m) A~
         a = a * present[:, None, :, None]                              # empty landmark rows -> 0
-        b_logits = q_lm @ k.transpose(-2, -1)                          # (B, H, m, T)
         bias = key_padding_bias(mask, x.dtype)                         # (B, 1, 1, T) or None
-        if bias is not None:
-            b_logits = b_logits + bias
-        bv = b_logits.softmax(dim=-1) @ v                              # (B, H, m, dh)
-        out = f @ (iterative_pinv(a, self.config.pinv_iterations) @ bv)  # (B, H, T, dh)
+        bv = F.scaled_dot_product_attention(q_lm, k, v, attn_mask=bias, scale=1.0)  # (B, H, m, dh) B~ V
+        w = iterative_pinv(a, self.config.pinv_iterations) @ bv        # (B, H, m, dh)
+        out = F.scaled_dot_product_attention(q, k_lm, w, attn_mask=lm_bias, scale=1.0)  # (B, H, T, dh) F~ W
         return out.transpose(1, 2)                                     # (B, T, H, dh)
