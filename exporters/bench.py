@@ -160,8 +160,9 @@ def measure_point(subject: Subject, session, B: int, T: int, grid: Grid) -> list
     rounds = max(1, min(grid.rounds, grid.repeats))
     ort, eager = [], []
     for i in range(rounds):
-        timing = dict(warmup=grid.warmup if i == 0 else min(grid.warmup, 1), repeats=max(1, grid.repeats // rounds),
-                      budget_s=grid.budget_s / rounds if grid.budget_s else None)
+        per_round = max(1, grid.repeats // rounds)
+        timing = dict(warmup=grid.warmup if i == 0 else min(grid.warmup, 1), repeats=per_round,
+                      budget_s=grid.budget_s / rounds if grid.budget_s and per_round > 3 else None)  # cap keeps >= 3
         ort.append(ort_latency(session, feeds, **timing))
         if subject.module is not None:
             eager.append(torch_latency(subject.module, inputs, threads=grid.threads, **timing))
