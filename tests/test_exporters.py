@@ -89,6 +89,22 @@ def test_does_not_overwrite_unless_asked(tmp_path):
     assert sorted(os.listdir(tmp_path)) == ["m.onnx"]
 
 
+def test_large_model_path_keeps_weights_beside_and_cleans_up(tmp_path, monkeypatch):
+    """Above the self-contained limit the weights go to <name>.onnx.data and move with the model."""
+    import exporters.onnx_export as onnx_export
+
+    wide = torch.nn.Linear(64, 64)  # 16 KB of weights: above onnx's 1 KB external-data threshold
+    args, target = (torch.randn(2, 5, 64),), tmp_path / "big.onnx"
+    monkeypatch.setattr(onnx_export, "SELF_CONTAINED_LIMIT", 0)
+    export_onnx(wide, args, target, dynamic_axes=batch_seq_axes("input"))
+    assert sorted(os.listdir(tmp_path)) == ["big.onnx", "big.onnx.data"]
+    sess = make_session(target)
+    np.testing.assert_allclose(run(sess, {"input": args[0]})[0], wide(args[0]).detach().numpy(), atol=1e-5)
+    monkeypatch.setattr(onnx_export, "SELF_CONTAINED_LIMIT", 1 << 40)
+    export_onnx(wide, args, target, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["big.onnx"]  # the stale .data went with the old model
+
+
 @pytest.mark.parametrize("metadata,match", [({"nasgraph.exporter": "me"}, "reserved"),
                                             ({"epochs": 3}, "str to str")])
 def test_bad_metadata_is_refused_before_exporting(tmp_path, metadata, match):
