@@ -239,6 +239,8 @@ def plot(summaries: list[dict], path: Path) -> None:
     ax.set(xscale="log", yscale="log", xlabel="sequence length T", ylabel="p50 latency (ms)",
            title="Attention latency vs T (solid: PyTorch eager, dashed: ONNX Runtime)")
     ax.set_xscale("log", base=2)
+    lengths = sorted({T for s in summaries for be in s["p50"].values() for T in be})
+    ax.set_xticks(lengths, [str(T) for T in lengths])
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=8, ncol=2)
     fig.tight_layout()
