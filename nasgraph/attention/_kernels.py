@@ -24,12 +24,13 @@ def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor
 
     causal=True needs T to be a multiple of chunk (see `pad_to_chunks`).
     """
-    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)          # (B, H, T, dv+1): last = normaliser
     if causal:
+        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)      # (B, H, T, dv+1): last = normaliser
         num_den = causal_linear(q_feat, k_feat, v1, chunk)             # (B, H, T, dv+1)
-    else:
-        num_den = q_feat @ (k_feat.transpose(-2, -1) @ v1)             # (B, H, T, dv+1)
-    return num_den[..., :-1] / num_den[..., -1:].clamp_min(eps)
+        return num_den[..., :-1] / num_den[..., -1:].clamp_min(eps)
+    kv = k_feat.transpose(-2, -1) @ v                                  # (B, H, m, dv)
+    z = k_feat.sum(dim=-2).unsqueeze(-1)                               # (B, H, m, 1)
+    return (q_feat @ kv) / (q_feat @ z).clamp_min(eps)                 # (B, H, T, dv)
 
 
 def pad_to_chunks(x: torch.Tensor, mask: torch.Tensor | None, chunk: int
