@@ -98,7 +98,9 @@ def markdown(report: dict) -> str:
              f"PyTorch eager (no_grad) with {s['threads']} intra-op threads each: {s['warmup']} warm-up calls, then "
              f"up to {s['repeats']} timed calls per point in {s['rounds']} rounds alternating the two runtimes "
              f"(capped near {s['budget_s']} s per runtime), samples pooled. Latency in ms; load average "
-             f"{report.get('load_avg', '?')} at the end.", "",
+             f"{report.get('load_avg', '?')} at the end"
+             + (" (BUSY MACHINE: eager timings with several threads suffer most)"
+                if (report.get("load_avg") or 0) > (env.get("cores_usable") or 1) / 2 else "") + ".", "",
              table([[k, env.get(k)] for k in ("cpu", "cores", "cores_usable", "python", "torch", "onnx",
                                                "onnxruntime", "numpy", "provider", "hash")],
                    ["environment", "value"], markdown=True), ""]
