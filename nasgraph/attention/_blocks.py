@@ -21,8 +21,10 @@ def head_major(t: torch.Tensor, n_heads: int) -> torch.Tensor:
 
 def to_blocks(t: torch.Tensor, block: int) -> torch.Tensor:
     """(..., T, d) -> (..., nb, block, d), padding T with zeros (False) up to nb * block."""
-    extra = (block - t.shape[-2] % block) % block
-    return F.pad(t, [0, 0, 0, extra]).unflatten(-2, (-1, block))   # (..., nb, w, d)
+    T = t.shape[-2]
+    nb = (T + block - 1) // block        # written so that the exporter sees nb * w as a multiple of w
+    padded = F.pad(t, [0, 0, 0, nb * block - T])                     # (..., nb * w, d)
+    return padded.unflatten(-2, (nb, block))                         # (..., nb, w, d)
 
 
 def from_blocks(t: torch.Tensor, T: int) -> torch.Tensor:

@@ -46,10 +46,12 @@ class SparseAttention(Attention):
                       for p in (self.q_proj, self.k_proj, self.v_proj))   # (H, B, nb, l, dh)
         real_b = block_flags(real_tokens(mask, x), l)                     # (B, nb, l)
         nb = qb.shape[2]
-        # summary keys: the last c slots of every block, shared by all query blocks (own block comes locally)
-        ks, vs = (t[:, :, None, :, l - c:].flatten(3, 4).expand(-1, -1, nb, -1, -1)
-                  for t in (kb, vb))                                      # (H, B, nb, nb*c, dh)
+        # summary keys: the last c slots of every block, shared by all query blocks (own block comes locally);
+        # gathered by index (a flatten of the strided slice would make the exporter specialise on nb == 1)
         blk = torch.arange(nb, device=x.device)
+        slots = (blk[:, None] * l + torch.arange(l - c, l, device=x.device)).flatten()  # (nb*c,)
+        ks, vs = (t.flatten(2, 3).index_select(2, slots)[:, :, None].expand(-1, -1, nb, -1, -1)
+                  for t in (kb, vb))                                      # (H, B, nb, nb*c, dh)
         other_blk = blk[:, None, None] != blk[None, :, None]              # (nb, nb, 1): [query block, key block]
         allowed_s = real_b[:, None, :, l - c:] & other_blk                # (B, nb, nb, c)
         allowed_s = allowed_s.flatten(2)[:, :, None, :]                   # (B, nb, 1, nb*c)
