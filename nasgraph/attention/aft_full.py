@@ -19,7 +19,7 @@ from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabil
 from nasgraph.attention.registry import register
 
 
-CHUNK = 256  # query rows per chunk in eager mode
+CHUNK = 512  # query rows per chunk in eager mode
 
 
 class AFTFullConfig(AttentionConfig):
@@ -40,13 +40,16 @@ class AFTFull(Attention):
         self.pos_v = nn.Parameter(torch.randn(self.max_len, self.config.pos_dim) * 1e-2)
 
     def position_weights(self, start: int, stop: int, keys: int) -> torch.Tensor:
-        """exp(w - rowmax) for query rows start..stop-1 against keys 0..keys-1; 0 on future keys: (rows, keys)."""
+        """Row-normalised exp(w) of query rows start..stop-1 over keys 0..keys-1, 0 on future keys.
+
+        softmax(w) = exp(w - rowmax) / rowsum: the row factor cancels in AFT's ratio, and the fused
+        kernel subtracts the max and exponentiates in one pass over each row. (rows, keys).
+        """
         w = self.pos_u[start:stop] @ self.pos_v[:keys].T                  # (rows, keys)
         if self.causal:
             rows = torch.arange(start, stop, device=w.device)[:, None]
-            w.masked_fill_(torch.arange(keys, device=w.device)[None, :] > rows, NEG_INF)
-        # the row shift cancels in AFT's ratio, so it carries no gradient
-        return w.sub_(w.detach().amax(-1, keepdim=True)).exp_()
+            w = w.masked_fill(torch.arange(keys, device=w.device)[None, :] > rows, NEG_INF)
+        return w.softmax(-1)                                              # (rows, keys)
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[1]
