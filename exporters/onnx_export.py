@@ -31,7 +31,8 @@ DynamicAxes = Mapping[str, Mapping[int, str]]  # {"x": {0: "batch", 1: "seq"}}
 MIN_DYNAMO_OPSET = 18      # opset 17 yields an invalid Split (num_outputs) from the dynamo exporter
 SELF_CONTAINED_LIMIT = 1_800_000_000  # bytes of weights; protobuf cannot serialise a file >= 2 GiB
 RESERVED_KEYS = ("nasgraph.exporter", "nasgraph.dynamo_error", "nasgraph.opset", "nasgraph.torch",
-                 "nasgraph.input_names", "nasgraph.output_names", "nasgraph.dynamic_axes")
+                 "nasgraph.input_names", "nasgraph.output_names", "nasgraph.dynamic_axes",
+                 "nasgraph.axis_max")
 
 
 class LegacyExporterWarning(UserWarning):
@@ -56,8 +57,11 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
             of 1 is specialised by torch.export).
         path: target file; written to a temporary file beside it and moved into place atomically.
         dynamic_axes: {input_name: {axis: axis_name}}; equal names are the same size
-            (see `batch_seq_axes`). Output axes follow from the graph.
-        axis_max: upper bounds per axis name, e.g. {"seq": 512} for modules with a max_len check.
+            (see `batch_seq_axes`). Output axes follow from the graph. An axis the model's code
+            pins to the example's size raises ExportError instead of exporting a static graph.
+        axis_max: largest size per axis name, e.g. {"seq": 512}; recorded as "nasgraph.axis_max"
+            metadata for callers to enforce (the exporter infers ranges from the model's own
+            checks, such as a max_len test). The example inputs must respect it.
         opset: ONNX opset, >= 18 for the dynamo exporter.
         input_names / output_names: graph names; inputs default to forward()'s parameter names.
         metadata: str -> str pairs stored as ONNX metadata_props (read back with read_metadata).
@@ -92,6 +96,7 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
         raise ExportError(f"{len(names)} input_names {names} for {len(args)} example inputs")
     axes = {k: dict(v) for k, v in (dynamic_axes or {}).items()}
     _check_axes(axes, args, names, list(output_names or []))
+    bounds = _check_axis_max(dict(axis_max or {}), axes, args, names)
     props = _check_metadata(metadata)
 
     was_training = module.training
@@ -99,7 +104,7 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
     try:
         with _quiet_exporter():
             try:
-                proto = _dynamo(module, args, names, output_names, axes, dict(axis_max or {}), opset)
+                proto = _dynamo(module, args, names, output_names, axes, opset)
                 props["nasgraph.exporter"] = "dynamo"
             except Exception as err:  # noqa: BLE001 - any dynamo failure may be rescued by legacy
                 if not fallback:
@@ -121,6 +126,8 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
                   "nasgraph.input_names": json.dumps(names),
                   "nasgraph.output_names": json.dumps([o.name for o in proto.graph.output]),
                   "nasgraph.dynamic_axes": json.dumps(axes, sort_keys=True)})
+    if bounds:
+        props["nasgraph.axis_max"] = json.dumps(bounds, sort_keys=True)
     del proto.metadata_props[:]
     for key, value in sorted(props.items()):
         proto.metadata_props.add(key=key, value=value)
@@ -135,14 +142,11 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
     return path
 
 
-def _dynamo(module, args, names, output_names, axes, axis_max, opset) -> onnx.ModelProto:
-    dims: dict[str, torch.export.Dim] = {}
-    for name, spec in axes.items():
-        for axis_name in spec.values():
-            if axis_name not in dims:
-                dims[axis_name] = torch.export.Dim(axis_name, max=axis_max.get(axis_name))
-    shapes = tuple({ax: dims[n] for ax, n in axes[name].items()} if name in axes else None
-                   for name in names)
+def _dynamo(module, args, names, output_names, axes, opset) -> onnx.ModelProto:
+    # Axis names as strings: torch.onnx turns them into Dim.DYNAMIC (guards narrow the range instead
+    # of failing, e.g. a max_len check) and names the ONNX dims after them. Named torch.export.Dim
+    # objects are stricter and torch.onnx "repairs" their violations by specialising the axis.
+    shapes = tuple(dict(axes[name]) if name in axes else None for name in names)
     program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
                                 input_names=names, output_names=output_names,
                                 dynamic_shapes=shapes if axes else None, verbose=False)
@@ -173,6 +177,20 @@ def _check_axes(axes: dict, args: tuple, names: list[str], outputs: list[str]) -
         for axis in spec:
             if not 0 <= axis < ndim:
                 raise ExportError(f"dynamic_axes['{name}'] has axis {axis}; input '{name}' has {ndim} dims")
+
+
+def _check_axis_max(bounds: dict[str, int], axes: dict, args: tuple, names: list[str]) -> dict[str, int]:
+    axis_names = {n for spec in axes.values() for n in spec.values()}
+    for axis_name, limit in bounds.items():
+        if axis_name not in axis_names:
+            raise ExportError(f"axis_max names '{axis_name}', which is no dynamic axis; "
+                              f"dynamic axes: {', '.join(sorted(axis_names)) or '(none)'}")
+        for name, spec in axes.items():
+            for axis, n in spec.items():
+                if n == axis_name and name in names and args[names.index(name)].shape[axis] > limit:
+                    raise ExportError(f"example input '{name}' has {axis_name}="
+                                      f"{args[names.index(name)].shape[axis]} > axis_max {limit}")
+    return bounds
 
 
 def _check_dynamic(proto: onnx.ModelProto, axes: dict) -> None:
