@@ -195,8 +195,10 @@ def markdown(summaries: list[dict], rows: list[dict], infos: dict, lengths: list
         last = by_t.get(t_max, {})
         mem = f"{_num(last.get('eager_peak_mb'))} / {_num(last.get('ort_peak_mb'))}"
         ratios = [f"{s['ratio'][be]:.1f}" if be in s["ratio"] else "-" for be in ("eager", "ort")]
-        note = infos.get(s["type"], {}).get("export_error")
-        flags = "; ".join(s["flags"] + ([f"export failed: {note}"] if note else []))
+        info = infos.get(s["type"], {})
+        note, diff = info.get("export_error"), info.get("parity_max_abs_diff", 0.0)
+        flags = "; ".join(s["flags"] + ([f"export failed: {note}"] if note else [])
+                          + ([f"ORT differs from eager by {diff:.2g}"] if diff > 1e-4 else []))
         lines.append("| " + " | ".join([s["type"], *cells, *ratios, mem, flags]) + " |")
     explained = [r for r in rows if "ort_by_level_ms" in r]
     if explained:
