@@ -103,13 +103,12 @@ def local_flops(B, T, D, H, cfg, causal):
     dh, w = D // H, cfg.window
     nb = math.ceil(T / w)                            # blocks; T padded to nb * w after projecting
     L = B * nb * H * w * w                           # logits of all blocks
-    bias = B * nb * w * (w if causal else 1)         # bool -> float bias times NEG_INF
-    return qkvo(B, T, D) + bias + 2 * L * dh + L * (1 + SOFTMAX + 1)  # SDPA with a float mask
+    return qkvo(B, T, D) + 2 * L * dh + L * (1 + SOFTMAX + 1)  # SDPA with a float mask (built by where: free)
 
 
 def block_sdpa(B: int, H: int, dh: int, rows: int, keys: int) -> int:
-    """_blocks.block_attention: bool -> float bias times NEG_INF, then SDPA with that float mask."""
-    return B * rows * keys + B * H * rows * keys * (2 * dh + 1 + SOFTMAX + 1)
+    """_blocks.block_attention: SDPA with a float mask (bool -> 0 / NEG_INF by torch.where: free)."""
+    return B * H * rows * keys * (2 * dh + 1 + SOFTMAX + 1)
 
 
 def global_rows(B: int, H: int, dh: int, T: int, g: int, causal: bool) -> int:
@@ -144,25 +143,25 @@ def sliding_window_flops(B, T, D, H, cfg, causal):
     return flops + (global_rows(B, H, dh, T, g, causal) if g else 0)
 
 
-def aft_terms(B: int, T: int, C: int) -> int:
-    """_blocks.aft_terms without a mask: amax over T, subtract, exp, exp(K) * V."""
-    return 4 * B * T * C
+def aft_keys(B: int, T: int, C: int) -> int:
+    """_blocks.aft_keys without a mask: amax over T, subtract, exp."""
+    return 3 * B * T * C
 
 
-def aft_output(B: int, T: int, C: int, den_rows: int) -> int:
-    """_blocks.aft_output: sigmoid(Q), * numerator, clamp the (B, den_rows, C) denominator, divide."""
-    return 3 * B * T * C + B * den_rows * C
+def aft_output(B: int, T: int, C: int, rows: int) -> int:
+    """_blocks.aft_output: clamp the (B, rows, C) denominator, numerator / it, sigmoid(Q), * that."""
+    return 2 * B * rows * C + 2 * B * T * C
 
 
 def aft_simple_flops(B, T, D, H, cfg, causal):
-    sums = 2 * B * T * D                             # cumsum (causal) or sum over T of [eK*V, eK]
-    return qkvo(B, T, D) + aft_terms(B, T, D) + sums + aft_output(B, T, D, T if causal else 1)
+    sums = 2 * B * T * D                             # cumsum (causal) or sum over T of eK*V and eK
+    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + sums + aft_output(B, T, D, T if causal else 1)
 
 
 def aft_full_flops(B, T, D, H, cfg, causal):
-    weights = T * T * cfg.pos_dim + 3 * T * T        # u v^T, then exp(w - rowmax(w)): amax, sub, exp
-    sums = B * T * T * 2 * D                         # einsum ts,bsc->btc over [eK*V, eK]
-    return qkvo(B, T, D) + aft_terms(B, T, D) + weights + sums + aft_output(B, T, D, T)
+    weights = T * T * cfg.pos_dim + SOFTMAX * T * T  # u v^T, row softmax (causal: masked_fill, free)
+    sums = B * T * T * 2 * D                         # einsum ts,bsc->btc over [eK*V, eK] (one eager chunk)
+    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + weights + sums + aft_output(B, T, D, T)
 
 
 def aft_local_flops(B, T, D, H, cfg, causal):
@@ -173,7 +172,7 @@ def aft_local_flops(B, T, D, H, cfg, causal):
     #                                                 w - m, exp, - outside, * in_band
     correction = band * B * 2 * D                    # einsum nql,bnlc->bnqc
     sums = 2 * B * T * D + 2 * (2 * B * T * D)       # total (sum or cumsum); outside * total, + correction
-    return qkvo(B, T, D) + aft_terms(B, T, D) + weights + correction + sums + aft_output(B, T, D, T)
+    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + weights + correction + sums + aft_output(B, T, D, T)
 
 
 def aft_conv_flops(B, T, D, H, cfg, causal):
@@ -181,7 +180,7 @@ def aft_conv_flops(B, T, D, H, cfg, causal):
     filters = 2 * H * s                              # exp(w) - 1
     conv = B * 2 * D * s * T                         # depthwise conv1d over [eK*V, eK]
     sums = 2 * B * T * D + 2 * B * T * D             # total (sum or cumsum); total + local
-    return qkvo(B, T, D) + aft_terms(B, T, D) + filters + conv + sums + aft_output(B, T, D, T)
+    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + filters + conv + sums + aft_output(B, T, D, T)
 
 
 def dcmha_flops(B, T, D, H, cfg, causal):
@@ -191,9 +190,10 @@ def dcmha_flops(B, T, D, H, cfg, causal):
     weights += B * T * 4 * K * 2 * R * N             # einsum btck,ckin->btcin
     weights += 3 * B * T * 4 * R * N + 2 * B * T * 4 * R  # RMS of w1: pow, mean, * ; + eps, rsqrt
     weights += B * T * D * 4 * N + B * T * 4 * N     # Wd, tanh
-    compose = B * N * T + 2 * L + 8 * R * L          # 1 + qg, + kg, a * gates; per r: 2 x (mul, sum, mul, add)
+    compose = B * N * T + 2 * L + 4 * R * L          # 1 + qg, a * that, + a * kg; per r: two hiddens (N fused
+    #                                                 multiply-adds of L / N each) and two rank-1 updates of L
     if cfg.static_mix:
-        compose += L * N + L                         # einsum bnts,nm->bmts, add
+        compose += N * L                             # N fused multiply-adds a[:, n] * W_static[n]
     stages = int(cfg.pre) + int(cfg.post)
     attend = 2 * L * dh + L + SOFTMAX * L            # q k^T, p v, scale, softmax (causal: masked_fill, free)
     return qkvo(B, T, D) + weights + stages * compose + attend
