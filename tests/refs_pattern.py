@@ -210,7 +210,7 @@ def _compose_naive(a, weights, static):
     for b in range(B):
         for t in range(T):
             for s in range(S):
-                M = torch.eye(N, dtype=torch.float64) if static is None else torch.eye(N, dtype=torch.float64) + static
+                M = torch.eye(N, dtype=torch.float64) + (0.0 if static is None else static)
                 M = M + qw1[b, t].T @ qw2[b, t] + kw1[b, s].T @ kw2[b, s]            # sum_r outer(w1_r, w2_r)
                 M = M + torch.diag(qg[b, t] + kg[b, s])
                 out[b, :, t, s] = a[b, :, t, s] @ M
@@ -227,7 +227,8 @@ def dcmha_ref(module, x, mask=None):
     if module.config.pre:
         logits = _compose_naive(logits, weights["pre"], None if static is None else static[0])
     i, j = _grid(T)
-    ok = _keys_real(mask, x)[:, None, None, :] & ((j <= i) if module.causal else torch.ones(T, T, dtype=torch.bool))
+    visible = (j <= i) if module.causal else torch.ones(T, T, dtype=torch.bool)
+    ok = _keys_real(mask, x)[:, None, None, :] & visible
     probs = logits.masked_fill(~ok, float("-inf")).softmax(-1).nan_to_num(0.0)
     if module.config.post:
         probs = _compose_naive(probs, weights["post"], None if static is None else static[1])

@@ -176,7 +176,7 @@ def test_aft_full_chunked_eager_path_matches_reference(causal, monkeypatch):
 @pytest.mark.parametrize("causal", [False, True], ids=["full", "causal"])
 def test_dcmha_chunked_eager_path_matches_reference(causal, monkeypatch):
     import nasgraph.attention.dcmha as dcmha
-    monkeypatch.setattr(dcmha, "CHUNK_ELEMENTS", H * 30 * 7)             # 7 query rows per chunk at T=30
+    monkeypatch.setattr(dcmha, "CHUNK_ELEMENTS", B * H * 30 * 7)         # 7 query rows per chunk at T=30
     module = build("dcmha", causal, static_mix=True)
     x, mask = torch.randn(B, 30, D), padding_mask(30)
     with torch.no_grad():

@@ -49,10 +49,10 @@ class AFTLocal(Attention):
         w = ub @ vb.transpose(-1, -2)                                     # (nb, s, L)
         lag = relative_lag(s, 1, after, x.device)                         # (s, L), same for every block
         in_band = (lag.abs() < s) & (lag >= 0) if self.causal else lag.abs() < s  # (s, L)
-        # stabilise per row t: subtract m_t = max(0, max_band w[t, :]) from every exponent (cancels in the ratio)
+        # stabilise row t: subtract m_t = max(0, max_band w[t, :]) from every exponent (cancels in the ratio)
         w = w.masked_fill(~in_band, 0.0)
         m = w.amax(-1, keepdim=True).clamp_min(0.0)                       # (nb, s, 1)
-        outside = torch.exp(-m)                                           # (nb, s, 1): weight outside the band
+        outside = torch.exp(-m)                                           # (nb, s, 1): weight off the band
         band = (torch.exp(w - m) - outside) * in_band                     # (nb, s, L): exp(w) - 1, rescaled
         near = neighbour_blocks(to_blocks(terms, s), 1, after)            # (B, nb, L, 2C)
         correction = torch.einsum("nql,bnlc->bnqc", band, near)           # (B, nb, s, 2C)

@@ -65,7 +65,8 @@ class BigBirdAttention(Attention):
         G = c.n_global * b                                                 # global positions
         after = 0 if self.causal else c.window_blocks
         real = real_tokens(mask, x)                                        # (B, T)
-        q, k, v = (head_major(p(x), self.n_heads) for p in (self.q_proj, self.k_proj, self.v_proj))  # (H, B, T, dh)
+        q, k, v = (head_major(p(x), self.n_heads)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))    # (H, B, T, dh)
         qb, kb, vb = to_blocks(q, b), to_blocks(k, b), to_blocks(v, b)     # (H, B, nb, b, dh)
         nb = qb.shape[2]
         # window blocks; global positions are skipped here because they come as global keys

@@ -26,7 +26,7 @@ from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabil
 from nasgraph.attention.registry import register
 
 STAGES = ("pre", "post")
-CHUNK_ELEMENTS = 1 << 18  # eager mode: query rows per chunk such that one (N, rows, T) plane is ~1 MB
+CHUNK_ELEMENTS = 1 << 18  # eager mode: query rows per chunk such that one (B, N, rows, T) plane is ~1 MB
 
 
 class DCMHAConfig(AttentionConfig):
@@ -106,7 +106,7 @@ class DCMHA(Attention):
         out = {}
         for i, stage in enumerate(STAGES):
             if getattr(self.config, stage):
-                sl = slice(2 * i, 2 * i + 2)                                        # (query, key) of the stage
+                sl = slice(2 * i, 2 * i + 2)                                # (query, key) of the stage
                 static = None if self.static_mix is None else self.static_mix[i]
                 out[stage] = Composition(w1[:, :, sl], w2[:, :, sl], gates[:, :, sl], static)
         return out
@@ -134,10 +134,10 @@ class DCMHA(Attention):
         T = x.shape[1]
         q, k, v = self.qkv(x)                                                       # (B, N, T, dh)
         compose = self.compositions(x)
-        if torch.compiler.is_exporting():                                           # one block: T stays symbolic
+        if torch.compiler.is_exporting():                           # one block, so T stays symbolic
             out = self.attend(q, k, v, compose, mask, 0, T, T)                      # (B, N, T, dh)
         else:  # eager: query chunks keep the (B, N, t, s) planes in cache; causal skips future keys
-            step = max(1, CHUNK_ELEMENTS // (self.n_heads * T))
+            step = max(1, CHUNK_ELEMENTS // (x.shape[0] * self.n_heads * T))
             out = torch.cat([self.attend(q, k, v, compose, mask, a, min(a + step, T),
                                          min(a + step, T) if self.causal else T)
                              for a in range(0, T, step)], 2)                        # (B, N, T, dh)

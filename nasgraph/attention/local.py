@@ -8,7 +8,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from nasgraph.attention._blocks import block_attention, block_flags, head_major, merge_heads, real_tokens, to_blocks
+from nasgraph.attention._blocks import (block_attention, block_flags, head_major, merge_heads, real_tokens,
+                                        to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 

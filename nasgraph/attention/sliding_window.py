@@ -37,12 +37,14 @@ class SlidingWindowAttention(Attention):
         w, g = self.config.window, self.config.n_global
         after = 0 if self.causal else 1
         real = real_tokens(mask, x)                                     # (B, T)
-        q, k, v = (head_major(p(x), self.n_heads) for p in (self.q_proj, self.k_proj, self.v_proj))  # (H, B, T, dh)
+        q, k, v = (head_major(p(x), self.n_heads)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))    # (H, B, T, dh)
         qb = to_blocks(q, w)                                            # (H, B, nb, w, dh)
         kb, vb = (neighbour_blocks(to_blocks(t, w), 1, after) for t in (k, v))  # (H, B, nb, L, dh)
         # global keys come separately below, so the band skips positions < g
         not_global = torch.arange(T, device=x.device) >= g              # (T,)
-        real_kb = neighbour_blocks(block_flags(real & not_global, w)[..., None], 1, after)[..., 0]  # (B, nb, L)
+        real_kb = block_flags(real & not_global, w)[..., None]          # (B, nb, w, 1)
+        real_kb = neighbour_blocks(real_kb, 1, after)[..., 0]           # (B, nb, L)
         lag = relative_lag(w, 1, after, x.device)                       # (w, L)
         band = (lag <= w) & (lag >= (0 if self.causal else -w))         # (w, L)
         allowed = real_kb[:, :, None, :] & band                         # (B, nb, w, L)

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from pydantic import Field, ValidationInfo, field_validator
 
-from nasgraph.attention._blocks import block_attention, block_flags, head_major, merge_heads, real_tokens, to_blocks
+from nasgraph.attention._blocks import (block_attention, block_flags, head_major, merge_heads, real_tokens,
+                                        to_blocks)
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -46,19 +47,19 @@ class SparseAttention(Attention):
                       for p in (self.q_proj, self.k_proj, self.v_proj))   # (H, B, nb, l, dh)
         real_b = block_flags(real_tokens(mask, x), l)                     # (B, nb, l)
         nb = qb.shape[2]
-        # summary keys: the last c slots of every block, shared by all query blocks (own block comes locally);
-        # gathered by index (a flatten of the strided slice would make the exporter specialise on nb == 1)
-        blk = torch.arange(nb, device=x.device)
+        # summary keys: the last c slots of every block, shared by all query blocks; gathered by index
+        # (a flatten of the strided slice would make the exporter specialise on nb == 1)
+        blk = torch.arange(nb, device=x.device)                           # (nb,)
         slots = (blk[:, None] * l + torch.arange(l - c, l, device=x.device)).flatten()  # (nb*c,)
         ks, vs = (t.flatten(2, 3).index_select(2, slots)[:, :, None].expand(-1, -1, nb, -1, -1)
                   for t in (kb, vb))                                      # (H, B, nb, nb*c, dh)
-        other_blk = blk[:, None, None] != blk[None, :, None]              # (nb, nb, 1): [query block, key block]
-        allowed_s = real_b[:, None, :, l - c:] & other_blk                # (B, nb, nb, c)
-        allowed_s = allowed_s.flatten(2)[:, :, None, :]                   # (B, nb, 1, nb*c)
+        slot_blk = slots // l                                             # (nb*c,): block of each summary key
+        # the own block's summary slots come with the local keys; causal: only earlier blocks
+        seen = (slot_blk < blk[:, None]) if self.causal else (slot_blk != blk[:, None])  # (nb, nb*c)
+        allowed_s = real_b.flatten(1)[:, slots][:, None, None, :] & seen[:, None, :]  # (B, nb, 1, nb*c)
         allowed_l = real_b[:, :, None, :]                                 # (B, nb, 1, l)
         if self.causal:
-            allowed_s = allowed_s & (blk[None, :, None] < blk[:, None, None]).expand(-1, -1, c).flatten(1)[:, None]
-            allowed_l = allowed_l & torch.ones(l, l, dtype=torch.bool, device=x.device).tril()
+            allowed_l = allowed_l & torch.ones(l, l, dtype=torch.bool, device=x.device).tril()  # (B, nb, l, l)
         allowed = torch.cat([allowed_s.expand(-1, -1, l, -1), allowed_l.expand(-1, -1, l, -1)], -1)
         keys, values = torch.cat([ks, kb], 3), torch.cat([vs, vb], 3)     # (H, B, nb, nb*c + l, dh)
         return merge_heads(block_attention(qb, keys, values, allowed), T)  # (B, T, H, dh)
