@@ -154,8 +154,10 @@ def aft_output(B: int, T: int, C: int, rows: int) -> int:
 
 
 def aft_simple_flops(B, T, D, H, cfg, causal):
-    sums = 2 * B * T * D                             # cumsum (causal) or sum over T of eK*V and eK
-    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + sums + aft_output(B, T, D, T if causal else 1)
+    if not causal:                                   # softmax over T, * V, sum over T, sigmoid(Q), * that
+        return qkvo(B, T, D) + (SOFTMAX + 4) * B * T * D
+    sums = 2 * B * T * D                             # cumsum of eK*V and eK
+    return qkvo(B, T, D) + aft_keys(B, T, D) + B * T * D + sums + aft_output(B, T, D, T)
 
 
 def aft_full_flops(B, T, D, H, cfg, causal):

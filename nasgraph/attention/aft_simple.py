@@ -1,14 +1,14 @@
 """AFT-simple (Attention Free Transformer): Y_t = sigmoid(Q_t) * sum_t' softmax_t'(K)_t' * V_t'.
 
 The softmax runs over positions, per channel: O(T d) time and memory. Causal form: running (prefix)
-sums over t' <= t of exp(K) * V and exp(K).
+sums over t' <= t of exp(K) * V and exp(K), with K shifted by its per-channel max.
 """
 from __future__ import annotations
 
 import torch
 
 from nasgraph.attention._blocks import aft_keys, aft_output
-from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
+from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
 
@@ -29,9 +29,11 @@ class AFTSimple(Attention):
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)      # (B, T, C)
+        if not self.causal:  # one fused softmax over positions; padded keys get weight exp(NEG_INF) = 0
+            if mask is not None:
+                k = k.masked_fill(~mask[..., None], NEG_INF)
+            context = (k.softmax(1) * v).sum(1, keepdim=True)           # (B, 1, C)
+            return (torch.sigmoid(q) * context).unflatten(-1, (self.n_heads, -1))  # (B, T, H, dh)
         ek = aft_keys(k, mask)                                          # (B, T, C)
-        if self.causal:
-            num, den = (ek * v).cumsum(1), ek.cumsum(1)                 # (B, T, C) prefix sums
-        else:
-            num, den = (ek * v).sum(1, keepdim=True), ek.sum(1, keepdim=True)  # (B, 1, C)
+        num, den = (ek * v).cumsum(1), ek.cumsum(1)                     # (B, T, C) prefix sums
         return aft_output(q, num, den, self.n_heads)                    # (B, T, H, dh)
