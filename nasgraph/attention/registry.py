@@ -3,42 +3,32 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasgraph.config import did_you_mean, parse_config
+from nasgraph.config import parse_config
 from nasgraph.errors import ConfigError
 from nasgraph.attention.base import Attention, AttentionConfig
+from nasgraph.registry import Registry
 
-_REGISTRY: dict[str, type[Attention]] = {}
+_REGISTRY = Registry("attention", Attention)
+
+
+def _check(cls) -> None:
+    if not issubclass(cls.Config, AttentionConfig):
+        raise TypeError(f"attention '{cls.__name__}': Config must subclass AttentionConfig")
 
 
 def register(name: str):
     """Class decorator: register an Attention subclass under `name` (its Config must be nested)."""
-
-    def wrap(cls: type[Attention]) -> type[Attention]:
-        if not (isinstance(cls, type) and issubclass(cls, Attention)):
-            raise TypeError(f"@register('{name}'): {cls!r} is not an Attention subclass")
-        if name in _REGISTRY:
-            raise ValueError(f"attention '{name}' is already registered by {_REGISTRY[name].__module__}")
-        if not issubclass(cls.Config, AttentionConfig):
-            raise TypeError(f"attention '{name}': Config must subclass AttentionConfig")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.register(name, _check)
 
 
 def names() -> list[str]:
     """Registered attention type names, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> type[Attention]:
     """The class registered as `name`; ConfigError listing the valid names otherwise."""
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown attention '{name}'{did_you_mean(name, _REGISTRY)}; "
-                          f"valid: {', '.join(names())}") from None
+    return _REGISTRY.get(name)
 
 
 def parse_options(name: str, options: dict[str, Any] | None = None) -> AttentionConfig:
@@ -70,7 +60,7 @@ def build(name: str, d_model: int, n_heads: int, causal: bool = False, max_len: 
         raise ConfigError(f"attention '{name}': d_model {d_model} is not divisible by n_heads {n_heads}")
     if causal and not cls.caps.causal:
         raise ConfigError(f"attention '{name}' has no causal form; causal types: "
-                          f"{', '.join(n for n in names() if _REGISTRY[n].caps.causal)}")
+                          f"{', '.join(n for n in names() if get(n).caps.causal)}")
     if cls.caps.bounded and max_len is None:
         raise ConfigError(f"attention '{name}' is bounded by its sequence length: pass max_len")
     config = parse_options(name, options)

@@ -3,35 +3,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from nasgraph.config import did_you_mean, parse_config
-from nasgraph.errors import ConfigError
+from nasgraph.config import parse_config
 from nasgraph.ops.base import Op, OpConfig
+from nasgraph.registry import Registry
 
-_REGISTRY: dict[str, type[Op]] = {}
+_REGISTRY = Registry("op", Op)
 
 
 def register(name: str):
-    def wrap(cls: type[Op]) -> type[Op]:
-        if not (isinstance(cls, type) and issubclass(cls, Op)):
-            raise TypeError(f"@register('{name}'): {cls!r} is not an Op subclass")
-        if name in _REGISTRY:
-            raise ValueError(f"op '{name}' is already registered by {_REGISTRY[name].__module__}")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.register(name)
 
 
 def names() -> list[str]:
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(name: str) -> type[Op]:
-    try:
-        return _REGISTRY[name]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown op '{name}'{did_you_mean(name, _REGISTRY)}; valid: {', '.join(names())}") from None
+    return _REGISTRY.get(name)
 
 
 def parse_options(name: str, options: dict[str, Any] | None) -> OpConfig:

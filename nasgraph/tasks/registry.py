@@ -4,42 +4,32 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from nasgraph.config import did_you_mean, parse_config
+from nasgraph.config import parse_config
 from nasgraph.errors import ConfigError
+from nasgraph.registry import Registry
 from nasgraph.tasks.base import Task, TaskConfig, TaskData
 
-_REGISTRY: dict[str, type[Task]] = {}
+_REGISTRY = Registry("task kind", Task, name_attr="kind", key="kind")
+
+
+def _check(cls) -> None:
+    if not issubclass(cls.Config, TaskConfig):
+        raise TypeError(f"task '{cls.__name__}': Config must subclass TaskConfig")
 
 
 def register(kind: str):
     """Class decorator: register a Task subclass under `kind` (its Config must subclass TaskConfig)."""
-
-    def wrap(cls: type[Task]) -> type[Task]:
-        if not (isinstance(cls, type) and issubclass(cls, Task)):
-            raise TypeError(f"@register('{kind}'): {cls!r} is not a Task subclass")
-        if kind in _REGISTRY:
-            raise ValueError(f"task '{kind}' is already registered by {_REGISTRY[kind].__module__}")
-        if not issubclass(cls.Config, TaskConfig):
-            raise TypeError(f"task '{kind}': Config must subclass TaskConfig")
-        cls.kind = kind
-        _REGISTRY[kind] = cls
-        return cls
-
-    return wrap
+    return _REGISTRY.register(kind, _check)
 
 
 def kinds() -> list[str]:
     """Registered task kinds, sorted."""
-    return sorted(_REGISTRY)
+    return _REGISTRY.names()
 
 
 def get(kind: str) -> type[Task]:
     """The class registered as `kind`; ConfigError listing the valid kinds otherwise."""
-    try:
-        return _REGISTRY[kind]
-    except (KeyError, TypeError):
-        raise ConfigError(f"unknown task kind '{kind}'{did_you_mean(kind, _REGISTRY)}; "
-                          f"valid: {', '.join(kinds())}", key="kind") from None
+    return _REGISTRY.get(kind)
 
 
 def parse_task(raw: dict[str, Any], base_dir: str | Path | None = None) -> TaskConfig:
