@@ -35,8 +35,8 @@ OUT = Path(__file__).parent / "out"
 TASKS = {
     "listops": {"kind": "listops", "max_len": 101, "min_len": 20, "max_depth": 3, "n_train": 200_000,
                 "n_val": 2000, "n_test": 2000},
-    "assoc_recall": {"kind": "assoc_recall", "max_len": 64, "n_pairs": 8, "n_train": 50_000, "n_val": 2000,
-                     "n_test": 2000},
+    "assoc_recall": {"kind": "assoc_recall", "max_len": 64, "n_pairs": 4, "n_keys": 8, "n_values": 4,
+                     "n_train": 50_000, "n_val": 2000, "n_test": 2000},
 }
 
 
