@@ -42,13 +42,15 @@ def kernel_qkvo(B: int, T: int, Tc: int, D: int) -> int:
 def normalised_linear(B: int, H: int, Tc: int, m: int, dv: int, causal: bool, chunk: int) -> int:
     """_kernels.linear_attention on Tc positions, features of width m, values of width dv.
 
-    Values carry a ones column (w = dv + 1) so the normaliser rides along in the products.
+    Causal: values carry a ones column (w = dv + 1) so the normaliser rides along in the products.
+    Non-causal: the normaliser is a separate key sum and mat-vec.
     """
     P, w = B * H, dv + 1
     N = P * Tc                                       # query rows
     tail = N + N * dv                                # den.clamp_min, num / den
     if not causal:
-        return P * m * w * Tc + N * w * m + tail     # k^T [v, 1], then q @ that
+        kv = P * m * Tc * dv + P * Tc * m            # k^T v; z = k.sum over keys
+        return kv + N * m * dv + N * m + tail        # q @ kv, q @ z
     n = Tc // chunk                                  # chunks
     per_chunk_state = P * Tc * m * w                 # k_c^T v_c per chunk
     prefix = P * (n - 1) * m * w                     # cumsum over the chunks before
@@ -56,6 +58,14 @@ def normalised_linear(B: int, H: int, Tc: int, m: int, dv: int, causal: bool, ch
     scores = P * Tc * chunk * m                      # q_c @ k_c^T
     intra = P * Tc * chunk * w                       # masked scores @ v_c
     return per_chunk_state + prefix + inter + scores + intra + P * Tc * w + tail
+
+
+def sdpa(logits: int, e: int, ev: int, float_mask: bool = False) -> int:
+    """F.scaled_dot_product_attention with `logits` entries, q/k width e, v width ev.
+
+    q k^T, p v, the scale (counted even when scale=1.0), softmax, + a float attn_mask.
+    """
+    return logits * (e + ev + 1 + SOFTMAX + int(float_mask))
 
 
 # -- one formula per type ------------------------------------------------------------------------------
@@ -108,7 +118,7 @@ def local_flops(B, T, D, H, cfg, causal):
 
 def block_sdpa(B: int, H: int, dh: int, rows: int, keys: int) -> int:
     """_blocks.block_attention: SDPA with a float mask (bool -> 0 / NEG_INF by torch.where: free)."""
-    return B * H * rows * keys * (2 * dh + 1 + SOFTMAX + 1)
+    return sdpa(B * H * rows * keys, dh, dh, float_mask=True)
 
 
 def global_rows(B: int, H: int, dh: int, T: int, g: int, causal: bool) -> int:
@@ -206,28 +216,40 @@ def nystromformer_flops(B, T, D, H, cfg, causal):
     N, seg = P * T, math.ceil(T / m)                 # segments of seg positions, padded to m * seg
     means = B * m * seg + N * dh + P * m * seg * dh + B * m + P * m * dh  # counts, t*real, sums, clamp, /
     landmarks = 2 * means + 2 * B * m                # q and k means; (1 - present) * NEG_INF
-    f = P * T * m * dh + P * T * m + SOFTMAX * P * T * m           # q k~^T + bias, softmax
     a = P * m * m * dh + P * m * m + SOFTMAX * P * m * m + P * m * m  # q~ k~^T + bias, softmax, * present
-    b = P * m * T * dh + SOFTMAX * P * m * T + P * m * T * dh       # q~ K^T, softmax, @ v
+    bv = sdpa(P * m * T, dh, dh)                     # B~ V: q~ over all T keys, no mask
     z0 = 2 * (P * m * m + P * m) + 2 * P + P * m * m  # two norms (sum, amax), product, clamp, a^T / .
     step = 4 * P * m ** 3 + 3 * m * m + 4 * P * m * m  # 4 m x m products, c * eye, c*eye - az, 0.25 * z
-    out = P * m * m * dh + P * T * m * dh            # pinv @ bv, f @ (.)
-    return qkvo(B, T, D) + N * dh + landmarks + f + a + b + z0 + it * step + out   # N*dh: q * scale
+    w = P * m * m * dh                               # pinv @ bv
+    out = sdpa(P * T * m, dh, dh, float_mask=True)   # F~ W: q over the m landmarks, landmark bias
+    return qkvo(B, T, D) + N * dh + landmarks + a + bv + z0 + it * step + w + out   # N*dh: q * scale
+
+
+def reformer_flops(B, T, D, H, cfg, causal):
+    dh, C, R, half = D // H, cfg.chunk, cfg.n_hashes, cfg.n_buckets // 2
+    Tc = C * (T // C + 2)                            # x padded before projecting: whole chunks, >= 2
+    rows = B * H * R * Tc                            # sorted query rows over all hash rounds
+    L = rows * 2 * C                                 # logits: own chunk and the one before
+    project = 2 * B * Tc * D * D + B * T * D * D     # q (shared with k) and v over Tc, out_proj over T
+    hashing = B * H * Tc * dh * R * half + rows * half  # einsum with the rotations, -rotated (argmax: free)
+    keys = 2 * rows * dh + rows + rows * dh          # F.normalize: vector norm, clamp_min, divide
+    attend = 2 * L * dh + L + 4 * L + 2 * L          # q k^T, p v; scale; logsumexp; - lse, exp
+    combine = SOFTMAX * rows + 2 * rows * dh         # softmax of lse over rounds; * it, sum over rounds
+    return project + hashing + keys + attend + combine  # sorting, buckets, masks (causal too): integer/bool
 
 
 def synthesizer_flops(B, T, D, H, cfg, causal):
     dh = D // H
     vo = 2 * B * T * D * D                           # v_proj and out_proj (no q, k)
-    if cfg.mode == "dense":
+    mask = causal_mask(T) if causal else 0
+    if cfg.mode == "dense":                          # SDPA of q = [h, 1] and k = [W2, b2] per head
         e = cfg.hidden or dh                         # hidden units per head
+        width = max(e + 1, dh)                       # q, k and v zero-padded to one width
         mlp = B * T * D * H * e + B * T * H * e      # dense1 (D -> H * e), relu
-        logits_batch = B                             # logits are per example
-        logits = mlp + B * H * T * T * (e + 1)       # [h, 1] @ [W2, b2]^T per head (bias folded in)
-    else:
-        logits_batch, logits = 1, 0                  # a slice of the learned (H, n, n) parameter
-    LT = logits_batch * H * T * T
-    mask = causal_mask(T) + LT if causal else 0
-    return vo + logits + mask + SOFTMAX * LT + B * H * T * T * dh
+        return vo + mask + mlp + sdpa(B * H * T * T, width, width, float_mask=causal)  # scale=1.0 counts
+    LT = H * T * T                                   # random: a (1, H, T, T) slice of the parameter
+    bias = LT if causal else 0                       # + causal bias, once for the whole batch
+    return vo + mask + bias + SOFTMAX * LT + B * H * T * T * dh  # softmax, (1, H, T, T) @ v
 
 
 HAND_FLOPS: dict[str, Callable[..., int]] = {
@@ -246,6 +268,7 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "sparse": sparse_flops,
     "sliding_window": sliding_window_flops,
     "nystromformer": nystromformer_flops,
+    "reformer": reformer_flops,
     "synthesizer": synthesizer_flops,
 }
 
@@ -266,7 +289,8 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "dcmha": [{"rank": 1, "static_mix": True}, {"pre": False, "hidden_mult": 2}, {"post": False}],
     "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
-    "synthesizer": [{"mode": "random"}, {"hidden": 12}],
+    "reformer": [{"chunk": 4, "n_hashes": 2}, {"chunk": 7, "n_buckets": 4, "n_hashes": 3}],
+    "synthesizer": [{"mode": "random"}, {"hidden": 12}, {"hidden": 5}],
 }
 
 B, T, D, H = 2, 20, 32, 4
