@@ -128,7 +128,7 @@ def summarize(graph: nx.DiGraph) -> Summary:
     count = _Counter(ctx, T)
     mixed = model.mixed_layers()
     choice_params = sum(p.numel() for m in mixed.values() for p in m.parameters())
-    flops_shared, points = 0, []
+    flops_shared, points, node_cache = 0, [], {}
     for n in model.order:
         node = graph.nodes[n]
         if n in mixed:
@@ -144,9 +144,11 @@ def summarize(graph: nx.DiGraph) -> Summary:
                 cp.out_proj_flops = T * ctx.d_model * ctx.d_model
             points.append(cp)
             continue
-        module = model.nodes[module_key(n)]
-        with torch.no_grad():
-            flops_shared += count_flops(module, _dummy_inputs(node["in_shapes"], T, ctx)).total
+        key = (node["op"], repr(sorted(node["params"].items())), repr(node["in_shapes"]))
+        if key not in node_cache:  # repeated layers cost the same: count each kind of node once
+            with torch.no_grad():
+                node_cache[key] = count_flops(model.nodes[module_key(n)], _dummy_inputs(node["in_shapes"], T, ctx)).total
+        flops_shared += node_cache[key]
     total = sum(p.numel() for p in model.parameters())
     return Summary(graph.name, graph.number_of_nodes(), graph.number_of_edges(), T, total,
                    total - choice_params, flops_shared, points)
