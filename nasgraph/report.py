@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nasgraph.textfmt import human, table
+from nasgraph.textfmt import cost, human, table
 from nasgraph.training.rundir import read_jsonl
 
 
@@ -67,11 +67,11 @@ def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path
 def write_search_report(run: str | Path) -> Path:
     run = Path(run)
     outcome = json.loads((run / "search.json").read_text())
-    labels = outcome["labels"]
+    labels, kind = outcome["labels"], outcome["cost_kind"]
     lines = [f"# Search report: {run.name}", "",
              f"Strategy **{outcome['strategy']}**, seeds {outcome['seeds']}, agreement between seeds "
-             f"**{outcome['agreement']:.0%}**. {outcome['cost_kind']} of the pick: {human(outcome['cost'])} "
-             f"(space {human(outcome['cost_range'][0])} .. {human(outcome['cost_range'][1])}).", "",
+             f"**{outcome['agreement']:.0%}**. Cost of the pick: {cost(outcome['cost'], kind)} "
+             f"(space {cost(outcome['cost_range'][0], kind)} .. {cost(outcome['cost_range'][1], kind)}).", "",
              "## Pick (vote over seeds)", "",
              table([[n, ", ".join(l)] for n, l in labels.items()], ["choice point", "candidate per group"], markdown=True),
              ""]

@@ -12,6 +12,11 @@ def human(n: float) -> str:
     return f"{n:g}" if isinstance(n, float) else str(n)
 
 
+def cost(value: float, kind: str) -> str:
+    """A search cost with its unit: FLOPs (1 multiply-add = 1) or measured latency in microseconds."""
+    return f"{human(value)} FLOPs" if kind == "flops" else f"{value / 1000:.3g} ms ORT latency"
+
+
 def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], markdown: bool = False) -> str:
     """Aligned text table (or a markdown table)."""
     cells = [[str(c) for c in r] for r in rows]

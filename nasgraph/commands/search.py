@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from nasgraph.commands._common import add_run_options, add_spec_overrides
-from nasgraph.textfmt import human, table
+from nasgraph.textfmt import cost, table
 
 NAME = "search"
 HELP = "search the spec's choice points (darts | gdas | fixed) and write RUN/derived.yaml"
@@ -26,7 +26,8 @@ def run(args) -> int:
             for n, l in outcome["labels"].items()]
     print(table(rows, ["choice point", "pick"]))
     lo, hi = outcome["cost_range"]
-    print(f"\n{outcome['cost_kind']} of the pick: {human(outcome['cost'])} (space: {human(lo)} .. {human(hi)}); "
+    kind = outcome["cost_kind"]
+    print(f"\ncost of the pick: {cost(outcome['cost'], kind)} (space: {cost(lo, kind)} .. {cost(hi, kind)}); "
           f"seed agreement {outcome['agreement']:.0%} over {len(outcome['seeds'])} seed(s)")
     if outcome["collapse"]["collapsed"]:
         print(f"note: every choice went to '{outcome['collapse']['dominant']}' (collapse?); see the report")
