@@ -23,7 +23,9 @@ def _commands():
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="nasgraph", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="nasgraph", description="Which attention should this Transformer use, per layer or per head? "
+        "Search it, derive it, train it, export it to a verified ONNX model and measure its latency.")
     parser.add_argument("--version", action="version", version=f"nasgraph {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for mod in _commands():
