@@ -189,7 +189,7 @@ def softmax_efficiency(threads: int, work: Path, peak: dict, T: int = 2048) -> l
 
 
 def markdown(rows, peak, eff, env, opts, load) -> str:
-    lines = [f"# Deploy latency: ONNX Runtime vs PyTorch eager p50 (batch 1, CPU)", "",
+    lines = ["# Deploy latency: ONNX Runtime vs PyTorch eager p50 (batch 1, CPU)", "",
              f"env {env['hash']}: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, onnxruntime "
              f"{env['onnxruntime']}. Load average {load[0]:.1f} at start, {load[1]:.1f} at end"
              + (" (BUSY MACHINE: timings noisy)" if max(load) > env["cores"] / 2 else "")

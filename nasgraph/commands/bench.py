@@ -1,7 +1,6 @@
 """`nasgraph bench model.onnx --out DIR`: ONNX Runtime vs PyTorch eager latency, report and plots."""
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 

@@ -106,7 +106,7 @@ def sdpa(inputs: list[Any], outputs: list[Any]) -> int:
     is_causal selects, at no cost).
     """
     q, k, out = shape(inputs[0]), shape(inputs[1]), shape(outputs[0])
-    tq, e, tk, ev = q[-2], q[-1], k[-2], out[-1]
+    e, tk, ev = q[-1], k[-2], out[-1]
     logits = numel(outputs[0]) // ev * tk                           # batch * heads * Tq * Tk
     mask = 1 if is_float(inputs[3]) else 0
     return logits * (e + ev) + logits * (SDPA_LOGIT_FLOPS + mask)
