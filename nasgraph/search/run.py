@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from nasgraph import tasks
+from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
 from nasgraph.model import GraphModule
@@ -68,16 +69,15 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     graph = compile_spec(doc)
     summary = summarize(graph)
     if not summary.choice_points:
-        from nasgraph.errors import NasgraphError
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
+    run = RunDir(out, resume=resume, marker="spec.yaml")   # refuse a used folder before any long work
     if search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
         cost = CostTable.from_summary(summary)
     data = tasks.load_task(tasks.parse_task(spec.task))
-    run = RunDir(out, resume=resume, marker="spec.yaml")
     run.write_spec(doc.raw)
     labels = {cp.node: cp.candidates for cp in summary.choice_points}
     steps = search.steps or spec.train.steps
