@@ -17,6 +17,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from nasgraph.attention.base import EPS, Attention, Capabilities, zero_padded
+
 
 def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor, *, causal: bool,
                      eps: float, chunk: int = 64) -> torch.Tensor:
@@ -61,3 +63,28 @@ def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int)
     keep = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     intra = scores.masked_fill(~keep, 0.0) @ vc                        # (B, H, n, C, dv)
     return (inter + intra).reshape(B, H, T, dv)                        # (B, H, T, dv)
+
+
+class FeatureMapAttention(Attention):
+    """Base of the types that are normalised linear attention over a feature map phi (linear,
+    cosformer): subclasses give `features(q, k, T) -> (phi(q), phi(k))`; the config needs `chunk`."""
+
+    caps = Capabilities(causal=True, padding_mask=True, linear=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.qkv_projections()
+
+    def features(self, q: torch.Tensor, k: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """q, k: (B, H, Tc, dh) -> non-negative features (B, H, Tc, m) each; T = the unpadded length."""
+        raise NotImplementedError
+
+    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        T = x.shape[1]
+        if self.causal:
+            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
+        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
+        q_feat, k_feat = self.features(q, k, T)                        # (B, H, Tc, m)
+        out = linear_attention(q_feat, zero_padded(k_feat, mask), v, causal=self.causal, eps=EPS,
+                               chunk=self.config.chunk)                # (B, H, Tc, dh)
+        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention, pad_to_chunks
-from nasgraph.attention.base import EPS, Attention, AttentionConfig, Capabilities, zero_padded
+from nasgraph.attention._kernels import FeatureMapAttention
+from nasgraph.attention.base import AttentionConfig
 from nasgraph.attention.registry import register
 
 
@@ -33,23 +33,10 @@ def cos_reweighted(feat: torch.Tensor, M: int) -> torch.Tensor:
 
 
 @register("cosformer")
-class CosformerAttention(Attention):
+class CosformerAttention(FeatureMapAttention):
     """Linear attention with ReLU features and cos(pi (i - j) / 2M) locality bias; O(T d^2)."""
 
     Config = CosformerConfig
-    caps = Capabilities(causal=True, padding_mask=True, linear=True)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.qkv_projections()
-
-    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        T = x.shape[1]
-        if self.causal:
-            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
-        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
-        q_feat = cos_reweighted(F.relu(q), T)                          # (B, H, Tc, 2dh)
-        k_feat = zero_padded(cos_reweighted(F.relu(k), T), mask)       # (B, H, Tc, 2dh)
-        out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=EPS,
-                               chunk=self.config.chunk)                # (B, H, Tc, dh)
-        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)
+    def features(self, q: torch.Tensor, k: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return cos_reweighted(F.relu(q), T), cos_reweighted(F.relu(k), T)   # (B, H, Tc, 2dh) each

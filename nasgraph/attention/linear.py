@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention, pad_to_chunks
-from nasgraph.attention.base import EPS, Attention, AttentionConfig, Capabilities, zero_padded
+from nasgraph.attention._kernels import FeatureMapAttention
+from nasgraph.attention.base import AttentionConfig
 from nasgraph.attention.registry import register
 
 
@@ -20,23 +20,10 @@ class LinearConfig(AttentionConfig):
 
 
 @register("linear")
-class LinearAttention(Attention):
+class LinearAttention(FeatureMapAttention):
     """Kernelised attention with the elu+1 feature map."""
 
     Config = LinearConfig
-    caps = Capabilities(causal=True, padding_mask=True, linear=True)
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.qkv_projections()
-
-    def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        T = x.shape[1]
-        if self.causal:
-            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
-        q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
-        q_feat = F.elu(q).add_(1.0)                                    # (B, H, Tc, dh) > 0
-        k_feat = zero_padded(F.elu(k).add_(1.0), mask)                 # (B, H, Tc, dh), 0 at padding
-        out = linear_attention(q_feat, k_feat, v, causal=self.causal, eps=EPS,
-                               chunk=self.config.chunk)                # (B, H, Tc, dh)
-        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)
+    def features(self, q: torch.Tensor, k: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
+        return F.elu(q).add_(1.0), F.elu(k).add_(1.0)                 # (B, H, Tc, dh) each, > 0
