@@ -12,6 +12,7 @@ import torch
 import nasgraph.attention as attention
 from nasgraph.attention import Attention, AttentionConfig, register
 from nasgraph.errors import ConfigError, SequenceTooLongError
+from attention_inputs import padding_mask
 
 D, H, B = 32, 4, 2
 LONGEST = 64  # the largest tested T, and max_len of bounded types
@@ -24,15 +25,6 @@ def build(name: str, causal: bool = False, max_len: int = LONGEST, **kwargs) -> 
     torch.manual_seed(0)
     bounded = attention.get(name).caps.bounded
     return attention.build(name, D, H, causal=causal, max_len=max_len if bounded else None, **kwargs)
-
-
-def padding_mask(T: int) -> torch.Tensor:
-    """Row 0 right-padded, row 1 left-padded with a hole in the middle; (B, T) bool, True = real."""
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[0, T - T // 3:] = False
-    mask[1, : T // 4] = False
-    mask[1, T // 2] = False
-    return mask
 
 
 def needs_padding_support(module: Attention) -> None:

@@ -12,6 +12,7 @@ import torch
 
 import nasgraph.attention as attention
 from refs_kernel import REFERENCES as KERNEL_REFERENCES
+from attention_inputs import padding_mask
 
 try:
     from refs_pattern import REFERENCES as PATTERN_REFERENCES
@@ -37,15 +38,6 @@ def build(name: str, causal: bool, max_len: int = 64, **options) -> attention.At
     cls = attention.get(name)
     return attention.build(name, D, H, causal=causal, max_len=max_len if cls.caps.bounded else None,
                            **options).eval()
-
-
-def padding_mask(T: int) -> torch.Tensor:
-    """Row 0 right-padded, row 1 left-padded with a hole: (B, T) bool, True = real."""
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[0, T - T // 3:] = False
-    mask[1, : T // 4] = False
-    mask[1, T // 2] = False
-    return mask
 
 
 @pytest.mark.parametrize("name", attention.names())
