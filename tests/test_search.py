@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
 
 import pytest
 import torch
@@ -84,13 +83,13 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tiny_spec, tmp_path, mo
     import nasgraph.training.loop as loop
 
     calls = {"n": 0}
-    real_ce = loop.F.cross_entropy
+    real_loss = loop.task_loss
 
-    def ce(logits, labels):
+    def poisoned(logits, labels):
         calls["n"] += 1
-        return real_ce(logits, labels) * (float("nan") if calls["n"] > 4 else 1.0)
+        return real_loss(logits, labels) * (float("nan") if calls["n"] > 4 else 1.0)
 
-    monkeypatch.setattr(loop, "F", SimpleNamespace(cross_entropy=ce))
+    monkeypatch.setattr(loop, "task_loss", poisoned)
     spec = tiny_spec("layer", "fixed")
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err

@@ -21,6 +21,7 @@ from nasgraph.search.strategies import get as get_strategy
 from nasgraph.tasks.base import carve
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.loop import fit, seed_everything
+from nasgraph.training.losses import task_loss
 from nasgraph.training.rundir import RunDir
 
 
@@ -39,7 +40,7 @@ def finetune(model, splits, train_spec, steps: int) -> None:
     for _ in range(steps):
         x, y = stream.next()
         opt.zero_grad(set_to_none=True)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
+        task_loss(model(x), y).backward()
         opt.step()
 
 

@@ -5,6 +5,7 @@ import torch
 
 from nasgraph.errors import NasgraphError
 from nasgraph.tasks.base import Split
+from nasgraph.training.losses import loss_and_correct
 
 
 class BatchStream:
@@ -57,10 +58,8 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int, max_batches:
     for i, (tokens, labels) in enumerate(batches(split, batch_size, shuffle=False, seed=0, epoch=0)):
         if max_batches is not None and i >= max_batches:
             break
-        logits = model(tokens)                                              # (B, C)
-        loss_sum += torch.nn.functional.cross_entropy(logits, labels, reduction="sum").item()
-        correct += (logits.argmax(-1) == labels).sum().item()
-        n += labels.numel()
+        batch_loss, batch_correct, batch_n = loss_and_correct(model(tokens), labels)   # logits (B, C) or (B, T, V)
+        loss_sum, correct, n = loss_sum + batch_loss, correct + batch_correct, n + batch_n
     model.train(was_training)
     if n == 0:
         raise NasgraphError("evaluation split is empty")

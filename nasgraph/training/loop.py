@@ -12,11 +12,11 @@ import time
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from nasgraph.errors import NasgraphError
 from nasgraph.training.data import BatchStream, evaluate
+from nasgraph.training.losses import IGNORE, task_loss
 from nasgraph.training.rundir import RunDir
 
 
@@ -103,7 +103,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 arch_info = strategy.arch_step(model, (tokens, labels), arch_stream.next(),
                                                opt.param_groups[0]["lr"])
         logits = model(tokens)                                              # (B, C)
-        loss = F.cross_entropy(logits, labels)
+        loss = task_loss(logits, labels)
         if not torch.isfinite(loss):
             run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
             where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
@@ -115,7 +115,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], train.grad_clip)
         opt.step()
         sched.step()
-        window.append((loss.item(), (logits.argmax(-1) == labels).float().mean().item()))
+        labelled = labels != IGNORE
+        window.append((loss.item(), (logits.argmax(-1) == labels)[labelled].float().mean().item()))
         done = step + 1
         if done % max(1, min(50, steps // 20)) == 0 or done == steps:
             rec = {"step": done, "split": "train", "loss": float(np.mean([w[0] for w in window])),

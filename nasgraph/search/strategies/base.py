@@ -6,9 +6,9 @@ import math
 from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 
 from nasgraph.search.objective import CostTable, penalized
+from nasgraph.training.losses import task_loss
 
 
 class Strategy:
@@ -38,7 +38,7 @@ class Strategy:
 
     # -- the architecture objective ------------------------------------------------------------------
     def objective(self, model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = F.cross_entropy(logits, labels)
+        loss = task_loss(logits, labels)
         term = self.search.objective.latency or self.search.objective.flops
         if term is None or self.cost is None or term.weight == 0:
             return loss

@@ -2,11 +2,11 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch.func import functional_call
 
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
+from nasgraph.training.losses import task_loss
 
 
 @register("darts")
@@ -23,7 +23,7 @@ class Darts(Strategy):
         weights = [dict(model.named_parameters())[n] for n in names]
         alphas = model.arch_parameters()
         x, y = train_batch
-        g_w = torch.autograd.grad(F.cross_entropy(model(x), y), weights)
+        g_w = torch.autograd.grad(task_loss(model(x), y), weights)
         unrolled = {n: (w - xi * g).detach().requires_grad_() for n, w, g in zip(names, weights, g_w)}
         xv, yv = arch_batch
         loss = self.objective(model, functional_call(model, unrolled, (xv,)), yv)
@@ -33,7 +33,7 @@ class Darts(Strategy):
 
         def alpha_grad(sign: float):
             shifted = {n: (w + sign * eps * d).detach() for n, w, d in zip(names, weights, d_w)}
-            return torch.autograd.grad(F.cross_entropy(functional_call(model, shifted, (x,)), y), alphas)
+            return torch.autograd.grad(task_loss(functional_call(model, shifted, (x,)), y), alphas)
 
         g_plus, g_minus = alpha_grad(1.0), alpha_grad(-1.0)
         self.arch_opt.zero_grad(set_to_none=True)
