@@ -39,6 +39,7 @@ class Evidence:
     probabilities: list[dict[str, list[list[float]]]] | None = None  # per seed, supernet strategies
     unit_scores: list[dict] | None = None   # per seed, scoring strategies (DARTFormer)
     notes: list[str] = field(default_factory=list)
+    chosen: Choice | None = None          # the strategy's own decision over all seeds (None: vote over picks)
 
     def to_json(self) -> dict:
         return asdict(self)

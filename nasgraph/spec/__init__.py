@@ -18,6 +18,7 @@ from nasgraph.spec.loader import load_yaml_mapping
 from nasgraph.spec.overrides import apply_override
 from nasgraph.spec.paths import KeyPath, Location, format_path, parse_path
 from nasgraph.spec.schema import AttentionSpec, ModelSpec, Spec
+from nasgraph.spec.search_check import check_search
 from nasgraph.spec.validate import validate
 
 
@@ -44,6 +45,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     spec = validate(raw, error_at)
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
     check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None))
+    check_search(spec, raw, error_at)
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 

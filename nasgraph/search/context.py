@@ -1,0 +1,78 @@
+"""What the runner hands a strategy: the compiled space, its cost table, the data, the run folder.
+
+`splits(seed)` carves the search's own held-out slice ("arch") out of train: architectures are
+scored there, so the val and test splits stay untouched by the search. `score(model, split)` is the
+task's metric on it (accuracy over the labelled positions: higher is better).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import networkx as nx
+
+from nasgraph.search.objective import CostTable
+from nasgraph.tasks.base import Split, TaskData, carve
+from nasgraph.training.data import evaluate
+
+METRIC = "acc"
+
+
+@dataclass
+class SearchContext:
+    doc: object                         # the SpecDocument searched
+    graph: nx.DiGraph                   # the compiled supernet graph
+    cost: CostTable
+    data: TaskData
+    labels: dict[str, list[str]]        # choice point -> candidate labels
+    out: Path                           # the run folder
+    steps: int                          # the budget unit: search.steps or train.steps
+    resume: bool = False
+    progress: bool = True
+
+    @property
+    def search(self):
+        return self.doc.spec.search
+
+    @property
+    def train(self):
+        return self.doc.spec.train
+
+    def splits(self, seed: int) -> dict[str, Split]:
+        """train / val / test plus "arch": a held-out slice of train (search.arch_fraction)."""
+        train = self.data.splits["train"]
+        rest, arch = carve(train, max(1, int(len(train) * self.search.arch_fraction)), seed)
+        return {**self.data.splits, "train": rest, "arch": arch}
+
+    def score_split(self, splits: dict[str, Split]) -> Split:
+        """The part of "arch" one score reads (search.score_batches batches)."""
+        n = self.search.score_batches
+        arch = splits["arch"]
+        return arch if n is None else arch.subset(list(range(min(len(arch), n * self.train.batch_size))))
+
+    def score(self, model, split: Split) -> float:
+        return evaluate(model, split, self.train.batch_size)[METRIC]
+
+    def label_choice(self, choice: dict[str, list[int]]) -> dict[str, list[str]]:
+        return {n: [self.labels[n][i] for i in idx] for n, idx in choice.items()}
+
+    def homogeneous(self, label: str) -> dict[str, list[int]] | None:
+        """The architecture with `label` at every group of every choice point (None if a point lacks it)."""
+        choice = {}
+        for node, labels in self.labels.items():
+            if label not in labels:
+                return None
+            choice[node] = [labels.index(label)] * len(self.cost_groups(node))
+        return choice
+
+    def kind(self, choice: dict[str, list[int]]) -> str:
+        """"homogeneous" when every group of every point has the same type, else "mixed"."""
+        return "homogeneous" if len({l for ls in self.label_choice(choice).values() for l in ls}) == 1 else "mixed"
+
+    def cost_groups(self, node: str) -> range:
+        return range(self.cost.heads[node] if self.cost.granularity[node] == "head" else 1)
+
+    def homogeneous_labels(self) -> list[str]:
+        """Candidate labels every choice point offers, in the first point's order."""
+        first = next(iter(self.labels.values()))
+        return [l for l in first if all(l in ls for ls in self.labels.values())]
