@@ -25,7 +25,7 @@ FULL = {
     # only local structure at T = 512: local ties softmax at a fraction of the cost
     "local_motif": {"task": {"kind": "local_motif", "max_len": 512, "n_train": 8000, "n_val": 500, "n_test": 1000},
                     "model": {"pooling": "mean", "d_model": 32, "n_heads": 2},
-                    "train": {"steps": 800, "batch_size": 8}, "cost_weight": 0.5},
+                    "train": {"steps": 800, "batch_size": 8}, "cost_weight": 0.5, "cost_only": True},
     "text_synth": {"task": {"kind": "text", "max_len": 256, "n_examples": 12_000},
                    "model": {"pooling": "mean"}, "train": {"steps": 1500, "batch_size": 16}},
 }

@@ -5,8 +5,8 @@ For each task regime (benchmarks/fidelity_tasks.py): train every homogeneous can
 each strategy once per seed and report per (task, strategy, seed): the pick, its standalone rank,
 the retrained pick's test accuracy minus the best standalone's (a mixed pick is retrained at the
 standalone seeds), Kendall tau of the search's ranking of the homogeneous candidates against the
-standalone one, and the search wall-clock in units of one standalone training (brute force costs
-C of them). Regimes with a `cost_weight` are searched again with a FLOPs term; that pick must lie on
+standalone one, and the search wall-clock in units of one standalone training (process CPU time,
+robust to a shared machine's load; brute force costs C of them). Regimes with a `cost_weight` are searched again with a FLOPs term; that pick must lie on
 the standalone accuracy-vs-FLOPs Pareto front (ties within 1 point count as equal accuracy).
 
     python benchmarks/search_fidelity.py --quick          # minutes, tiny sizes, end to end
@@ -69,8 +69,11 @@ def train_standalone(spec: dict, seed: int, progress: bool) -> dict:
     def compute(key: str) -> dict:
         doc = load(spec, OUT / "specs" / f"{key}.yaml")
         flops = summarize(compile_spec(doc)).flops_max
-        r = run_train(doc, OUT / "runs" / f"train-{key}", progress=progress)
-        return {"test": r["test"]["acc"], "val": r["val"]["acc"], "seconds": r["seconds"], "flops": flops}
+        out = OUT / "runs" / f"train-{key}"
+        cpu = time.process_time()
+        r = run_train(doc, out, resume=out.exists(), progress=progress)   # an interrupted run continues
+        return {"test": r["test"]["acc"], "val": r["val"]["acc"], "seconds": r["seconds"], "flops": flops,
+                "cpu_seconds": time.process_time() - cpu}
 
     return cached("train", spec, compute)
 
@@ -79,11 +82,11 @@ def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
     def compute(key: str) -> dict:
         doc = load(spec, OUT / "specs" / f"{key}.yaml")
         out = OUT / "runs" / f"search-{key}"
-        t0 = time.perf_counter()
-        outcome = run_search(doc, out, progress=progress)
-        seconds = time.perf_counter() - t0
+        t0, cpu = time.perf_counter(), time.process_time()
+        outcome = run_search(doc, out, resume=out.exists(), progress=progress)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
         derived = yaml.safe_load((out / "derived.yaml").read_text())
-        return {"seconds": seconds, "labels": outcome["labels"], "choice": outcome["choice"],
+        return {"seconds": seconds, "cpu_seconds": cpu, "labels": outcome["labels"], "choice": outcome["choice"],
                 "evidence": outcome["evidence"], "derived": derived}
 
     return cached("search", {**spec, "bench_seed": seed}, compute)
@@ -118,9 +121,9 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     mean = {l: statistics.mean(r["test"] for r in alone[l]) for l in labels}
     flops = {l: alone[l][0]["flops"] for l in labels}
     ranking = sorted(labels, key=lambda l: -mean[l])
-    one_training = statistics.mean(r["seconds"] for runs in alone.values() for r in runs)
+    one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
     rows = []
-    weights = [None] + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
+    weights = ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
     for variant in args.strategies:
         for weight in weights:
             for seed in args.seeds:
@@ -135,7 +138,7 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
                       f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x",
                       flush=True)
     return {"regime": regime, "seeds": args.seeds, "standalone": alone, "mean_test": mean, "flops": flops,
-            "ranking": ranking, "one_training_s": one_training, "rows": rows}
+            "ranking": ranking, "one_training_cpu_s": one_training, "rows": rows}
 
 
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
@@ -155,7 +158,8 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
     return {"task": name, "strategy": variant, "seed": seed, "cost_weight": weight,
             "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
-            "cost_x": r["seconds"] / one_training, "flops_x": pick_flops / max(flops.values()),
+            "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
+            "flops_x": pick_flops / max(flops.values()),
             "retrained": retrained}
 
 
@@ -165,13 +169,13 @@ def markdown(results: dict, args) -> str:
         reg = t["regime"]
         lines += [f"## {name}: {json.dumps(reg['task'])}, model {json.dumps(reg['model'])}, "
                   f"{reg['train']['steps']} steps x batch {reg['train']['batch_size']}", "",
-                  "| candidate | standalone test acc (per seed) | mean | FLOPs | seconds |", "|---|---|---|---|---|"]
+                  "| candidate | standalone test acc (per seed) | mean | FLOPs | CPU seconds |", "|---|---|---|---|---|"]
         for l in t["ranking"]:
             runs = t["standalone"][l]
             lines.append(f"| {l} | {', '.join(format(r['test'], '.4f') for r in runs)} | {t['mean_test'][l]:.4f} | "
-                         f"{t['flops'][l]:.3g} | {statistics.mean(r['seconds'] for r in runs):.0f} |")
+                         f"{t['flops'][l]:.3g} | {statistics.mean(r['cpu_seconds'] for r in runs):.0f} |")
         lines += ["", "| strategy | cost term | seed | pick | rank | retrained - best | within 1 pt | tau | "
-                      "on Pareto front | search cost (x one training) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                      "on Pareto front | search cost (x one training, CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
             lines.append(f"| {r['strategy']} | {r['cost_weight'] or '-'} | {r['seed']} | {r['pick']} | {r['rank']} | "
                          f"{r['delta']:+.4f} | {'yes' if r['within_1pt'] else 'no'} | {r['tau']} | "
