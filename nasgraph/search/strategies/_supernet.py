@@ -6,17 +6,16 @@ supernet (one-hot mixing, shared weights) on the search's held-out slice: the ev
 """
 from __future__ import annotations
 
-import contextlib
 import math
 import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from nasgraph.config import StrictConfig
 from nasgraph.model import GraphModule
+from nasgraph.search.derive import choice_mixing
 from nasgraph.search.evidence import Evidence, Measured
 from nasgraph.search.objective import penalized
 from nasgraph.search.strategies.base import Strategy
@@ -41,26 +40,13 @@ class SupernetStrategy(Strategy):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.arch_opt: torch.optim.Optimizer | None = None
-        self.forced: dict[str, torch.Tensor] | None = None     # node -> one-hot (G, C) while scoring
 
     # -- the mixer: alphas (G, C) -> weights (G, C) ----------------------------------------------
     def __call__(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
-        if self.forced is not None:
-            return self.forced[node].to(alpha.dtype)
         return self.mix(alpha, node)
 
     def mix(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
         return alpha.softmax(dim=-1)
-
-    @contextlib.contextmanager
-    def choice_forced(self, model, choice: dict[str, list[int]]):
-        """Within the block the supernet computes the discrete `choice` with its shared weights."""
-        layers = model.mixed_layers()
-        self.forced = {n: F.one_hot(torch.tensor(choice[n]), layers[n].alpha.shape[-1]) for n in layers}
-        try:
-            yield
-        finally:
-            self.forced = None
 
     def attach(self, model) -> None:
         """Called once the supernet exists (before any resume): this strategy becomes the mixer of every
@@ -174,7 +160,7 @@ class SupernetStrategy(Strategy):
             archs.append((choice, "pick"))
         out = []
         for c, kind in archs:
-            with self.choice_forced(model, c):
+            with choice_mixing(model, c):
                 out.append({"choice": c, "kind": kind, "score": ctx.score(model, split), "scored": "one-shot"})
         return out
 
