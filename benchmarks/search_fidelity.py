@@ -112,6 +112,10 @@ def search_ranking(evidence: dict, labels: list[str]) -> list[float] | None:
 def evaluate_task(name: str, regime: dict, args) -> dict:
     base = spec_template(name, regime, OUT / "data")
     labels = [label(c) for c in CANDIDATES]
+    if args.phase == "search":          # fill the search cache only (brute force may run beside it)
+        for variant, weight, seed in search_plan(regime, args):
+            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        return {}
     alone = {}
     for c in CANDIDATES:
         spec = {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
@@ -123,22 +127,26 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     ranking = sorted(labels, key=lambda l: -mean[l])
     one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
     rows = []
-    weights = ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
-    for variant in args.strategies:
-        for weight in weights:
-            for seed in args.seeds:
-                search = {**STRATEGIES[variant], "seeds": [seed]}
-                if weight:
-                    search["objective"] = {"flops": {"weight": weight}}
-                spec = {**base, "model": {**base["model"], "attention": {"candidates": CANDIDATES}}, "search": search}
-                r = run_strategy(spec, seed, args.progress)
-                rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
-                                      one_training, args))
-                print(f"[{name}] {variant}{' +cost' if weight else ''} seed {seed}: {rows[-1]['pick']} "
-                      f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x",
-                      flush=True)
+    for variant, weight, seed in search_plan(regime, args):
+        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
+        print(f"[{name}] {variant}{' +cost' if weight else ''} seed {seed}: {rows[-1]['pick']} "
+              f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x", flush=True)
     return {"regime": regime, "seeds": args.seeds, "standalone": alone, "mean_test": mean, "flops": flops,
             "ranking": ranking, "one_training_cpu_s": one_training, "rows": rows}
+
+
+def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
+    """(strategy variant, cost weight or None, seed) for every search of a regime."""
+    weights = ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
+    return [(v, w, s) for v in args.strategies for w in weights for s in args.seeds]
+
+
+def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> dict:
+    search = {**STRATEGIES[variant], "seeds": [seed]}
+    if weight:
+        search["objective"] = {"flops": {"weight": weight}}
+    return {**base, "model": {**base["model"], "attention": {"candidates": CANDIDATES}}, "search": search}
 
 
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
@@ -205,20 +213,24 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["halving", "teacher", "darts", "darts_perturb"],
                     choices=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
-    ap.add_argument("--standalone-only", action="store_true", help="brute force only (fills the cache)")
+    ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
+                    help="standalone / search: fill that cache only (two processes can share the work)")
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
     regimes = QUICK if args.quick else FULL
-    if args.standalone_only:
+    if args.phase == "standalone":
         args.strategies = []
     results = {}
     tag = "_quick" if args.quick else ""
     for name in args.tasks or list(regimes):
         results[name] = evaluate_task(name + tag, regimes[name], args)
+        if not results[name]:
+            continue
         OUT.mkdir(parents=True, exist_ok=True)
         (OUT.parent / f"fidelity{tag}.json").write_text(json.dumps(results, indent=1, default=str))
         (OUT.parent / f"fidelity{tag}.md").write_text(markdown(results, args))
-    print(markdown(results, args))
+    if any(results.values()):
+        print(markdown({k: v for k, v in results.items() if v}, args))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ from nasgraph.commands._common import add_run_options, add_spec_overrides
 from nasgraph.textfmt import cost, table
 
 NAME = "search"
-HELP = "search the spec's choice points (darts | gdas | fixed) and write RUN/derived.yaml"
+HELP = "search the spec's choice points with search.strategy and write RUN/derived.yaml"
 ORDER = 3
 
 

@@ -73,7 +73,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                "collapse": collapse_report(choice, ctx.labels), "per_seed": per_seed_records(ctx, evidence),
                "evidence": evidence.to_json()}
     run = RunDir(out, resume=True)
-    run.write_json("search.json", outcome)
+    run.write_json("search.json", outcome)   # the recommendation (nasgraph.search.recommend) reads `evidence`
     run.write_spec(derive_spec(doc.raw, ctx.graph, choice), "derived.yaml")
     return outcome
 

@@ -7,6 +7,7 @@ left, the drop of the held-out metric when it alone is masked (minus the cost te
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 
 class UnitMasking:
@@ -14,6 +15,7 @@ class UnitMasking:
         super().__init__(*args, **kwargs)
         self.enabled: dict[str, torch.Tensor] = {}      # node -> (G, C) bool
         self.scores: dict[str, list[list[float]]] = {}
+        self.progress = True
 
     def attach(self, model) -> None:
         super().attach(model)
@@ -22,14 +24,14 @@ class UnitMasking:
     def score(self, model, accuracy) -> dict[str, torch.Tensor]:
         """Metric drop per enabled unit in a group with more than one left (others: +inf)."""
         base = accuracy(model)
-        scores = {}
-        for node, on in self.enabled.items():
-            s = torch.full(on.shape, float("inf"))
-            for g, c in (on & (on.sum(-1, keepdim=True) > 1)).nonzero().tolist():
-                on[g, c] = False
-                s[g, c] = base - accuracy(model) - self._cost_share(node, c)
-                on[g, c] = True
-            scores[node] = s
+        scores = {n: torch.full(on.shape, float("inf")) for n, on in self.enabled.items()}
+        units = [(n, g, c) for n, on in self.enabled.items()
+                 for g, c in (on & (on.sum(-1, keepdim=True) > 1)).nonzero().tolist()]
+        for node, g, c in tqdm(units, desc="scoring units", disable=not self.progress, leave=False):
+            on = self.enabled[node]
+            on[g, c] = False
+            scores[node][g, c] = base - accuracy(model) - self._cost_share(node, c)
+            on[g, c] = True
         self.scores = {n: s.tolist() for n, s in scores.items()}
         return scores
 

@@ -134,6 +134,7 @@ class SupernetStrategy(Strategy):
         if done is not None:
             return done
         run = RunDir(seed_dir, resume=ctx.resume and seed_dir.is_dir())
+        self.progress = ctx.progress
         seed_everything(seed)
         splits = ctx.splits(seed)
         model = GraphModule(ctx.graph)

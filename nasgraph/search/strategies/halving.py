@@ -14,6 +14,7 @@ import statistics
 import time
 
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
@@ -68,7 +69,7 @@ class Halving(Strategy):
                               "use darts, gdas or fixed for this space", key="strategy")
         rungs, alive, history = rung_budgets(len(arms), self.total_steps, self.config), list(arms), []
         for r, (budget, _) in enumerate(rungs):
-            for label in alive:
+            for label in tqdm(alive, desc=f"halving rung {r} ({budget} steps)", disable=not ctx.progress):
                 self.train(ctx, arms[label], seeds, budget, r)
                 history.append({"rung": r, "steps": budget, "candidate": label,
                                 "scores": [x["score"] for x in arms[label]["records"]],

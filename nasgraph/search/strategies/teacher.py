@@ -16,6 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 from pydantic import Field
+from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
@@ -26,6 +27,7 @@ from nasgraph.search.strategies.registry import register
 from nasgraph.search.trials import load_model, train_trial, trial_name
 from nasgraph.tasks.batching import batches
 from nasgraph.training.losses import IGNORE
+from nasgraph.training.rundir import RunDir
 
 
 class TeacherConfig(StrictConfig):
@@ -115,26 +117,19 @@ class Teacher(Strategy):
         adapt = lambda c, steps, tag: train_trial(ctx, c, seed, steps, trial_name(ctx, c, seed, tag), init=state,
                                                   measure=measure)
         measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps}]
-        student_steps = self.teach_steps + self.adapt_steps
         singles = []
-        for node, labels in ctx.labels.items():
-            for c, other in enumerate(labels):
-                choice = {**base, node: [c] * len(base[node])}
-                saving = ctx.cost.of_choice(base) - ctx.cost.of_choice(choice)
-                if other == label or saving <= 0:
-                    continue
-                r = adapt(choice, self.adapt_steps, "student-")
-                singles.append({"node": node, "index": c, "label": other, "kl": r["kl"], "saving": saving,
-                                "choice": choice, "score": r["score"], "steps": student_steps})
-                measured.append({"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"],
-                                 "steps": student_steps})
-        for other in ctx.homogeneous_labels():
-            choice = ctx.homogeneous(other)
-            if other != label and len(ctx.labels) > 1:
-                r = adapt(choice, self.adapt_steps, "student-")
-                measured.append({"choice": choice, "kind": "homogeneous", "score": r["score"], "kl": r["kl"],
-                                 "steps": student_steps})
+        for choice, single in tqdm(self.students(ctx, label, base), desc=f"teacher {label}: students",
+                                   disable=not ctx.progress):
+            r = adapt(choice, self.adapt_steps, "student-")
+            m = {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"],
+                 "steps": self.teach_steps + self.adapt_steps}
+            measured.append(m)
+            if single is not None:
+                singles.append({**single, **m})
         pick = self.assemble(ctx, base, singles, rec["score"], adapt)
+        RunDir(ctx.out, resume=True).write_json(f"teacher_seed{seed}.json", {
+            "teacher": label, "teacher_score": rec["score"], "replacements": singles,
+            "pick": ctx.label_choice(pick["choice"]), "pick_score": pick["score"]})
         measured += [pick] if all(m["choice"] != pick["choice"] for m in measured) else []
         homo = [m for m in measured if m["kind"] == "homogeneous"]
         best = max(homo, key=lambda m: self.utility(m["score"], ctx.cost.of_choice(m["choice"])))
@@ -142,6 +137,23 @@ class Teacher(Strategy):
                 self.utility(pick["score"], ctx.cost.of_choice(pick["choice"])) + self.config.margin:
             pick = best
         return pick["choice"], measured
+
+    @staticmethod
+    def students(ctx, label: str, base: dict) -> list[tuple[dict, dict | None]]:
+        """(choice, replacement) for each layer replaced by each cheaper type, then (choice, None) for
+        each other homogeneous architecture (for the ranking) not already among them."""
+        out = []
+        for node, labels in ctx.labels.items():
+            for c, other in enumerate(labels):
+                choice = {**base, node: [c] * len(base[node])}
+                saving = ctx.cost.of_choice(base) - ctx.cost.of_choice(choice)
+                if other != label and saving > 0:
+                    out.append((choice, {"node": node, "index": c, "label": other, "saving": saving}))
+        for other in ctx.homogeneous_labels():
+            choice = ctx.homogeneous(other)
+            if other != label and all(choice != c for c, _ in out):
+                out.append((choice, None))
+        return out
 
     def assemble(self, ctx, base: dict, singles: list[dict], teacher_score: float, adapt) -> dict:
         """The greedy pick, measured: the teacher, one scored replacement, or the adapted combination."""
