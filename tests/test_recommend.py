@@ -108,3 +108,18 @@ def test_search_writes_recommendation_report_and_pareto_plot(tiny_spec, tmp_path
     assert "## Recommendation" in report and "## Unit scores" in report and "![pareto](pareto.png)" in report
     assert (run / "pareto.png").stat().st_size > 0
     assert json.loads((run / "evidence.json").read_text())["seeds"] == [0, 1]
+
+
+def test_latency_table_gives_measured_latency_and_the_pareto_axis(tmp_path):
+    from nasgraph.report import plot_pareto
+    from nasgraph.search.objective import CostTable
+
+    nodes = list(CANDS)
+    latency = CostTable("latency", 1000.0, {n: [900.0, 300.0, 200.0] for n in nodes}, {n: "layer" for n in nodes},
+                        {n: 2 for n in nodes})                         # microseconds, as the latency table gives
+    measured = [arch(SOFT, [0.91, 0.90]), arch(LOC, [0.89, 0.90]), arch(LIN, [0.60, 0.62])]
+    rec = recommend(evidence([LOC] * 2, measured), latency_table=latency)
+    assert rec.pick.latency_ms == (1000 + 2 * 200) / 1000
+    assert {a.name for a in rec.architectures if a.pareto} == {"local", "softmax"}
+    out = plot_pareto(rec.to_json(), tmp_path / "pareto.png")
+    assert out.stat().st_size > 0

@@ -2,6 +2,10 @@
 
 The confidence rule (strong / moderate / weak / none) is documented in docs/recommendation.md; each
 warning names what to change. A pick with no real evidence is "no confident pick", never a share.
+
+Measured.detail keys read here: "source" ("shared-weights" marks scores read off the supernet; any
+other value, or none, means the architecture was trained on its own) and "eval_n" (examples behind
+each score, for the binomial noise of accuracy-like metrics).
 """
 from __future__ import annotations
 

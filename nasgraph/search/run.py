@@ -47,14 +47,6 @@ def finetune(model, splits, train_spec, steps: int) -> None:
         opt.step()
 
 
-def collapse_report(choice: dict[str, list[int]], labels: dict[str, list[str]]) -> dict:
-    picks = Counter(labels[n][i] for n, idx in choice.items() for i in idx)
-    top, count = picks.most_common(1)[0] if picks else ("", 0)
-    total = sum(picks.values())
-    return {"counts": dict(picks), "collapsed": len(picks) == 1 and total > 1,
-            "dominant": top, "dominant_share": count / total if total else 0.0}
-
-
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
     """Majority vote per group over seeds (ties: earliest seed) and the share of groups all seeds agree on."""
     voted, agree, groups = {}, 0, 0
@@ -109,7 +101,6 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                   "cost": cost.of_choice(choice), "cost_kind": cost.kind, "final": result,
                   "probs": {n: p.detach().tolist() for n, p in strategy.probabilities(model).items()},
                   "scores": getattr(strategy, "scores", {}), **strategy.metrics(model),
-                  "collapse": collapse_report(choice, labels),
                   "subnet_scores": subnet_scores(model, labels, choice, lambda m: evaluate(
                       m, splits["val"], train_spec.batch_size, search.score_batches))}
         seed_run.write_json("result.json", record)
@@ -119,7 +110,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                "agreement": agree,
                "labels": {n: [labels[n][i] for i in idx] for n, idx in voted.items()},
                "cost": cost.of_choice(voted), "cost_kind": cost.kind, "cost_range": [cost.min_total, cost.max_total],
-               "collapse": collapse_report(voted, labels), "per_seed": per_seed}
+               "per_seed": per_seed}
     run.write_json("search.json", outcome)
     run.write_spec(derive_spec(doc.raw, graph, voted), "derived.yaml")
     write_recommendation(out, evidence_from_outcome(outcome, cost), flops=CostTable.from_summary(summary),
