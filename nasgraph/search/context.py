@@ -11,6 +11,7 @@ from pathlib import Path
 
 import networkx as nx
 
+from nasgraph.search.evidence import Evidence, Measured
 from nasgraph.search.objective import CostTable
 from nasgraph.tasks.base import Split, TaskData, carve
 from nasgraph.training.data import evaluate
@@ -22,7 +23,8 @@ METRIC = "acc"
 class SearchContext:
     doc: object                         # the SpecDocument searched
     graph: nx.DiGraph                   # the compiled supernet graph
-    cost: CostTable
+    cost: CostTable                     # the objective's (FLOPs, or measured latency in us)
+    flops: CostTable                    # FLOPs, for the recommendation
     data: TaskData
     labels: dict[str, list[str]]        # choice point -> candidate labels
     out: Path                           # the run folder
@@ -52,6 +54,24 @@ class SearchContext:
 
     def score(self, model, split: Split) -> float:
         return evaluate(model, split, self.train.batch_size)[METRIC]
+
+    # -- what strategies report, in the evidence's units (latency in ms) -----------------------------
+    def arch_cost(self, choice: dict[str, list[int]]) -> float:
+        cost = self.cost.of_choice(choice)
+        return cost / 1000 if self.cost.kind == "latency" else cost          # latency table: us -> ms
+
+    def measured(self, choice: dict[str, list[int]], scores: list[float], steps: int, kind: str,
+                 detail: dict) -> Measured:
+        return Measured(choice=choice, labels=self.label_choice(choice), scores=scores,
+                        cost=self.arch_cost(choice), steps=steps, kind=kind, detail=detail)
+
+    def evidence(self, strategy: str, **fields) -> Evidence:
+        """An Evidence with this space's metric, cost unit, cost range and candidates filled in."""
+        latency = self.cost.kind == "latency"
+        scale = 1000 if latency else 1
+        return Evidence(strategy=strategy, metric=METRIC, cost_kind="latency_ms" if latency else "flops",
+                        cost_range=(self.cost.min_total / scale, self.cost.max_total / scale),
+                        candidates=self.labels, **fields)
 
     def label_choice(self, choice: dict[str, list[int]]) -> dict[str, list[str]]:
         return {n: [self.labels[n][i] for i in idx] for n, idx in choice.items()}

@@ -1,8 +1,9 @@
 """`nasgraph search`: hand the compiled space to the strategy, write what it found, derive.
 
-RUN/ holds spec.yaml (the snapshot), search.json (the evidence, the pick, seed agreement),
-derived.yaml, and the strategy's own folders: seed<N>/ per supernet (darts, gdas, fixed) or
-trials/<arch>-s<seed>/ per trained architecture (halving, teacher), each resumable.
+RUN/ holds spec.yaml (the snapshot), search.json (the pick, seed agreement, per-seed supernet
+records), evidence.json and recommendation.json (nasgraph.search.recommend), derived.yaml, and the
+strategy's own folders: seed<N>/ per supernet (darts, gdas, fixed) or trials/<arch>-s<seed>/ per
+trained architecture (halving, teacher), each resumable.
 """
 from __future__ import annotations
 
@@ -16,16 +17,9 @@ from nasgraph.graph.summary import summarize
 from nasgraph.search.context import SearchContext
 from nasgraph.search.derive import derive_spec
 from nasgraph.search.objective import CostTable
+from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
 from nasgraph.training.rundir import RunDir
-
-
-def collapse_report(choice: dict[str, list[int]], labels: dict[str, list[str]]) -> dict:
-    picks = Counter(labels[n][i] for n, idx in choice.items() for i in idx)
-    top, count = picks.most_common(1)[0] if picks else ("", 0)
-    total = sum(picks.values())
-    return {"counts": dict(picks), "collapsed": len(picks) == 1 and total > 1,
-            "dominant": top, "dominant_share": count / total if total else 0.0}
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -56,7 +50,8 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
         cost = CostTable.from_summary(summary)
     data = tasks.load_task(tasks.parse_task(spec.task))
     run.write_spec(doc.raw)
-    return SearchContext(doc=doc, graph=graph, cost=cost, data=data, out=Path(out), resume=resume,
+    return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,
+                         out=Path(out), resume=resume,
                          progress=progress, labels={cp.node: cp.candidates for cp in summary.choice_points},
                          steps=spec.search.steps or spec.train.steps)
 
@@ -70,15 +65,14 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     outcome = {"strategy": evidence.strategy, "seeds": evidence.seeds, "candidates": ctx.labels, "choice": choice,
                "agreement": agree, "labels": ctx.label_choice(choice), "cost": ctx.cost.of_choice(choice),
                "cost_kind": ctx.cost.kind, "cost_range": [ctx.cost.min_total, ctx.cost.max_total],
-               "collapse": collapse_report(choice, ctx.labels), "per_seed": per_seed_records(ctx, evidence),
-               "evidence": evidence.to_json()}
+               "per_seed": per_seed_records(ctx, evidence), "evidence": evidence.to_json()}
     run = RunDir(out, resume=True)
-    run.write_json("search.json", outcome)   # the recommendation (nasgraph.search.recommend) reads `evidence`
+    run.write_json("search.json", outcome)
     run.write_spec(derive_spec(doc.raw, ctx.graph, choice), "derived.yaml")
+    write_recommendation(out, evidence, flops=ctx.flops, latency=ctx.cost if ctx.cost.kind == "latency" else None)
     return outcome
 
 
 def per_seed_records(ctx, evidence) -> list[dict]:
     """Each supernet seed's result.json (as the report reads it); trial strategies have none."""
-    return [{**r, "collapse": collapse_report(r["choice"], ctx.labels)}
-            for s in evidence.seeds if (r := RunDir.finished(ctx.out / f"seed{s}")) is not None]
+    return [r for s in evidence.seeds if (r := RunDir.finished(ctx.out / f"seed{s}")) is not None]

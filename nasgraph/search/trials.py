@@ -78,6 +78,6 @@ def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: 
     result = fit(model, scored, train, run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}",
                  progress=ctx.progress)
     record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": result["val"]["acc"],
-              "seconds": result["seconds"], **(measure(model, splits) if measure else {})}
+              "eval_n": result["val"]["n"], "seconds": result["seconds"], **(measure(model, splits) if measure else {})}
     run.write_json(done.name, record)
     return record

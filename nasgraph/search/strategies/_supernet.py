@@ -17,6 +17,7 @@ from nasgraph.config import StrictConfig
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import choice_mixing
 from nasgraph.search.evidence import Evidence, Measured
+from nasgraph.search.recommend import SHARED
 from nasgraph.search.objective import penalized
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.training.data import BatchStream
@@ -119,14 +120,12 @@ class SupernetStrategy(Strategy):
         records = [type(self)(self.search, self.total_steps, self.cost).search_seed(ctx, seed)
                    for seed in self.search.seeds]
         measured = merge_measured(ctx, [r["measured"] for r in records], self.total_steps)
-        return Evidence(strategy=self.name, metric="acc", cost_kind=ctx.cost.kind,
-                        cost_range=(ctx.cost.min_total, ctx.cost.max_total), candidates=ctx.labels,
-                        seeds=list(self.search.seeds), picks=[r["choice"] for r in records], measured=measured,
-                        wall_seconds=time.perf_counter() - t0,
-                        probabilities=[r["probs"] for r in records],
-                        unit_scores=[r["scores"] for r in records if r.get("scores")] or None,
-                        notes=["scores are one-shot: each architecture run inside the trained supernet with "
-                               "its shared weights (one-hot mixing), not trained on its own"])
+        return ctx.evidence(self.name, seeds=list(self.search.seeds), picks=[r["choice"] for r in records],
+                            measured=measured, wall_seconds=time.perf_counter() - t0,
+                            probabilities=[r["probs"] for r in records],
+                            unit_scores=[r["scores"] for r in records if r.get("scores")] or None,
+                            notes=["supernet scores: each architecture run inside the trained supernet with its "
+                                   "shared weights (one-hot mixing), not trained on its own"])
 
     def search_seed(self, ctx, seed: int) -> dict:
         seed_dir = Path(ctx.out) / f"seed{seed}"
@@ -162,25 +161,27 @@ class SupernetStrategy(Strategy):
         out = []
         for c, kind in archs:
             with choice_mixing(model, c):
-                out.append({"choice": c, "kind": kind, "score": ctx.score(model, split), "scored": "one-shot"})
+                out.append({"choice": c, "kind": kind, "score": ctx.score(model, split), "source": SHARED,
+                            "eval_n": len(split)})
         return out
 
 
 def merge_measured(ctx, per_seed: list[list[dict]], steps: int) -> list[Measured]:
-    """One Measured per architecture seen, with one score per seed that measured it; other numbers of
-    a record (e.g. "kl") are listed per seed in its detail."""
+    """One Measured per architecture seen, with one score per seed that measured it; "source" and
+    "eval_n" of a record go into its detail as they are, its other numbers (e.g. "kl") as a list."""
     merged: dict[str, Measured] = {}
     for records in per_seed:
         for r in records:
             key = repr(sorted(r["choice"].items()))
             if key not in merged:
-                merged[key] = Measured(choice=r["choice"], labels=ctx.label_choice(r["choice"]), scores=[],
-                                       cost=ctx.cost.of_choice(r["choice"]), steps=r.get("steps", steps),
-                                       kind=r["kind"], detail={})
-            merged[key].scores.append(r["score"])
+                merged[key] = ctx.measured(r["choice"], [], r.get("steps", steps), r["kind"], {})
+            m = merged[key]
+            m.scores.append(r["score"])
             for k, v in r.items():
-                if k not in ("choice", "kind", "score", "steps"):
-                    merged[key].detail.setdefault(k, []).append(v)
+                if k in ("source", "eval_n"):
+                    m.detail[k] = v
+                elif k not in ("choice", "kind", "score", "steps"):
+                    m.detail.setdefault(k, []).append(v)
     return list(merged.values())
 
 

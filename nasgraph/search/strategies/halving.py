@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
-from nasgraph.search.evidence import Evidence, Measured
+from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
 from nasgraph.search.trials import train_trial, trial_name
@@ -87,17 +87,14 @@ class Halving(Strategy):
         picks = [max(contenders, key=lambda a: self.value(ctx, a, [a["records"][i]]))["choice"]
                  for i in range(len(seeds))]
         RunDir(ctx.out, resume=True).write_json("rungs.json", {"rungs": rungs, "seeds": seeds, "history": history})
-        measured = [Measured(choice=a["choice"], labels=ctx.label_choice(a["choice"]),
-                             scores=[x["score"] for x in a["records"]], cost=ctx.cost.of_choice(a["choice"]),
-                             steps=a["records"][0]["steps"], kind=a["kind"],
-                             detail={"rung": a["rung"], "seconds": sum(x["seconds"] for x in a["records"])})
+        measured = [ctx.measured(a["choice"], [x["score"] for x in a["records"]], a["records"][0]["steps"], a["kind"],
+                                 {"source": "trial", "eval_n": a["records"][0]["eval_n"], "rung": a["rung"],
+                                  "seconds": sum(x["seconds"] for x in a["records"])})
                     for a in arms.values()]
-        return Evidence(strategy=self.name, metric="acc", cost_kind=ctx.cost.kind,
-                        cost_range=(ctx.cost.min_total, ctx.cost.max_total), candidates=ctx.labels, seeds=seeds,
-                        picks=picks, measured=measured, wall_seconds=time.perf_counter() - t0,
-                        chosen=best["choice"],
-                        notes=[f"successive halving, rungs (steps, candidates) {rungs}: each score is the "
-                               f"held-out metric after the candidate's last rung, not a full training"])
+        return ctx.evidence(self.name, seeds=seeds, picks=picks, measured=measured,
+                            wall_seconds=time.perf_counter() - t0, chosen=best["choice"],
+                            notes=[f"successive halving, rungs (steps, candidates) {rungs}: each score is the "
+                                   f"held-out metric after the candidate's last rung, not a full training"])
 
     @staticmethod
     def train(ctx, arm: dict, seeds: list[int], budget: int, rung: int) -> None:

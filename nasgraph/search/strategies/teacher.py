@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
-from nasgraph.search.evidence import Evidence, Measured
+from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
@@ -88,14 +88,12 @@ class Teacher(Strategy):
         t0 = time.perf_counter()
         per_seed = [self.search_seed(ctx, seed) for seed in self.search.seeds]
         weight, _ = self.cost_term()
-        return Evidence(strategy=self.name, metric="acc", cost_kind=ctx.cost.kind,
-                        cost_range=(ctx.cost.min_total, ctx.cost.max_total), candidates=ctx.labels,
-                        seeds=list(self.search.seeds), picks=[p for p, _ in per_seed],
-                        measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
-                        wall_seconds=time.perf_counter() - t0,
-                        notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
-                               f"adapted {self.adapt_steps} steps from its weights (their scores are not full "
-                               f"trainings); KL tolerance {self.config.kl_tolerance}, cost weight {weight}"])
+        return ctx.evidence(self.name, seeds=list(self.search.seeds), picks=[p for p, _ in per_seed],
+                            measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
+                            wall_seconds=time.perf_counter() - t0,
+                            notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
+                                   f"adapted {self.adapt_steps} steps from its weights (their scores are not full "
+                                   f"trainings); KL tolerance {self.config.kl_tolerance}, cost weight {weight}"])
 
     @property
     def teach_steps(self) -> int:
@@ -131,6 +129,8 @@ class Teacher(Strategy):
             "teacher": label, "teacher_score": rec["score"], "replacements": singles,
             "pick": ctx.label_choice(pick["choice"]), "pick_score": pick["score"]})
         measured += [pick] if all(m["choice"] != pick["choice"] for m in measured) else []
+        for m in measured:
+            m.update(source="trial" if m["choice"] == base else "adapted from the teacher", eval_n=len(split))
         homo = [m for m in measured if m["kind"] == "homogeneous"]
         best = max(homo, key=lambda m: self.utility(m["score"], ctx.cost.of_choice(m["choice"])))
         if self.utility(best["score"], ctx.cost.of_choice(best["choice"])) > \
