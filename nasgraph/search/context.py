@@ -6,7 +6,7 @@ task's metric on it (accuracy over the labelled positions: higher is better).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import networkx as nx
@@ -31,6 +31,7 @@ class SearchContext:
     steps: int                          # the budget unit: search.steps or train.steps
     resume: bool = False
     progress: bool = True
+    _splits: dict = field(default_factory=dict, repr=False)
 
     @property
     def search(self):
@@ -42,9 +43,11 @@ class SearchContext:
 
     def splits(self, seed: int) -> dict[str, Split]:
         """train / val / test plus "arch": a held-out slice of train (search.arch_fraction)."""
-        train = self.data.splits["train"]
-        rest, arch = carve(train, max(1, int(len(train) * self.search.arch_fraction)), seed)
-        return {**self.data.splits, "train": rest, "arch": arch}
+        if seed not in self._splits:
+            train = self.data.splits["train"]
+            rest, arch = carve(train, max(1, int(len(train) * self.search.arch_fraction)), seed)
+            self._splits[seed] = {**self.data.splits, "train": rest, "arch": arch}
+        return self._splits[seed]
 
     def score_split(self, splits: dict[str, Split]) -> Split:
         """The part of "arch" one score reads (search.score_batches batches)."""

@@ -74,7 +74,9 @@ def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: 
         inherit(model, init)
     splits = ctx.splits(seed)
     scored = {"train": splits["train"], "val": ctx.score_split(splits)}
-    train = ctx.train.model_copy(update={"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps)})
+    # the score is the final evaluation of the held-out slice: no periodic evaluation in between
+    train = ctx.train.model_copy(update={"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps),
+                                         "eval_every": steps, "eval_batches": 1})
     result = fit(model, scored, train, run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}",
                  progress=ctx.progress)
     record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": result["val"]["acc"],
