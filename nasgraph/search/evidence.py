@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SHARED_WEIGHTS = "shared-weights"   # Measured.detail["source"] of scores read off a supernet's shared weights
 Choice = dict[str, list[int]]   # choice-point node -> chosen candidate index per group (layer: 1, head: H)
 
 

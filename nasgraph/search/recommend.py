@@ -15,12 +15,12 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nasgraph.search.evidence import Choice, Evidence
+from nasgraph.search.evidence import SHARED_WEIGHTS, Choice, Evidence
 from nasgraph.search.objective import CostTable
 from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
 
 LEVELS = ("none", "weak", "moderate", "strong")
-SHARED = "shared-weights"       # Measured.detail["source"] of scores read off the supernet's weights
+SHARED = SHARED_WEIGHTS         # Measured.detail["source"] of scores read off the supernet's weights
 
 
 def key(choice: Choice) -> str:

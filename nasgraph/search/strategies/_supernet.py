@@ -16,8 +16,7 @@ from pydantic import Field
 from nasgraph.config import StrictConfig
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import choice_mixing
-from nasgraph.search.evidence import Evidence, Measured
-from nasgraph.search.recommend import SHARED
+from nasgraph.search.evidence import SHARED_WEIGHTS, Evidence, Measured
 from nasgraph.search.objective import penalized
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.training.data import BatchStream
@@ -161,7 +160,7 @@ class SupernetStrategy(Strategy):
         out = []
         for c, kind in archs:
             with choice_mixing(model, c):
-                out.append({"choice": c, "kind": kind, "score": ctx.score(model, split), "source": SHARED,
+                out.append({"choice": c, "kind": kind, "score": ctx.score(model, split), "source": SHARED_WEIGHTS,
                             "eval_n": len(split)})
         return out
 
