@@ -5,9 +5,10 @@ For each task regime (benchmarks/fidelity_tasks.py): train every homogeneous can
 each strategy once per seed and report per (task, strategy, seed): the pick, its standalone rank,
 the retrained pick's test accuracy minus the best standalone's (a mixed pick is retrained at the
 standalone seeds), Kendall tau of the search's ranking of the homogeneous candidates against the
-standalone one, and the search wall-clock in units of one standalone training (process CPU time,
-robust to a shared machine's load; brute force costs C of them). Regimes with a `cost_weight` are searched again with a FLOPs term; that pick must lie on
-the standalone accuracy-vs-FLOPs Pareto front (ties within 1 point count as equal accuracy).
+standalone one, and the search's cost in units of one standalone training (process CPU time, robust
+to a shared machine's load; brute force costs C of them). Regimes with a `cost_weight` are searched
+with a FLOPs term too (`cost_only`: only with it); that pick must lie on the standalone
+accuracy-vs-FLOPs Pareto front (ties within 1 point count as equal accuracy).
 
     python benchmarks/search_fidelity.py --quick          # minutes, tiny sizes, end to end
     python benchmarks/search_fidelity.py --tasks assoc_recall local_motif --seeds 0 1
@@ -138,7 +139,8 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
 
 def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
     """(strategy variant, cost weight or None, seed) for every search of a regime."""
-    weights = ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
+    weights = [] if regime.get("cost_only") else [None]
+    weights += [regime["cost_weight"]] if regime.get("cost_weight") else []
     return [(v, w, s) for v in args.strategies for w in weights for s in args.seeds]
 
 

@@ -28,7 +28,8 @@ def _evidence(run) -> dict:
     ("teacher", "layer", ", objective: {flops: {weight: 1.0, target: 0.9}}")])
 def test_trial_strategy_end_to_end(tiny_spec, tmp_path, strategy, granularity, extra):
     run = tmp_path / "run"
-    assert main(["search", str(_spec(tiny_spec, granularity, strategy, extra, 16 if strategy == "halving" else 20)), "--out", str(run), "--no-progress"]) == 0
+    spec = _spec(tiny_spec, granularity, strategy, extra, 16 if strategy == "halving" else 20)
+    assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
     ev = _evidence(run)
     assert ev["strategy"] == strategy and ev["metric"] == "acc" and len(ev["picks"]) == len(ev["seeds"])
     homogeneous = {m["labels"]["L0.attention"][0] for m in ev["measured"] if m["kind"] == "homogeneous"}
@@ -105,7 +106,8 @@ BAD_SEARCH = [
 @pytest.mark.parametrize("search,path,message", BAD_SEARCH)
 def test_strategy_config_errors_are_located(write_spec, tiny_spec, search, path, message, capsys):
     text = tiny_spec().read_text()
-    spec = write_spec(text[:text.index("search:")] + f"search: {search}\n" + text[text.index("\ntrain:") + 1:], "bad.yaml")
+    head, tail = text[:text.index("search:")], text[text.index("\ntrain:") + 1:]
+    spec = write_spec(head + f"search: {search}\n" + tail, "bad.yaml")
     assert main(["compile", str(spec)]) == 2
     err = capsys.readouterr().err
     assert f"bad.yaml:12:" in err and f" {path}: " in err and message in err and "Traceback" not in err

@@ -167,7 +167,8 @@ def difference_se(a: Architecture, b: Architecture, noise: float | None) -> floa
 
 def recommend(evidence: Evidence, latency_table: CostTable | None = None,
               flops_table: CostTable | None = None) -> Recommendation:
-    """The pick (the strategy's, else the vote over seeds), its runner-up, the confidence and the warnings (docs/recommendation.md)."""
+    """The pick (the strategy's own, else the vote over seeds), its runner-up, the confidence and the
+    warnings (docs/recommendation.md)."""
     ev = evidence
     pick_choice = ev.chosen or vote(ev.picks)   # a strategy's own decision over seeds (halving: best mean)
     archs = gather(ev, pick_choice, flops_table, latency_table)

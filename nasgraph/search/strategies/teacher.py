@@ -114,7 +114,8 @@ class Teacher(Strategy):
         measure = lambda m, _: {"kl": kl_to_teacher(teacher, m, split, ctx.train.batch_size)}
         adapt = lambda c, steps, tag: train_trial(ctx, c, seed, steps, trial_name(ctx, c, seed, tag), init=state,
                                                   measure=measure)
-        measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps}]
+        measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0,
+                     "steps": self.teach_steps}]
         singles = []
         for choice, single in tqdm(self.students(ctx, label, base), desc=f"teacher {label}: students",
                                    disable=not ctx.progress):
