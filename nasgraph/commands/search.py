@@ -1,7 +1,7 @@
 """`nasgraph search spec.yaml --out RUN`: find the best attention per layer or per head."""
 from __future__ import annotations
 
-from nasgraph.commands._common import add_run_options, add_spec_overrides
+from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
 from nasgraph.textfmt import cost, table
 
 NAME = "search"
@@ -13,15 +13,17 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file with choice points")
     add_spec_overrides(p)
     add_run_options(p)
+    add_json(p, "search.json")
 
 
 def run(args) -> int:
-    from nasgraph.report import write_search_report
-    from nasgraph.search.run import run_search
-    from nasgraph.spec import load_spec
+    from nasgraph.api import search
 
-    doc = load_spec(args.spec, args.overrides)
-    outcome = run_search(doc, args.out, resume=args.resume, progress=args.progress)
+    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
+    if args.json:
+        print_json(found.to_json())
+        return 0
+    outcome = found.outcome
     rows = [[n, ", ".join(dict.fromkeys(l)) if len(set(l)) == 1 else " | ".join(l)]
             for n, l in outcome["labels"].items()]
     print(table(rows, ["choice point", "pick"]))
@@ -31,6 +33,5 @@ def run(args) -> int:
           f"seed agreement {outcome['agreement']:.0%} over {len(outcome['seeds'])} seed(s)")
     if outcome["collapse"]["collapsed"]:
         print(f"note: every choice went to '{outcome['collapse']['dominant']}' (collapse?); see the report")
-    report = write_search_report(args.out)
-    print(f"wrote {args.out}/derived.yaml, {report}")
+    print(f"wrote {found.derived}, {found.report}")
     return 0
