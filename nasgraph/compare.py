@@ -96,6 +96,8 @@ def plot(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from exporters.bench_report import plain_ticks
+
     cost, points = result["cost"], result["points"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for kind, marker, color, label in (("train", "o", "C0", "train runs (test/val acc)"),
@@ -110,9 +112,7 @@ def plot(result: dict, path: Path) -> Path:
     if len(front) > 1:
         ax.step([p[cost] for p in front], [p["acc"] for p in front], where="post", color="C3", alpha=0.6,
                 label="Pareto front")
-    if cost == "flops":
-        ax.ticklabel_format(axis="x", style="plain")
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: human(v)))
+    plain_ticks(ax)
     task = result["task"]
     ax.set(xlabel=COST_LABEL[cost], ylabel="accuracy",
            title=f"task {task.get('kind', '?')}: accuracy vs {'FLOPs' if cost == 'flops' else 'latency'}")
