@@ -76,6 +76,11 @@ class SearchResult:
         return self.run / "derived.yaml"
 
     @property
+    def recommendation(self) -> dict:
+        """recommendation.json: the pick, runner-up, confidence and warnings."""
+        return json.loads((self.run / "recommendation.json").read_text())
+
+    @property
     def labels(self) -> dict[str, list[str]]:
         """Choice point -> picked candidate per group (the vote over seeds)."""
         return self.outcome["labels"]

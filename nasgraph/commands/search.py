@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
-from nasgraph.textfmt import cost, table
+from nasgraph.textfmt import cost
 
 NAME = "search"
 HELP = "search the spec's choice points (darts | gdas | fixed) and write RUN/derived.yaml"
@@ -18,20 +18,17 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from nasgraph.api import search
+    from nasgraph.report import recommendation_lines
 
     found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
     if args.json:
         print_json(found.to_json())
         return 0
-    outcome = found.outcome
-    rows = [[n, ", ".join(dict.fromkeys(l)) if len(set(l)) == 1 else " | ".join(l)]
-            for n, l in outcome["labels"].items()]
-    print(table(rows, ["choice point", "pick"]))
+    outcome, rec = found.outcome, found.recommendation
+    print("\n".join(recommendation_lines(rec)))
     lo, hi = outcome["cost_range"]
     kind = outcome["cost_kind"]
-    print(f"\ncost of the pick: {cost(outcome['cost'], kind)} (space: {cost(lo, kind)} .. {cost(hi, kind)}); "
-          f"seed agreement {outcome['agreement']:.0%} over {len(outcome['seeds'])} seed(s)")
-    if outcome["collapse"]["collapsed"]:
-        print(f"note: every choice went to '{outcome['collapse']['dominant']}' (collapse?); see the report")
-    print(f"wrote {found.derived}, {found.report}")
+    print(f"cost of the pick: {cost(outcome['cost'], kind)} (space: {cost(lo, kind)} .. {cost(hi, kind)})")
+    print(f"wrote {found.derived} ({'the pick' if rec['confident'] else 'what the search leaned to'}), "
+          f"{found.run / 'recommendation.json'}, {found.report}")
     return 0
