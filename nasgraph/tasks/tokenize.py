@@ -44,6 +44,11 @@ class Tokenizer:
         """The symbols of `text` (kind "symbols"), before lookup and truncation."""
         return text.translate(self._strip_table).split()
 
+    def length(self, text: str) -> int:
+        """How many ids `text` has before truncation to max_len (<cls> included)."""
+        body = len(text.encode("utf-8", "surrogateescape")) if self.kind == "bytes" else len(self.symbols(text))
+        return 1 + body
+
     def encode(self, text: str) -> list[int]:
         """<cls> followed by the ids of `text`, at most max_len ids in all."""
         keep = self.max_len - 1
