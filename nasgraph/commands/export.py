@@ -42,7 +42,8 @@ def run(args) -> int:
     else:
         raise NasgraphError(f"{args.source}: no such run folder or spec file")
     meta = result.metadata
-    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
-          f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    n = len(json.loads(meta["nasgraph.class_names"]))
+    outputs = f"next-token logits over {n} tokens" if meta.get("nasgraph.output") == "token" else f"{n} classes"
+    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, {outputs})")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
     return 0

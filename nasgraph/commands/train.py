@@ -21,8 +21,9 @@ def run(args) -> int:
 
     doc = load_spec(args.spec, args.overrides)
     result = run_train(doc, args.out, resume=args.resume, progress=args.progress)
-    test = f", test acc {result['test']['acc']:.4f}" if "test" in result else ""
+    metric = result["metric"]["name"]
+    test = f", test {metric} {result['test'][metric]:.4f}" if "test" in result else ""
     print(f"{doc.spec.name}: {result['steps']} steps in {result['seconds']:.0f} s; "
-          f"val acc {result['val']['acc']:.4f}{test}")
+          f"val {metric} {result['val'][metric]:.4f}{test}")
     print(f"wrote {args.out}/checkpoints/last.pt, {write_train_report(args.out)}")
     return 0
