@@ -93,7 +93,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         seed_everything(seed)
         splits = search_splits(data, search.arch_fraction, seed)
         strategy = get_strategy(search.strategy)(search, steps, cost)
-        model = GraphModule(graph, mixer=strategy)
+        model = GraphModule(graph)
         strategy.attach(model)
         train_spec = spec.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train_spec, seed_run, steps=steps, strategy=strategy, resume=seed_run.resuming,
