@@ -78,7 +78,8 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
         cost = CostTable.from_summary(summary)
-    data = tasks.load_task(tasks.parse_task(spec.task))
+    task_config = tasks.parse_task(spec.task)
+    data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
     run.write_spec(doc.raw)
     labels = {cp.node: cp.candidates for cp in summary.choice_points}
     steps = search.steps or spec.train.steps
@@ -97,7 +98,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         strategy.attach(model)
         train_spec = spec.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train_spec, seed_run, steps=steps, strategy=strategy, resume=seed_run.resuming,
-                     desc=f"search {search.strategy} seed {seed}", progress=progress)
+                     desc=f"search {search.strategy} seed {seed}", progress=progress, task=task)
         accuracy = lambda m: evaluate(m, splits["arch"], train_spec.batch_size, search.score_batches)["acc"]
         choice = strategy.choose(model, accuracy=accuracy,
                                  finetune=lambda m, n: finetune(m, splits, train_spec, n))
