@@ -28,7 +28,6 @@ from nasgraph.training.run import run_train
 
 OUT = Path(__file__).parent / "out"
 SOLVED = 0.95
-TYPE_OPTIONS = {"local": {"window": 32}}   # the search suite's sizes; other types use their defaults
 
 
 def causal_types() -> list[str]:
@@ -52,20 +51,25 @@ def default_text(limit: int) -> Path:
     return out
 
 
+def type_options(kind: str, args) -> dict:
+    """local gets --window; the other types run with their defaults."""
+    return {"window": args.window} if kind == "local" else {}
+
+
 def task_for(part: str, args) -> dict:
     if part == "mqar":
-        return {"kind": "mqar", "max_len": args.mqar_len, "n_pairs": args.pairs, "n_keys": 64, "n_values": 64,
-                "n_train": args.steps * args.batch_size // 2, "n_val": 256, "n_test": 512}
+        return {"kind": "mqar", "max_len": args.mqar_len, "n_pairs": args.pairs, "n_keys": args.symbols,
+                "n_values": args.symbols, "n_train": args.steps * args.batch_size, "n_val": 256, "n_test": 512}
     return {"kind": "lm", "path": str(args.text or default_text(args.text_bytes)), "max_len": args.lm_len,
             "max_bytes": args.text_bytes}
 
 
 def spec_for(part: str, kind: str, args) -> dict:
-    candidate = {kind: TYPE_OPTIONS[kind]} if kind in TYPE_OPTIONS else kind
+    candidate = {kind: type_options(kind, args)} if type_options(kind, args) else kind
     return {"name": f"{part}-{kind}", "task": task_for(part, args),
             "model": {"d_model": args.d_model, "n_heads": args.heads, "n_layers": args.layers,
                       "ffn": {"mult": 2}, "attention": candidate},
-            "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr,
+            "train": {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": 0.0,
                       "warmup_steps": min(100, args.steps // 10), "eval_every": args.steps,
                       "checkpoint_every": args.steps, "threads": args.threads}}
 
@@ -75,23 +79,27 @@ def run_one(part: str, kind: str, args, tmp: Path) -> dict:
     path.write_text(yaml.safe_dump(spec_for(part, kind, args), sort_keys=False))
     t0 = time.perf_counter()
     result = run_train(load_spec(path), tmp / f"run_{part}_{kind}", progress=False)
-    row = {"type": kind, "options": TYPE_OPTIONS.get(kind, {}), "seconds": round(time.perf_counter() - t0, 1),
+    row = {"type": kind, "options": type_options(kind, args), "seconds": round(time.perf_counter() - t0, 1),
            "params": result["params"], "test": result["test"], "val": result["val"]}
     print(json.dumps(row), flush=True)
     return row
 
 
+def label(row: dict) -> str:
+    return row["type"] + "".join(f"({k}={v})" for k, v in row["options"].items())
+
+
 def render(part: str, rows: list[dict], args) -> str:
     if part == "mqar":
         head = ["type", "test answer acc", "solved (>= 0.95)", "test loss", "train s"]
-        body = [[r["type"], f"{r['test']['answer_acc']:.4f}", "yes" if r["test"]["answer_acc"] >= SOLVED else "no",
+        body = [[label(r), f"{r['test']['answer_acc']:.4f}", "yes" if r["test"]["answer_acc"] >= SOLVED else "no",
                  f"{r['test']['loss']:.3f}", f"{r['seconds']:.0f}"]
                 for r in sorted(rows, key=lambda r: -r["test"]["answer_acc"])]
-        what = (f"MQAR: {args.pairs} pairs, T={args.mqar_len}, 64 keys / 64 values, {args.steps} steps x batch "
-                f"{args.batch_size}")
+        what = (f"MQAR: {args.pairs} pairs, T={args.mqar_len}, {args.symbols} keys / {args.symbols} values, "
+                f"{args.steps} steps x batch {args.batch_size}")
     else:
         head = ["type", "test bits/byte", "val bits/byte", "test perplexity", "train s"]
-        body = [[r["type"], f"{r['test']['bits_per_byte']:.4f}", f"{r['val']['bits_per_byte']:.4f}",
+        body = [[label(r), f"{r['test']['bits_per_byte']:.4f}", f"{r['val']['bits_per_byte']:.4f}",
                  f"{r['test']['perplexity']:.2f}", f"{r['seconds']:.0f}"]
                 for r in sorted(rows, key=lambda r: r["test"]["bits_per_byte"])]
         what = (f"LM: {args.text or 'torch sources'} ({args.text_bytes} bytes max, 90/5/5), T={args.lm_len}, "
@@ -112,6 +120,8 @@ def main() -> None:
     p.add_argument("--layers", type=int, default=2)
     p.add_argument("--pairs", type=int, default=8)
     p.add_argument("--mqar-len", type=int, default=64)
+    p.add_argument("--symbols", type=int, default=64, help="mqar: keys and values (each)")
+    p.add_argument("--window", type=int, default=32, help="local attention's window")
     p.add_argument("--lm-len", type=int, default=128)
     p.add_argument("--text", help="a local text file (default: the installed torch package's sources)")
     p.add_argument("--text-bytes", type=int, default=2_000_000)
