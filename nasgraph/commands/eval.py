@@ -1,6 +1,8 @@
 """`nasgraph eval RUN`: accuracy and loss of a trained run on a split."""
 from __future__ import annotations
 
+from nasgraph.commands._common import add_json, print_json
+
 NAME = "eval"
 HELP = "evaluate a trained run's checkpoint on a split"
 ORDER = 6
@@ -9,6 +11,7 @@ ORDER = 6
 def add_arguments(p) -> None:
     p.add_argument("run", help="a train run folder")
     p.add_argument("--split", default="test", help="train | val | test (default test)")
+    add_json(p, "run, split, acc, loss, n and the task's metrics (bits_per_byte, perplexity, answer_acc)")
 
 
 def format_metrics(r: dict) -> str:
@@ -18,8 +21,11 @@ def format_metrics(r: dict) -> str:
 
 
 def run(args) -> int:
-    from nasgraph.training.run import run_eval
+    from nasgraph.api import evaluate
 
-    r = run_eval(args.run, args.split)
-    print(f"{args.split}: {format_metrics(r)}")
+    r = evaluate(args.run, args.split)
+    if args.json:
+        print_json(r.to_json())
+    else:
+        print(f"{r.split}: {format_metrics(r.metrics)}")
     return 0
