@@ -94,7 +94,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         train_spec = spec.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train_spec, seed_run, steps=steps, strategy=strategy, resume=seed_run.resuming,
                      desc=f"search {search.strategy} seed {seed}", progress=progress, task=task)
-        accuracy = lambda m: evaluate(m, splits["arch"], train_spec.batch_size, search.score_batches)["acc"]
+        accuracy = lambda m: task.score(evaluate(m, splits["arch"], train_spec.batch_size, search.score_batches, task))
         choice = strategy.choose(model, accuracy=accuracy,
                                  finetune=lambda m, n: finetune(m, splits, train_spec, n))
         record = {"seed": seed, "choice": choice,
@@ -103,11 +103,12 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                   "probs": {n: p.detach().tolist() for n, p in strategy.probabilities(model).items()},
                   "scores": getattr(strategy, "scores", {}), **strategy.metrics(model),
                   "subnet_scores": subnet_scores(model, labels, choice, lambda m: evaluate(
-                      m, splits["val"], train_spec.batch_size, search.score_batches))}
+                      m, splits["val"], train_spec.batch_size, search.score_batches, task), task.score)}
         seed_run.write_json("result.json", record)
         per_seed.append(record)
     voted, agree = agreement([r["choice"] for r in per_seed])
-    outcome = {"strategy": search.strategy, "seeds": search.seeds, "candidates": labels, "choice": voted,
+    outcome = {"strategy": search.strategy, "metric": task.score_name, "seeds": search.seeds, "candidates": labels,
+               "choice": voted,
                "agreement": agree,
                "labels": {n: [labels[n][i] for i in idx] for n, idx in voted.items()},
                "cost": cost.of_choice(voted), "cost_kind": cost.kind, "cost_range": [cost.min_total, cost.max_total],

@@ -104,6 +104,15 @@ class Task:
             raise ValueError("no labelled examples to compute metrics from")
         return {"loss": loss_sum / n, "acc": correct / n, "n": n}
 
+    @property
+    def score_name(self) -> str:
+        """The headline metric as a higher-is-better score: "acc", "answer_acc", "-bits_per_byte"."""
+        return self.metric if self.higher_is_better else f"-{self.metric}"
+
+    def score(self, metrics: dict) -> float:
+        """The headline value of metrics_from()'s dict, negated when lower is better (for the search)."""
+        return metrics[self.metric] if self.higher_is_better else -metrics[self.metric]
+
     def better(self, a: float, b: float) -> bool:
         """Whether headline value `a` beats `b`."""
         return a > b if self.higher_is_better else a < b
