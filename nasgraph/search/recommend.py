@@ -218,6 +218,8 @@ def confidence(ev: Evidence, pick: Architecture, runner: Architecture | None, ma
         if all(cheaper_or_equal(pick, a) and cost_axis(pick) < cost_axis(a) for a in tied):
             return "moderate", "tied within noise with the best, and the cheapest of the tie"
         return "weak", f"margin {z:.1f} standard errors: within noise"
+    if standalone and margin is not None and margin > 0:
+        return "weak", "ahead on standalone scores, but the noise is unknown (one seed, evaluation size not given)"
     if z is not None and z >= 1:
         return "weak", f"supernet estimate {z:.1f} standard errors ahead; no standalone score"
     decided = [p for p in points if p["decided"]]
