@@ -41,9 +41,10 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path:
 
 
 def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path | None:
-    """Candidate probabilities (mean over groups) against step, one panel per choice point."""
+    """Candidate probabilities (mean over groups) against step, one panel per choice point; None when
+    there are none or they never changed (fixed mixing weights: flat lines would say nothing)."""
     rows = read_jsonl(seed_dir / "alphas.jsonl")
-    if not rows:
+    if not rows or all(r["probs"] == rows[0]["probs"] for r in rows):
         return None
     plt = _plt()
     nodes = list(labels)
