@@ -56,7 +56,7 @@ def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path
         for c, label in enumerate(labels[node]):
             ys = [sum(g[c] for g in r["probs"][node]) / len(r["probs"][node]) for r in rows]
             ax.plot(steps, ys, label=label)
-        ax.set(title=node, xlabel="step", ylim=(0, 1))
+        ax.set(title=node, xlabel="step", ylabel="candidate probability (mean over groups)", ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(nodes):]:
