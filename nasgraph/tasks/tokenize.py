@@ -71,8 +71,9 @@ class Tokenizer:
 
     def length(self, text: str) -> int:
         """How many ids `text` has before truncation to max_len (<cls> included)."""
-        body = len(text.encode("utf-8", "surrogateescape")) if self.kind == "bytes" else len(self.symbols(text))
-        return 1 + body
+        if self.kind == "bytes":
+            return 1 + len(text.encode("utf-8", "surrogateescape"))
+        return 1 + (len(self.symbols(text)) if self.kind == "symbols" else len(self.ids(text)))
 
     def encode(self, text: str) -> list[int]:
         """<cls> followed by the ids of `text`, at most max_len ids in all."""
