@@ -2,7 +2,8 @@
 
 `splits(seed)` carves the search's own held-out slice ("arch") out of train: architectures are
 scored there, so the val and test splits stay untouched by the search. `score(model, split)` is the
-task's metric on it (accuracy over the labelled positions: higher is better).
+task's headline metric on it as a higher-is-better score (`Task.score`: acc, answer_acc,
+-bits_per_byte).
 """
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ import networkx as nx
 
 from nasgraph.search.evidence import Evidence, Measured
 from nasgraph.search.objective import CostTable
-from nasgraph.tasks.base import Split, TaskData, carve
+from nasgraph.tasks.base import Split, Task, TaskData, carve
 from nasgraph.training.data import evaluate
-
-METRIC = "acc"
-
 
 @dataclass
 class SearchContext:
@@ -26,6 +24,7 @@ class SearchContext:
     cost: CostTable                     # the objective's (FLOPs, or measured latency in us)
     flops: CostTable                    # FLOPs, for the recommendation
     data: TaskData
+    task: Task                          # the task's metrics: what a score is
     labels: dict[str, list[str]]        # choice point -> candidate labels
     out: Path                           # the run folder
     steps: int                          # the budget unit: search.steps or train.steps
@@ -56,7 +55,7 @@ class SearchContext:
         return arch if n is None else arch.subset(list(range(min(len(arch), n * self.train.batch_size))))
 
     def score(self, model, split: Split) -> float:
-        return evaluate(model, split, self.train.batch_size)[METRIC]
+        return self.task.score(evaluate(model, split, self.train.batch_size, task=self.task))
 
     # -- what strategies report, in the evidence's units (latency in ms) -----------------------------
     def arch_cost(self, choice: dict[str, list[int]]) -> float:
@@ -72,7 +71,7 @@ class SearchContext:
         """An Evidence with this space's metric, cost unit, cost range and candidates filled in."""
         latency = self.cost.kind == "latency"
         scale = 1000 if latency else 1
-        return Evidence(strategy=strategy, metric=METRIC, cost_kind="latency_ms" if latency else "flops",
+        return Evidence(strategy=strategy, metric=self.task.score_name, cost_kind="latency_ms" if latency else "flops",
                         cost_range=(self.cost.min_total / scale, self.cost.max_total / scale),
                         candidates=self.labels, **fields)
 

@@ -48,9 +48,10 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
         cost = CostTable.from_summary(summary)
-    data = tasks.load_task(tasks.parse_task(spec.task))
+    task_config = tasks.parse_task(spec.task)
+    data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
     run.write_spec(doc.raw)
-    return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,
+    return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data, task=task,
                          out=Path(out), resume=resume,
                          progress=progress, labels={cp.node: cp.candidates for cp in summary.choice_points},
                          steps=spec.search.steps or spec.train.steps)
@@ -62,7 +63,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
-    outcome = {"strategy": evidence.strategy, "seeds": evidence.seeds, "candidates": ctx.labels, "choice": choice,
+    outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds, "candidates": ctx.labels, "choice": choice,
                "agreement": agree, "labels": ctx.label_choice(choice), "cost": ctx.cost.of_choice(choice),
                "cost_kind": ctx.cost.kind, "cost_range": [ctx.cost.min_total, ctx.cost.max_total],
                "per_seed": per_seed_records(ctx, evidence), "evidence": evidence.to_json()}

@@ -78,8 +78,8 @@ def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: 
     train = ctx.train.model_copy(update={"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps),
                                          "eval_every": steps, "eval_batches": 1})
     result = fit(model, scored, train, run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}",
-                 progress=ctx.progress)
-    record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": result["val"]["acc"],
+                 progress=ctx.progress, task=ctx.task)
+    record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": ctx.task.score(result["val"]),
               "eval_n": result["val"]["n"], "seconds": result["seconds"], **(measure(model, splits) if measure else {})}
     run.write_json(done.name, record)
     return record

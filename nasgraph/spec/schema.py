@@ -162,6 +162,7 @@ class BenchSpec(StrictConfig):
 
 class Spec(StrictConfig):
     name: str
+    plugins: list[str] = []  # modules (or .py files) imported before validation: user attention/tasks/strategies
     task: dict[str, Any]   # validated by the task kind's own config (nasgraph.tasks.parse_task)
     model: ModelSpec
     search: SearchSpec = SearchSpec()

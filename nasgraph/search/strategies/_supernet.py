@@ -139,7 +139,7 @@ class SupernetStrategy(Strategy):
         self.attach(model)
         train = ctx.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train, run, steps=self.total_steps, strategy=self, resume=run.resuming,
-                     desc=f"search {self.name} seed {seed}", progress=ctx.progress)
+                     desc=f"search {self.name} seed {seed}", progress=ctx.progress, task=ctx.task)
         scored = ctx.score_split(splits)
         choice = self.choose(model, accuracy=lambda m: ctx.score(m, scored),
                              finetune=lambda m, n: finetune(m, splits, train, n))
