@@ -75,5 +75,6 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
 
 
 def per_seed_records(ctx, evidence) -> list[dict]:
-    """Each supernet seed's result.json (as the report reads it); trial strategies have none."""
-    return [r for s in evidence.seeds if (r := RunDir.finished(ctx.out / f"seed{s}")) is not None]
+    """Per seed: the supernet's result.json (supernet strategies), else the seed's own pick."""
+    return [RunDir.finished(ctx.out / f"seed{s}") or {"seed": s, "choice": c, "labels": ctx.label_choice(c)}
+            for s, c in zip(evidence.seeds, evidence.picks)]
