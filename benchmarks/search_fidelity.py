@@ -88,7 +88,7 @@ def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
         seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
         derived = yaml.safe_load((out / "derived.yaml").read_text())
         return {"seconds": seconds, "cpu_seconds": cpu, "labels": outcome["labels"], "choice": outcome["choice"],
-                "evidence": outcome["evidence"], "derived": derived}
+                "evidence": json.loads((out / "evidence.json").read_text()), "derived": derived}
 
     return cached("search", {**spec, "bench_seed": seed}, compute)
 

@@ -20,7 +20,7 @@ def _spec(tiny_spec, granularity: str, strategy: str, extra: str = "", steps: in
 
 
 def _evidence(run) -> dict:
-    return json.loads((run / "search.json").read_text())["evidence"]
+    return json.loads((run / "evidence.json").read_text())
 
 
 @pytest.mark.parametrize("strategy,granularity,extra", [

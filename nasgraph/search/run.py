@@ -66,7 +66,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds, "candidates": ctx.labels, "choice": choice,
                "agreement": agree, "labels": ctx.label_choice(choice), "cost": ctx.cost.of_choice(choice),
                "cost_kind": ctx.cost.kind, "cost_range": [ctx.cost.min_total, ctx.cost.max_total],
-               "per_seed": per_seed_records(ctx, evidence), "evidence": evidence.to_json()}
+               "per_seed": per_seed_records(ctx, evidence)}
     run = RunDir(out, resume=True)
     run.write_json("search.json", outcome)
     run.write_spec(derive_spec(doc.raw, ctx.graph, choice), "derived.yaml")
