@@ -141,6 +141,7 @@ class TrainSpec(StrictConfig):
     checkpoint_every: int = Field(200, gt=0)
     seed: int = 0
     threads: int | None = Field(None, gt=0)
+    log_to: list[Literal["tensorboard", "mlflow"]] = []  # metrics also to these (extras), besides the run files
 
 
 class ExportSpec(StrictConfig):
