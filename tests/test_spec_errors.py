@@ -299,7 +299,7 @@ def test_cli_bad_override_exits_2(tmp_path: Path, capsys):
     assert capsys.readouterr().err == (
         "nasgraph compile: error: <--set train.stepz=5>: train.stepz: unknown key 'stepz' (did you mean "
         "'steps'?); valid: steps, batch_size, lr, weight_decay, warmup_steps, grad_clip, eval_every, "
-        "eval_batches, checkpoint_every, seed, threads\n")
+        "eval_batches, checkpoint_every, seed, threads, log_to\n")
 
 
 def test_cli_process_prints_no_traceback(tmp_path: Path):
