@@ -1,6 +1,7 @@
 """`nasgraph bench model.onnx --out DIR`: ONNX Runtime vs PyTorch eager latency, report and plots."""
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 
@@ -13,9 +14,12 @@ ORDER = 9
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise NasgraphError(f"expected comma-separated integers like 128,512, got {text!r}") from None
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,512, got {text!r}")
+    return values
 
 
 def add_arguments(p) -> None:
@@ -34,7 +38,7 @@ def add_arguments(p) -> None:
                                                               "even when it has no choice point")
     p.add_argument("--runs", type=Path, nargs="+", default=[], help="train/search run folders for the "
                                                                      "accuracy vs latency vs FLOPs plot")
-    p.add_argument("--force", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--force", action="store_true", help="replace the report of an earlier bench in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
 
 
@@ -43,11 +47,13 @@ def run(args) -> int:
     from exporters.bench_report import write_report
     from exporters.pareto import run_point
     from exporters.runtime import read_metadata
+    from nasgraph.runfolder import claim
 
-    if (args.out / "report.json").exists() and not args.force:
-        raise NasgraphError(f"{args.out} already holds a bench report; pass --force or choose another --out")
     if args.threads is not None and args.threads < 1:
         raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
+    if not args.target.exists():
+        raise NasgraphError(f"{args.target}: no such .onnx file, spec or run folder")
+    claim(args.out, "bench", replace=args.force)   # before the benchmark: a bad --out must not cost a whole run
     grid = make_grid(args.target, batches=args.batch, seq_lens=args.seq, threads=args.threads,
                      repeats=args.repeats, warmup=args.warmup, graph_opt=args.graph_opt, provider=args.provider)
     with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:

@@ -16,7 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, e.g. --set model.n_layers=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--out", type=Path, help="write graph.json, graph.dot (+ graph.png), summary.{json,md} here")
+    p.add_argument("--out", type=Path, help="write graph.json, graph.dot (+ graph.png), summary.{json,md} in this "
+                                            "folder (new, empty, or an earlier compile --out with --force)")
+    p.add_argument("--force", action="store_true", help="replace the artifacts of an earlier compile --out")
 
 
 def render(summary) -> str:
@@ -43,6 +45,7 @@ def run(args) -> int:
     from nasgraph.graph import compile_spec
     from nasgraph.graph.io import write_artifacts
     from nasgraph.graph.summary import summarize
+    from nasgraph.runfolder import claim
     from nasgraph.spec import load_spec
 
     doc = load_spec(args.spec, args.overrides)
@@ -50,6 +53,7 @@ def run(args) -> int:
     summary = summarize(graph)
     text = render(summary)
     if args.out:
+        claim(args.out, "compile", replace=args.force)   # never into the user's own folder or another run
         written = write_artifacts(graph, args.out)
         (args.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1))
         (args.out / "summary.md").write_text(f"# {summary.name}\n\n```\n{text}\n```\n")

@@ -11,7 +11,9 @@ ORDER = 8
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="an .onnx file written by `nasgraph export`")
-    p.add_argument("input", help="a text, a file with one text per line, a .tsv (first column), or - for stdin")
+    p.add_argument("input", nargs="?", help="a text, a file with one text per line, a .tsv (first column), or - for "
+                                            "stdin (a missing file is an error, not a text)")
+    p.add_argument("--text", help="classify this text as given, even if it looks like a file name")
     p.add_argument("--provider", default="cpu", help="cpu | cuda (the provider really used is checked)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
     p.add_argument("--json", action="store_true", help="one JSON object per line: text, label, probs")
@@ -23,10 +25,16 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def run(args) -> int:
-    from exporters.predict import Predictor, read_inputs
+    from exporters.predict import Inputs, Predictor, read_inputs
+    from nasgraph.errors import NasgraphError
 
+    if (args.input is None) == (args.text is None):
+        raise NasgraphError("give an INPUT (text, file or -) or --text TEXT, not both")
+    if args.threads is not None and args.threads < 1:
+        raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
     predictor = Predictor(args.model, args.provider, threads=args.threads)
-    inputs = read_inputs(args.input, predictor.class_names)
+    inputs = Inputs([args.text], None, "text") if args.text is not None else read_inputs(args.input,
+                                                                                         predictor.class_names)
     predictions = predictor.predict(inputs.texts)
     targets = inputs.targets or [None] * len(predictions)
     for text, (label, probs), target in zip(inputs.texts, predictions, targets):

@@ -12,6 +12,8 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file (no choice points)")
     add_spec_overrides(p)
     add_run_options(p)
+    p.add_argument("--extend", action="store_true", help="with --resume: train a finished or killed run on to a "
+                                                          "larger train.steps (the schedule is re-planned)")
 
 
 def run(args) -> int:
@@ -20,7 +22,7 @@ def run(args) -> int:
     from nasgraph.training.run import run_train
 
     doc = load_spec(args.spec, args.overrides)
-    result = run_train(doc, args.out, resume=args.resume, progress=args.progress)
+    result = run_train(doc, args.out, resume=args.resume, extend=args.extend, progress=args.progress)
     test = f", test acc {result['test']['acc']:.4f}" if "test" in result else ""
     print(f"{doc.spec.name}: {result['steps']} steps in {result['seconds']:.0f} s; "
           f"val acc {result['val']['acc']:.4f}{test}")

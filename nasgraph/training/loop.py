@@ -7,7 +7,9 @@ to reproduce the uninterrupted run (model, optimizers, schedules, strategy, data
 from __future__ import annotations
 
 import math
+import os
 import random
+import sys
 import time
 
 import numpy as np
@@ -15,6 +17,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasgraph.errors import NasgraphError
+from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.losses import IGNORE, task_loss
 from nasgraph.training.rundir import RunDir
@@ -36,14 +39,12 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
+def usable_threads(requested: int) -> int:
+    """train.threads capped at the cores this process may use (more only oversubscribes), with a note."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if requested > cores:
+        print(f"nasgraph: note: train.threads {requested} > the {cores} usable cores; using {cores}", file=sys.stderr)
+    return min(requested, cores)
 
 
 def seed_everything(seed: int) -> None:
@@ -61,7 +62,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     """
     steps = steps or train.steps
     if train.threads:
-        torch.set_num_threads(train.threads)
+        torch.set_num_threads(usable_threads(train.threads))
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train.warmup_steps, steps))
@@ -69,6 +70,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     arch_stream = BatchStream(splits["arch"], train.batch_size, train.seed + 1, "arch") \
         if strategy is not None and strategy.has_arch_step else None
     start, best = 0, {"acc": -1.0}
+    window: list[tuple[float, float]] = []    # (loss, acc) of the steps since the last train log row
     if resume:
         state = run.load_checkpoint()
         model.load_state_dict(state["model"])
@@ -80,19 +82,19 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         if strategy is not None:
             strategy.load_state_dict(state["strategy"])
         start, best = state["step"], state["best"]
-        _set_rng_state(state["rng"])
+        window = [tuple(w) for w in state.get("window", [])]
+        set_rng_state(state["rng"])
         run.truncate_logs(start)
 
     def checkpoint(step: int) -> None:
         run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "stream": stream.state(), "arch_stream": arch_stream.state() if arch_stream else None,
                              "strategy": strategy.state_dict() if strategy else None, "step": step,
-                             "best": best, "rng": _rng_state()})
+                             "best": best, "window": list(window), "rng": rng_state()})
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not progress,
                dynamic_ncols=True, leave=False)
-    window: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     for step in bar:
         arch_info = {}
