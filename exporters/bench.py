@@ -218,18 +218,24 @@ def subjects_for(target: Path, workdir: Path, grid: Grid, candidates: bool | Non
 
 
 def bench_spec_of(target: Path):
-    """The BenchSpec that applies to a target (its own spec, the embedded one, or defaults)."""
+    """The BenchSpec that applies to a target (its own spec, the embedded one, or defaults).
+
+    A spec or run that does not load is an error (before the benchmark); an export whose embedded
+    spec does not load gets the defaults."""
     from nasgraph.spec import load_spec
     from nasgraph.spec.schema import BenchSpec
 
-    try:
-        if target.is_dir():
-            return load_spec(target / "spec.yaml").spec.bench
-        if target.suffix == ".onnx":
-            return _spec_from_text(read_metadata(target)["nasgraph.spec"]).spec.bench
-        return load_spec(target).spec.bench
-    except (NasgraphError, KeyError):
-        return BenchSpec()
+    from nasgraph.runfolder import require
+
+    if target.is_dir():
+        return load_spec(require(target, "train") / "spec.yaml").spec.bench
+    if target.suffix == ".onnx":
+        meta = read_metadata(target)            # a damaged file is an error here, before any work
+        try:
+            return _spec_from_text(meta["nasgraph.spec"]).spec.bench
+        except (NasgraphError, KeyError):       # not ours to judge: the export's embedded spec
+            return BenchSpec()
+    return load_spec(target).spec.bench
 
 
 def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeats=None, warmup=None,

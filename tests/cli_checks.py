@@ -26,7 +26,10 @@ def refused(capsys, argv: list[str], *names: str, keep: tuple[Path, ...] = ()) -
     """Run the CLI; assert exit 2, one stderr line naming each of `names`, no traceback, `keep` unchanged."""
     before = tree_hash(*keep)
     capsys.readouterr()
-    code = main([str(a) for a in argv])
+    try:
+        code = main([str(a) for a in argv])
+    except SystemExit as exit_:   # argparse: usage mistakes
+        code = exit_.code
     err = capsys.readouterr().err
     assert code == 2, (code, err)
     assert "Traceback" not in err, err

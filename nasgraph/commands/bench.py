@@ -47,15 +47,18 @@ def run(args) -> int:
     from exporters.bench_report import write_report
     from exporters.pareto import run_point
     from exporters.runtime import read_metadata
-    from nasgraph.runfolder import claim
+    from nasgraph.runfolder import claim, kind_of
 
     if args.threads is not None and args.threads < 1:
         raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
     if not args.target.exists():
         raise NasgraphError(f"{args.target}: no such .onnx file, spec or run folder")
-    claim(args.out, "bench", replace=args.force)   # before the benchmark: a bad --out must not cost a whole run
+    for r in args.runs:   # checked before the benchmark, like --out
+        if kind_of(r) not in ("train", "search"):
+            raise NasgraphError(f"--runs {r}: not a train or search run folder")
     grid = make_grid(args.target, batches=args.batch, seq_lens=args.seq, threads=args.threads,
                      repeats=args.repeats, warmup=args.warmup, graph_opt=args.graph_opt, provider=args.provider)
+    claim(args.out, "bench", replace=args.force)   # before the benchmark: a bad --out must not cost a whole run
     with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:
         report = bench(args.target, grid, candidates=args.candidates or None, progress=args.progress, workdir=tmp)
         exported = {}  # a run whose model is the bench target is not exported again
