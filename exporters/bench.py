@@ -243,7 +243,7 @@ def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeat
     spec = bench_spec_of(target)
     grid = Grid(list(batches or spec.batch_sizes), sorted(set(seq_lens or spec.seq_lens)),
                 threads or spec.threads or usable_cores(), graph_opt, provider,
-                spec.warmup if warmup is None else warmup, repeats or spec.repeats)
+                spec.warmup if warmup is None else warmup, spec.repeats if repeats is None else repeats)
     if not grid.batches or not grid.seq_lens:
         empty = "batch sizes" if not grid.batches else "sequence lengths"
         raise NasgraphError(f"no {empty} to measure (bench.{'batch_sizes' if not grid.batches else 'seq_lens'} of "

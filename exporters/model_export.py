@@ -147,6 +147,9 @@ def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
     from nasgraph.training.checkpoint import model_weights
 
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        raise NasgraphError(f"{checkpoint}: a folder, not a checkpoint file (a train run's weights are "
+                            f"{checkpoint}/checkpoints/last.pt; or export the run folder itself)")
     if not checkpoint.is_file():
         raise NasgraphError(f"no checkpoint at {checkpoint}")
     state = model_weights(checkpoint)   # weights_only: a file that would run code is refused, not loaded

@@ -135,7 +135,9 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     """
     path = Path(source)
     if source == "-":
-        return _nonempty(Inputs([l.rstrip("\n") for l in sys.stdin if l.strip()], None, "lines"), "stdin")
+        text = decode_text(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
+                           "stdin")
+        return _nonempty(Inputs([l for l in text.splitlines() if l.strip()], None, "lines"), "stdin")
     if not _is_file(path):
         if looks_like_path(source):
             raise NasgraphError(f"{source}: no such file (to classify this text itself, pass it with --text)")
@@ -170,13 +172,20 @@ def looks_like_path(source: str) -> bool:
 
 def read_text_file(path: Path) -> str:
     """A UTF-8 text file (a BOM is dropped); binary or other encodings are a NasgraphError naming the file."""
-    data = path.read_bytes()
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise NasgraphError(f"{path}: cannot read it ({err.strerror})") from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, where: str) -> str:
     if b"\x00" in data[:8192]:
-        raise NasgraphError(f"{path}: binary file (NUL bytes), not text to classify")
+        raise NasgraphError(f"{where}: binary file (NUL bytes), not text to classify")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
-        raise NasgraphError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+        raise NasgraphError(f"{where}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                             f"convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 

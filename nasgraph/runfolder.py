@@ -99,11 +99,14 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, replace: bool = 
             return path
     elif resume:
         raise NasgraphError(f"{path}: nothing to resume (no such run folder)")
-    path.mkdir(parents=True, exist_ok=True)
     marker = {"kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": __version__}
     tmp = path / f".{MARKER}.tmp"
-    tmp.write_text(json.dumps(marker) + "\n", encoding="utf-8")
-    os.replace(tmp, path / MARKER)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(marker) + "\n", encoding="utf-8")
+        os.replace(tmp, path / MARKER)
+    except OSError as err:   # a parent that is a file, no permission, a full disk
+        raise NasgraphError(f"{path}: cannot create the run folder ({err.strerror or err})") from None
     return path
 
 
@@ -111,9 +114,9 @@ def require(path: str | Path, kind: str, needs: str = "") -> Path:
     """A folder a command reads must be a `kind` run; NasgraphError naming what it is otherwise."""
     path = Path(path)
     if not path.is_dir():
-        raise NasgraphError(f"{path}: no such {kind} run folder")
+        raise NasgraphError(f"{path}: no such {kind} run folder" + (" (it is a file)" if path.exists() else ""))
     found = kind_of(path)
     if found != kind:
-        what = f"a {found} run" if found else "not a nasgraph run folder"
-        raise NasgraphError(f"{path} is {what}, not a {kind} run{f' ({needs})' if needs else ''}")
+        what = f"a {found} run folder" if found else "not a nasgraph run folder"
+        raise NasgraphError(f"{path}: {what}; expected a {kind} run{f' ({needs})' if needs else ''}")
     return path

@@ -261,3 +261,20 @@ def test_no_checkpoint_load_in_the_code_allows_pickled_objects():
         if "weights_only=False" in text or ("torch.load(" in text and "weights_only=True" not in text):
             offenders.append(str(path.relative_to(ROOT)))
     assert offenders == []
+
+
+def test_resume_after_a_kill_before_the_first_checkpoint_starts_clean_logs(train_spec, tmp_path, monkeypatch):
+    import nasgraph.training.loop as loop
+
+    def die(self, state):
+        raise KeyboardInterrupt
+
+    assert cli(["train", train_spec, "--out", tmp_path / "full", "--no-progress"]) == 0
+    monkeypatch.setattr(loop.RunDir, "save_checkpoint", die)           # killed before any checkpoint landed
+    assert cli(["train", train_spec, "--out", tmp_path / "cut", "--no-progress"]) == 130
+    monkeypatch.undo()
+    assert (tmp_path / "cut" / "metrics.jsonl").read_text()
+    assert cli(["train", train_spec, "--out", tmp_path / "cut", "--no-progress", "--resume"]) == 0
+    rows = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}  # noqa: E731
+                      for l in (p / "metrics.jsonl").read_text().splitlines()]
+    assert rows(tmp_path / "cut") == rows(tmp_path / "full")

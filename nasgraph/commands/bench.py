@@ -49,8 +49,14 @@ def run(args) -> int:
     from exporters.runtime import read_metadata
     from nasgraph.runfolder import claim, kind_of
 
+    from exporters.runtime import GRAPH_OPT_LEVELS, PROVIDERS
+
     if args.threads is not None and args.threads < 1:
         raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
+    if args.graph_opt not in GRAPH_OPT_LEVELS:
+        raise NasgraphError(f"--graph-opt {args.graph_opt!r}: valid: {', '.join(GRAPH_OPT_LEVELS)}")
+    if args.provider not in PROVIDERS:
+        raise NasgraphError(f"--provider {args.provider!r}: valid: {', '.join(PROVIDERS)}")
     if not args.target.exists():
         raise NasgraphError(f"{args.target}: no such .onnx file, spec or run folder")
     for r in args.runs:   # checked before the benchmark, like --out

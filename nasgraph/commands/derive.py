@@ -24,6 +24,8 @@ def run(args) -> int:
     from nasgraph.search.derive import derive_spec
     from nasgraph.spec import dump_spec, load_spec
 
+    if args.output.is_dir():
+        raise NasgraphError(f"{args.output} is a folder; give a file name for -o (nothing was written)")
     require(args.run, "search")
     result = args.run / "search.json"
     if not result.exists():

@@ -28,8 +28,10 @@ def run(args) -> int:
     from exporters.predict import Inputs, Predictor, read_inputs
     from nasgraph.errors import NasgraphError
 
-    if (args.input is None) == (args.text is None):
-        raise NasgraphError("give an INPUT (text, file or -) or --text TEXT, not both")
+    if args.input is None and args.text is None:
+        raise NasgraphError("nothing to classify: give an INPUT (a text, a file or -) or --text TEXT")
+    if args.input is not None and args.text is not None:
+        raise NasgraphError(f"give an INPUT or --text, not both (got {args.input!r} and --text)")
     if args.threads is not None and args.threads < 1:
         raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
     predictor = Predictor(args.model, args.provider, threads=args.threads)

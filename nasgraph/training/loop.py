@@ -73,18 +73,22 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     window: list[tuple[float, float]] = []    # (loss, acc) of the steps since the last train log row
     if resume:
         state = run.load_checkpoint()
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        stream.load_state(state["stream"])
-        if arch_stream is not None:
-            arch_stream.load_state(state["arch_stream"])
-        if strategy is not None:
-            strategy.load_state_dict(state["strategy"])
-        start, best = state["step"], state["best"]
-        window = [tuple(w) for w in state.get("window", [])]
-        set_rng_state(state["rng"])
-        run.truncate_logs(start)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            stream.load_state(state["stream"])
+            if arch_stream is not None:
+                arch_stream.load_state(state["arch_stream"])
+            if strategy is not None:
+                strategy.load_state_dict(state["strategy"])
+            start, best = int(state["step"]), dict(state["best"])
+            window = [tuple(w) for w in state.get("window", [])]
+            set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+            raise NasgraphError(f"{run.checkpoint_path.parent}: the checkpoint does not fit this run's model or "
+                                f"state ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+    run.truncate_logs(start)   # rows after the checkpoint (all of them, killed before the first) are redone
 
     def checkpoint(step: int) -> None:
         run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
