@@ -51,6 +51,9 @@ def legacy_kind(path: Path) -> str | None:
         return "bench"
     if has("graph.json") and has("summary.json"):
         return "compile"
+    if (path / "compile").is_dir() and (path / "search").is_dir() and legacy_kind(path / "compile") == "compile" \
+            and legacy_kind(path / "search") == "search":  # `nasgraph demo`'s layout
+        return "demo"
     return None
 
 

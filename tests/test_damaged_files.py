@@ -154,7 +154,7 @@ def test_derive_from_a_damaged_search_json(searched, tmp_path, capsys, damage, w
 
 def test_derive_from_a_train_run_and_export_to_a_folder(exported, tmp_path, capsys):
     spec, run, _ = exported
-    refused(capsys, ["derive", run, "-o", tmp_path / "d.yaml"], str(run), "train run", keep=(run,))
+    refused(capsys, ["derive", run, "-o", tmp_path / "d.yaml"], str(run), "search run", keep=(run,))
     folder = tmp_path / "out"
     folder.mkdir()
     refused(capsys, ["export", run, "-o", folder, "--force"], "out", "is a folder", keep=(folder, run))

@@ -278,3 +278,23 @@ def test_resume_after_a_kill_before_the_first_checkpoint_starts_clean_logs(train
     rows = lambda p: [{k: v for k, v in json.loads(l).items() if k != "seconds"}  # noqa: E731
                       for l in (p / "metrics.jsonl").read_text().splitlines()]
     assert rows(tmp_path / "cut") == rows(tmp_path / "full")
+
+
+@pytest.mark.parametrize("name", __import__("nasgraph.search.strategies", fromlist=["STRATEGIES"]).STRATEGIES.names())
+def test_every_strategy_state_loads_without_pickled_objects(name, tiny_spec, tmp_path):
+    """A strategy's state goes into checkpoints read with weights_only=True: tensors and plain data only."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.graph.summary import summarize
+    from nasgraph.model import GraphModule
+    from nasgraph.search.objective import CostTable
+    from nasgraph.search.strategies import get
+    from nasgraph.spec import load_spec
+    from nasgraph.training.checkpoint import read_file
+
+    doc = load_spec(tiny_spec("head", name))
+    graph = compile_spec(doc)
+    strategy = get(name)(doc.spec.search, 6, CostTable.from_summary(summarize(graph)))
+    model = GraphModule(graph)
+    strategy.attach(model)
+    torch.save({"strategy": strategy.state_dict()}, tmp_path / "s.pt")
+    strategy.load_state_dict(read_file(tmp_path / "s.pt")["strategy"])

@@ -7,7 +7,6 @@ to reproduce the uninterrupted run (model, optimizers, schedules, strategy, data
 from __future__ import annotations
 
 import math
-import os
 import random
 import sys
 import time
@@ -17,6 +16,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasgraph.errors import NasgraphError
+from nasgraph.threads import set_torch_threads, thread_count
 from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.losses import IGNORE, task_loss
@@ -39,14 +39,6 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def usable_threads(requested: int) -> int:
-    """train.threads capped at the cores this process may use (more only oversubscribes), with a note."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if requested > cores:
-        print(f"nasgraph: note: train.threads {requested} > the {cores} usable cores; using {cores}", file=sys.stderr)
-    return min(requested, cores)
-
-
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -62,7 +54,10 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     """
     steps = steps or train.steps
     if train.threads:
-        torch.set_num_threads(usable_threads(train.threads))
+        if train.threads > thread_count():
+            print(f"nasgraph: note: train.threads {train.threads} > the {thread_count()} usable cores; using "
+                  f"{thread_count()}", file=sys.stderr)
+        set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train.warmup_steps, steps))
