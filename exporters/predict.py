@@ -33,6 +33,10 @@ class Prediction(NamedTuple):
     label: str
     probs: dict[str, float]  # class name -> probability, in the model's class order
 
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The k most probable classes, most probable first."""
+        return sorted(self.probs.items(), key=lambda cp: -cp[1])[:k]
+
 
 class Predictor:
     """An exported model ready to classify texts on a verified provider."""
@@ -40,6 +44,9 @@ class Predictor:
     def __init__(self, path: str | Path, provider: str = "cpu", *, threads: int | None = None,
                  batch_size: int = 32):
         meta = read_metadata(path)
+        if meta.get("nasgraph.output") == "token":
+            raise NasgraphError(f"{path} is a language model (per-position next-token logits), not a classifier: "
+                                f"continue a text with `nasgraph generate {path} --prompt TEXT`")
         self.path, self.metadata, self.batch_size = Path(path), meta, max(1, batch_size)
         self.class_names, self.max_len, self.tokenizer = parse_metadata(path, meta)
         self.session = make_session(path, provider, threads=threads)   # raises if the provider is not used
@@ -63,6 +70,10 @@ class Predictor:
             raise SequenceTooLongError(f"sequence length {tokens.shape[1]} exceeds the model's max_len "
                                        f"{self.max_len}; truncate (the tokenizer does)")
         return self.session.run(None, {self.input_name: tokens})[0]            # (B, C)
+
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Per text: whether it is longer than max_len tokens, so that only its start is classified."""
+        return [self.tokenizer.length(t) > self.tokenizer.max_len for t in texts]
 
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in order (batched by length internally)."""
@@ -122,7 +133,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Inputs(NamedTuple):
-    texts: list[str]
+    texts: list[str]            # blank lines of a file or stdin stay in place (nothing to classify there)
     targets: list[str] | None   # a TSV's second column, when every row's is a class name
     kind: str                   # "text", "lines" or "tsv"
 
@@ -137,14 +148,14 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     if source == "-":
         text = decode_text(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
                            "stdin")
-        return _nonempty(Inputs([l for l in text.splitlines() if l.strip()], None, "lines"), "stdin")
+        return _nonempty(Inputs(text.splitlines(), None, "lines"), "stdin")
     if not _is_file(path):
         if looks_like_path(source):
             raise NasgraphError(f"{source}: no such file (to classify this text itself, pass it with --text)")
         return Inputs([source], None, "text")
     text = read_text_file(path)
     if path.suffix.lower() != ".tsv":
-        lines = [l for l in text.splitlines() if l.strip()]
+        lines = text.splitlines()
         return _nonempty(Inputs(lines, None, "lines"), str(path))
     try:
         rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter="\t") if r and any(c.strip() for c in r)]
@@ -197,6 +208,6 @@ def _is_file(path: Path) -> bool:
 
 
 def _nonempty(inputs: Inputs, where: str) -> Inputs:
-    if not inputs.texts:
+    if not any(t.strip() for t in inputs.texts):
         raise NasgraphError(f"{where}: no non-blank lines to classify")
     return inputs
