@@ -11,7 +11,7 @@ import pkgutil
 import sys
 
 from nasgraph import __version__
-from nasgraph.errors import NasgraphError
+from nasgraph.errors import NasgraphError, one_line
 
 
 def _commands():
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except NasgraphError as err:
-        print(f"nasgraph {args.command}: error: {err}", file=sys.stderr)
+        print(f"nasgraph {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"nasgraph {args.command}: interrupted", file=sys.stderr)

@@ -10,14 +10,9 @@ import torch
 from torch import nn
 
 from nasgraph import ops
-from nasgraph.graph.expand import INPUT
+from nasgraph.graph.expand import INPUT, module_key
 from nasgraph.ops.base import ModelContext
 from nasgraph.tasks.base import PAD_ID
-
-
-def module_key(node: str) -> str:
-    """nn.ModuleDict keys cannot hold dots."""
-    return node.replace(".", "__")
 
 
 class GraphModule(nn.Module):

@@ -7,7 +7,7 @@ from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from nasgraph.config import did_you_mean
+from nasgraph.config import bool_message, bool_misuse, did_you_mean
 from nasgraph.errors import SpecError
 from nasgraph.spec.paths import KeyPath
 from nasgraph.spec.schema import Spec
@@ -17,10 +17,28 @@ ErrorAt = Callable[[str, KeyPath], SpecError]
 
 def validate(raw: dict, error_at: ErrorAt) -> Spec:
     """Spec.model_validate(raw); the first problem becomes `error_at(message, key path)`."""
+    _check_booleans(raw, Spec, (), error_at)
     try:
         return Spec.model_validate(raw)
     except ValidationError as err:
         raise _first_error(err.errors(), raw, error_at) from None
+
+
+def _check_booleans(value: Any, tp: Any, path: KeyPath, error_at: ErrorAt) -> None:
+    """A boolean where the schema wants a number (`steps: true`) is an error, not 1."""
+    item = bool_misuse(tp, value)
+    if item is not None:
+        raise error_at(bool_message(value, ""), path + ((int(item[1:-1]),) if item else ()))
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return
+    for key, child in children:
+        sub = _step(tp, key)
+        if sub is not None:
+            _check_booleans(child, sub, path + (key,), error_at)
 
 
 def _first_error(errors: list[dict], raw: dict, error_at: ErrorAt) -> SpecError:

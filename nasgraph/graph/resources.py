@@ -1,0 +1,270 @@
+"""What a compiled graph would cost, estimated before anything is allocated, and the refusal of specs
+past the machine or nasgraph's documented limits (nasgraph.spec.limits).
+
+The model is built on PyTorch's meta device (shapes only, no memory): its parameter count is exact.
+Each distinct node then runs once on meta tensors at batch 1 under a dispatch mode that adds up the
+bytes of every tensor the forward creates (an upper bound of what training keeps for backward) and a
+FLOP counter (matmuls, convolutions, SDPA; 1 multiply-add = 1 FLOP, as nasgraph.flops). Lengths past
+PROBE_LEN are probed at PROBE_LEN / 2 and PROBE_LEN and extrapolated with the measured growth exponent
+(clamped to [1, 2]). Training is priced as weights + gradients + two Adam moments (16 bytes per
+parameter) plus batch_size x activations, plus the generated examples.
+"""
+from __future__ import annotations
+
+import math
+import os
+import resource
+from dataclasses import dataclass, field
+
+import networkx as nx
+import torch
+import torch.nn.functional as F
+from torch.overrides import TorchFunctionMode
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
+
+from nasgraph.graph.expand import INPUT
+from nasgraph.spec.limits import MAX_EXAMPLES, MAX_FORWARD_FLOPS
+from nasgraph.textfmt import human, scientific
+
+PROBE_LEN = 1024
+BYTES_PER_PARAM_TRAINING = 16          # fp32 weight, gradient, Adam m and v
+BYTES_PER_TOKEN_IN_MEMORY = 8          # a token id in a Python list (small ints are shared)
+BYTES_PER_EXAMPLE = 120                # list headers and the label
+
+
+class _CreatedBytes(TorchDispatchMode):
+    """Adds up the bytes of every tensor an op returns."""
+
+    def __init__(self):
+        super().__init__()
+        self.total = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else (out,):
+            if isinstance(t, torch.Tensor):
+                self.total += t.numel() * t.element_size()
+        return out
+
+
+class _MathSDPA(TorchFunctionMode):
+    """scaled_dot_product_attention as matmul-softmax-matmul: on meta tensors PyTorch's own SDPA
+    loads its compiler stack (seconds); this gives the same shapes, FLOPs and an upper bound of bytes."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is not F.scaled_dot_product_attention:
+            return func(*args, **kwargs)
+        q, k, v = args[:3]
+        mask = kwargs.get("attn_mask", args[3] if len(args) > 3 else None)
+        logits = q @ k.transpose(-2, -1)                                    # (..., L, S)
+        if mask is not None:
+            logits = logits.masked_fill(~mask, 0.0) if mask.dtype == torch.bool else logits + mask
+        return logits.softmax(-1) @ v                                       # (..., L, Ev)
+
+
+_RANDOM_FILLS = {"normal_", "uniform_", "random_", "exponential_", "bernoulli_", "cauchy_", "log_normal_",
+                 "geometric_", "trunc_normal_", "orthogonal_", "xavier_uniform_", "xavier_normal_",
+                 "kaiming_uniform_", "kaiming_normal_", "sparse_"}
+
+
+class _SkipRandomInit(TorchFunctionMode):
+    """Random initialisation and random factories make empty meta tensors (PyTorch's own meta path
+    for them loads its compiler stack, seconds, for values that do not exist)."""
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs, name = kwargs or {}, getattr(func, "__name__", "")
+        target = args[0] if args else kwargs.get("tensor", kwargs.get("self"))
+        if name in _RANDOM_FILLS and isinstance(target, torch.Tensor) and target.is_meta:
+            return target
+        if name in ("randn", "rand") and str(kwargs.get("device")) == "meta":
+            kwargs.pop("generator", None)
+            return torch.empty(*args, **kwargs)
+        if name == "randint" and str(kwargs.get("device")) == "meta":
+            size = kwargs.pop("size", args[-1] if args else ())
+            return torch.empty(size, dtype=kwargs.get("dtype") or torch.long, device="meta")
+        if name == "randperm" and str(kwargs.get("device")) == "meta":
+            return torch.empty(args[0], dtype=kwargs.get("dtype") or torch.long, device="meta")
+        if name in ("randn_like", "rand_like") and isinstance(target, torch.Tensor) and target.is_meta:
+            return torch.empty_like(target)
+        return func(*args, **kwargs)
+
+
+@dataclass
+class NodeCost:
+    params: int = 0
+    act_bytes: int = 0       # per sequence, at max_len
+    flops: int = 0           # per sequence, at max_len
+
+
+@dataclass
+class Estimate:
+    """One model's cost at task.max_len: parameters, activation bytes and forward FLOPs per sequence."""
+
+    seq_len: int
+    nodes: dict[str, NodeCost] = field(default_factory=dict)
+    examples: int = 0
+
+    @property
+    def params(self) -> int:
+        return sum(c.params for c in self.nodes.values())
+
+    @property
+    def act_bytes(self) -> int:
+        return sum(c.act_bytes for c in self.nodes.values())
+
+    @property
+    def flops(self) -> int:
+        return sum(c.flops for c in self.nodes.values())
+
+    def training_bytes(self, batch_size: int) -> dict[str, int]:
+        """Bytes a training (or search) run holds: {'weights': ..., 'activations': ..., 'data': ...}."""
+        return {"weights": BYTES_PER_PARAM_TRAINING * self.params, "activations": batch_size * self.act_bytes,
+                "data": self.examples * (BYTES_PER_EXAMPLE + BYTES_PER_TOKEN_IN_MEMORY * self.seq_len)}
+
+
+def _probe(module, inputs_at, T: int, mask_at) -> tuple[int, int]:
+    """(bytes created, FLOPs) of module(*inputs) on meta tensors at length T."""
+    created, flops = _CreatedBytes(), FlopCounterMode(display=False)
+    with torch.no_grad(), _MathSDPA(), flops, created:
+        module(*inputs_at(T), mask=mask_at(T))
+    return created.total, flops.get_total_flops() // 2
+
+
+def _at_length(module, inputs_at, mask_at, T: int) -> tuple[int, int]:
+    """(bytes, FLOPs) at length T, probed directly up to PROBE_LEN, extrapolated past it."""
+    if T <= PROBE_LEN:
+        return _probe(module, inputs_at, T, mask_at)
+    half, full = _probe(module, inputs_at, PROBE_LEN // 2, mask_at), _probe(module, inputs_at, PROBE_LEN, mask_at)
+    out = []
+    for lo, hi in zip(half, full):
+        exponent = min(2.0, max(1.0, math.log2(hi / lo))) if lo > 0 and hi > 0 else 1.0
+        out.append(int(hi * (T / PROBE_LEN) ** exponent))
+    return out[0], out[1]
+
+
+class _MixedForward(torch.nn.Module):
+    """A choice point as the supernet runs it: every candidate's heads, then the shared projection."""
+
+    def __init__(self, mixed):
+        super().__init__()
+        self.mixed = mixed
+
+    def forward(self, x, mask=None):
+        out = sum(c.heads(x, mask) for c in self.mixed.candidates)        # (B, T, H, dh)
+        return self.mixed.out_proj(out.flatten(2))                         # (B, T, D)
+
+
+def estimate(graph: nx.DiGraph) -> Estimate:
+    """Cost of the compiled `graph` (see module doc). Raises RuntimeError/ValueError/OverflowError when
+    torch cannot even size the model (a dimension past 64 bits)."""
+    from nasgraph.model import GraphModule
+    from nasgraph.search.mixed import MixedAttention
+
+    with _SkipRandomInit(), torch.device("meta"):
+        model = GraphModule(graph)
+    T = model.ctx.max_len
+    est, cache = Estimate(T), {}
+    mask_at = lambda t: torch.ones(1, t, dtype=torch.bool, device="meta")  # noqa: E731  (1, t)
+
+    for n, module in zip(model.order, model.nodes.values()):
+        node = graph.nodes[n]
+        shapes = node["in_shapes"]
+
+        def inputs_at(t, shapes=shapes):
+            return tuple(torch.zeros(1, t, dtype=torch.long, device="meta") if tuple(s) == ("B", "T") else
+                         torch.zeros(*[1 if d == "B" else t if d == "T" else d for d in s], device="meta")
+                         for s in shapes)
+
+        inner = getattr(module, "inner", None)
+        run = _MixedForward(inner) if isinstance(inner, MixedAttention) else module
+        key = (node["op"], repr(node["params"]), repr(shapes))
+        if key not in cache:
+            cache[key] = _at_length(run, inputs_at, mask_at, T)
+        act, flops = cache[key]
+        est.nodes[n] = NodeCost(sum(p.numel() for p in module.parameters()), act, flops)
+    return est
+
+
+def available_memory() -> int:
+    """Bytes this process may still use: free RAM, and the address-space and data limits when set."""
+    limits = [_mem_available()]
+    used = _vm_size()
+    for which in (resource.RLIMIT_AS, resource.RLIMIT_DATA):
+        soft, _ = resource.getrlimit(which)
+        if soft != resource.RLIM_INFINITY:
+            limits.append(max(0, soft - used))
+    return min(x for x in limits if x is not None)
+
+
+def _mem_available() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES")
+
+
+def _vm_size() -> int:
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("VmSize:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
+def check_resources(doc, graph: nx.DiGraph) -> Estimate:
+    """SpecError (with the estimate and the key to change) when the spec is past the machine or a
+    documented limit; the Estimate otherwise. `--force` skips this check."""
+    from nasgraph import tasks
+
+    task = tasks.parse_task(doc.spec.task)
+    examples = sum(getattr(task, f"n_{s}", 0) or 0 for s in ("train", "val", "test"))
+    if examples > MAX_EXAMPLES:
+        raise doc.error(f"{examples:,} examples to generate, past nasgraph's limit of {MAX_EXAMPLES:,} "
+                        f"(docs/spec.md, Limits; --force lifts it)", ("task", "n_train"))
+    try:
+        est = estimate(graph)
+    except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+        raise doc.error(f"the model is too large to be sized ({str(err).splitlines()[0][:120]}); "
+                        f"use smaller dimensions", ("model",)) from None
+    est.examples = examples
+    T = est.seq_len
+    if est.flops > MAX_FORWARD_FLOPS:
+        worst = max(est.nodes, key=lambda n: est.nodes[n].flops)
+        raise doc.error(f"one forward pass of one sequence at T={T} costs about {scientific(est.flops)} FLOPs "
+                        f"({scientific(est.nodes[worst].flops)} in '{worst}'), past nasgraph's limit of "
+                        f"{scientific(MAX_FORWARD_FLOPS)} (docs/spec.md, Limits; --force lifts it)",
+                        graph.nodes[worst]["path"])
+    batch = doc.spec.train.batch_size
+    need = est.training_bytes(batch)
+    free = available_memory()
+    if sum(need.values()) > free:
+        raise doc.error(f"training needs about {_gb(sum(need.values()))} ({human(est.params)} parameters: "
+                        f"{_gb(need['weights'])} with gradients and Adam state; activations "
+                        f"{_gb(need['activations'])} at batch {batch} x T={T}; data {_gb(need['data'])}), "
+                        f"more than the {_gb(free)} available; shrink it or pass --force",
+                        _blame(doc, graph, est, need))
+    return est
+
+
+def _blame(doc, graph: nx.DiGraph, est: Estimate, need: dict[str, int]):
+    part = max(need, key=need.get)
+    if part == "data":
+        return ("task", "n_train")
+    if part == "activations" and "batch_size" in (doc.raw.get("train") or {}):
+        return ("train", "batch_size")
+    worst = max((n for n in est.nodes if n != INPUT),
+                key=lambda n: est.nodes[n].params if part == "weights" else est.nodes[n].act_bytes)
+    return graph.nodes[worst]["path"]
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:,.1f} GB" if n >= 1e8 else f"{n / 1e6:,.1f} MB"
