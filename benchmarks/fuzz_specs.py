@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 import random
-import re
 import signal
 import sys
 import tempfile
@@ -34,34 +33,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from spec_mutations import make_case  # noqa: E402
-
-OUTCOMES = ["ok", "clean error", "no key", "multi-line", "traceback", "memory", "hang"]
-FILE_LEVEL = ("spec file is empty", "must be a mapping", "binary file", "not UTF-8", "one YAML document",
-              "spec file is ", "spec file not found", "an override is", "malformed key path", "empty key path")
-_LOCATED = re.compile(r"^nasgraph compile: error: (?P<file>.*?)(?::(?P<line>\d+):(?P<col>\d+))?: (?P<rest>.*)$")
-_KEY = re.compile(r"^(?:[A-Za-z0-9_\-]+|\[[^\]]*\])(?:\.[A-Za-z0-9_\-]+|\[[^\]]*\])*: ")
-
-
-def classify(rc: int | None, err: str, timed_out: bool, killed: bool) -> str:
-    """One outcome of OUTCOMES for a finished (or killed) case."""
-    if timed_out:
-        return "hang"
-    if killed or "MemoryError" in err or "can't allocate memory" in err or "std::bad_alloc" in err:
-        return "memory"
-    if rc == 0:
-        return "ok"
-    lines = err.strip().splitlines()
-    if rc != 2 or "Traceback" in err:
-        return "traceback"
-    if len(lines) != 1:
-        return "multi-line"
-    match = _LOCATED.match(lines[0])
-    if match and match.group("line") and not _KEY.match(match.group("rest")) \
-            and not any(p in match.group("rest") for p in FILE_LEVEL):
-        return "no key"
-    return "clean error"
-
+from spec_mutations import OUTCOMES, classify, make_case  # noqa: E402
 
 def _child(spec: Path, overrides: list[str], out: Path, memory: int) -> None:
     """Runs in the forked child: limits, redirections, the CLI; never returns."""
@@ -133,7 +105,9 @@ def main() -> int:
     import torch
 
     torch.set_num_threads(1)
-    from nasgraph.cli import main as _warm  # noqa: F401  (imports shared with the children)
+    from nasgraph.cli import build_parser
+
+    build_parser()                                   # imports every command once, shared with the children
     from nasgraph.graph import compile_spec
     from nasgraph.graph.resources import estimate
     from nasgraph.spec import load_spec

@@ -29,6 +29,34 @@ SIZE_KEYS = ["d_model", "n_heads", "n_layers", "max_len", "window", "block", "k"
              "num_classes", "batch_size", "steps", "mult", "n_global", "n_random", "rank", "hidden_mult"]
 
 
+OUTCOMES = ["ok", "clean error", "no key", "multi-line", "traceback", "memory", "hang"]
+FILE_LEVEL = ("spec file is empty", "must be a mapping", "binary file", "not UTF-8", "one YAML document",
+              "spec file is ", "spec file not found", "an override is", "malformed key path", "empty key path")
+_LOCATED = re.compile(r"^nasgraph compile: error: (?P<file>.*?)(?::(?P<line>\d+):(?P<col>\d+))?: (?P<rest>.*)$")
+_ELEMENT = r"""(?:[A-Za-z0-9_\-]+|\[\d+\]|\[(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])"""
+_KEY = re.compile(rf"^{_ELEMENT}(?:\.?{_ELEMENT})*: ")
+
+
+def classify(rc: int | None, err: str, timed_out: bool, killed: bool) -> str:
+    """One outcome of OUTCOMES for a finished (or killed) case."""
+    if timed_out:
+        return "hang"
+    if killed or "MemoryError" in err or "can't allocate memory" in err or "std::bad_alloc" in err:
+        return "memory"
+    if rc == 0:
+        return "ok"
+    lines = err.strip().splitlines()
+    if rc != 2 or "Traceback" in err:
+        return "traceback"
+    if len(lines) != 1:
+        return "multi-line"
+    match = _LOCATED.match(lines[0])
+    if match and match.group("line") and not _KEY.match(match.group("rest")) \
+            and not any(p in match.group("rest") for p in FILE_LEVEL):
+        return "no key"
+    return "clean error"
+
+
 def load_examples() -> list[tuple[str, dict]]:
     return [(p.name, yaml.safe_load(p.read_text())) for p in EXAMPLES]
 
@@ -105,7 +133,7 @@ TEXT_MUTATIONS = {
     "bom": lambda rng, t: "\ufeff" + t,
     "double-bom": lambda rng, t: "\ufeff\ufeff" + t,
     "nul-bytes": lambda rng, t: t[:20] + "\x00\x00\x00" + t[20:],
-    "surrogate-escape": lambda rng, t: re.sub(r"(?m)^name: .*$", 'name: "a\\udcffb"', t, count=1),
+    "surrogate-escape": lambda rng, t: re.sub(r"(?m)^name: .*$", lambda m: 'name: "a\\udcffb"', t, count=1),
     "deep-nesting": lambda rng, t: t + f"extra: {_deep(rng.choice([70, 500, 5000, 50000]))}\n",
     "deep-block-nesting": lambda rng, t: t + "extra:\n" + "".join(" " * i + f"k{i}:\n" for i in range(1, 300))
     + " " * 300 + "v: 1\n",

@@ -21,6 +21,7 @@ def run(args) -> int:
     from nasgraph.spec import load_spec
 
     doc = load_spec(args.spec, args.overrides)
+    doc.force = args.force
     outcome = run_search(doc, args.out, resume=args.resume, progress=args.progress)
     rows = [[n, ", ".join(dict.fromkeys(l)) if len(set(l)) == 1 else " | ".join(l)]
             for n, l in outcome["labels"].items()]

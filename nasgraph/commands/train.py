@@ -20,6 +20,7 @@ def run(args) -> int:
     from nasgraph.training.run import run_train
 
     doc = load_spec(args.spec, args.overrides)
+    doc.force = args.force
     result = run_train(doc, args.out, resume=args.resume, progress=args.progress)
     test = f", test acc {result['test']['acc']:.4f}" if "test" in result else ""
     print(f"{doc.spec.name}: {result['steps']} steps in {result['seconds']:.0f} s; "

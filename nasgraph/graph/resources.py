@@ -156,35 +156,53 @@ class _MixedForward(torch.nn.Module):
         return self.mixed.out_proj(out.flatten(2))                         # (B, T, D)
 
 
+class Unsizable(ValueError):
+    """Torch cannot even size a node (a dimension past 64 bits): `node` names it."""
+
+    def __init__(self, node: str, err: Exception):
+        self.node = node
+        super().__init__(str(err).splitlines()[0][:160] if str(err) else type(err).__name__)
+
+
 def estimate(graph: nx.DiGraph) -> Estimate:
-    """Cost of the compiled `graph` (see module doc). Raises RuntimeError/ValueError/OverflowError when
-    torch cannot even size the model (a dimension past 64 bits)."""
-    from nasgraph.model import GraphModule
+    """Cost of the compiled `graph` (see module doc). Unsizable names the node torch cannot size."""
+    from nasgraph import ops
+    from nasgraph.ops.base import ModelContext
     from nasgraph.search.mixed import MixedAttention
 
+    ctx = ModelContext(**graph.graph["ctx"])
+    est, cache = Estimate(ctx.max_len), {}
+    for n in nx.topological_sort(graph):
+        if n == INPUT:
+            continue
+        try:
+            est.nodes[n] = _node_cost(graph.nodes[n], ctx, cache, ops, MixedAttention)
+        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            raise Unsizable(n, err) from None
+    return est
+
+
+def _node_cost(node: dict, ctx, cache: dict, ops, MixedAttention) -> NodeCost:
+    """Parameters (exact, from a meta build) and per-sequence bytes and FLOPs of one node."""
     with _SkipRandomInit(), torch.device("meta"):
-        model = GraphModule(graph)
-    T = model.ctx.max_len
-    est, cache = Estimate(T), {}
-    mask_at = lambda t: torch.ones(1, t, dtype=torch.bool, device="meta")  # noqa: E731  (1, t)
+        module = ops.get(node["op"])(ops.parse_options(node["op"], node["params"]), ctx)
+    shapes = node["in_shapes"]
 
-    for n, module in zip(model.order, model.nodes.values()):
-        node = graph.nodes[n]
-        shapes = node["in_shapes"]
+    def inputs_at(t):
+        return tuple(torch.zeros(1, t, dtype=torch.long, device="meta") if tuple(s) == ("B", "T") else
+                     torch.zeros(*[1 if d == "B" else t if d == "T" else d for d in s], device="meta")
+                     for s in shapes)
 
-        def inputs_at(t, shapes=shapes):
-            return tuple(torch.zeros(1, t, dtype=torch.long, device="meta") if tuple(s) == ("B", "T") else
-                         torch.zeros(*[1 if d == "B" else t if d == "T" else d for d in s], device="meta")
-                         for s in shapes)
+    def mask_at(t):
+        return torch.ones(1, t, dtype=torch.bool, device="meta")                 # (1, t)
 
+    key = (node["op"], repr(node["params"]), repr(shapes))
+    if key not in cache:   # repeated layers cost the same: probe each kind of node once
         inner = getattr(module, "inner", None)
         run = _MixedForward(inner) if isinstance(inner, MixedAttention) else module
-        key = (node["op"], repr(node["params"]), repr(shapes))
-        if key not in cache:
-            cache[key] = _at_length(run, inputs_at, mask_at, T)
-        act, flops = cache[key]
-        est.nodes[n] = NodeCost(sum(p.numel() for p in module.parameters()), act, flops)
-    return est
+        cache[key] = _at_length(run, inputs_at, mask_at, ctx.max_len)
+    act, flops = cache[key]
+    return NodeCost(sum(p.numel() for p in module.parameters()), act, flops)
 
 
 def available_memory() -> int:
@@ -232,9 +250,9 @@ def check_resources(doc, graph: nx.DiGraph) -> Estimate:
                         f"(docs/spec.md, Limits; --force lifts it)", ("task", "n_train"))
     try:
         est = estimate(graph)
-    except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
-        raise doc.error(f"the model is too large to be sized ({str(err).splitlines()[0][:120]}); "
-                        f"use smaller dimensions", ("model",)) from None
+    except Unsizable as err:
+        raise doc.error(f"'{err.node}' is too large to be sized ({err}); use smaller dimensions",
+                        graph.nodes[err.node]["path"]) from None
     est.examples = examples
     T = est.seq_len
     if est.flops > MAX_FORWARD_FLOPS:

@@ -9,7 +9,7 @@ from __future__ import annotations
 # -- the file ------------------------------------------------------------------------------------------
 MAX_SPEC_BYTES = 1 << 20       # 1 MiB of YAML
 MAX_DEPTH = 64                 # nesting of mappings and lists
-MAX_VALUES = 100_000           # values after expanding aliases ("billion laughs" guard)
+MAX_VALUES = 50_000            # values after expanding aliases ("billion laughs" guard)
 INT64 = (-(1 << 63), (1 << 63) - 1)   # integers a spec may hold
 
 # -- the model -----------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """Pydantic validation of raw spec data, with the first error turned into a located SpecError."""
 from __future__ import annotations
 
+import difflib
 import types
 import typing
 from typing import Any, Callable
@@ -93,6 +94,48 @@ def field_names(path: KeyPath) -> list[str]:
             return []
     model = _as_model(tp)
     return list(model.model_fields) if model else []
+
+
+def nearest_path(path: KeyPath, raw: dict) -> KeyPath | None:
+    """None when `path` can exist in a spec; else the closest path that can (a typo fixed per key).
+
+    Typed sections are checked against the schema, `task.*` against the task kind's options; the
+    free-form parts (graph steps, nodes, attention options) are checked when the spec is validated.
+    """
+    tp: Any = Spec
+    fixed: list[str | int] = []
+    for i, element in enumerate(path):
+        if i == 1 and path[0] == "task" and isinstance(element, str):
+            return _nearest_task_key(path, raw)
+        model = _as_model(tp)
+        if model is not None and isinstance(element, str) and element not in model.model_fields:
+            close = difflib.get_close_matches(element, list(model.model_fields), n=1, cutoff=0.6)
+            return tuple(fixed) + ((close[0],) if close else ()) + (path[i + 1:] if close else ())
+        tp = _step(tp, element)
+        fixed.append(element)
+        if tp is None or tp is Any:
+            return None
+    return None
+
+
+def task_fields(raw: dict) -> list[str]:
+    """Options of the task kind named in `raw` ([] when the kind is missing or unknown)."""
+    from nasgraph import tasks
+    from nasgraph.errors import ConfigError
+
+    kind = raw["task"].get("kind") if isinstance(raw.get("task"), dict) else None
+    try:
+        return list(tasks.get(kind).Config.model_fields) if isinstance(kind, str) else []
+    except ConfigError:
+        return []
+
+
+def _nearest_task_key(path: KeyPath, raw: dict) -> KeyPath | None:
+    fields = task_fields(raw)
+    if not fields or path[1] in fields:
+        return None
+    close = difflib.get_close_matches(str(path[1]), fields, n=1, cutoff=0.6)
+    return ("task", close[0]) + path[2:] if close else ("task",)
 
 
 def _as_model(tp: Any) -> type[BaseModel] | None:

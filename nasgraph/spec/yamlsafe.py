@@ -13,9 +13,10 @@ import re
 from typing import Any
 
 import yaml
-from yaml.nodes import Node, ScalarNode
+from yaml.nodes import ScalarNode
 
 from nasgraph.spec.limits import INT64, MAX_DEPTH
+from nasgraph.spec.paths import format_path
 
 STD = "tag:yaml.org,2002:"
 _FLOAT_EXP = re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$")
@@ -100,8 +101,4 @@ def enclosing_key(text: str, line: int) -> str:
         while stack and stack[-1][0] >= indent:
             stack.pop()
         stack.append((indent, key))
-    return ".".join(k if re.fullmatch(r"[A-Za-z0-9_\-]+", k) else repr(k) for _, k in stack)
-
-
-def node_kind(node: Node) -> str:
-    return type(node).__name__.removesuffix("Node").lower()
+    return format_path(tuple(k for _, k in stack))
