@@ -168,7 +168,7 @@ def estimate(graph: nx.DiGraph) -> Estimate:
     """Cost of the compiled `graph` (see module doc). Unsizable names the node torch cannot size."""
     from nasgraph import ops
     from nasgraph.ops.base import ModelContext
-    from nasgraph.search.mixed import MixedAttention
+    from nasgraph.ops.mixed_attention import MixedAttention
 
     ctx = ModelContext(**graph.graph["ctx"])
     est, cache = Estimate(ctx.max_len), {}
