@@ -2,9 +2,10 @@
 past the machine or nasgraph's documented limits (nasgraph.spec.limits).
 
 The model is built on PyTorch's meta device (shapes only, no memory): its parameter count is exact.
-Each distinct node then runs once on meta tensors at batch 1 under a dispatch mode that adds up the
-bytes of every tensor the forward creates (an upper bound of what training keeps for backward) and a
-FLOP counter (matmuls, convolutions, SDPA; 1 multiply-add = 1 FLOP, as nasgraph.flops). Lengths past
+Each distinct node then runs once on meta tensors at batch 1 with autograd on: the bytes of the
+tensors autograd saves for backward (what training keeps), the largest tensor the forward creates
+(transient working memory) and a FLOP counter (matmuls, convolutions; 1 multiply-add = 1 FLOP, as
+nasgraph.flops). Lengths past
 PROBE_LEN are probed at PROBE_LEN / 2 and PROBE_LEN and extrapolated with the measured growth exponent
 (clamped to [1, 2]). Training is priced as weights + gradients + two Adam moments (16 bytes per
 parameter) plus batch_size x activations, plus the generated examples.
@@ -33,24 +34,39 @@ BYTES_PER_TOKEN_IN_MEMORY = 8          # a token id in a Python list (small ints
 BYTES_PER_EXAMPLE = 120                # list headers and the label
 
 
-class _CreatedBytes(TorchDispatchMode):
-    """Adds up the bytes of every tensor an op returns."""
+class _LargestTensor(TorchDispatchMode):
+    """The largest tensor any op creates (views excluded): the transient working memory of a forward."""
 
     def __init__(self):
         super().__init__()
-        self.total = 0
+        self.largest = 0
 
     def __torch_dispatch__(self, func, types, args=(), kwargs=None):
         out = func(*args, **(kwargs or {}))
         for t in out if isinstance(out, (tuple, list)) else (out,):
-            if isinstance(t, torch.Tensor):
-                self.total += t.numel() * t.element_size()
+            if isinstance(t, torch.Tensor) and not t._is_view():
+                self.largest = max(self.largest, t.numel() * t.element_size())
         return out
+
+
+class _SavedBytes:
+    """Bytes autograd keeps for backward (saved activations; parameters and repeats not counted)."""
+
+    def __init__(self):
+        self.total, self._seen = 0, {}
+
+    def pack(self, t: torch.Tensor) -> torch.Tensor:
+        base = t._base if t._base is not None else t
+        if not (base.is_leaf and base.requires_grad) and id(base) not in self._seen:
+            self._seen[id(base)] = base                              # keeps ids unique while counting
+            self.total += base.numel() * base.element_size()
+        return t
 
 
 class _MathSDPA(TorchFunctionMode):
     """scaled_dot_product_attention as matmul-softmax-matmul: on meta tensors PyTorch's own SDPA
-    loads its compiler stack (seconds); this gives the same shapes, FLOPs and an upper bound of bytes."""
+    loads its compiler stack (seconds); this gives the same shapes and FLOPs and what the math
+    kernel saves for backward (an upper bound of the fused kernels')."""
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -94,8 +110,9 @@ class _SkipRandomInit(TorchFunctionMode):
 @dataclass
 class NodeCost:
     params: int = 0
-    act_bytes: int = 0       # per sequence, at max_len
+    act_bytes: int = 0       # per sequence, at max_len: kept for backward
     flops: int = 0           # per sequence, at max_len
+    largest: int = 0         # per sequence: the largest tensor its forward creates
 
 
 @dataclass
@@ -112,7 +129,8 @@ class Estimate:
 
     @property
     def act_bytes(self) -> int:
-        return sum(c.act_bytes for c in self.nodes.values())
+        """Kept for backward over the whole graph, plus the largest transient tensor."""
+        return sum(c.act_bytes for c in self.nodes.values()) + max((c.largest for c in self.nodes.values()), default=0)
 
     @property
     def flops(self) -> int:
@@ -124,16 +142,17 @@ class Estimate:
                 "data": self.examples * (BYTES_PER_EXAMPLE + BYTES_PER_TOKEN_IN_MEMORY * self.seq_len)}
 
 
-def _probe(module, inputs_at, T: int, mask_at) -> tuple[int, int]:
-    """(bytes created, FLOPs) of module(*inputs) on meta tensors at length T."""
-    created, flops = _CreatedBytes(), FlopCounterMode(display=False)
-    with torch.no_grad(), _MathSDPA(), flops, created:
+def _probe(module, inputs_at, T: int, mask_at) -> tuple[int, int, int]:
+    """(bytes saved for backward, largest tensor, FLOPs) of module(*inputs) on meta tensors at length T."""
+    saved, largest, flops = _SavedBytes(), _LargestTensor(), FlopCounterMode(display=False)
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saved.pack, lambda t: t), \
+            _MathSDPA(), flops, largest:
         module(*inputs_at(T), mask=mask_at(T))
-    return created.total, flops.get_total_flops() // 2
+    return saved.total, largest.largest, flops.get_total_flops() // 2
 
 
-def _at_length(module, inputs_at, mask_at, T: int) -> tuple[int, int]:
-    """(bytes, FLOPs) at length T, probed directly up to PROBE_LEN, extrapolated past it."""
+def _at_length(module, inputs_at, mask_at, T: int) -> tuple[int, ...]:
+    """_probe's figures at length T, probed directly up to PROBE_LEN, extrapolated past it."""
     if T <= PROBE_LEN:
         return _probe(module, inputs_at, T, mask_at)
     half, full = _probe(module, inputs_at, PROBE_LEN // 2, mask_at), _probe(module, inputs_at, PROBE_LEN, mask_at)
@@ -141,7 +160,7 @@ def _at_length(module, inputs_at, mask_at, T: int) -> tuple[int, int]:
     for lo, hi in zip(half, full):
         exponent = min(2.0, max(1.0, math.log2(hi / lo))) if lo > 0 and hi > 0 else 1.0
         out.append(int(hi * (T / PROBE_LEN) ** exponent))
-    return out[0], out[1]
+    return tuple(out)
 
 
 class _MixedForward(torch.nn.Module):
@@ -201,8 +220,8 @@ def _node_cost(node: dict, ctx, cache: dict, ops, MixedAttention) -> NodeCost:
         inner = getattr(module, "inner", None)
         run = _MixedForward(inner) if isinstance(inner, MixedAttention) else module
         cache[key] = _at_length(run, inputs_at, mask_at, ctx.max_len)
-    act, flops = cache[key]
-    return NodeCost(sum(p.numel() for p in module.parameters()), act, flops)
+    act, largest, flops = cache[key]
+    return NodeCost(sum(p.numel() for p in module.parameters()), act, flops, largest)
 
 
 def available_memory() -> int:
