@@ -19,7 +19,7 @@ class StrictConfig(BaseModel):
 
 def numbers_only(annotation: Any) -> bool:
     """Whether a field typed `annotation` takes numbers only (pydantic alone would read True as 1)."""
-    members = [m for m in _union_members(annotation) if m is not type(None)]
+    members = [m for m in union_members(annotation) if m is not type(None)]
     return bool(members) and all(_is_number(m) for m in members)
 
 
@@ -36,7 +36,7 @@ def bool_misuse(annotation: Any, value: Any) -> str | None:
     if isinstance(value, bool):
         return "" if numbers_only(annotation) else None
     if isinstance(value, (list, tuple)):
-        for member in _union_members(annotation):
+        for member in union_members(annotation):
             args = typing.get_args(member)
             if typing.get_origin(member) in (list, tuple) and args:
                 item_types = args[:-1] if args[-1] is Ellipsis else args
@@ -47,15 +47,15 @@ def bool_misuse(annotation: Any, value: Any) -> str | None:
     return None
 
 
-def _union_members(tp: Any) -> tuple:
+def union_members(tp: Any) -> tuple:
+    """The members of a Union (or `tp` itself)."""
     origin = typing.get_origin(tp)
     return typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
 
 
-def bool_message(value: Any, where: str) -> str:
+def bool_message(value: Any) -> str:
     shown = value if isinstance(value, bool) else next(v for v in value if isinstance(v, bool))
-    return (f"{str(shown).lower()} is a boolean, not a number{where} (YAML reads true/false/yes/no/on/off "
-            f"as booleans)")
+    return f"{str(shown).lower()} is a boolean, not a number (YAML reads true/false/yes/no/on/off as booleans)"
 
 
 def did_you_mean(bad: str, valid: Iterable[str]) -> str:
@@ -74,7 +74,7 @@ def parse_config(cls: type[StrictConfig], options: dict[str, Any] | None, what: 
                               key=str(key))
         item = bool_misuse(cls.model_fields[key].annotation, options[key])
         if item is not None:
-            raise ConfigError(f"{what}: option '{key}{item}': {bool_message(options[key], '')}",
+            raise ConfigError(f"{what}: option '{key}{item}': {bool_message(options[key])}",
                               key=f"{key}.{item[1:-1]}" if item else str(key))
     try:
         return cls(**options)

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 import difflib
-import types
 import typing
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from nasgraph.config import bool_message, bool_misuse, did_you_mean
+from nasgraph.config import bool_message, bool_misuse, did_you_mean, union_members
 from nasgraph.errors import SpecError
 from nasgraph.spec.paths import KeyPath
 from nasgraph.spec.schema import Spec
@@ -29,7 +28,7 @@ def _check_booleans(value: Any, tp: Any, path: KeyPath, error_at: ErrorAt) -> No
     """A boolean where the schema wants a number (`steps: true`) is an error, not 1."""
     item = bool_misuse(tp, value)
     if item is not None:
-        raise error_at(bool_message(value, ""), path + ((int(item[1:-1]),) if item else ()))
+        raise error_at(bool_message(value), path + ((int(item[1:-1]),) if item else ()))
     if isinstance(value, dict):
         children = value.items()
     elif isinstance(value, list):
@@ -141,19 +140,14 @@ def _nearest_task_key(path: KeyPath, raw: dict) -> KeyPath | None:
 def _as_model(tp: Any) -> type[BaseModel] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
-    for member in _union_members(tp):
+    for member in union_members(tp):
         if isinstance(member, type) and issubclass(member, BaseModel):
             return member
     return None
 
 
-def _union_members(tp: Any) -> tuple:
-    origin = typing.get_origin(tp)
-    return typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
-
-
 def _step(tp: Any, element: str | int) -> Any:
-    for member in _union_members(tp):
+    for member in union_members(tp):
         model = _as_model(member)
         if model is not None and isinstance(element, str) and element in model.model_fields:
             return model.model_fields[element].annotation
