@@ -27,12 +27,13 @@ def model_context(doc) -> ModelContext:
     try:
         task = tasks.parse_task(spec.task)
         vocab, classes = tasks.vocab_size(task), tasks.num_classes(task)
+        output = tasks.get(task.kind).output
     except ConfigError as err:
         raise doc.error(str(err), ("task", err.key) if err.key else ("task",)) from None
     return ModelContext(d_model=m.d_model, n_heads=m.n_heads, vocab_size=vocab, num_classes=classes,
                         max_len=task.max_len, dropout=m.dropout, norm=m.norm.type, position=m.position,
                         pooling=m.pooling, ffn_mult=m.ffn.mult, ffn_hidden=m.ffn.hidden,
-                        ffn_activation=m.ffn.activation)
+                        ffn_activation=m.ffn.activation, task_output=output)
 
 
 def _node_config(doc, nd: NodeDef, ctx: ModelContext):
@@ -122,9 +123,15 @@ def infer_shapes(doc, g: nx.DiGraph, ctx: ModelContext) -> None:
     out, node = g.nodes[name]["shape"], g.nodes[name]
     if not getattr(ops.get(node["op"]), "is_head", False):
         raise doc.error(f"the output '{name}' is a{'n' if node['op'][:1] in 'aeiou' else ''} {node['op']} "
-                        f"with shape {out}: end the graph with a head, which gives the task's "
-                        f"{ctx.num_classes} class logits", node["path"])
-    if len(out) == 2 and out[-1] != ctx.num_classes:
+                        f"with shape {out}: end the graph with a head ("
+                        f"{'lm_head' if ctx.task_output == 'token' else 'head'}), which gives the task's logits",
+                        node["path"])
+    if ctx.task_output == "token" and len(out) != 3:
+        raise doc.error(f"the output '{name}' must be per-position (B, T, vocab_size) logits "
+                        f"for task '{doc.spec.task.get('kind')}' (end in lm_head, no pool), got {out}", node["path"])
+    if ctx.task_output == "class" and len(out) != 2:
+        raise doc.error(f"the output '{name}' must be (B, num_classes) logits, got {out}", node["path"])
+    if ctx.task_output == "class" and out[-1] != ctx.num_classes:
         raise doc.error(f"the head gives {out[-1]} classes but the task has {ctx.num_classes}: drop "
                         f"num_classes or set it to {ctx.num_classes}", node["path"])
 
@@ -146,7 +153,7 @@ def compile_spec(doc, force: bool | None = None) -> nx.DiGraph:
 
     force = getattr(doc, "force", False) if force is None else force
     ctx = model_context(doc)
-    g = build_graph(doc, expand(doc, None if force else MAX_NODES), ctx)
+    g = build_graph(doc, expand(doc, ctx.task_output == "token", None if force else MAX_NODES), ctx)
     check_structure(doc, g)
     infer_shapes(doc, g, ctx)
     if not force:
