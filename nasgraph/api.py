@@ -167,20 +167,22 @@ def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), res
 class EvalResult:
     run: Path
     split: str
-    acc: float
+    acc: float            # per labelled example, or per labelled position (lm, mqar)
     loss: float
     n: int
+    metrics: dict = field(default_factory=dict)   # all of the task's metrics (bits_per_byte, ...)
 
     def to_json(self) -> dict:
-        return {"run": str(self.run), "split": self.split, "acc": self.acc, "loss": self.loss, "n": self.n}
+        return {**self.metrics, "run": str(self.run), "split": self.split, "acc": self.acc, "loss": self.loss,
+                "n": self.n}
 
 
 def evaluate(run: str | Path, split: str = "test") -> EvalResult:
-    """Accuracy and loss of a train run's last checkpoint on a split (train | val | test)."""
+    """Accuracy, loss and the task's own metrics of a train run's last checkpoint on a split."""
     from nasgraph.training.run import run_eval
 
     r = run_eval(run, split)
-    return EvalResult(Path(run), split, r["acc"], r["loss"], r["n"])
+    return EvalResult(Path(run), split, r["acc"], r["loss"], r["n"], dict(r))
 
 
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,

@@ -31,7 +31,8 @@ def run(args) -> int:
     result = export(args.source, args.output, checkpoint=args.checkpoint, overrides=args.overrides, atol=args.atol,
                     overwrite=args.force)
     meta = result.metadata
-    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
-          f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    n = len(json.loads(meta["nasgraph.class_names"]))
+    outputs = f"next-token logits over {n} tokens" if meta.get("nasgraph.output") == "token" else f"{n} classes"
+    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, {outputs})")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
     return 0

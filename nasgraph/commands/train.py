@@ -23,7 +23,9 @@ def run(args) -> int:
         print_json(trained.to_json())
         return 0
     result = trained.result
-    test = f", test acc {result['test']['acc']:.4f}" if "test" in result else ""
-    print(f"{trained.name}: {result['steps']} steps in {result['seconds']:.0f} s; val acc {result['val']['acc']:.4f}{test}")
+    metric = result["metric"]["name"]
+    test = f", test {metric} {result['test'][metric]:.4f}" if "test" in result else ""
+    print(f"{trained.name}: {result['steps']} steps in {result['seconds']:.0f} s; "
+          f"val {metric} {result['val'][metric]:.4f}{test}")
     print(f"wrote {trained.checkpoint}, {trained.report}")
     return 0
