@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, PositiveFloat, field_validator, model_validator
 
 from nasgraph.config import StrictConfig
 
@@ -68,15 +68,15 @@ class ModelSpec(StrictConfig):
     d_model: int = Field(gt=0)
     n_heads: int = Field(gt=0)
     n_layers: int | None = Field(None, gt=0)
-    layers: list[LayerSpec] | None = None
+    layers: list[LayerSpec] | None = Field(None, min_length=1)
     attention: AttentionSpec | None = None
     ffn: FFNSpec = FFNSpec()
     norm: NormSpec = NormSpec()
     position: Literal["learned", "sinusoidal", "none"] = "learned"
     pooling: Literal["cls", "mean"] = "cls"
     dropout: float = Field(0.0, ge=0, lt=1)
-    graph: list[dict[str, Any]] | None = None   # compact sequential form
-    nodes: dict[str, dict[str, Any]] | None = None  # explicit form
+    graph: list[dict[str, Any]] | None = Field(None, min_length=1)   # compact sequential form
+    nodes: dict[str, dict[str, Any]] | None = Field(None, min_length=1)  # explicit form
 
     @field_validator("attention", mode="before")
     @classmethod
@@ -105,7 +105,7 @@ def _is_attention_mapping(v) -> bool:
 class FlopsObjective(StrictConfig):
     weight: float = Field(0.1, ge=0)
     shape: Literal["add", "mul"] = "add"   # add: CE + w * cost/ref; mul: CE * (cost/target)^w (log form)
-    target: float | None = Field(None, gt=0)  # fraction of the largest architecture's cost (0..1] or None
+    target: float | None = Field(None, gt=0, le=1)  # fraction of the largest architecture's cost (0..1] or None
 
 
 class ObjectiveSpec(StrictConfig):
@@ -120,7 +120,7 @@ class SearchSpec(StrictConfig):
     alpha_weight_decay: float = Field(1e-3, ge=0)
     warmup_epochs: float = Field(0.0, ge=0)       # weights only, alphas frozen
     arch_every: int = Field(1, gt=0)              # one alpha step every N weight steps (search cost)
-    tau: tuple[float, float] = (10.0, 0.1)        # gdas: temperature from -> to
+    tau: tuple[PositiveFloat, PositiveFloat] = (10.0, 0.1)  # gdas: temperature from -> to
     derive: Literal["top1", "prune", "topk"] = "top1"  # fixed (DARTFormer): how heads are kept
     topk: int = Field(1, gt=0)
     finetune_steps: int = Field(100, ge=0)        # fixed + prune: steps after each drop
