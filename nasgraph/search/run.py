@@ -20,6 +20,7 @@ from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
 from nasgraph.training.rundir import RunDir
+from nasgraph.training.run import check_head
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -42,7 +43,8 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
     if not summary.choice_points:
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
-    run = RunDir(out, resume=resume, marker="spec.yaml")   # refuse a used folder before any long work
+    run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
+    run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
     if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
@@ -50,10 +52,10 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
         cost = CostTable.from_summary(summary)
     task_config = tasks.parse_task(spec.task)
     data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
-    run.write_spec(doc.raw)
-    return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data, task=task,
-                         out=Path(out), resume=resume,
-                         progress=progress, labels={cp.node: cp.candidates for cp in summary.choice_points},
+    check_head(doc, graph, data.class_names)
+    return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,
+                         task=task, out=Path(out), resume=resume, progress=progress,
+                         labels={cp.node: cp.candidates for cp in summary.choice_points},
                          steps=spec.search.steps or spec.train.steps)
 
 
@@ -63,8 +65,8 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
-    outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds, "candidates": ctx.labels, "choice": choice,
-               "agreement": agree, "labels": ctx.label_choice(choice), "cost": ctx.cost.of_choice(choice),
+    outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds,
+               "candidates": ctx.labels, "choice": choice, "agreement": agree, "labels": ctx.label_choice(choice), "cost": ctx.cost.of_choice(choice),
                "cost_kind": ctx.cost.kind, "cost_range": [ctx.cost.min_total, ctx.cost.max_total],
                "per_seed": per_seed_records(ctx, evidence)}
     run = RunDir(out, resume=True)

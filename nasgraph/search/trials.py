@@ -34,8 +34,7 @@ def build(ctx, choice: Choice, folder: Path):
     """(spec document, GraphModule) of `choice`; the derived spec is written to folder/spec.yaml."""
     from nasgraph.spec import load_spec
 
-    run = RunDir(folder, resume=folder.is_dir(), marker="spec.yaml")
-    path = run.write_spec(derive_spec(ctx.doc.raw, ctx.graph, choice))
+    path = RunDir(folder).write_spec(derive_spec(ctx.doc.raw, ctx.graph, choice))
     doc = load_spec(path)
     return doc, GraphModule(compile_spec(doc))
 

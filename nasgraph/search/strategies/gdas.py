@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from pydantic import PositiveFloat
 
 from nasgraph.search.strategies._supernet import AlphaConfig, SupernetStrategy
 from nasgraph.search.strategies.registry import register
 
 
 class GdasConfig(AlphaConfig):
-    tau: tuple[float, float] = (10.0, 0.1)        # Gumbel temperature, linear from -> to
+    tau: tuple[PositiveFloat, PositiveFloat] = (10.0, 0.1)   # Gumbel temperature, linear from -> to
 
 
 @register("gdas")
