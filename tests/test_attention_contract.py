@@ -18,11 +18,14 @@ D, H, B = 32, 4, 2
 LONGEST = 64  # the largest tested T, and max_len of bounded types
 NAMES = attention.names()
 FORMS = [pytest.param(name, causal, id=f"{name}-{'causal' if causal else 'full'}")
-         for name in NAMES for causal in (False, True) if not causal or attention.get(name).caps.causal]
+         for name in NAMES for causal in (False, True)
+         if (attention.get(name).caps.causal if causal else attention.get(name).caps.noncausal)]
 
 
-def build(name: str, causal: bool = False, max_len: int = LONGEST, **kwargs) -> Attention:
+def build(name: str, causal: bool | None = None, max_len: int = LONGEST, **kwargs) -> Attention:
+    """The type with seed 0; causal=None: its non-causal form, or the causal one for causal-only types."""
     torch.manual_seed(0)
+    causal = not attention.get(name).caps.noncausal if causal is None else causal
     bounded = attention.get(name).caps.bounded
     return attention.build(name, D, H, causal=causal, max_len=max_len if bounded else None, **kwargs)
 
@@ -130,6 +133,15 @@ def test_bounded_types_raise_on_too_long_input(name):
     assert module(torch.randn(1, 16, D)).shape == (1, 16, D)
     with pytest.raises(SequenceTooLongError, match="17.*16"):
         module(torch.randn(1, 17, D))
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_noncausal_request_refused_for_causal_only_types(name):
+    if attention.get(name).caps.noncausal:
+        pytest.skip(f"'{name}' has a non-causal form (caps.noncausal=True)")
+    with pytest.raises(ConfigError, match="causal-only") as err:
+        build(name, causal=False)
+    assert "softmax" in str(err.value) and name not in str(err.value).split("form:")[-1]
 
 
 @pytest.mark.parametrize("name", NAMES)

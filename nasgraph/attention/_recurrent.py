@@ -52,30 +52,44 @@ def chunks_first(t: Tensor) -> Tensor:
     return t.movedim(2, 0)
 
 
-def pair_decay(G: Tensor, diagonal: bool = True) -> Tensor:
-    """exp(G_i - G_j) for j <= i (j < i when diagonal=False), else 0: (..., C, 1) -> (..., C, C)."""
-    C = G.shape[-2]
-    keep = torch.ones(C, C, dtype=torch.bool, device=G.device).tril(0 if diagonal else -1)
-    diff = G - G.transpose(-2, -1)                                    # (..., C, C)
-    return torch.exp(torch.where(keep, diff, diff.new_full((), NEG_BIG)))
+def segment_sums(g: Tensor, diagonal: bool = True) -> Tensor:
+    """s[i, j] = g_{j+1} + ... + g_i for j <= i (j < i when diagonal=False), NEG_BIG above:
+    (..., C, d) -> (..., C, C, d).
+
+    Summed term by term (a masked cumsum), not as G_i - G_j of cumulative sums: with strong decays
+    G is large and the difference would lose the digits that matter.
+    """
+    C = g.shape[-2]
+    below = torch.ones(C, C, dtype=torch.bool, device=g.device).tril(-1)[..., None]  # (C, C, 1) j < i
+    terms = torch.where(below, g[..., :, None, :], g.new_zeros(()))   # (..., C, C, d): g_i where j < i
+    sums = terms.cumsum(-3)                                           # (..., C, C, d)
+    keep = below | torch.eye(C, dtype=torch.bool, device=g.device)[..., None] if diagonal else below
+    return torch.where(keep, sums, g.new_full((), NEG_BIG))
+
+
+def chunk_decays(g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Log-decays of one chunk layout (B, H, n, C, d) -> exp of: from the chunk start to i (inclusive),
+    from j to the chunk end (exclusive of j), the whole chunk, and i <- j pairs (j <= i; else 0).
+
+    Shapes (B, H, n, C, d), (B, H, n, C, d), (B, H, n, 1, d), (B, H, n, C, C, d).
+    """
+    pairs = segment_sums(g)                                           # (B, H, n, C, C, d)
+    G = g.cumsum(3)                                                   # (B, H, n, C, d)
+    to_end = pairs[..., -1, :, :]                                     # (B, H, n, C, d): g_{j+1..C-1}
+    return torch.exp(G), torch.exp(to_end), torch.exp(G[..., -1:, :]), torch.exp(pairs)
 
 
 def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> Tensor:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), g: (B, H, T, 1 or dk) -> (B, H, T, dv); T % chunk == 0."""
     qc, kc, vc, gc = (chunks(t, chunk) for t in (q, k, v, g))        # (B, H, n, C, .)
-    G = gc.cumsum(3)                                                  # (B, H, n, C, 1|dk) inclusive
-    last = G[..., -1:, :]                                             # (B, H, n, 1, 1|dk)
+    from_start, to_end, whole, pairs = chunk_decays(gc)               # see chunk_decays
     if g.shape[-1] == 1:                                              # scalar decay: a C x C mask
-        scores = (qc @ kc.transpose(-2, -1)) * pair_decay(G)          # (B, H, n, C, C)
+        scores = (qc @ kc.transpose(-2, -1)) * pairs[..., 0]          # (B, H, n, C, C)
     else:                                                             # per key dim: (C, C, dk) decays
-        C = chunk
-        keep = torch.ones(C, C, dtype=torch.bool, device=q.device).tril()[..., None]  # (C, C, 1)
-        diff = G[..., :, None, :] - G[..., None, :, :]                # (B, H, n, C, C, dk)
-        decay = torch.exp(torch.where(keep, diff, diff.new_full((), NEG_BIG)))
-        scores = torch.einsum("bhnik,bhnijk->bhnij", qc, decay * kc[..., None, :, :])  # (B, H, n, C, C)
+        scores = torch.einsum("bhnik,bhnijk->bhnij", qc, pairs * kc[..., None, :, :])  # (B, H, n, C, C)
     intra = scores @ vc                                               # (B, H, n, C, dv)
-    update = (kc * torch.exp(last - G)).transpose(-2, -1) @ vc        # (B, H, n, dk, dv)
-    carry = torch.exp(last).transpose(-2, -1)                         # (B, H, n, 1|dk, 1)
+    update = (kc * to_end).transpose(-2, -1) @ vc                     # (B, H, n, dk, dv)
+    carry = whole.transpose(-2, -1)                                   # (B, H, n, 1|dk, 1)
 
     def step(S: Tensor, d: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
         return d * S + u, S + 0                                       # next state, state before
@@ -83,7 +97,7 @@ def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> Te
     B, H, _, _, dv = vc.shape
     S0 = q.new_zeros(B, H, q.shape[-1], dv)                           # (B, H, dk, dv)
     _, before = scan_chunks(step, S0, (chunks_first(carry), chunks_first(update)))  # (n, B, H, dk, dv)
-    inter = (qc * torch.exp(G)) @ before.movedim(0, 2)                # (B, H, n, C, dv)
+    inter = (qc * from_start) @ before.movedim(0, 2)                  # (B, H, n, C, dv)
     return (inter + intra).flatten(2, 3)                              # (B, H, T, dv)
 
 
@@ -108,13 +122,12 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, 
         qk = (qc @ kc.transpose(-2, -1)).masked_fill(strict.T, 0.0)   # (B, H, n, C, C) j <= i
         kd, qd, carry = kc, qc, None
     else:
-        G = chunks(g, chunk).cumsum(3)                                # (B, H, n, C, 1)
-        last = G[..., -1:, :]                                         # (B, H, n, 1, 1)
-        L = (kb @ kc.transpose(-2, -1)) * pair_decay(G, diagonal=False)  # (B, H, n, C, C)
-        qk = (qc @ kc.transpose(-2, -1)) * pair_decay(G)              # (B, H, n, C, C)
-        kb = kb * torch.exp(G)                                        # decay from the chunk start
-        kd, qd = kc * torch.exp(last - G), qc * torch.exp(G)          # (B, H, n, C, dk)
-        carry = chunks_first(torch.exp(last))                         # (n, B, H, 1, 1)
+        from_start, to_end, whole, pairs = chunk_decays(chunks(g, chunk))  # see chunk_decays
+        L = (kb @ kc.transpose(-2, -1)) * pairs[..., 0].tril(-1)      # (B, H, n, C, C) j < i
+        qk = (qc @ kc.transpose(-2, -1)) * pairs[..., 0]              # (B, H, n, C, C) j <= i
+        kb = kb * from_start                                          # decay from the chunk start
+        kd, qd = kc * to_end, qc * from_start                         # (B, H, n, C, dk)
+        carry = chunks_first(whole)                                   # (n, B, H, 1, 1)
     T_inv = unit_lower_inverse(L)                                     # (B, H, n, C, C)
     W, U = T_inv @ kb, T_inv @ (vc * bc)                              # (B, H, n, C, dk), (B, H, n, C, dv)
 

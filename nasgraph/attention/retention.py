@@ -21,8 +21,8 @@ class RetentionConfig(RecurrentConfig):
 
 
 def retention_log_decays(n_heads: int) -> torch.Tensor:
-    """log gamma_h = log(1 - 2^(-5 - h)), h = 0 .. H-1: (H,)."""
-    return torch.tensor([math.log(1 - 2.0 ** (-5 - h)) for h in range(n_heads)])
+    """log gamma_h = log(1 - 2^(-5 - h)), h = 0 .. H-1: (H,) float64 (cast to the input's dtype in use)."""
+    return torch.tensor([math.log1p(-2.0 ** (-5 - h)) for h in range(n_heads)], dtype=torch.float64)
 
 
 @register("retention")

@@ -51,6 +51,10 @@ def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int
             causal_types = [n for n in attention.names() if attention.get(n).caps.causal]
             raise error_at(f"attention '{name}' has no causal form (causal: true); types with one: "
                            f"{', '.join(causal_types)}", where)
+        if not attn.causal and not cls.caps.noncausal:
+            both = [n for n in attention.names() if attention.get(n).caps.noncausal]
+            raise error_at(f"attention '{name}' is causal-only (a recurrence): set causal: true in this "
+                           f"attention, or use a type with a non-causal form: {', '.join(both)}", where)
         if cls.caps.bounded and max_len is None:
             raise error_at(f"attention '{name}' is bounded by its sequence length and needs the task's "
                            f"max_len: add task.max_len", where)
