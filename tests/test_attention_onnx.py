@@ -38,6 +38,8 @@ def skip_reason(name: str, causal: bool) -> str | None:
         return f"{name}: caps.exportable=False (declared in {where})"
     if causal and not caps.causal:
         return f"{name}: caps.causal=False, no causal form to export"
+    if not causal and not caps.noncausal:
+        return f"{name}: caps.noncausal=False, causal-only (a recurrence), no non-causal form to export"
     if not caps.exact:
         return f"{name}: caps.exact=False, outputs are random per call so ONNX cannot match"
     return None

@@ -11,8 +11,8 @@ Training form: the sequence is cut into chunks of C positions. Inside a chunk ev
 matrix product over all chunks at once (a masked C x C attention with exact decays, exp of differences
 of cumulative log-decays, never exp of a cumulative sum alone, so nothing overflows). Between chunks
 the state is passed on by `scan_chunks`: a Python loop over chunks in eager mode (one step costs a few
-small products, no per-token work), `torch.ops.higher_order.scan` under torch.export, which becomes
-one ONNX Scan node, so the exported graph keeps a dynamic sequence length.
+small products, no per-token work; torch.compile unrolls it), `torch.ops.higher_order.scan` under
+torch.export, which becomes one ONNX Scan node, so the exported graph keeps a dynamic sequence length.
 
 The delta rule's chunk form is the WY/UT representation of Yang et al. 2024 (arXiv 2406.06484):
 U~ = T (b V) - T (b k exp(G)) S with T = (I + tril(diag(b) K K^T * decay, -1))^{-1}, the inverse by
@@ -30,15 +30,21 @@ NEG_BIG = -1e9  # exp(NEG_BIG) == 0: log-decay differences of pairs that must no
 
 def scan_chunks(step: Callable[..., tuple[Tensor, Tensor]], init: Tensor, xs: tuple[Tensor, ...]
                 ) -> tuple[Tensor, Tensor]:
-    """carry, y_n = step(carry, *[x[n] for x in xs]) over n = 0..N-1 -> (last carry, stacked y (N, ...))."""
-    if torch.compiler.is_compiling():  # torch.export / compile: one ONNX Scan, dynamic N
+    """carry, y_n = step(carry, *[x[n] for x in xs]) over n = 0..N-1 -> (last carry, stacked y (N, ...)).
+
+    y_n may be a tuple of tensors: each is stacked.
+    """
+    if torch.compiler.is_exporting():  # torch.export (inference): one ONNX Scan node, dynamic N
         from torch._higher_order_ops.scan import scan
 
-        return scan(lambda c, x: step(c, *x), init, xs)
+        # detached: scan's autograd wrapper saves symbolic sizes that the ONNX decomposition rejects
+        return scan(lambda c, x: step(c, *x), init.detach(), tuple(x.detach() for x in xs))
     carry, ys = init, []
     for n in range(xs[0].shape[0]):                                   # chunks, not tokens
         carry, y = step(carry, *(x[n] for x in xs))
         ys.append(y)
+    if isinstance(ys[0], tuple):
+        return carry, tuple(torch.stack(parts) for parts in zip(*ys))
     return carry, torch.stack(ys)
 
 
@@ -49,7 +55,7 @@ def chunks(t: Tensor, chunk: int) -> Tensor:
 
 def chunks_first(t: Tensor) -> Tensor:
     """(B, H, n, ...) -> (n, B, H, ...): the chunk axis first, for scan_chunks."""
-    return t.movedim(2, 0)
+    return t.movedim(2, 0).contiguous()
 
 
 def segment_sums(g: Tensor, diagonal: bool = True) -> Tensor:
@@ -134,14 +140,13 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, 
     def step(S: Tensor, w: Tensor, u: Tensor, kd_n: Tensor, *d: Tensor) -> tuple[Tensor, Tensor]:
         new_u = u - w @ S                                             # (B, H, C, dv) pseudo-values
         S_next = (d[0] * S if d else S) + kd_n.transpose(-2, -1) @ new_u
-        return S_next, torch.cat([S, new_u], dim=-2)                  # (B, H, dk + C, dv)
+        return S_next, (S + 0, new_u)                                 # state before, pseudo-values
 
     B, H, _, dk = q.shape
     S0 = q.new_zeros(B, H, dk, vc.shape[-1])                          # (B, H, dk, dv)
     xs = tuple(chunks_first(t) for t in (W, U, kd)) + ((carry,) if carry is not None else ())
-    _, ys = scan_chunks(step, S0, xs)                                 # (n, B, H, dk + C, dv)
-    ys = ys.movedim(0, 2)                                             # (B, H, n, dk + C, dv)
-    before, new_u = ys[..., :dk, :], ys[..., dk:, :]                  # (B, H, n, dk, dv), (B, H, n, C, dv)
+    _, (before, new_u) = scan_chunks(step, S0, xs)                    # (n, B, H, dk, dv), (n, B, H, C, dv)
+    before, new_u = before.movedim(0, 2), new_u.movedim(0, 2)         # (B, H, n, ., dv)
     return (qd @ before + qk @ new_u).flatten(2, 3)                   # (B, H, T, dv)
 
 
