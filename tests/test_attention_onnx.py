@@ -18,8 +18,12 @@ EXPORT_SHAPE = (2, 50)                  # (B, T) traced at export
 CHECK_SHAPES = [(3, 13), (3, MAX_LEN)]  # other batch, odd and maximal lengths
 ATOL = 1e-4
 
-CASES = [pytest.param(name, causal, id=f"{name}-{'causal' if causal else 'full'}")
+# Options that take another code path in the exported graph (grouped-query heads, sink keys).
+VARIANTS = [("softmax", True, {"n_kv_heads": 2}), ("sliding_window", True, {"window": 8, "sinks": 3})]
+CASES = [pytest.param(name, causal, {}, id=f"{name}-{'causal' if causal else 'full'}")
          for name in names() for causal in (False, True)]
+CASES += [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options}")
+          for name, causal, options in VARIANTS]
 
 
 def padded_inputs(B: int, T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,15 +49,15 @@ def skip_reason(name: str, causal: bool) -> str | None:
     return None
 
 
-@pytest.mark.parametrize("name,causal", CASES)
-def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
+@pytest.mark.parametrize("name,causal,options", CASES)
+def test_exports_with_dynamic_axes_and_matches_ort(name, causal, options, tmp_path):
     reason = skip_reason(name, causal)
     if reason:
         pytest.skip(reason)
     caps = get(name).caps
     torch.manual_seed(0)
     attn = build(name, D_MODEL, N_HEADS, causal=causal,
-                 max_len=MAX_LEN if caps.bounded else None).eval()
+                 max_len=MAX_LEN if caps.bounded else None, **options).eval()
     example = padded_inputs(*EXPORT_SHAPE, seed=0)
     checks = [padded_inputs(B, T, seed=i + 1) for i, (B, T) in enumerate(CHECK_SHAPES)]
 
