@@ -268,10 +268,23 @@ def chunk_decays(P: int, Tc: int, C: int, d: int) -> int:
     return P * Tc * C * d + P * Tc * d + 2 * P * Tc * d + P * (Tc // C) * d + P * Tc * C * d
 
 
+def decayed_linear_per_dim(P: int, Tc: int, dk: int, dv: int, C: int) -> int:
+    """_recurrent.decayed_linear_per_dim: each chunk whole in the scan step."""
+    n = Tc // C
+    decays = P * C * dk + 2 * P * C * C * dk + P * C * dk  # cumsum; pair differences, exp; exp(G)
+    scores = 2 * P * C * C * dk + P * C * C * dv     # pairs * k, einsum with q; @ v
+    inter = P * C * dk + P * C * dk * dv + P * C * dv  # q * from_start, @ S, + intra
+    update = 2 * P * C * dk + P * dk + P * dk * dv + P * C * dk + P * C * dk * dv + P * dk * dv
+    #        exp(last - G), exp(last); whole * S; k * to_end, ^T @ v, +
+    return n * (decays + scores + inter) + (n - 1) * update  # the last chunk's update is unused (dropped)
+
+
 def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int) -> int:
     """_recurrent.decayed_linear: P = B * H rows, d = 1 (scalar decay) or dk (per key dim)."""
+    if d != 1:
+        return decayed_linear_per_dim(P, Tc, dk, dv, C)
     n = Tc // C
-    scores = P * Tc * C * dk + (P * Tc * C if d == 1 else P * Tc * C * dk)  # q k^T * decays | einsum after *
+    scores = P * Tc * C * dk + P * Tc * C            # q k^T * decays
     intra = P * Tc * C * dv                          # scores @ v
     update = P * Tc * dk + P * Tc * dk * dv          # k * to_end; ^T @ v per chunk
     scan = (3 * n - 2) * P * dk * dv                 # per chunk: d * S, + u, S + 0; the last state is
