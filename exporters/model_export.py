@@ -1,4 +1,5 @@
-"""Export a trained nasgraph model to one verified ONNX file: `tokens` (B, T) int64 -> `logits` (B, C).
+"""Export a trained nasgraph model to one verified ONNX file: `tokens` (B, T) int64 -> `logits` (B, C),
+or (B, T, V) per-position logits for a language model (metadata `nasgraph.output` = "token").
 
 The padding mask is computed inside the graph (tokens != <pad>), so a caller feeds token ids only.
 Every export is checked against PyTorch on real task inputs (the validation split's shortest and
@@ -45,7 +46,7 @@ class LogitsFromTokens(torch.nn.Module):
         self.model = model
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)                                         # (B, C)
+        return self.model(tokens)                                         # (B, C) or (B, T, V)
 
 
 @dataclass
@@ -58,6 +59,7 @@ class TaskInfo:
     max_len: int
     check_split: Split = field(repr=False, default_factory=lambda: Split([], []))
     check_split_name: str = "val"
+    output: str = "class"                    # "token": per-position logits (B, T, V) of a causal LM
 
 
 @dataclass
@@ -82,7 +84,7 @@ def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
     if name is None:
         raise NasgraphError(f"task '{config.kind}' has no examples to check the export on")
     return TaskInfo(list(data.vocab), list(data.class_names), dict(data.tokenizer), int(config.max_len),
-                    data.splits[name], name)
+                    data.splits[name], name, tasks.get(config.kind).output)
 
 
 def _pad(rows: list[list[int]], T: int) -> torch.Tensor:
@@ -121,6 +123,7 @@ def model_metadata(doc, task: TaskInfo, source: str) -> dict[str, str]:
             "nasgraph.class_names": json.dumps(task.class_names, ensure_ascii=False),
             "nasgraph.tokenizer": json.dumps(task.tokenizer, ensure_ascii=False),
             "nasgraph.max_len": str(task.max_len),
+            "nasgraph.output": task.output,
             "nasgraph.source": source}
 
 

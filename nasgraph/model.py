@@ -1,7 +1,8 @@
 """GraphModule: one nn.Module that runs a compiled op graph in topological order.
 
 The same class instantiates the search supernet (choice points become MixedAttention layers) and the
-derived discrete model (fixed or per-head attention): there is no second model definition.
+derived discrete model (fixed or per-head attention): there is no second model definition. A search
+strategy attaches its mixer to the mixed layers (`mixed_layers()`); the model knows nothing of it.
 """
 from __future__ import annotations
 
@@ -10,8 +11,10 @@ import torch
 from torch import nn
 
 from nasgraph import ops
+from nasgraph.errors import NasgraphError
 from nasgraph.graph.expand import INPUT
 from nasgraph.ops.base import ModelContext
+from nasgraph.ops.mixed_attention import MixedAttention
 from nasgraph.tasks.base import PAD_ID
 
 
@@ -21,9 +24,10 @@ def module_key(node: str) -> str:
 
 
 class GraphModule(nn.Module):
-    """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes)."""
+    """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes), or (B, T, vocab_size) for a
+    per-position task (lm_head)."""
 
-    def __init__(self, graph: nx.DiGraph, mixer=None):
+    def __init__(self, graph: nx.DiGraph):
         super().__init__()
         self.ctx = ModelContext(**graph.graph["ctx"])
         self.order = [n for n in nx.topological_sort(graph) if n != INPUT]
@@ -32,12 +36,11 @@ class GraphModule(nn.Module):
         self.nodes = nn.ModuleDict()
         for n in self.order:
             node = graph.nodes[n]
-            op_cls = ops.get(node["op"])
             cfg = ops.parse_options(node["op"], node["params"])
-            module = op_cls(cfg, self.ctx, mixer=mixer) if node["op"] == "attention" else op_cls(cfg, self.ctx)
-            self.nodes[module_key(n)] = module
+            self.nodes[module_key(n)] = ops.get(node["op"])(cfg, self.ctx)
         for n, layer in self.mixed_layers().items():
             layer.node = n
+        self._tie_heads(graph)
         # free each intermediate value after its last use (peak memory of long graphs)
         last_use: dict[str, str] = {}
         for n in self.order:
@@ -53,12 +56,22 @@ class GraphModule(nn.Module):
             values[n] = self.nodes[module_key(n)](*[values[i] for i in self.inputs[n]], mask=mask)
             for i in self.release[n]:
                 del values[i]
-        return values[self.output]                                        # (B, num_classes)
+        return values[self.output]                                        # (B, C) or (B, T, V)
+
+    def _tie_heads(self, graph: nx.DiGraph) -> None:
+        """lm_head with `tie: true` shares the weight of the one embedding of the token input."""
+        tied = [n for n in self.order if graph.nodes[n]["op"] == "lm_head" and graph.nodes[n]["params"].get("tie")]
+        if not tied:
+            return
+        embeds = [n for n in self.order if graph.nodes[n]["op"] == "embedding"]
+        if len(embeds) != 1:
+            raise NasgraphError(f"lm_head '{tied[0]}' has tie: true, but the graph has {len(embeds)} embeddings "
+                                f"({', '.join(embeds) or 'none'}); tying needs exactly one")
+        for n in tied:
+            self.nodes[module_key(n)].tie_to(self.nodes[module_key(embeds[0])].token)
 
     def mixed_layers(self) -> dict[str, nn.Module]:
         """Choice points: node name -> MixedAttention."""
-        from nasgraph.search.mixed import MixedAttention
-
         return {n: m.inner for n in self.order
                 if isinstance(m := self.nodes[module_key(n)], ops.get("attention")) and isinstance(m.inner, MixedAttention)}
 

@@ -1,79 +1,32 @@
 """Every registered attention type exports (dynamo, opset 18, dynamic batch and sequence, padding mask)
 and matches ONNX Runtime within 1e-4 at two other sequence lengths and another batch size.
 
-Parametrized over nasgraph.attention.names(): a new type is covered without touching this file.
-Types that declare caps.exportable=False (or have no causal form) are skipped with the reason.
+Parametrized over nasgraph.attention.names(): a new type is covered without touching this file. The
+check is exporters.attention_check (also run by `nasgraph check-attention`); types that declare
+caps.exportable=False (or caps.exact=False) are skipped with the reason.
 """
 from __future__ import annotations
 
-import onnx
 import pytest
-import torch
 
-from exporters import batch_seq_axes, export_verified, read_metadata
-from nasgraph.attention import build, get, names
+from exporters.attention_check import ONNX_CHECK, export_and_parity
+from nasgraph.attention import names
+from nasgraph.attention.contract import Skipped, forms
 
-D_MODEL, N_HEADS, MAX_LEN = 32, 4, 64
-EXPORT_SHAPE = (2, 50)                  # (B, T) traced at export
-CHECK_SHAPES = [(3, 13), (3, MAX_LEN)]  # other batch, odd and maximal lengths
-ATOL = 1e-4
-
-# Options that take another code path in the exported graph (grouped-query heads, sink keys).
-VARIANTS = [("softmax", True, {"n_kv_heads": 2}), ("sliding_window", True, {"window": 8, "sinks": 3})]
-CASES = [pytest.param(name, causal, {}, id=f"{name}-{'causal' if causal else 'full'}")
-         for name in names() for causal in (False, True)]
-CASES += [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options}")
-          for name, causal, options in VARIANTS]
+CASES = [pytest.param(name, causal, id=f"{name}-{'causal' if causal else 'full'}")
+         for name in names() for causal in forms(name, ONNX_CHECK)]
 
 
-def padded_inputs(B: int, T: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """x: (B, T, D) and a padding mask (B, T) whose rows keep T, T-3, T//2, ... real tokens."""
-    gen = torch.Generator().manual_seed(seed)
-    x = torch.randn(B, T, D_MODEL, generator=gen)                      # (B, T, D)
-    lengths = torch.tensor([T, T - 3, T // 2, T - 1][:B]).clamp(min=1)  # (B,)
-    mask = torch.arange(T)[None, :] < lengths[:, None]                 # (B, T) bool
-    return x, mask
+@pytest.mark.parametrize("name,causal", CASES)
+def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
+    try:
+        ONNX_CHECK.run(name, causal, tmp_path)
+    except Skipped as why:
+        pytest.skip(str(why))
 
 
-def skip_reason(name: str, causal: bool) -> str | None:
-    caps = get(name).caps
-    where = get(name).__module__
-    if not caps.exportable:
-        return f"{name}: caps.exportable=False (declared in {where})"
-    if causal and not caps.causal:
-        return f"{name}: caps.causal=False, no causal form to export"
-    if not causal and not caps.noncausal:
-        return f"{name}: caps.noncausal=False, causal-only (a recurrence), no non-causal form to export"
-    if not caps.exact:
-        return f"{name}: caps.exact=False, outputs are random per call so ONNX cannot match"
-    return None
-
-
-@pytest.mark.parametrize("name,causal,options", CASES)
-def test_exports_with_dynamic_axes_and_matches_ort(name, causal, options, tmp_path):
-    reason = skip_reason(name, causal)
-    if reason:
-        pytest.skip(reason)
-    caps = get(name).caps
-    torch.manual_seed(0)
-    attn = build(name, D_MODEL, N_HEADS, causal=causal,
-                 max_len=MAX_LEN if caps.bounded else None, **options).eval()
-    example = padded_inputs(*EXPORT_SHAPE, seed=0)
-    checks = [padded_inputs(B, T, seed=i + 1) for i, (B, T) in enumerate(CHECK_SHAPES)]
-
-    path, report = export_verified(
-        attn, example, tmp_path / f"{name}.onnx", checks, atol=ATOL,
-        input_names=["x", "mask"], output_names=["y"], dynamic_axes=batch_seq_axes("x", "mask"),
-        axis_max={"seq": MAX_LEN} if caps.bounded else None, opset=18, fallback=False,
-        metadata={"attention": name, "causal": str(causal)})
-
-    assert report.ok and len(report.cases) == len(CHECK_SHAPES), report.summary()
-    meta = read_metadata(path)
-    assert meta["nasgraph.exporter"] == "dynamo" and int(meta["nasgraph.opset"]) >= 18
-    assert meta["attention"] == name
-    graph = onnx.load(str(path)).graph
-    inputs = {i.name: [d.dim_param for d in i.type.tensor_type.shape.dim] for i in graph.input}
-    assert inputs["x"][:2] == ["batch", "seq"], inputs
-    if caps.padding_mask:
-        assert inputs["mask"] == ["batch", "seq"], f"mask input missing or static: {inputs}"
-
+@pytest.mark.parametrize("name,options", [("softmax", {"n_kv_heads": 2}),
+                                          ("sliding_window", {"window": 8, "sinks": 3})])
+def test_option_paths_export_too(name, options, tmp_path):
+    """Options that change the exported graph: grouped-query heads, sink keys (causal form)."""
+    export_and_parity(name, True, tmp_path, **options)

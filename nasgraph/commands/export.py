@@ -22,27 +22,17 @@ def add_arguments(p) -> None:
 
 
 def run(args) -> int:
-    from exporters.model_export import export_checkpoint, export_run
+    from nasgraph.api import export
 
     if args.output.exists() and not args.force:
         raise NasgraphError(f"{args.output} already exists; pass --force to replace it (nothing was written)")
     if args.atol is not None and args.atol <= 0:
         raise NasgraphError(f"--atol must be > 0, got {args.atol}")
-    if args.source.is_dir():
-        if args.checkpoint or args.overrides:
-            raise NasgraphError(f"{args.source} is a run folder: it brings its own spec and checkpoint "
-                                "(--checkpoint and --set are for a spec source)")
-        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force)
-    elif args.source.is_file():
-        if args.checkpoint is None:
-            raise NasgraphError(f"{args.source} is a spec: pass --checkpoint with its trained weights "
-                                "(or give a train run folder instead)")
-        result = export_checkpoint(args.source, args.checkpoint, args.output, overrides=args.overrides,
-                                   atol=args.atol, overwrite=args.force)
-    else:
-        raise NasgraphError(f"{args.source}: no such run folder or spec file")
+    result = export(args.source, args.output, checkpoint=args.checkpoint, overrides=args.overrides, atol=args.atol,
+                    overwrite=args.force)
     meta = result.metadata
-    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
-          f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    n = len(json.loads(meta["nasgraph.class_names"]))
+    outputs = f"next-token logits over {n} tokens" if meta.get("nasgraph.output") == "token" else f"{n} classes"
+    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, {outputs})")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
     return 0
