@@ -20,7 +20,8 @@ def run(args) -> int:
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
-    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
+    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress,
+                   force=args.force)
     if args.json:
         print_json(found.to_json())
         return 0

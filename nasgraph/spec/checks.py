@@ -82,6 +82,7 @@ def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None, causal_
     `max_len` is the task's (parsed, defaults applied): bounded attention types are built with it.
     """
     model = spec.model
+    _check_form_keys(model, raw.get("model") or {}, error_at)
     if model.d_model % model.n_heads:
         raise error_at(f"d_model {model.d_model} is not divisible by n_heads {model.n_heads}",
                        ("model", "n_heads"))
@@ -94,6 +95,25 @@ def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None, causal_
     for attn, path in sites:
         check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path),
                         causal_task=causal_task)
+
+
+STANDARD_ONLY = {"n_layers": "the layers are the graph's own",
+                 "layers": "the layers are the graph's own",
+                 "attention": "each attention step or node carries its own candidates"}
+
+
+def _check_form_keys(model, raw_model: dict, error_at: ErrorAt) -> None:
+    """Keys of the standard encoder are errors in the `graph:` and `nodes:` forms (never ignored)."""
+    form = "graph" if model.graph is not None else "nodes" if model.nodes is not None else None
+    if form is None:
+        return
+    for key, why in STANDARD_ONLY.items():
+        if key in raw_model:
+            raise error_at(f"'{key}' belongs to the standard encoder and has no effect with '{form}' "
+                           f"({why}): remove it", ("model", key))
+    if isinstance(raw_model.get("norm"), dict) and "placement" in raw_model["norm"]:
+        raise error_at(f"norm.placement belongs to the standard encoder and has no effect with '{form}' "
+                       f"(place the norm steps yourself): remove it", ("model", "norm", "placement"))
 
 
 def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None):
