@@ -46,7 +46,10 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     import_spec_plugins(raw, Path(file).parent, error_at)
     spec = validate(raw, error_at)
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
-    check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None))
+    from nasgraph import tasks  # loaded by check_task already
+
+    check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None),
+                causal_task=tasks.get(task.kind).output == "token")
     check_strategy(spec, error_at)
     check_search(spec, raw, error_at)
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
