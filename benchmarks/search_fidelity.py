@@ -199,7 +199,8 @@ def markdown(results: dict, args) -> str:
         plain = [r for r in rows if r["strategy"] == s and not r["cost_weight"]]
         cost = [r for r in rows if r["strategy"] == s and r["cost_weight"]]
         taus = [r["tau"] for r in plain if r["tau"] is not None]
-        agree = [len({r["pick"] for r in plain if r["task"] == n}) == 1 for n in results]
+        agree = [len(p) == 1 for t in results.values()
+                 if (p := {r["pick"] for r in t["rows"] if r["strategy"] == s and not r["cost_weight"]})]
         lines.append(f"| {s} | {sum(r['within_1pt'] for r in plain)}/{len(plain)} | "
                      f"{sum(r['pareto'] for r in cost)}/{len(cost)} | "
                      f"{statistics.mean(taus) if taus else float('nan'):.2f} | "

@@ -113,7 +113,7 @@ class ObjectiveSpec(StrictConfig):
     latency: FlopsObjective | None = None  # measured ONNX Runtime latency table (deploy side)
 
 
-DEFAULT_STRATEGY = "halving"
+DEFAULT_STRATEGY = "teacher"   # best by measurement: benchmarks/search_fidelity.py, README
 
 
 class SearchSpec(StrictConfig):
