@@ -104,9 +104,8 @@ class RunDir:
         """Write the spec snapshot of a fresh run; on resume compare with it first.
 
         The requested spec (after --set) must equal the snapshot, except the dotted keys in `extend`;
-        returns those that differ. Anything else: NasgraphError
-        naming the keys. The snapshot is not changed here (the caller rewrites it once the change is
-        accepted).
+        returns those that differ (the caller rewrites the snapshot once it accepts them). Any other
+        difference: NasgraphError naming the keys, the snapshot untouched.
         """
         p = self.file("spec.yaml")
         if not (resume and p.exists()):
