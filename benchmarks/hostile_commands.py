@@ -4,7 +4,7 @@
 
 Builds one trained run, its export and one search run, then runs every case below as its own
 `python -m nasgraph ...` process (per-case time limit). A case is clean when it exits with the
-expected code (2 for refusals) with one stderr line naming the file or option, no traceback, every
+expected code (2 for refusals) with one printable stderr line naming the file or option, no traceback, every
 file it was given unchanged (sha256 before/after) and no payload run. Writes
 benchmarks/out/hostile_commands.{md,json}.
 """
@@ -226,7 +226,8 @@ def run_case(case: Case, w: Path, timeout: float) -> dict:
         outcome = "traceback"
     elif proc.returncode != case.expect:
         outcome = f"exit {proc.returncode}"
-    elif case.expect == 2 and (len(lines) != 1 or not all(n in lines[0] for n in case.names)):
+    elif case.expect == 2 and (len(lines) != 1 or not lines[0].isprintable()
+                               or not all(n in lines[0] for n in case.names)):
         outcome = "unclear message"
     if tree_hash(keep) != before:
         outcome = "file changed"

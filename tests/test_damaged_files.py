@@ -217,4 +217,5 @@ def test_text_task_on_a_binary_table(write_spec, tmp_path, capsys, suffix, data)
         model: {{d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}}
         train: {{steps: 2, batch_size: 4}}
         """, "text.yaml")
-    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], f"data{suffix}", keep=(table,))
+    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], f"data{suffix}", "binary file",
+            keep=(table,))
