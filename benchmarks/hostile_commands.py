@@ -117,7 +117,10 @@ def build_cases(w: Path) -> list[Case]:
     (w / "log-run" / "metrics.jsonl").write_text("{bad\n" + (w / "run" / "metrics.jsonl").read_text())
     (w / "marker-run" / ".nasgraph-run.json").write_text("{")
     (w / "tiny.yaml").write_text(textwrap.dedent(TRAIN).replace("seq_lens: [8]", "seq_lens: []"))
-    resume = lambda run, *extra: ["train", f"{run}/spec.yaml", "--out", run, "--resume", "--no-progress", *extra]  # noqa: E731
+
+    def resume(run: str, *extra: str) -> list[str]:
+        return ["train", f"{run}/spec.yaml", "--out", run, "--resume", "--no-progress", *extra]
+
     tr = lambda *extra: ["train", "t.yaml", "--out", "new", "--no-progress", *extra]  # noqa: E731
     return [
         # checkpoints: payloads and damage
@@ -235,8 +238,8 @@ def run_case(case: Case, w: Path, timeout: float) -> dict:
         outcome = "payload ran"
         for f in w.glob("flag-*"):
             f.unlink()
-    return {"case": case.name, "outcome": outcome, "exit": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
-            "message": lines[0][:300] if lines else ""}
+    return {"case": case.name, "outcome": outcome, "exit": proc.returncode,
+            "seconds": round(time.perf_counter() - t0, 1), "message": lines[0][:300] if lines else ""}
 
 
 def main() -> int:

@@ -74,9 +74,9 @@ def read_file(path: str | Path) -> object:
         found = next((l.split("GLOBAL", 1)[1].split(" was ")[0].strip() for l in str(err).splitlines()
                       if "GLOBAL" in l), None)
         if found and found.startswith("numpy"):
-            raise CheckpointError(f"{path}: refused: it pickles numpy objects ({found}), as checkpoints of earlier "
-                                  f"nasgraph versions did; those cannot be loaded without trusting the file to run code, "
-                                  f"so nothing in it was run: re-run the training with this version",
+            raise CheckpointError(f"{path}: refused: it pickles numpy objects ({found}), as checkpoints of "
+                                  f"earlier nasgraph versions did; those cannot be loaded without trusting the file "
+                                  f"to run code, so nothing in it was run: re-run the training with this version",
                                   unsafe=True) from None
         if found:
             raise CheckpointError(f"{path}: refused: it holds {found}, which only a code-running pickle needs "
