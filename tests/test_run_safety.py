@@ -108,7 +108,8 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_one(train_spec, tmp
     assert cli(["train", train_spec, "--out", str(cut), "--no-progress", "--resume", "--set", "train.steps=6"]) == 0
     err = capsys.readouterr().err
     assert "resuming from prev.pt (step 3)" in err and "Traceback" not in err
-    assert read_state(ckpts / "last.pt")["step"] == 6
+    assert read_state(ckpts / "last.pt")["step"] == 6 and read_state(ckpts / "prev.pt")["step"] == 3
+    assert (ckpts / "last.pt.damaged").stat().st_size == 500
 
 
 # -- run-folder ownership -------------------------------------------------------------------------------
