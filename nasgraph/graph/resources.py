@@ -83,7 +83,7 @@ def estimate(graph: nx.DiGraph) -> Estimate:
             continue
         try:
             est.nodes[n] = _node_cost(graph.nodes[n], ctx, cache)
-        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+        except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as err:  # sizes past int64
             raise Unsizable(n, err) from None
     return est
 
