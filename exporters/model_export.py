@@ -1,16 +1,23 @@
-"""Export a trained nasgraph model to one verified ONNX file: `tokens` (B, T) int64 -> `logits` (B, C).
+"""Export a trained nasgraph model to verified ONNX files: `tokens` (B, T) int64 -> `logits` (B, C).
 
-The padding mask is computed inside the graph (tokens != <pad>), so a caller feeds token ids only.
-Every export is checked against PyTorch on real task inputs (the validation split's shortest and
-longest examples, padded, at two sequence lengths) and lands only if they agree within
-`spec.export.atol`; the file carries what `nasgraph predict` needs (tokenizer, class names, max_len)
-and the derived spec it was built from.
+Two graphs land together:
+- `model.onnx`, the padded graph: the padding mask is computed inside (tokens != <pad>), so a caller
+  feeds token ids only, padded or not;
+- `model.unpadded.onnx`, the same weights with no mask at all, for batches without padding (batch 1,
+  equal lengths): softmax attention then runs as com.microsoft.MultiHeadAttention on ONNX Runtime's
+  flash (tiled) CPU kernel, which takes no mask. `exporters.predict` picks it for such batches; a
+  token equal to <pad> makes it fail inside the graph.
+Each is checked against PyTorch on real task inputs (the check split's shortest and longest examples,
+padded for the padded graph, cut to equal lengths for the unpadded one) and lands only if they agree
+within `spec.export.atol`; both carry what `nasgraph predict` needs (tokenizer, class names, max_len)
+and the derived spec they were built from. `contrib_ops=False` keeps standard ONNX ops only.
 
-Beyond max_len: the eager model raises SequenceTooLongError, but that Python check is not part of the
-ONNX graph (the export bounds the `seq` axis by max_len instead). ONNX Runtime then fails inside the
-graph (learned/sinusoidal positions: "Attempting to broadcast an axis by a dimension other than 1"),
-or silently runs for a model with no position table and unbounded attention types. So the deploy side
-enforces max_len itself: the tokenizer truncates, and `exporters.predict` refuses longer token arrays.
+Both graphs enforce max_len themselves (exporters.guards): a longer input fails inside ONNX Runtime
+with "sequence length exceeds the model's max_len", where it used to fail with a broadcast error
+(learned positions) or run silently (no position table, unbounded attention types).
+
+`quantize="int8"`: dynamic int8 quantization of the linear layers (exporters.quantize), kept only when
+the test-split accuracy drops by at most `max_drop` points; the figures go into the metadata.
 
 Example:
     >>> result = export_run("runs/train", "model.onnx")
@@ -27,25 +34,40 @@ from typing import Any, Sequence
 import torch
 import yaml
 
-from exporters._files import check_target
-from exporters.parity import ParityReport, export_verified
+from exporters._files import check_target, move_all_into_place, staging_dir
+from exporters.fused_attention import contrib_translations
+from exporters.guards import token_guards
+from exporters.parity import ParityReport, stage_verified
+from exporters.quantize import QuantizeResult, quantize_checked
+from exporters.runtime import read_metadata
 from nasgraph import __version__
 from nasgraph.errors import NasgraphError
 from nasgraph.tasks.base import PAD_ID, Split
 
 INPUT, OUTPUT = "tokens", "logits"
 CHECK_BATCH = 4  # examples per parity batch
+UNPADDED_SUFFIX = ".unpadded.onnx"
 
 
 class LogitsFromTokens(torch.nn.Module):
-    """The exported signature: tokens (B, T) int64 -> logits (B, C); the mask is derived inside."""
+    """The exported signature: tokens (B, T) int64 -> logits (B, C); the mask is derived inside
+    (padded=False: no mask, every position is a real token)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, padded: bool = True):
         super().__init__()
-        self.model = model
+        self.model, self.padded = model, padded
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)                                         # (B, C)
+        if self.padded:
+            return self.model(tokens)                                     # (B, C)
+        return self.model(tokens, padded=False)                           # (B, C)
+
+
+def unpadded_path(path: str | Path) -> Path:
+    """The unpadded graph beside a padded one: `model.onnx` -> `model.unpadded.onnx`."""
+    path = Path(path)
+    stem = path.name[:-5] if path.name.endswith(".onnx") else path.name
+    return path.with_name(stem + UNPADDED_SUFFIX)
 
 
 @dataclass
@@ -58,6 +80,8 @@ class TaskInfo:
     max_len: int
     check_split: Split = field(repr=False, default_factory=lambda: Split([], []))
     check_split_name: str = "val"
+    eval_split: Split = field(repr=False, default_factory=lambda: Split([], []))  # int8 accuracy
+    eval_split_name: str = "test"
 
 
 @dataclass
@@ -65,6 +89,9 @@ class ExportResult:
     path: Path
     report: ParityReport
     metadata: dict[str, str]
+    unpadded_path: Path | None = None
+    unpadded_report: ParityReport | None = None
+    quantization: QuantizeResult | None = None
 
 
 def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
@@ -81,8 +108,9 @@ def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
     name = next((s for s in ("val", "test", "train") if len(data.splits.get(s, ())) > 0), None)
     if name is None:
         raise NasgraphError(f"task '{config.kind}' has no examples to check the export on")
+    held_out = next(s for s in ("test", "val", "train") if len(data.splits.get(s, ())) > 0)
     return TaskInfo(list(data.vocab), list(data.class_names), dict(data.tokenizer), int(config.max_len),
-                    data.splits[name], name)
+                    data.splits[name], name, data.splits[held_out], held_out)
 
 
 def _pad(rows: list[list[int]], T: int) -> torch.Tensor:
@@ -124,19 +152,56 @@ def model_metadata(doc, task: TaskInfo, source: str) -> dict[str, str]:
             "nasgraph.source": source}
 
 
+def unpadded_batches(split: Split, max_len: int, per_batch: int = CHECK_BATCH):
+    """(export example, [check batches], description) without padding: rows cut to a common length.
+
+    Checks: the `per_batch` shortest examples cut to the shortest of them, and the longest example
+    alone (batch 1, up to max_len). The export example is two middle examples (batch > 1).
+    """
+    order = sorted(range(len(split)), key=lambda i: len(split.ids[i]))
+    pick = lambda idx: [list(split.ids[order[i % len(order)]])[:max_len] for i in idx]  # noqa: E731
+    cut = lambda rows: torch.tensor([r[:min(map(len, rows))] for r in rows], dtype=torch.long)  # noqa: E731
+    n = min(per_batch, len(order)) if len(order) > 1 else 2
+    example, short, longest = cut(pick([len(order) // 2, len(order) // 2 + 1])), cut(pick(range(n))), cut(pick([-1]))
+    if min(example.shape[1], short.shape[1]) < 2:
+        raise NasgraphError("examples of fewer than 2 tokens leave no unpadded batch to check the export on")
+    described = f"{n} shortest cut to T={short.shape[1]}, the longest alone at T={longest.shape[1]}"
+    return example, [short, longest], described
+
+
 def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
-                 overwrite: bool = False, source: str = "", opset: int | None = None) -> ExportResult:
-    """Export `model` (a GraphModule of `doc`), verified on `task.check_split`; see the module doc."""
+                 overwrite: bool = False, source: str = "", opset: int | None = None, contrib_ops: bool = True,
+                 quantize: str | None = None, max_drop: float = 1.0, progress: bool = False) -> ExportResult:
+    """Export `model` (a GraphModule of `doc`) as padded and unpadded graphs, verified on
+    `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc."""
     atol = float(atol if atol is not None else doc.spec.export.atol)
+    dst = check_target(path, overwrite)
+    dst_u = check_target(unpadded_path(dst), overwrite)
     example, checks, described = parity_batches(task.check_split, task.max_len)
-    metadata = {**model_metadata(doc, task, source),
-                "nasgraph.parity_inputs": f"{task.check_split_name}: {described}"}
+    u_example, u_checks, u_described = unpadded_batches(task.check_split, task.max_len)
+    base = model_metadata(doc, task, source)
+    common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
+                  axis_max={"seq": task.max_len}, opset=opset or doc.spec.export.opset,
+                  translations=contrib_translations() if contrib_ops else None)
     model.eval()
-    path, report = export_verified(
-        LogitsFromTokens(model), (example,), path, [(c,) for c in checks], atol=atol, overwrite=overwrite,
-        input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
-        axis_max={"seq": task.max_len}, opset=opset or doc.spec.export.opset, metadata=metadata)
-    return ExportResult(path, report, metadata)
+    with staging_dir(dst) as stage:
+        staged, staged_u = stage / dst.name, stage / dst_u.name
+        report = stage_verified(
+            LogitsFromTokens(model), (example,), staged, [(c,) for c in checks], shown_name=dst.name,
+            graph_pass=token_guards(INPUT, max_len=task.max_len),
+            metadata={**base, "nasgraph.padding": "padded", "nasgraph.unpadded_variant": dst_u.name,
+                      "nasgraph.parity_inputs": f"{task.check_split_name}: {described}"}, **common)
+        report_u = stage_verified(
+            LogitsFromTokens(model, padded=False), (u_example,), staged_u, [(c,) for c in u_checks],
+            shown_name=dst_u.name, graph_pass=token_guards(INPUT, max_len=task.max_len, no_padding=True, pad_id=PAD_ID),
+            metadata={**base, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
+                      "nasgraph.parity_inputs": f"{task.check_split_name}: {u_described}"}, **common)
+        quant = None
+        if quantize:
+            quant = quantize_checked([staged, staged_u], task.eval_split, task.eval_split_name, max_drop=max_drop,
+                                     mode=quantize, progress=progress)
+        move_all_into_place([(staged_u, dst_u), (staged, dst)], overwrite)
+    return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant)
 
 
 def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
@@ -169,8 +234,9 @@ def _few(keys: Sequence[str]) -> str:
 
 
 def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None,
-               overwrite: bool = False) -> ExportResult:
-    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/last.pt, task.json)."""
+               overwrite: bool = False, **options: Any) -> ExportResult:
+    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/last.pt, task.json); `options`
+    go to export_model (contrib_ops, quantize, max_drop, progress)."""
     from nasgraph.training.run import load_trained
 
     check_target(path, overwrite)  # before the (possibly slow) task loading
@@ -178,12 +244,13 @@ def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = No
     doc, model = load_trained(run_dir)
     recorded = json.loads((run_dir / "task.json").read_text()) if (run_dir / "task.json").exists() else None
     task = load_task_info(doc, recorded)
-    return export_model(doc, model, path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()))
+    return export_model(doc, model, path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()),
+                        **options)
 
 
 def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str | Path, *,
                       overrides: Sequence[str] = (), atol: float | None = None,
-                      overwrite: bool = False) -> ExportResult:
+                      overwrite: bool = False, **options: Any) -> ExportResult:
     """Export a spec without choice points (e.g. a derived spec) with the weights of `checkpoint`."""
     from nasgraph.spec import load_spec
     from nasgraph.training.run import build_discrete
@@ -194,4 +261,4 @@ def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str |
     load_checkpoint(model, checkpoint)
     task = load_task_info(doc)
     return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite,
-                        source=str(Path(checkpoint).resolve()))
+                        source=str(Path(checkpoint).resolve()), **options)

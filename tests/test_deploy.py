@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from exporters.errors import ProviderError
+from exporters.fused_attention import DECOMPOSED, FLASH, NO_SOFTMAX, attention_kernels
+from exporters.model_export import unpadded_path
 from exporters.predict import Predictor, read_inputs
 from exporters.runtime import read_metadata
 from nasgraph.cli import main
@@ -76,6 +78,16 @@ def val_batch(B: int, T: int) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+def unpadded_batch(B: int, T: int) -> torch.Tensor:
+    """Real validation examples of at least T tokens, cut to T: a batch without padding (B, T)."""
+    from nasgraph import tasks
+
+    split = tasks.load_task(tasks.parse_task(yaml.safe_load(TASK)["task"])).splits["val"]
+    rows = [ids[:T] for ids in split.ids if len(ids) >= T][:B]
+    assert len(rows) == B, f"the tiny task has fewer than {B} validation examples of {T} tokens"
+    return torch.tensor(rows)
+
+
 # -- export -----------------------------------------------------------------------------------------
 def test_export_carries_metadata_and_matches_ort(trained):
     from nasgraph.training.run import load_trained
@@ -101,6 +113,51 @@ def test_export_carries_metadata_and_matches_ort(trained):
         with torch.no_grad():
             expected = model(tokens).numpy()
         np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+
+
+def test_unpadded_graph_matches_and_takes_the_fused_kernel(trained):
+    """The mask-free graph beside the model: same outputs on batches without padding, ORT's flash
+    MultiHeadAttention for the softmax heads, and a clear failure on padding."""
+    from nasgraph.training.run import load_trained
+
+    _, run, path = trained
+    unpadded = unpadded_path(path)
+    meta = read_metadata(unpadded)
+    assert meta["nasgraph.padding"] == "none" and read_metadata(path)["nasgraph.unpadded_variant"] == unpadded.name
+    assert float(meta["nasgraph.parity_max_abs_diff"]) <= 1e-4 and "the longest alone" in meta["nasgraph.parity_inputs"]
+    padded_kernels, unpadded_kernels = attention_kernels(path), attention_kernels(unpadded)
+    assert unpadded_kernels == {"model.nodes.L0__attention.inner": f"{FLASH} + {DECOMPOSED}",  # softmax + local heads
+                                "model.nodes.L1__attention.inner": NO_SOFTMAX}, unpadded_kernels
+    assert padded_kernels["model.nodes.L0__attention.inner"] == DECOMPOSED
+    _, model = load_trained(run)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (path, unpadded)]
+    for B, T in ((1, 12), (3, 5)):
+        tokens = unpadded_batch(B, T)
+        with torch.no_grad():
+            expected = model(tokens).numpy()
+        for session in sessions:
+            np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+    with pytest.raises(Exception, match="padding"):
+        sessions[1].run(None, {"tokens": val_batch(2, 12).numpy() * 0})
+
+
+def test_predict_picks_the_unpadded_graph_for_batches_without_padding(trained):
+    _, _, path = trained
+    p = Predictor(path)
+    unpadded, padded = unpadded_batch(2, 5).numpy(), val_batch(4, 12).numpy()
+    assert (unpadded != 0).all() and (padded == 0).any()
+    both = p.logits(unpadded)
+    assert p.last_graph == "unpadded"
+    p.logits(padded)
+    assert p.last_graph == "padded"
+    only_padded = Predictor(path)
+    del only_padded.sessions["unpadded"]
+    np.testing.assert_allclose(only_padded.logits(unpadded), both, atol=1e-5)
+    assert only_padded.last_graph == "padded"
+    # given the unpadded file alone, rows with padding run in groups of equal length
+    alone = Predictor(unpadded_path(path))
+    np.testing.assert_allclose(alone.logits(padded), p.logits(padded), atol=1e-5)
+    assert alone.last_graph == "unpadded-by-length"
 
 
 def test_export_refuses_to_overwrite(trained, tmp_path, capsys):
@@ -181,9 +238,29 @@ def test_predict_truncates_to_max_len_and_refuses_longer_tokens(trained):
     assert p.predict([long_text]) == p.predict([truncated])
     with pytest.raises(SequenceTooLongError, match="13 exceeds the model's max_len 12"):
         p.logits(np.full((1, 13), 2))
-    # what ONNX Runtime itself does past max_len: the learned position table cannot broadcast
-    with pytest.raises(Exception, match="broadcast"):
-        p.session.run(None, {"tokens": np.full((1, 13), 2, dtype=np.int64)})
+    # a raw ONNX Runtime session (no Python check in front) refuses it inside the graph, both graphs
+    for graph in (path, unpadded_path(path)):
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        assert session.run(None, {"tokens": np.full((1, 12), 2, dtype=np.int64)})[0].shape == (1, 2)
+        with pytest.raises(Exception, match="sequence length exceeds the model's max_len 12"):
+            session.run(None, {"tokens": np.full((1, 13), 2, dtype=np.int64)})
+
+
+def test_unbounded_model_without_positions_enforces_max_len_in_the_graph(tmp_path):
+    """No position table and unbounded attention: ONNX Runtime used to run such inputs silently."""
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text(textwrap.dedent(ONE_LAYER).replace("attention: softmax", "attention: linear, position: none"))
+    _, model = build_discrete(load_spec(spec))
+    torch.save({"model": model.state_dict()}, tmp_path / "last.pt")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(spec), "--checkpoint", str(tmp_path / "last.pt"), "-o", str(out)]) == 0
+    for graph in (out, unpadded_path(out)):
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        with pytest.raises(Exception, match="max_len 12"):
+            session.run(None, {"tokens": np.full((2, 40), 2, dtype=np.int64)})
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")

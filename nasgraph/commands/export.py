@@ -17,32 +17,54 @@ def add_arguments(p) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
     p.add_argument("--checkpoint", type=Path, help="weights for a spec source (a train run's checkpoints/last.pt)")
     p.add_argument("--atol", type=float, help="parity tolerance (default: the spec's export.atol, 1e-4)")
-    p.add_argument("--force", action="store_true", help="replace --output if it exists")
+    p.add_argument("--force", action="store_true", help="replace --output (and its .unpadded.onnx) if they exist")
+    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the linear layers, kept "
+                                                        "only if the test accuracy holds (see --max-accuracy-drop)")
+    p.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
+                   help="refuse a --quantize export whose test accuracy drops by more (percentage points; default 1)")
+    p.add_argument("--no-contrib-ops", dest="contrib_ops", action="store_false",
+                   help="standard ONNX ops only (no com.microsoft fused attention; runs beyond ONNX Runtime, slower)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_spec_overrides(p)
 
 
 def run(args) -> int:
+    from exporters.fused_attention import attention_kernels
     from exporters.model_export import export_checkpoint, export_run
+    from exporters.runtime import read_metadata
 
     if args.output.exists() and not args.force:
         raise NasgraphError(f"{args.output} already exists; pass --force to replace it (nothing was written)")
     if args.atol is not None and args.atol <= 0:
         raise NasgraphError(f"--atol must be > 0, got {args.atol}")
+    if args.max_accuracy_drop < 0:
+        raise NasgraphError(f"--max-accuracy-drop must be >= 0 points, got {args.max_accuracy_drop}")
+    options = dict(contrib_ops=args.contrib_ops, quantize=args.quantize, max_drop=args.max_accuracy_drop,
+                   progress=args.progress)
     if args.source.is_dir():
         if args.checkpoint or args.overrides:
             raise NasgraphError(f"{args.source} is a run folder: it brings its own spec and checkpoint "
                                 "(--checkpoint and --set are for a spec source)")
-        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force)
+        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force, **options)
     elif args.source.is_file():
         if args.checkpoint is None:
             raise NasgraphError(f"{args.source} is a spec: pass --checkpoint with its trained weights "
                                 "(or give a train run folder instead)")
         result = export_checkpoint(args.source, args.checkpoint, args.output, overrides=args.overrides,
-                                   atol=args.atol, overwrite=args.force)
+                                   atol=args.atol, overwrite=args.force, **options)
     else:
         raise NasgraphError(f"{args.source}: no such run folder or spec file")
     meta = result.metadata
     print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
           f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
+    if result.unpadded_path is not None and result.unpadded_report is not None:
+        u_meta = read_metadata(result.unpadded_path)
+        print(f"wrote {result.unpadded_path} (no padding mask: batches without padding; predict picks it)")
+        print(f"{result.unpadded_report.summary()} on {u_meta['nasgraph.parity_inputs']}")
+        kernels = attention_kernels(result.unpadded_path)
+        for scope, kernel in attention_kernels(result.path).items():
+            print(f"attention {scope}: padded {kernel}; unpadded {kernels.get(scope, '?')}")
+    if result.quantization is not None:
+        print(result.quantization.summary())
     return 0
