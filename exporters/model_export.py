@@ -169,38 +169,69 @@ def unpadded_batches(split: Split, max_len: int, per_batch: int = CHECK_BATCH):
     return example, [short, longest], described
 
 
+@dataclass
+class CheckInputs:
+    """Token batches of an export: the traced example and the parity checks, per graph."""
+
+    example: torch.Tensor                 # (B, T) with padding allowed
+    checks: list[torch.Tensor]
+    unpadded_example: torch.Tensor        # (B, T) without padding
+    unpadded_checks: list[torch.Tensor]
+    described: str = ""
+    unpadded_described: str = ""
+
+
+def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs, *, max_len: int,
+                  metadata: dict[str, str], atol: float, opset: int, overwrite: bool = False,
+                  contrib_ops: bool = True, quantize=None) -> tuple[Path, Path, ParityReport, ParityReport, Any]:
+    """Stage, parity-check and land the padded graph at `path` and the unpadded one beside it.
+
+    `quantize(staged_padded, staged_unpadded)` may replace the staged files (int8) before they land;
+    its return value is passed back. Returns (path, unpadded path, reports, quantize's result).
+    """
+    dst = check_target(path, overwrite)
+    dst_u = check_target(unpadded_path(dst), overwrite)
+    common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
+                  axis_max={"seq": max_len}, opset=opset, translations=contrib_translations() if contrib_ops else None)
+    model.eval()
+    with staging_dir(dst) as stage:
+        staged, staged_u = stage / dst.name, stage / dst_u.name
+        report = stage_verified(
+            LogitsFromTokens(model), (inputs.example,), staged, [(c,) for c in inputs.checks], shown_name=dst.name,
+            graph_pass=token_guards(INPUT, max_len=max_len),
+            metadata={**metadata, "nasgraph.padding": "padded", "nasgraph.unpadded_variant": dst_u.name,
+                      "nasgraph.parity_inputs": inputs.described}, **common)
+        report_u = stage_verified(
+            LogitsFromTokens(model, padded=False), (inputs.unpadded_example,), staged_u,
+            [(c,) for c in inputs.unpadded_checks], shown_name=dst_u.name,
+            graph_pass=token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID),
+            metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
+                      "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
+        extra = quantize(staged, staged_u) if quantize is not None else None
+        move_all_into_place([(staged_u, dst_u), (staged, dst)], overwrite)
+    return dst, dst_u, report, report_u, extra
+
+
 def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
                  overwrite: bool = False, source: str = "", opset: int | None = None, contrib_ops: bool = True,
                  quantize: str | None = None, max_drop: float = 1.0, progress: bool = False) -> ExportResult:
     """Export `model` (a GraphModule of `doc`) as padded and unpadded graphs, verified on
     `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc."""
-    atol = float(atol if atol is not None else doc.spec.export.atol)
-    dst = check_target(path, overwrite)
-    dst_u = check_target(unpadded_path(dst), overwrite)
+    check_target(path, overwrite)
+    check_target(unpadded_path(path), overwrite)
     example, checks, described = parity_batches(task.check_split, task.max_len)
     u_example, u_checks, u_described = unpadded_batches(task.check_split, task.max_len)
-    base = model_metadata(doc, task, source)
-    common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
-                  axis_max={"seq": task.max_len}, opset=opset or doc.spec.export.opset,
-                  translations=contrib_translations() if contrib_ops else None)
-    model.eval()
-    with staging_dir(dst) as stage:
-        staged, staged_u = stage / dst.name, stage / dst_u.name
-        report = stage_verified(
-            LogitsFromTokens(model), (example,), staged, [(c,) for c in checks], shown_name=dst.name,
-            graph_pass=token_guards(INPUT, max_len=task.max_len),
-            metadata={**base, "nasgraph.padding": "padded", "nasgraph.unpadded_variant": dst_u.name,
-                      "nasgraph.parity_inputs": f"{task.check_split_name}: {described}"}, **common)
-        report_u = stage_verified(
-            LogitsFromTokens(model, padded=False), (u_example,), staged_u, [(c,) for c in u_checks],
-            shown_name=dst_u.name, graph_pass=token_guards(INPUT, max_len=task.max_len, no_padding=True, pad_id=PAD_ID),
-            metadata={**base, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
-                      "nasgraph.parity_inputs": f"{task.check_split_name}: {u_described}"}, **common)
-        quant = None
-        if quantize:
-            quant = quantize_checked([staged, staged_u], task.eval_split, task.eval_split_name, max_drop=max_drop,
-                                     mode=quantize, progress=progress)
-        move_all_into_place([(staged_u, dst_u), (staged, dst)], overwrite)
+    inputs = CheckInputs(example, checks, u_example, u_checks, f"{task.check_split_name}: {described}",
+                         f"{task.check_split_name}: {u_described}")
+    quantizer = None
+    if quantize:
+        quantizer = lambda padded, unpadded: quantize_checked(  # noqa: E731
+            [padded, unpadded], task.eval_split, task.eval_split_name, max_drop=max_drop, mode=quantize,
+            progress=progress)
+    dst, dst_u, report, report_u, quant = export_graphs(
+        model, path, inputs, max_len=task.max_len, metadata=model_metadata(doc, task, source),
+        atol=float(atol if atol is not None else doc.spec.export.atol), opset=opset or doc.spec.export.opset,
+        overwrite=overwrite, contrib_ops=contrib_ops, quantize=quantizer)
     return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant)
 
 

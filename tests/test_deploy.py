@@ -286,6 +286,8 @@ def test_bench_model_reports_both_runtimes_and_pareto(trained, tmp_path):
     assert points == {(B, T, b) for B in (1, 2) for T in (6, 12) for b in ("onnxruntime", "torch-eager")}
     assert all(r["threads"] == 1 and r["p50_ms"] > 0 and r["repeats"] == 3 for r in report["rows"])
     assert {r["graph_opt"] for r in report["rows"]} == {"all", "eager"}
+    assert {r["graph"] for r in report["rows"]} == {"unpadded"}  # random tokens have no padding
+    assert FLASH in report["subjects"][0]["attention_kernels"]["unpadded"]["model.nodes.L0__attention.inner"]
     assert report["skipped"] == ["tiny-hetero: T=64 > max_len 12"]
     assert report["env"]["onnxruntime"] == ort.__version__ and report["env"]["cpu"]
     assert "the source run" in report["subjects"][0]["note"]
@@ -293,7 +295,7 @@ def test_bench_model_reports_both_runtimes_and_pareto(trained, tmp_path):
     assert point["acc"] == json.loads((run / "result.json").read_text())["test"]["acc"] and point["pareto"]
     assert point["flops"] > 0 and point["latency_p50_ms"] > 0
     md = (out / "report.md").read_text()
-    assert "| ORT/eager |" in md and "pareto.png" in md
+    assert "| ORT/eager |" in md and "pareto.png" in md and "attention kernels, unpadded graph" in md
     for png in ("latency_vs_seq.png", "pareto.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert main(argv) == 2  # a second bench into the same folder is refused
