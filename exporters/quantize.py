@@ -14,6 +14,7 @@ Example:
 from __future__ import annotations
 
 import json
+import logging
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -61,8 +62,14 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     """Dynamic int8 quantization of `src`'s MatMuls with constant weights into `dst`."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                     extra_options={"MatMulConstBOnly": True})
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # "consider pre-processing" is logged on every call; it changes nothing here
+    try:
+        quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
+                         extra_options={"MatMulConstBOnly": True})
+    finally:
+        root.setLevel(level)
     return Path(dst)
 
 

@@ -194,6 +194,46 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path, capsys):
     assert "does not fit the spec's model" in capsys.readouterr().err
 
 
+def test_int8_export_records_the_measured_accuracy_change(trained, tmp_path, capsys):
+    _, run, path = trained
+    out = tmp_path / "int8.onnx"
+    assert main(["export", str(run), "-o", str(out), "--quantize", "int8", "--max-accuracy-drop", "100",
+                 "--no-progress"]) == 0
+    assert "int8: test accuracy" in capsys.readouterr().out
+    for graph in (out, unpadded_path(out)):
+        q = json.loads(read_metadata(graph)["nasgraph.quantization"])
+        assert q["mode"] == "int8" and q["split"] == "test" and q["examples"] == 64
+        assert q["drop_points"] == pytest.approx((q["fp32_acc"] - q["int8_acc"]) * 100)
+        assert q["int8_bytes"] < q["fp32_bytes"]
+        ops = {n.op_type for n in onnx.load(str(graph)).graph.node}
+        assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    # the fp32 accuracy is the trained model's own test accuracy (measured again, with ONNX Runtime)
+    assert q["fp32_acc"] == pytest.approx(json.loads((run / "result.json").read_text())["test"]["acc"], abs=1 / 64)
+    tokens = unpadded_batch(3, 6).numpy()
+    padded, unpadded = (ort.InferenceSession(str(g), providers=["CPUExecutionProvider"]) for g in (out, unpadded_path(out)))
+    np.testing.assert_allclose(padded.run(None, {"tokens": tokens})[0], unpadded.run(None, {"tokens": tokens})[0], atol=1e-2)
+
+
+def test_int8_export_is_refused_beyond_the_tolerance(trained, tmp_path, monkeypatch, capsys):
+    """The int8 graph's measured accuracy, lowered by 5 points: over a 1-point tolerance, nothing lands."""
+    import exporters.quantize as quantize
+
+    measured = quantize.onnx_accuracy
+
+    def five_points_lower_for_int8(path, split, **kw):
+        acc, n = measured(path, split, **kw)
+        return (acc - 0.05, n) if str(path).endswith(".int8.onnx") else (acc, n)
+
+    monkeypatch.setattr(quantize, "onnx_accuracy", five_points_lower_for_int8)
+    _, run, _ = trained
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    assert main(["export", str(run), "-o", str(out), "--quantize", "int8", "--max-accuracy-drop", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "int8 export refused" in err and "drop 5.00 points (limit 1)" in err
+    assert list(out.parent.iterdir()) == []  # neither graph, no staging folder
+
+
 # -- predict ----------------------------------------------------------------------------------------
 def test_predictor_agrees_with_torch(trained):
     from nasgraph.tasks.tokenize import Tokenizer
