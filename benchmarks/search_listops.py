@@ -80,8 +80,9 @@ def step_times(tmp: Path, task: dict, candidates: list, args) -> dict:
         single = compile_spec(load(tmp, base_spec(task, [c], args), "single"))
         out[c if isinstance(c, str) else next(iter(c))] = step_time(GraphModule(single), BatchStream(split, 32, 0), args.timing_steps)
     out["supernet"] = step_time(GraphModule(graph), BatchStream(split, 32, 0), args.timing_steps)
-    gdas = get_strategy("gdas")(doc.spec.search, 100)
-    out["gdas"] = step_time(GraphModule(graph, mixer=gdas), BatchStream(split, 32, 0), args.timing_steps)
+    gdas, supernet = get_strategy("gdas")(doc.spec.search, 100), GraphModule(graph)
+    gdas.attach(supernet)
+    out["gdas"] = step_time(supernet, BatchStream(split, 32, 0), args.timing_steps)
     return out
 
 

@@ -33,6 +33,7 @@ from torch import nn
 from exporters.latency import env_fingerprint, ort_latency
 from exporters.onnx_export import batch_seq_axes, export_onnx
 from exporters.runtime import make_session
+from nasgraph.threads import available_cores
 
 EXPORT_T = 8  # sequence length traced at export (the axis stays dynamic)
 
@@ -43,7 +44,7 @@ def cache_root() -> Path:
 
 
 def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return available_cores()
 
 
 # -- standalone modules --------------------------------------------------------------------------

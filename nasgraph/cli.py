@@ -5,13 +5,17 @@ they are discovered here, so a new command is one new file.
 """
 from __future__ import annotations
 
-import argparse
-import importlib
-import pkgutil
-import sys
+from nasgraph.threads import shared_machine_defaults
 
-from nasgraph import __version__
-from nasgraph.errors import NasgraphError
+shared_machine_defaults()  # before anything imports torch: OpenMP reads these once, when it loads
+
+import argparse  # noqa: E402
+import importlib  # noqa: E402
+import pkgutil  # noqa: E402
+import sys  # noqa: E402
+
+from nasgraph import __version__  # noqa: E402
+from nasgraph.errors import NasgraphError  # noqa: E402
 
 
 def _commands():

@@ -1,7 +1,8 @@
 """GraphModule: one nn.Module that runs a compiled op graph in topological order.
 
 The same class instantiates the search supernet (choice points become MixedAttention layers) and the
-derived discrete model (fixed or per-head attention): there is no second model definition.
+derived discrete model (fixed or per-head attention): there is no second model definition. A search
+strategy attaches its mixer to the mixed layers (`mixed_layers()`); the model knows nothing of it.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from torch import nn
 from nasgraph import ops
 from nasgraph.graph.expand import INPUT
 from nasgraph.ops.base import ModelContext
+from nasgraph.ops.mixed_attention import MixedAttention
 from nasgraph.tasks.base import PAD_ID
 
 
@@ -23,7 +25,7 @@ def module_key(node: str) -> str:
 class GraphModule(nn.Module):
     """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes)."""
 
-    def __init__(self, graph: nx.DiGraph, mixer=None):
+    def __init__(self, graph: nx.DiGraph):
         super().__init__()
         self.ctx = ModelContext(**graph.graph["ctx"])
         self.order = [n for n in nx.topological_sort(graph) if n != INPUT]
@@ -32,10 +34,8 @@ class GraphModule(nn.Module):
         self.nodes = nn.ModuleDict()
         for n in self.order:
             node = graph.nodes[n]
-            op_cls = ops.get(node["op"])
             cfg = ops.parse_options(node["op"], node["params"])
-            module = op_cls(cfg, self.ctx, mixer=mixer) if node["op"] == "attention" else op_cls(cfg, self.ctx)
-            self.nodes[module_key(n)] = module
+            self.nodes[module_key(n)] = ops.get(node["op"])(cfg, self.ctx)
         for n, layer in self.mixed_layers().items():
             layer.node = n
         # free each intermediate value after its last use (peak memory of long graphs)
@@ -59,8 +59,6 @@ class GraphModule(nn.Module):
 
     def mixed_layers(self) -> dict[str, nn.Module]:
         """Choice points: node name -> MixedAttention."""
-        from nasgraph.search.mixed import MixedAttention
-
         return {n: m.inner for n in self.order
                 if isinstance(m := self.nodes[module_key(n)], ops.get("attention")) and isinstance(m.inner, MixedAttention)}
 

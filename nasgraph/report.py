@@ -1,10 +1,12 @@
-"""Run reports a person reads: report.md plus PNG plots (accuracy curves, alphas over time)."""
+"""Run reports a person reads: report.md plus PNG plots (accuracy curves, alphas over time, and for a
+search its recommendation with a Pareto plot of the metric against latency or FLOPs)."""
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from nasgraph.textfmt import cost, human, table
+from nasgraph.search.verdicts import evidence_text
+from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_value, table
 from nasgraph.training.rundir import read_jsonl
 
 
@@ -64,35 +66,99 @@ def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path
     return out
 
 
+def _cell(labels: list[str]) -> str:
+    return labels[0] if len(set(labels)) == 1 else "/".join(labels)
+
+
+def recommendation_lines(rec: dict, markdown: bool = False) -> list[str]:
+    """The recommendation as a person reads it: headline, choice points, candidates, warnings."""
+    m = rec["metric"]
+    bold = (lambda t: f"**{t}**") if markdown else (lambda t: t)  # noqa: E731
+    lines = [bold(rec["headline"]), ""]
+    rows = [[p["node"], _cell(p["pick"]), p["runner_up"] or "-", evidence_text(p, m)] for p in rec["choice_points"]]
+    lines += [table(rows, ["choice point", "pick", "runner-up", "evidence"], markdown=markdown), ""]
+    has_latency = any(a["latency_ms"] is not None for a in rec["architectures"])
+    rows = []
+    for a in sorted(rec["architectures"], key=lambda a: -(a["mean"] if a["mean"] is not None else -1e9)):
+        seeds = f" ({len(a['scores'])} seed{'s' if len(a['scores']) > 1 else ''}, {a['source']})" if a["scores"] else ""
+        rows.append([a["name"], ", ".join(a["roles"]), metric_value(m, a["mean"], a["sd"]) + seeds,
+                     human(a["flops"]) if a["flops"] is not None else "-",
+                     f"{a['latency_ms']:.3g}" if a["latency_ms"] is not None else "-", "yes" if a["pareto"] else ""])
+    heads = ["architecture", "role", f"{m} (+-sd over seeds)", "FLOPs", "ORT ms" if has_latency else "ORT ms (n/a)",
+             "Pareto"]
+    lines += [table(rows, heads, markdown=markdown), ""]
+    for w in rec["warnings"]:
+        lines.append(f"{'- ' if markdown else ''}{bold('warning')}: {w['message']}. Change: {w['fix']}.")
+    return lines
+
+
+def plot_pareto(rec: dict, out: Path) -> Path | None:
+    """Metric against latency (or FLOPs) of the scored architectures of this search; the pick starred."""
+    pts = [a for a in rec["architectures"] if a["mean"] is not None]
+    if not pts:
+        return None
+    use_latency = all(a["latency_ms"] is not None for a in pts)
+    x = lambda a: a["latency_ms"] if use_latency else a["flops"] if a["flops"] is not None else a["cost"]  # noqa: E731
+    scale = 100 if is_fraction(rec["metric"]) else 1
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for i, a in enumerate(sorted(pts, key=x)):
+        ax.errorbar(x(a), scale * a["mean"], yerr=scale * (a["sd"] or 0), fmt="o", ms=5, capsize=3,
+                    color="C1" if a["pareto"] else "C0", alpha=0.9)
+        ax.annotate(a["name"], (x(a), scale * a["mean"]), fontsize=7, xytext=(4, 6 if i % 2 else -11),
+                    textcoords="offset points")
+    front = sorted((a for a in pts if a["pareto"]), key=x)
+    ax.plot([x(a) for a in front], [scale * a["mean"] for a in front], "--", color="C1", lw=1, label="Pareto front")
+    pick = rec["pick"]
+    if pick["mean"] is not None:
+        ax.plot(x(pick), scale * pick["mean"], "*", ms=16, color="C3", label="pick" if rec["confident"] else "leaning (no confident pick)")
+    ax.set(xlabel="ONNX Runtime latency (ms, measured)" if use_latency else "FLOPs per sequence",
+           ylabel=f"{rec['metric']}{' (%)' if scale == 100 else ''}, mean (bars: sd) over seeds",
+           title=f"{rec['strategy']} search: {rec['metric']} vs {'latency' if use_latency else 'FLOPs'}")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out
+
+
+def _unit_score_lines(rec: dict) -> list[str]:
+    """The prune / DARTFormer unit scores per choice point and candidate, when the strategy has them."""
+    m, rows = rec["metric"], []
+    for p in (p for p in rec["choice_points"] if p["unit_scores"] is not None):
+        sds = p["unit_sd"] or [None] * len(p["unit_scores"])
+        rows += [[p["node"], c, metric_delta(m, v) + (f" +-{metric_delta(m, sd)}" if sd is not None else "")]
+                 for c, v, sd in zip(p["candidates"], p["unit_scores"], sds)]
+    if not rows:
+        return []
+    return ["## Unit scores (drop of the metric when the unit is masked; mean over groups and seeds)", "",
+            table(rows, ["choice point", "candidate", "score"], markdown=True), ""]
+
+
 def write_search_report(run: str | Path) -> Path:
     run = Path(run)
     outcome = json.loads((run / "search.json").read_text())
-    labels, kind = outcome["labels"], outcome["cost_kind"]
+    rec = json.loads((run / "recommendation.json").read_text())
+    kind = outcome["cost_kind"]
     lines = [f"# Search report: {run.name}", "",
-             f"Strategy **{outcome['strategy']}**, seeds {outcome['seeds']}, agreement between seeds "
-             f"**{outcome['agreement']:.0%}**. Cost of the pick: {cost(outcome['cost'], kind)} "
-             f"(space {cost(outcome['cost_range'][0], kind)} .. {cost(outcome['cost_range'][1], kind)}).", "",
-             "## Pick (vote over seeds)", "",
-             table([[n, ", ".join(l)] for n, l in labels.items()], ["choice point", "candidate per group"], markdown=True),
-             ""]
+             f"Strategy **{outcome['strategy']}**, seeds {outcome['seeds']}, {rec.get('steps') or '?'} steps, "
+             f"{rec['wall_seconds']:.0f} s. Cost of the pick: {cost(outcome['cost'], kind)} "
+             f"(space {cost(outcome['cost_range'][0], kind)} .. {cost(outcome['cost_range'][1], kind)}). "
+             f"How the confidence is decided: docs/recommendation.md.", "",
+             "## Recommendation", "", *recommendation_lines(rec, markdown=True), ""]
+    lines += _unit_score_lines(rec)
     rows = []
     for r in outcome["per_seed"]:
-        val = r["final"]["val"]["acc"]
         test = r["final"].get("test", {}).get("acc")
-        rows.append([r["seed"], f"{val:.4f}", f"{test:.4f}" if test is not None else "-",
-                     f"{r.get('alpha_entropy', float('nan')):.3f}", r["collapse"]["dominant"],
-                     f"{r['collapse']['dominant_share']:.0%}", f"{r['final']['seconds']:.0f}"])
-    lines += ["## Per seed (supernet)", "",
-              table(rows, ["seed", "val acc", "test acc", "alpha entropy", "dominant", "share", "seconds"],
-                    markdown=True), ""]
-    if outcome["collapse"]["collapsed"]:
-        lines += [f"**Collapse warning:** every choice went to `{outcome['collapse']['dominant']}`.", ""]
-    plots = [plot_curves({f"seed {s}": run / f"seed{s}" for s in outcome["seeds"]}, run / "curves.png")]
-    for s in outcome["seeds"]:
-        p = plot_alphas(run / f"seed{s}", outcome["candidates"], run / f"alphas_seed{s}.png")
-        if p:
-            plots.append(p)
-    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots]
+        rows.append([r["seed"], f"{r['final']['val']['acc']:.4f}", f"{test:.4f}" if test is not None else "-",
+                     f"{r.get('alpha_entropy', float('nan')):.3f}", f"{r['final']['seconds']:.0f}"])
+    lines += ["## Per seed (the supernet itself)", "",
+              table(rows, ["seed", "val acc", "test acc", "alpha entropy (1 = uniform)", "seconds"], markdown=True), ""]
+    plots = [plot_pareto(rec, run / "pareto.png"),
+             plot_curves({f"seed {s}": run / f"seed{s}" for s in outcome["seeds"]}, run / "curves.png")]
+    plots += [plot_alphas(run / f"seed{s}", outcome["candidates"], run / f"alphas_seed{s}.png") for s in outcome["seeds"]]
+    lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out

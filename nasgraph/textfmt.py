@@ -26,3 +26,22 @@ def table(rows: Sequence[Sequence[Any]], headers: Sequence[str], markdown: bool 
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(headers)]
     fmt = lambda r: "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
     return "\n".join([fmt(headers), fmt(["-" * w for w in widths])] + [fmt(r) for r in cells])
+
+
+def is_fraction(metric: str) -> bool:
+    """Accuracy-like metrics (in [0, 1]) are shown in percent / points."""
+    return metric.endswith("acc") or metric.endswith("accuracy")
+
+
+def metric_value(metric: str, v: float | None, sd: float | None = None) -> str:
+    """0.8123 -> 81.2% (acc), with "+-sd" when given; other metrics as they are."""
+    if v is None:
+        return "not scored"
+    if is_fraction(metric):
+        return f"{100 * v:.1f}%" + (f" +-{100 * sd:.1f}" if sd is not None else "")
+    return f"{v:.4g}" + (f" +-{sd:.2g}" if sd is not None else "")
+
+
+def metric_delta(metric: str, d: float) -> str:
+    """A difference of the metric: 0.041 -> 4.1 pts (acc)."""
+    return f"{100 * d:.1f} pts" if is_fraction(metric) else f"{d:.3g}"

@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from nasgraph.ops.attention import HeteroAttention
-from nasgraph.search.mixed import MixedAttention
+from nasgraph.ops.mixed_attention import MixedAttention
 
 CANDS = [("softmax", {}), ("linear", {}), ("local", {"window": 4})]
 

@@ -104,7 +104,7 @@ def test_flops_objective_pushes_alphas_to_cheaper_candidates(tiny_spec):
     graph = compile_spec(doc)
     cost = CostTable.from_summary(summarize(graph))
     strategy = get_strategy("darts")(doc.spec.search, 10, cost)
-    model = GraphModule(graph, mixer=strategy)
+    model = GraphModule(graph)
     strategy.attach(model)
     before = float(cost.expected({n: p.detach() for n, p in strategy.probabilities(model).items()}))
     x = torch.randint(2, 8, (8, 10))

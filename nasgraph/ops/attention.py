@@ -1,8 +1,8 @@
 """The attention op: a fixed type, a per-head assignment, or a choice point (a mixed layer).
 
 One op serves the supernet and the derived model: with several `candidates` it builds a
-MixedAttention (alphas, mixed by the search strategy's mixer); with one candidate a plain attention;
-with `heads` (one candidate per head) a HeteroAttention whose heads of different types share out_proj.
+MixedAttention (alphas, mixed by whatever mixer a search strategy attaches; softmax until then);
+with one candidate a plain attention; with `heads` (one candidate per head) a HeteroAttention whose heads of different types share out_proj.
 """
 from __future__ import annotations
 
@@ -13,27 +13,12 @@ from torch import nn
 
 from nasgraph import attention
 from nasgraph.ops.base import Op, OpConfig, expect
+from nasgraph.ops.candidates import Candidate, candidate_label, normalize_candidate
+from nasgraph.ops.mixed_attention import MixedAttention
 from nasgraph.ops.registry import register
 
-Candidate = str | dict[str, dict[str, Any]]
-
-
-def normalize_candidate(c: Candidate) -> tuple[str, dict[str, Any]]:
-    """"softmax" -> ("softmax", {}); {"local": {"window": 32}} -> ("local", {"window": 32})."""
-    if isinstance(c, str):
-        return c, {}
-    if isinstance(c, dict) and len(c) == 1:
-        name, options = next(iter(c.items()))
-        return str(name), dict(options or {})
-    raise ValueError("a candidate is a name (softmax) or a one-key mapping {name: {options}}, "
-                     f"got {c!r:.60}")
-
-
-def candidate_label(name: str, options: dict[str, Any]) -> str:
-    """A readable, stable label: local(window=32)."""
-    if not options:
-        return name
-    return f"{name}(" + ",".join(f"{k}={options[k]}" for k in sorted(options)) + ")"
+__all__ = ["AttentionOp", "AttentionOpConfig", "Candidate", "HeteroAttention", "MixedAttention", "candidate_label",
+           "normalize_candidate"]
 
 
 class AttentionOpConfig(OpConfig):
@@ -88,15 +73,14 @@ class AttentionOp(Op):
         expect(inputs[0], ("B", "T", ctx.d_model), "attention")
         return inputs[0]
 
-    def __init__(self, config: AttentionOpConfig, ctx, mixer=None):
+    def __init__(self, config: AttentionOpConfig, ctx):
         super().__init__(config, ctx)
         cands = config.resolved()
         if config.heads is not None:
             self.inner = HeteroAttention(cands, ctx.d_model, config.causal, ctx.max_len)
         elif config.is_choice:
-            from nasgraph.search.mixed import MixedAttention
             self.inner = MixedAttention(cands, ctx.d_model, ctx.n_heads, config.granularity,
-                                        config.causal, ctx.max_len, mixer=mixer)
+                                        config.causal, ctx.max_len)
         else:
             name, options = cands[0]
             self.inner = attention.build(name, ctx.d_model, ctx.n_heads, config.causal, ctx.max_len, **options)

@@ -2,15 +2,23 @@
 
 The derived spec compiles on its own: the standard encoder becomes an explicit `layers` list; the
 `graph` and `nodes` forms become explicit `nodes` (a repeated body can resolve differently per layer).
+One derive path: the spec from `derive_spec`, compiled by the same GraphModule; `inherit_weights`
+copies a supernet's weights into it, and `choice_mixing` runs the same architecture inside the
+supernet (one-hot mixing), so the two can be checked against each other.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
-from typing import Any
+from typing import Any, Iterator
 
 import networkx as nx
+import torch
+import torch.nn.functional as F
 
+from nasgraph.errors import NasgraphError
 from nasgraph.graph.expand import INPUT
+from nasgraph.model import module_key
 
 
 def resolved_attention(params: dict[str, Any], picks: list[int]) -> dict[str, Any]:
@@ -51,3 +59,81 @@ def derive_spec(raw: dict, graph: nx.DiGraph, choice: dict[str, list[int]]) -> d
     model.pop("graph", None)
     model["nodes"] = nodes
     return derived
+
+
+class ChoiceMixer:
+    """A mixer that runs one discrete architecture in the supernet: one-hot weights (G, C) per node."""
+
+    def __init__(self, choice: dict[str, list[int]]):
+        self.choice = choice
+
+    def __call__(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
+        idx = torch.tensor(self.choice[node], device=alpha.device)            # (G,)
+        return F.one_hot(idx, alpha.shape[-1]).to(alpha.dtype)                # (G, C)
+
+
+@contextlib.contextmanager
+def choice_mixing(supernet, choice: dict[str, list[int]]) -> Iterator[None]:
+    """Within the block, the supernet computes `choice` (with its shared weights); mixers restored after."""
+    layers = supernet.mixed_layers()
+    saved = {n: layer.mixer for n, layer in layers.items()}
+    mixer = ChoiceMixer(choice)
+    try:
+        for layer in layers.values():
+            layer.mixer = mixer
+        yield
+    finally:
+        for n, layer in layers.items():
+            layer.mixer = saved[n]
+
+
+def _head_slice(src: torch.Tensor, shape: torch.Size, heads: list[int], n_heads: int, where: str) -> torch.Tensor:
+    """The part of a supernet tensor (all H heads) that belongs to `heads`, matched to `shape` by its
+    dims: a dim of H * dh keeps those heads' rows, a dim of H those heads, equal dims stay whole."""
+    if src.shape == shape:
+        return src
+    if src.dim() != len(shape):
+        raise NasgraphError(f"{where}: cannot take heads {heads} of a {tuple(src.shape)} tensor into {tuple(shape)}")
+    idx, k = torch.tensor(heads), len(heads)
+    out = src
+    for d, (a, b) in enumerate(zip(src.shape, shape)):
+        if a == b:
+            continue
+        if a % n_heads == 0 and b == k * (a // n_heads):
+            out = out.unflatten(d, (n_heads, a // n_heads)).index_select(d, idx).flatten(d, d + 1)
+        else:
+            raise NasgraphError(f"{where}: dim {d} is {a} in the supernet and {b} in the derived model; "
+                                f"not a per-head dim of {n_heads} heads")
+    return out
+
+
+def _layer_state(mixed, derived_inner, picks: list[int], node: str) -> dict[str, torch.Tensor]:
+    """State of a derived attention layer (plain or HeteroAttention) taken from a MixedAttention."""
+    want = derived_inner.state_dict()
+    state = {f"out_proj.{k}": v for k, v in mixed.out_proj.state_dict().items()}
+    if len(set(picks)) == 1:                           # homogeneous: the candidate as it is
+        cand = mixed.candidates[picks[0]].state_dict()
+        return {**state, **{k: cand[k] for k in want if not k.startswith("out_proj.")}}
+    labels = [mixed.labels[c] for c in picks]
+    for g, label in enumerate(dict.fromkeys(labels)):  # HeteroAttention: groups in first-seen order
+        heads = [h for h, l in enumerate(labels) if l == label]
+        cand = mixed.candidates[picks[heads[0]]].state_dict()
+        for k, v in cand.items():
+            key = f"groups.{g}.{k}"
+            state[key] = _head_slice(v, want[key].shape, heads, len(picks), f"{node} {label} '{k}'")
+    return state
+
+
+def inherit_weights(supernet, derived, choice: dict[str, list[int]]) -> None:
+    """Copy the supernet's weights into the model derived from `choice` (same graph, choices resolved):
+    with one-hot mixing weights for `choice`, both then compute the same function."""
+    mixed = supernet.mixed_layers()
+    state = {}
+    for node in derived.order:
+        key = module_key(node)
+        if node in mixed:
+            inner = _layer_state(mixed[node], derived.nodes[key].inner, choice[node], node)
+            state.update({f"nodes.{key}.inner.{k}": v for k, v in inner.items()})
+        else:
+            state.update({f"nodes.{key}.{k}": v for k, v in supernet.nodes[key].state_dict().items()})
+    derived.load_state_dict(state)

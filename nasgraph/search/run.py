@@ -1,7 +1,8 @@
 """`nasgraph search`: train the supernet with a strategy for each seed, pick, agree, derive.
 
-RUN/ holds spec.yaml (the snapshot), search.json (choices per seed, agreement, collapse report),
-derived.yaml, and one folder per seed (metrics.jsonl, alphas.jsonl, checkpoints/, result.json).
+RUN/ holds spec.yaml (the snapshot), search.json (choices per seed, agreement), derived.yaml,
+evidence.json and recommendation.json (nasgraph.search.recommend), and one folder per seed
+(metrics.jsonl, alphas.jsonl, checkpoints/, result.json).
 """
 from __future__ import annotations
 
@@ -16,7 +17,9 @@ from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import derive_spec
+from nasgraph.search.evidence_adapter import evidence_from_outcome, subnet_scores
 from nasgraph.search.objective import CostTable
+from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
 from nasgraph.tasks.base import carve
 from nasgraph.training.data import BatchStream, evaluate
@@ -42,14 +45,6 @@ def finetune(model, splits, train_spec, steps: int) -> None:
         opt.zero_grad(set_to_none=True)
         task_loss(model(x), y).backward()
         opt.step()
-
-
-def collapse_report(choice: dict[str, list[int]], labels: dict[str, list[str]]) -> dict:
-    picks = Counter(labels[n][i] for n, idx in choice.items() for i in idx)
-    top, count = picks.most_common(1)[0] if picks else ("", 0)
-    total = sum(picks.values())
-    return {"counts": dict(picks), "collapsed": len(picks) == 1 and total > 1,
-            "dominant": top, "dominant_share": count / total if total else 0.0}
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -93,7 +88,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         seed_everything(seed)
         splits = search_splits(data, search.arch_fraction, seed)
         strategy = get_strategy(search.strategy)(search, steps, cost)
-        model = GraphModule(graph, mixer=strategy)
+        model = GraphModule(graph)
         strategy.attach(model)
         train_spec = spec.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train_spec, seed_run, steps=steps, strategy=strategy, resume=seed_run.resuming,
@@ -106,7 +101,8 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                   "cost": cost.of_choice(choice), "cost_kind": cost.kind, "final": result,
                   "probs": {n: p.detach().tolist() for n, p in strategy.probabilities(model).items()},
                   "scores": getattr(strategy, "scores", {}), **strategy.metrics(model),
-                  "collapse": collapse_report(choice, labels)}
+                  "subnet_scores": subnet_scores(model, labels, choice, lambda m: evaluate(
+                      m, splits["val"], train_spec.batch_size, search.score_batches))}
         seed_run.write_json("result.json", record)
         per_seed.append(record)
     voted, agree = agreement([r["choice"] for r in per_seed])
@@ -114,7 +110,9 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                "agreement": agree,
                "labels": {n: [labels[n][i] for i in idx] for n, idx in voted.items()},
                "cost": cost.of_choice(voted), "cost_kind": cost.kind, "cost_range": [cost.min_total, cost.max_total],
-               "collapse": collapse_report(voted, labels), "per_seed": per_seed}
+               "per_seed": per_seed}
     run.write_json("search.json", outcome)
     run.write_spec(derive_spec(doc.raw, graph, voted), "derived.yaml")
+    write_recommendation(out, evidence_from_outcome(outcome, cost), flops=CostTable.from_summary(summary),
+                         latency=cost if cost.kind == "latency" else None)
     return outcome

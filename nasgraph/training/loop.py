@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 
 from nasgraph.errors import NasgraphError
+from nasgraph.threads import set_torch_threads
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.losses import IGNORE, task_loss
 from nasgraph.training.rundir import RunDir
@@ -61,7 +62,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     """
     steps = steps or train.steps
     if train.threads:
-        torch.set_num_threads(train.threads)
+        set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train.warmup_steps, steps))

@@ -24,7 +24,10 @@ class Strategy:
         return alpha.softmax(dim=-1)
 
     def attach(self, model) -> None:
-        """Called once the supernet exists (before any resume)."""
+        """Called once the supernet exists (before any resume): this strategy becomes the mixer of
+        every mixed layer, and its architecture optimizer takes the alphas."""
+        for layer in model.mixed_layers().values():
+            layer.mixer = self
         if self.has_arch_step and model.arch_parameters():
             self.arch_opt = torch.optim.Adam(model.arch_parameters(), lr=self.search.alpha_lr,
                                              betas=(0.5, 0.999), weight_decay=self.search.alpha_weight_decay)

@@ -26,6 +26,7 @@ class Fixed(Strategy):
         self.scores: dict[str, list[list[float]]] = {}
 
     def attach(self, model) -> None:
+        super().attach(model)
         self.enabled = {n: torch.ones_like(m.alpha, dtype=torch.bool) for n, m in model.mixed_layers().items()}
 
     def __call__(self, alpha: torch.Tensor, node: str) -> torch.Tensor:

@@ -4,32 +4,35 @@ granularity "layer": one alpha vector per layer, (1, C); "head": one per head, (
 weighted sum over candidates of (B, T, H, dh) head outputs, then one shared out_proj: no Python loop
 over heads. Candidates whose weight is zero for every head (GDAS samples, masked-out candidates) are
 not run at all.
+
+The layer knows nothing about search strategies: it mixes with a softmax of its alphas until a
+strategy attaches its own mixer (`layer.mixer = strategy`), as NNI's mutators do.
 """
 from __future__ import annotations
 
-from typing import Callable, Protocol
+from typing import Protocol
 
 import torch
 from torch import nn
 
 from nasgraph import attention
-from nasgraph.ops.attention import candidate_label
+from nasgraph.ops.candidates import candidate_label
 
 
 class Mixer(Protocol):
-    """Turns alphas (G, C) into mixing weights (G, C); owned by the search strategy."""
+    """Turns alphas (G, C) into mixing weights (G, C)."""
 
     def __call__(self, alpha: torch.Tensor, node: str) -> torch.Tensor: ...
 
 
 def softmax_mixer(alpha: torch.Tensor, node: str) -> torch.Tensor:
-    """DARTS: softmax over candidates."""
+    """The default: softmax over candidates (DARTS)."""
     return alpha.softmax(dim=-1)
 
 
 class MixedAttention(nn.Module):
     def __init__(self, candidates: list[tuple[str, dict]], d_model: int, n_heads: int, granularity: str,
-                 causal: bool, max_len: int, mixer: Mixer | None = None):
+                 causal: bool, max_len: int, mixer: Mixer = softmax_mixer):
         super().__init__()
         self.labels = [candidate_label(n, o) for n, o in candidates]
         self.candidates = nn.ModuleList(
@@ -38,7 +41,7 @@ class MixedAttention(nn.Module):
         groups = n_heads if granularity == "head" else 1
         self.alpha = nn.Parameter(1e-3 * torch.randn(groups, len(candidates)))  # (G, C)
         self.out_proj = nn.Linear(d_model, d_model)
-        self.mixer: Callable = mixer or softmax_mixer
+        self.mixer: Mixer = mixer
         self.node = ""  # set by the GraphModule: the graph node this layer belongs to
 
     def weights(self) -> torch.Tensor:

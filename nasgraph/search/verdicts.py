@@ -1,0 +1,151 @@
+"""The pieces of a recommendation's confidence: per choice point verdicts, seed spread, warnings.
+
+Thresholds (docs/recommendation.md): mixing weights are "flat" at a normalised entropy of at least
+FLAT_ENTROPY, a choice point is decided by its weights when the top two probabilities differ by at
+least DECIDED_GAP in every group, by unit scores when the top two differ by at least two standard
+deviations over seeds.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from nasgraph.textfmt import metric_delta
+
+FLAT_ENTROPY = 0.99
+DECIDED_GAP = 0.05
+
+
+@dataclass
+class Warn:
+    code: str        # flat_alphas | undecided | one_seed | seeds_disagree | within_noise | short_budget |
+                     # no_standalone_score | outscored | collapse
+    message: str
+    fix: str
+
+
+def pooled_sd(score_lists: list[list[float]]) -> float | None:
+    """Seed spread pooled over the architectures scored on at least two seeds."""
+    num = den = 0.0
+    for s in score_lists:
+        if len(s) > 1:
+            m = sum(s) / len(s)
+            num += sum((x - m) ** 2 for x in s)
+            den += len(s) - 1
+    return math.sqrt(num / den) if den else None
+
+
+def _entropy(p: list[float]) -> float:
+    return -sum(x * math.log(x) for x in p if x > 0) / math.log(len(p)) if len(p) > 1 else 0.0
+
+
+def _mean(rows: list[list[float]]) -> list[float]:
+    return [sum(col) / len(col) for col in zip(*rows)]
+
+
+def _gap(values: list[float]) -> float:
+    top = sorted(values, reverse=True)
+    return top[0] - top[1] if len(top) > 1 else math.inf
+
+
+def choice_point_verdicts(ev, pick: dict[str, list[int]]) -> list[dict]:
+    """Per choice point: the pick, the runner-up type, seed agreement and the supernet's own evidence."""
+    n = len(ev.picks)
+    out = []
+    for node, cands in ev.candidates.items():
+        k = sum(p[node] == pick[node] for p in ev.picks)
+        row = {"node": node, "candidates": cands, "pick": [cands[i] for i in pick[node]], "seeds_agreeing": k, "seeds": n,
+               "runner_up": None, "decided": False, "entropy": None, "gap": None, "probabilities": None,
+               "unit_scores": None, "unit_sd": None}
+        units = [s[node] for s in (ev.unit_scores or []) if s and node in s]
+        probs = [p[node] for p in (ev.probabilities or []) if p and node in p]
+        if units:   # accuracy drop when a unit is masked: mean over seeds and groups, finite only
+            per_seed = [[_finite_mean([g[c] for g in u]) for c in range(len(cands))] for u in units]
+            mean = _mean(per_seed)
+            sd = [pooled_sd([[s[c] for s in per_seed]]) for c in range(len(cands))] if n > 1 else None
+            order = sorted(range(len(cands)), key=lambda c: -mean[c])
+            row.update(unit_scores=mean, unit_sd=sd, runner_up=cands[order[1]] if len(order) > 1 else None)
+            spread = max((x for x in (sd or []) if x is not None), default=None)
+            row["decided"] = spread is not None and mean[order[0]] - mean[order[1]] >= 2 * spread and k == n
+        elif probs:
+            groups = [_mean([p[g] for p in probs]) for g in range(len(probs[0]))]       # per group, over seeds
+            mean = _mean(groups)
+            order = sorted(range(len(cands)), key=lambda c: -mean[c])
+            gap = min(_gap(g) for g in groups)
+            row.update(probabilities=mean, entropy=sum(_entropy(g) for g in groups) / len(groups), gap=gap,
+                       runner_up=cands[order[1]] if len(order) > 1 else None,
+                       decided=gap >= DECIDED_GAP and k == n)
+        out.append(row)
+    return out
+
+
+def _finite_mean(xs: list[float]) -> float:
+    xs = [float(x) for x in xs if x is not None and math.isfinite(float(x))]
+    return sum(xs) / len(xs) if xs else 0.0
+
+
+def evidence_text(row: dict, metric: str) -> str:
+    """ "3/3 seeds, p 0.52 vs 0.31" | "1/1 seed, unit score 4.1 vs 0.2 pts" | "2/2 seeds, weights flat"."""
+    seeds = f"{row['seeds_agreeing']}/{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}"
+    if row["unit_scores"] is not None:
+        top = sorted(row["unit_scores"], reverse=True)
+        return seeds + f", unit score {metric_delta(metric, top[0])} vs {metric_delta(metric, top[1])}" \
+            if len(top) > 1 else seeds
+    if row["probabilities"] is not None:
+        if row["entropy"] >= FLAT_ENTROPY:
+            return seeds + f", weights flat (entropy {row['entropy']:.3f})"
+        top = sorted(row["probabilities"], reverse=True)
+        return seeds + f", p {top[0]:.2f} vs {top[1]:.2f}"
+    return seeds
+
+
+def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -> list[Warn]:
+    """Plain warnings, each with what to change."""
+    out, n, m = [], len(ev.picks), ev.metric
+    steps = max((x.steps for x in ev.measured), default=0)
+    budget = f"{steps} steps" if steps else "the budget"
+    flat = [p for p in points if p["entropy"] is not None and p["entropy"] >= FLAT_ENTROPY]
+    if flat and len(flat) == len(points):
+        worst = max(p["gap"] for p in flat)
+        out.append(Warn("flat_alphas", f"the mixing weights never moved from uniform (entropy "
+                        f"{min(p['entropy'] for p in flat):.3f}, top two within {worst:.4f}): the pick is their noise",
+                        "raise search.steps or search.alpha_lr, warm the weights up first (search.warmup_epochs), "
+                        "or use a strategy that scores the candidates"))
+    else:
+        undecided = [p["node"] for p in points if not p["decided"]]
+        if undecided and not pick.source == "standalone":
+            out.append(Warn("undecided", f"{', '.join(undecided)}: the supernet does not separate the top two "
+                            f"candidates (or the seeds differ there)", "raise search.steps; add seeds"))
+    if n == 1:
+        out.append(Warn("one_seed", "one seed: the spread over seeds is unknown",
+                        "set search.seeds: [0, 1, 2] to see whether the pick holds"))
+    elif agreeing < n:
+        names = "; ".join(f"seed {s}: {next(a.name for a in archs if a.choice == p)}" for s, p in zip(ev.seeds, ev.picks))
+        out.append(Warn("seeds_disagree", f"seeds disagree ({agreeing}/{n} picked {pick.name}): {names}",
+                        "more steps or seeds; the vote over seeds is shown"))
+    if margin is not None and se:
+        z = margin / se
+        if z <= -1:
+            cheaper = (runner.cost or 0) <= (pick.cost or 0)
+            out.append(Warn("outscored", f"{runner.name} scores {metric_delta(m, -margin)} above the pick "
+                            f"({-z:.1f} standard errors)" + (" at no more cost" if cheaper else " at a higher cost"),
+                            "prefer the runner-up" if cheaper else "weigh its cost against the gain"))
+        elif abs(z) < 2:
+            lead = "leads" if margin >= 0 else "trails"
+            out.append(Warn("within_noise", f"the pick {lead} {runner.name} by {metric_delta(m, abs(margin))} "
+                            f"({abs(z):.1f} standard errors of {metric_delta(m, se)}): within noise",
+                            "more seeds (search.seeds) and more steps (search.steps)"))
+        scored = [a for a in archs if a.scores]
+        if len(scored) > 2 and max(a.mean for a in scored) - min(a.mean for a in scored) < 2 * se:
+            out.append(Warn("short_budget", f"{budget} did not separate the candidates: all {len(scored)} "
+                            f"scored architectures lie within {metric_delta(m, 2 * se)}", "raise search.steps"))
+    if pick.source != "standalone":
+        how = "shared-weight scores read off the supernet" if pick.scores else "the supernet's mixing weights"
+        out.append(Warn("no_standalone_score", f"the pick rests on {how}, not on a score of the architecture "
+                        f"trained on its own", "train the pick and the runner-up standalone (nasgraph derive RUN "
+                        "-o d.yaml; nasgraph train d.yaml), or use a strategy that does"))
+        kinds = {l for p in points for l in p["pick"]}
+        if len(kinds) == 1 and len(points) > 1 and all(p["decided"] for p in points):
+            out.append(Warn("collapse", f"every choice went to {next(iter(kinds))}: weight-sharing search "
+                            f"favours the type that learns fastest early", "confirm with standalone scores"))
+    return out
