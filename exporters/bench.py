@@ -96,26 +96,24 @@ def _spec_from_text(text: str):
 
 def onnx_subject(path: str | Path) -> Subject:
     """An exported model and its eager twin (see the module doc)."""
-    from exporters.model_export import LogitsFromTokens, load_checkpoint, unpadded_path
-    from nasgraph.training.run import build_discrete, load_trained
+    from exporters.checkpoints import load_checkpoint
+    from exporters.model_export import LogitsFromTokens, unpadded_path
+    from nasgraph.training.run import build_discrete
 
     meta = read_metadata(path)
     if "nasgraph.spec" not in meta:
         raise NasgraphError(f"{path} is not a `nasgraph export` model (no nasgraph.spec metadata)")
     vocab = json.loads(meta["nasgraph.vocab"])
     source, module, weights = Path(meta.get("nasgraph.source") or "/nonexistent"), None, ""
+    checkpoint = Path(meta.get("nasgraph.checkpoint_path") or source)  # the exported weights (older files: source)
     try:
-        if source.is_dir() and (source / "checkpoints" / "last.pt").exists():
-            _, model = load_trained(source)
-            weights = f"the source run {source}"
+        torch.manual_seed(0)
+        _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
+        if checkpoint.is_file():
+            load_checkpoint(model, checkpoint)
+            weights = f"the source run {source}" if source.is_dir() else f"the source checkpoint {checkpoint}"
         else:
-            torch.manual_seed(0)
-            _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
-            if source.is_file():
-                load_checkpoint(model, source)
-                weights = f"the source checkpoint {source}"
-            else:
-                weights = "seeded random init (the source run is not here; latency does not depend on values)"
+            weights = "seeded random init (the source run is not here; latency does not depend on values)"
         module = LogitsFromTokens(model.eval())
     except NasgraphError as err:
         weights = f"no eager twin: {err}"

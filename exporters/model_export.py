@@ -35,6 +35,7 @@ import torch
 import yaml
 
 from exporters._files import check_target, move_all_into_place, staging_dir
+from exporters.checkpoints import load_checkpoint
 from exporters.fused_attention import contrib_translations
 from exporters.guards import token_guards
 from exporters.parity import ParityReport, stage_verified
@@ -214,9 +215,11 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
 
 def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
                  overwrite: bool = False, source: str = "", opset: int | None = None, contrib_ops: bool = True,
-                 quantize: str | None = None, max_drop: float = 1.0, progress: bool = False) -> ExportResult:
+                 quantize: str | None = None, max_drop: float = 1.0, progress: bool = False,
+                 checkpoint: tuple[str, Path] | None = None) -> ExportResult:
     """Export `model` (a GraphModule of `doc`) as padded and unpadded graphs, verified on
-    `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc."""
+    `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc. `checkpoint`
+    (description, file) of the weights is recorded as metadata."""
     check_target(path, overwrite)
     check_target(unpadded_path(path), overwrite)
     example, checks, described = parity_batches(task.check_split, task.max_len)
@@ -228,55 +231,35 @@ def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, 
         quantizer = lambda padded, unpadded: quantize_checked(  # noqa: E731
             [padded, unpadded], task.eval_split, task.eval_split_name, max_drop=max_drop, mode=quantize,
             progress=progress)
+    metadata = model_metadata(doc, task, source)
+    if checkpoint is not None:
+        metadata.update({"nasgraph.checkpoint": checkpoint[0], "nasgraph.checkpoint_path": str(checkpoint[1].resolve())})
     dst, dst_u, report, report_u, quant = export_graphs(
-        model, path, inputs, max_len=task.max_len, metadata=model_metadata(doc, task, source),
+        model, path, inputs, max_len=task.max_len, metadata=metadata,
         atol=float(atol if atol is not None else doc.spec.export.atol), opset=opset or doc.spec.export.opset,
         overwrite=overwrite, contrib_ops=contrib_ops, quantize=quantizer)
     return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant)
 
 
-def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly."""
-    checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise NasgraphError(f"no checkpoint at {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise NasgraphError(f"{checkpoint}: expected a state_dict or a dict with 'model', got {type(state).__name__}")
-    missing, unexpected = _key_mismatch(model, state)
-    if missing or unexpected:
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: missing {_few(missing)}; "
-                            f"unexpected {_few(unexpected)}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # same keys, other shapes
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: {str(err).splitlines()[-1].strip()}") from None
-
-
-def _key_mismatch(model, state) -> tuple[list[str], list[str]]:
-    want = set(model.state_dict())
-    return sorted(want - set(state)), sorted(set(state) - want)
-
-
-def _few(keys: Sequence[str]) -> str:
-    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "") if keys else "none"
-
-
-def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None,
-               overwrite: bool = False, **options: Any) -> ExportResult:
-    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/last.pt, task.json); `options`
-    go to export_model (contrib_ops, quantize, max_drop, progress)."""
-    from nasgraph.training.run import load_trained
+def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None, overwrite: bool = False,
+               weights: str = "best", **options: Any) -> ExportResult:
+    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/best.pt or last.pt, task.json):
+    `weights` "best" (validation; the last one for runs without best.pt) or "last"; `options` go to
+    export_model (contrib_ops, quantize, max_drop, progress)."""
+    from exporters.checkpoints import select_checkpoint
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete
 
     check_target(path, overwrite)  # before the (possibly slow) task loading
     run_dir = Path(run_dir)
-    doc, model = load_trained(run_dir)
+    checkpoint, described = select_checkpoint(run_dir, weights)
+    doc = load_spec(run_dir / "spec.yaml")
+    _, model = build_discrete(doc)
+    load_checkpoint(model, checkpoint)
     recorded = json.loads((run_dir / "task.json").read_text()) if (run_dir / "task.json").exists() else None
     task = load_task_info(doc, recorded)
-    return export_model(doc, model, path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()),
-                        **options)
+    return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()),
+                        checkpoint=(described, checkpoint), **options)
 
 
 def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str | Path, *,
@@ -292,4 +275,5 @@ def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str |
     load_checkpoint(model, checkpoint)
     task = load_task_info(doc)
     return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite,
-                        source=str(Path(checkpoint).resolve()), **options)
+                        source=str(Path(checkpoint).resolve()), checkpoint=("the given checkpoint", Path(checkpoint)),
+                        **options)

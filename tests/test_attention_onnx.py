@@ -71,3 +71,37 @@ def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
     if caps.padding_mask:
         assert inputs["mask"] == ["batch", "seq"], f"mask input missing or static: {inputs}"
 
+
+
+class Unpadded(torch.nn.Module):
+    """An attention layer called without a padding mask: the unpadded export's form."""
+
+    def __init__(self, attn: torch.nn.Module):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, None)                                        # (B, T, D)
+
+
+@pytest.mark.parametrize("name", names())
+def test_unpadded_export_with_fused_attention_matches_ort(name, tmp_path):
+    """Without a mask, SDPA calls become com.microsoft.MultiHeadAttention (ORT's flash CPU path);
+    every type still matches PyTorch, and softmax takes that fused kernel."""
+    from exporters.fused_attention import FLASH, attention_kernels, contrib_translations
+
+    reason = skip_reason(name, False)
+    if reason:
+        pytest.skip(reason)
+    bounded = get(name).caps.bounded
+    torch.manual_seed(0)
+    layer = Unpadded(build(name, D_MODEL, N_HEADS, max_len=MAX_LEN if bounded else None).eval())
+    gen = torch.Generator().manual_seed(1)
+    checks = [(torch.randn(B, T, D_MODEL, generator=gen),) for B, T in ((3, 13), (1, MAX_LEN))]
+    path, report = export_verified(
+        layer, (torch.randn(*EXPORT_SHAPE, D_MODEL, generator=gen),), tmp_path / f"{name}.onnx", checks, atol=ATOL,
+        input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "seq"}},
+        axis_max={"seq": MAX_LEN} if bounded else None, fallback=False, translations=contrib_translations())
+    assert report.ok, report.summary()
+    if name == "softmax":
+        assert list(attention_kernels(path).values()) == [FLASH]

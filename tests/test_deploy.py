@@ -160,6 +160,41 @@ def test_predict_picks_the_unpadded_graph_for_batches_without_padding(trained):
     assert alone.last_graph == "unpadded-by-length"
 
 
+def test_export_takes_the_best_validation_checkpoint_and_says_which(trained, tmp_path, capsys):
+    import shutil
+
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete
+
+    spec, trained_run, path = trained
+    vals = [json.loads(l) for l in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    vals = [v for v in vals if v.get("split") == "val"]
+    best_step = max(vals, key=lambda v: v["acc"])["step"]  # the first of equal maxima
+    assert torch.load(trained_run / "checkpoints" / "best.pt", weights_only=True)["step"] == best_step
+    assert read_metadata(path)["nasgraph.checkpoint"].startswith(f"best validation checkpoint (step {best_step},")
+    # a run whose best weights differ from its last ones: each choice exports its own weights
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    torch.manual_seed(123)
+    _, other = build_discrete(load_spec(spec))
+    torch.save({"model": other.state_dict(), "step": 1, "val": {"acc": 0.99}}, run / "checkpoints" / "best.pt")
+    _, last = build_discrete(load_spec(spec))
+    last.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"])
+    tokens = val_batch(3, 9)
+    for argv, model, said in ((["--weights", "best"], other, "best validation checkpoint (step 1, val acc 0.9900)"),
+                              (["--weights", "last"], last, "last checkpoint")):
+        out = tmp_path / f"{argv[1]}.onnx"
+        assert main(["export", str(run), "-o", str(out), *argv]) == 0
+        assert f"weights: {said}" in capsys.readouterr().out
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            expected = model.eval()(tokens).numpy()
+        np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+    (run / "checkpoints" / "best.pt").unlink()  # a run trained before best.pt existed
+    assert main(["export", str(run), "-o", str(tmp_path / "old.onnx")]) == 0
+    assert "weights: last checkpoint (this run has no checkpoints/best.pt" in capsys.readouterr().out
+
+
 def test_export_refuses_to_overwrite(trained, tmp_path, capsys):
     _, run, _ = trained
     out = tmp_path / "model.onnx"

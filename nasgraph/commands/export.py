@@ -15,7 +15,9 @@ ORDER = 7
 def add_arguments(p) -> None:
     p.add_argument("source", type=Path, help="a train run folder, or a spec YAML (then --checkpoint)")
     p.add_argument("-o", "--output", type=Path, required=True, help="the .onnx file to write")
-    p.add_argument("--checkpoint", type=Path, help="weights for a spec source (a train run's checkpoints/last.pt)")
+    p.add_argument("--checkpoint", type=Path, help="weights for a spec source (a train run's checkpoints/best.pt)")
+    p.add_argument("--weights", choices=["best", "last"], default="best",
+                   help="for a run folder: the best validation checkpoint (default) or the last one")
     p.add_argument("--atol", type=float, help="parity tolerance (default: the spec's export.atol, 1e-4)")
     p.add_argument("--force", action="store_true", help="replace --output (and its .unpadded.onnx) if they exist")
     p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the linear layers, kept "
@@ -45,7 +47,8 @@ def run(args) -> int:
         if args.checkpoint or args.overrides:
             raise NasgraphError(f"{args.source} is a run folder: it brings its own spec and checkpoint "
                                 "(--checkpoint and --set are for a spec source)")
-        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force, **options)
+        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force, weights=args.weights,
+                            **options)
     elif args.source.is_file():
         if args.checkpoint is None:
             raise NasgraphError(f"{args.source} is a spec: pass --checkpoint with its trained weights "
@@ -57,6 +60,8 @@ def run(args) -> int:
     meta = result.metadata
     print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
           f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    if "nasgraph.checkpoint" in meta:
+        print(f"weights: {meta['nasgraph.checkpoint']}, {meta['nasgraph.checkpoint_path']}")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")
     if result.unpadded_path is not None and result.unpadded_report is not None:
         u_meta = read_metadata(result.unpadded_path)

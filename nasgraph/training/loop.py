@@ -135,6 +135,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             run.log("metrics.jsonl", {"step": done, "split": "val", **val})
             if val["acc"] > best["acc"]:
                 best = {"acc": val["acc"], "step": done}
+                run.save_best(model.state_dict(), done, val)
         if done % train.checkpoint_every == 0 or done == steps:
             best["checkpoint_step"] = done
             checkpoint(done)

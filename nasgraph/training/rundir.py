@@ -87,6 +87,15 @@ class RunDir:
     def save_checkpoint(self, state: dict) -> None:
         atomic_write_bytes(self.checkpoint_path, lambda f: torch.save(state, f))
 
+    @property
+    def best_path(self) -> Path:
+        """Weights of the best validation accuracy so far: {"model", "step", "val"} (what export takes)."""
+        return self.path / "checkpoints" / "best.pt"
+
+    def save_best(self, model_state: dict, step: int, val: dict) -> None:
+        atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step,
+                                                                 "val": dict(val)}, f))
+
     def load_checkpoint(self) -> dict:
         return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
 
