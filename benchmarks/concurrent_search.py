@@ -71,8 +71,11 @@ def main() -> None:
         spec.write_text(SPEC % {"steps": args.steps})
         t0 = time.perf_counter()
         before = train_seconds([(launch(spec, tmp / "alone1", env, args.cpus), tmp / "alone1")])[0]
+        print(f"alone: {before:.1f} s", flush=True)
         pair = train_seconds([(launch(spec, tmp / f"pair{i}", env, args.cpus), tmp / f"pair{i}") for i in (0, 1)])
+        print(f"two at once: {pair[0]:.1f} s, {pair[1]:.1f} s", flush=True)
         after = train_seconds([(launch(spec, tmp / "alone2", env, args.cpus), tmp / "alone2")])[0]
+        print(f"alone again: {after:.1f} s", flush=True)
     alone = (before + after) / 2
     ratio = max(pair) / alone
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")

@@ -269,13 +269,39 @@ def bench_spec_of(target: Path):
 def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeats=None, warmup=None,
               graph_opt: str = "all", provider: str = "cpu") -> Grid:
     spec = bench_spec_of(target)
-    grid = Grid(list(batches or spec.batch_sizes), sorted(set(seq_lens or spec.seq_lens)),
+    grid = Grid(list(batches or spec.batch_sizes), sorted(set(seq_lens or default_seq_lens(target, spec))),
                 threads or spec.threads or usable_cores(), graph_opt, provider,
                 spec.warmup if warmup is None else warmup, repeats or spec.repeats)
     if min(grid.batches) < 1 or min(grid.seq_lens) < 1 or grid.repeats < 1 or grid.warmup < 0:
         raise NasgraphError(f"bad grid: batches {grid.batches}, seq_lens {grid.seq_lens}, repeats {grid.repeats}, "
                             f"warmup {grid.warmup} (sizes and repeats >= 1, warmup >= 0)")
     return grid
+
+
+def default_seq_lens(target: Path, spec) -> list[int]:
+    """bench.seq_lens as the spec gives them; left at the default (128, 512), the lengths the model takes:
+    those of the default within its max_len when two fit, else max_len / 4, max_len / 2 and max_len."""
+    if "seq_lens" in spec.model_fields_set:
+        return list(spec.seq_lens)
+    max_len = target_max_len(target)
+    fits = [T for T in spec.seq_lens if max_len is None or T <= max_len]
+    if max_len is None or len(fits) >= 2:
+        return fits or list(spec.seq_lens)
+    return sorted({max(1, max_len // 4), max(1, max_len // 2), max_len})
+
+
+def target_max_len(target: Path) -> int | None:
+    """The longest sequence a bench target's model takes (its task's max_len), None when unknown."""
+    from nasgraph import tasks
+    from nasgraph.spec import load_spec
+
+    try:
+        if target.suffix == ".onnx":
+            return int(read_metadata(target)["nasgraph.max_len"])
+        doc = load_spec(target / "spec.yaml" if target.is_dir() else target)
+        return int(tasks.parse_task(doc.spec.task).max_len)
+    except (NasgraphError, KeyError, ValueError, TypeError, AttributeError):
+        return None
 
 
 def bench(target: str | Path, grid: Grid, *, candidates: bool | None = None, progress: bool = True,

@@ -27,26 +27,42 @@ def paired(rows: list[dict]) -> list[dict]:
     return list(out.values())
 
 
+MARKERS = "osD^vP*Xph"
+
+
+def plain_ticks(ax, axis: str = "both") -> None:
+    """Tick labels as plain numbers (128, 0.5, 2.3k), not powers of ten, on log and linear axes."""
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    plain = FuncFormatter(lambda v, _: human(v) if abs(v) >= 1000 else f"{v:g}")
+    for name in ("x", "y") if axis == "both" else (axis,):
+        target = ax.xaxis if name == "x" else ax.yaxis
+        target.set_major_formatter(plain)
+        target.set_minor_formatter(NullFormatter())
+
+
 def plot_latency(report: dict, path: Path) -> Path:
-    """p50 latency against sequence length: one colour per subject, ORT solid, eager dashed; a panel per batch."""
+    """p50 latency against sequence length, a panel per batch: one colour family per runtime (ORT blues,
+    eager oranges; ORT solid, eager dashed), one marker per subject."""
     plt = _plt()
     batches = sorted({r["batch"] for r in report["rows"]})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 3.8), squeeze=False)
     subjects = list(dict.fromkeys(r["subject"] for r in report["rows"]))
-    colors = {s: f"C{i % 10}" for i, s in enumerate(subjects)}
+    shades = [0.85 - 0.5 * i / max(1, len(subjects) - 1) for i in range(len(subjects))]
+    runtimes = ((ORT, "ORT", plt.get_cmap("Blues"), "-"), (EAGER, "eager", plt.get_cmap("Oranges"), "--"))
     for ax, B in zip(axes[0], batches):
-        for s in subjects:
-            for backend, style in ((ORT, "-"), (EAGER, "--")):
+        for i, s in enumerate(subjects):
+            for backend, short, cmap, style in runtimes:
                 pts = sorted((r["seq_len"], r["p50_ms"]) for r in report["rows"]
                              if r["subject"] == s and r["batch"] == B and r["backend"] == backend)
                 if pts:
-                    ax.plot(*zip(*pts), style, marker="o", ms=3, color=colors[s],
-                            label=f"{s} ({'ORT' if backend == ORT else 'eager'})")
-        ax.set(xscale="log", yscale="log", xlabel="sequence length", ylabel="p50 latency (ms)",
+                    ax.plot(*zip(*pts), style, marker=MARKERS[i % len(MARKERS)], ms=4, color=cmap(shades[i]),
+                            label=f"{s} ({short})")
+        ax.set(xscale="log", yscale="log", xlabel="sequence length (tokens)", ylabel="p50 latency (ms)",
                title=f"batch {B}, {report['settings']['threads']} threads")
         lens = sorted({r["seq_len"] for r in report["rows"] if r["batch"] == B})
+        plain_ticks(ax)
         ax.set_xticks(lens, [str(T) for T in lens], minor=False)
-        ax.set_xticks([], minor=True)
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=6)
     fig.tight_layout()
@@ -58,6 +74,7 @@ def plot_latency(report: dict, path: Path) -> Path:
 def plot_pareto(points: list[dict], front: list[dict], path: Path) -> Path:
     """Accuracy against ORT latency, coloured by FLOPs; the Pareto front as a step line."""
     from matplotlib.colors import LogNorm
+    from matplotlib.ticker import NullFormatter
 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(6, 4.2))
@@ -71,7 +88,10 @@ def plot_pareto(points: list[dict], front: list[dict], path: Path) -> Path:
                             norm=norm, cmap="viridis", marker=marker, s=50, edgecolor="k",
                             label=f"{kind} runs ({'test/val acc' if kind == 'train' else 'supernet val acc'})")
     if sc is not None:
-        fig.colorbar(sc, ax=ax, label="FLOPs (one sequence at max_len)")
+        bar = fig.colorbar(sc, ax=ax, label="FLOPs (one sequence at max_len)")
+        ticks = sorted(set(flops))[:: max(1, len(set(flops)) // 5)]  # the runs' own values, at most ~6
+        bar.set_ticks(ticks, labels=[human(v) for v in ticks])
+        bar.ax.yaxis.set_minor_formatter(NullFormatter())
     for p in points:
         ax.annotate(p["name"], (p["latency_p50_ms"], p["acc"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     if len(front) > 1:

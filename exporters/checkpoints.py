@@ -34,11 +34,12 @@ def select_checkpoint(run_dir: str | Path, weights: str = "best") -> tuple[Path,
         return last, "last checkpoint (this run has no checkpoints/best.pt: trained before best-checkpoint saving)"
     try:
         info = torch.load(best, map_location="cpu", weights_only=True)
-        step, acc = int(info["step"]), float(info["val"]["acc"])
+        metric = str(info.get("metric", "acc"))
+        step, score = int(info["step"]), float(info["val"][metric])
     except Exception as err:  # noqa: BLE001 - a damaged or foreign file: name it, do not export it
         raise NasgraphError(f"{best}: unreadable best checkpoint ({type(err).__name__}: {err}); "
                             "export the last one with --weights last") from None
-    return best, f"best validation checkpoint (step {step}, val acc {acc:.4f})"
+    return best, f"best validation checkpoint (step {step}, val {metric} {score:.4f})"
 
 
 def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:

@@ -1,4 +1,5 @@
-"""Export a trained nasgraph model to verified ONNX files: `tokens` (B, T) int64 -> `logits` (B, C).
+"""Export a trained nasgraph model to verified ONNX files: `tokens` (B, T) int64 -> `logits` (B, C),
+or (B, T, V) per-position logits for a language model (metadata `nasgraph.output` = "token").
 
 Two graphs land together:
 - `model.onnx`, the padded graph: the padding mask is computed inside (tokens != <pad>), so a caller
@@ -60,8 +61,8 @@ class LogitsFromTokens(torch.nn.Module):
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         if self.padded:
-            return self.model(tokens)                                     # (B, C)
-        return self.model(tokens, padded=False)                           # (B, C)
+            return self.model(tokens)                                     # (B, C) or (B, T, V)
+        return self.model(tokens, padded=False)                           # (B, C) or (B, T, V)
 
 
 def unpadded_path(path: str | Path) -> Path:
@@ -81,6 +82,7 @@ class TaskInfo:
     max_len: int
     check_split: Split = field(repr=False, default_factory=lambda: Split([], []))
     check_split_name: str = "val"
+    output: str = "class"                    # "token": per-position logits (B, T, V) of a causal LM
     eval_split: Split = field(repr=False, default_factory=lambda: Split([], []))  # int8 accuracy
     eval_split_name: str = "test"
 
@@ -111,7 +113,7 @@ def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
         raise NasgraphError(f"task '{config.kind}' has no examples to check the export on")
     held_out = next(s for s in ("test", "val", "train") if len(data.splits.get(s, ())) > 0)
     return TaskInfo(list(data.vocab), list(data.class_names), dict(data.tokenizer), int(config.max_len),
-                    data.splits[name], name, data.splits[held_out], held_out)
+                    data.splits[name], name, tasks.get(config.kind).output, data.splits[held_out], held_out)
 
 
 def _pad(rows: list[list[int]], T: int) -> torch.Tensor:
@@ -150,6 +152,7 @@ def model_metadata(doc, task: TaskInfo, source: str) -> dict[str, str]:
             "nasgraph.class_names": json.dumps(task.class_names, ensure_ascii=False),
             "nasgraph.tokenizer": json.dumps(task.tokenizer, ensure_ascii=False),
             "nasgraph.max_len": str(task.max_len),
+            "nasgraph.output": task.output,
             "nasgraph.source": source}
 
 

@@ -68,10 +68,10 @@ def run_point(run: str | Path, grid, exported: dict[str, Path] | None = None) ->
             "latency_p50_ms": stats.p50_ms, "latency_p90_ms": stats.p90_ms}
 
 
-def pareto_front(points: Sequence[dict]) -> list[dict]:
-    """Points no other point beats on both latency (lower) and accuracy (higher), by latency."""
+def pareto_front(points: Sequence[dict], cost: str = "latency_p50_ms") -> list[dict]:
+    """Points no other point beats on both cost (lower; latency by default) and accuracy (higher), by cost."""
     front, best = [], float("-inf")
-    for p in sorted(points, key=lambda p: (p["latency_p50_ms"], -p["acc"])):
+    for p in sorted(points, key=lambda p: (p[cost], -p["acc"])):
         if p["acc"] > best:
             front.append(p)
             best = p["acc"]

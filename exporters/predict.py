@@ -47,6 +47,9 @@ class Predictor:
         missing = [k for k in REQUIRED if k not in meta]
         if missing:
             raise ExportError(f"{path} is not a `nasgraph export` model: metadata lacks {', '.join(missing)}")
+        if meta.get("nasgraph.output") == "token":
+            raise NasgraphError(f"{path} is a language model (per-position next-token logits), not a classifier: "
+                                f"continue a text with `nasgraph generate {path} --prompt TEXT`")
         self.path, self.metadata, self.batch_size = Path(path), meta, max(1, batch_size)
         self.class_names: list[str] = json.loads(meta["nasgraph.class_names"])
         self.max_len = int(meta["nasgraph.max_len"])

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from nasgraph import ops
+from nasgraph.errors import NasgraphError
 from nasgraph.graph.expand import INPUT
 from nasgraph.ops.base import ModelContext
 from nasgraph.ops.mixed_attention import MixedAttention
@@ -23,7 +24,8 @@ def module_key(node: str) -> str:
 
 
 class GraphModule(nn.Module):
-    """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes)."""
+    """tokens (B, T) int64 [+ mask (B, T) bool] -> logits (B, num_classes), or (B, T, vocab_size) for a
+    per-position task (lm_head)."""
 
     def __init__(self, graph: nx.DiGraph):
         super().__init__()
@@ -38,6 +40,7 @@ class GraphModule(nn.Module):
             self.nodes[module_key(n)] = ops.get(node["op"])(cfg, self.ctx)
         for n, layer in self.mixed_layers().items():
             layer.node = n
+        self._tie_heads(graph)
         # free each intermediate value after its last use (peak memory of long graphs)
         last_use: dict[str, str] = {}
         for n in self.order:
@@ -55,7 +58,19 @@ class GraphModule(nn.Module):
             values[n] = self.nodes[module_key(n)](*[values[i] for i in self.inputs[n]], mask=mask)
             for i in self.release[n]:
                 del values[i]
-        return values[self.output]                                        # (B, num_classes)
+        return values[self.output]                                        # (B, C) or (B, T, V)
+
+    def _tie_heads(self, graph: nx.DiGraph) -> None:
+        """lm_head with `tie: true` shares the weight of the one embedding of the token input."""
+        tied = [n for n in self.order if graph.nodes[n]["op"] == "lm_head" and graph.nodes[n]["params"].get("tie")]
+        if not tied:
+            return
+        embeds = [n for n in self.order if graph.nodes[n]["op"] == "embedding"]
+        if len(embeds) != 1:
+            raise NasgraphError(f"lm_head '{tied[0]}' has tie: true, but the graph has {len(embeds)} embeddings "
+                                f"({', '.join(embeds) or 'none'}); tying needs exactly one")
+        for n in tied:
+            self.nodes[module_key(n)].tie_to(self.nodes[module_key(embeds[0])].token)
 
     def mixed_layers(self) -> dict[str, nn.Module]:
         """Choice points: node name -> MixedAttention."""

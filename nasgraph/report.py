@@ -41,9 +41,10 @@ def plot_curves(runs: dict[str, Path], out: Path) -> Path:
 
 
 def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path | None:
-    """Candidate probabilities (mean over groups) against step, one panel per choice point."""
+    """Candidate probabilities (mean over groups) against step, one panel per choice point; None when
+    there are none or they never changed (fixed mixing weights: flat lines would say nothing)."""
     rows = read_jsonl(seed_dir / "alphas.jsonl")
-    if not rows:
+    if not rows or all(r["probs"] == rows[0]["probs"] for r in rows):
         return None
     plt = _plt()
     nodes = list(labels)
@@ -55,7 +56,7 @@ def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path
         for c, label in enumerate(labels[node]):
             ys = [sum(g[c] for g in r["probs"][node]) / len(r["probs"][node]) for r in rows]
             ax.plot(steps, ys, label=label)
-        ax.set(title=node, xlabel="step", ylim=(0, 1))
+        ax.set(title=node, xlabel="step", ylabel="candidate probability (mean over groups)", ylim=(0, 1))
         ax.grid(alpha=0.3)
     axes.flat[0].legend(fontsize=7)
     for ax in list(axes.flat)[len(nodes):]:
@@ -111,7 +112,8 @@ def plot_pareto(rec: dict, out: Path) -> Path | None:
     ax.plot([x(a) for a in front], [scale * a["mean"] for a in front], "--", color="C1", lw=1, label="Pareto front")
     pick = rec["pick"]
     if pick["mean"] is not None:
-        ax.plot(x(pick), scale * pick["mean"], "*", ms=16, color="C3", label="pick" if rec["confident"] else "leaning (no confident pick)")
+        ax.plot(x(pick), scale * pick["mean"], "*", ms=16, color="C3",
+                label="pick" if rec["confident"] else "leaning (no confident pick)")
     ax.set(xlabel="ONNX Runtime latency (ms, measured)" if use_latency else "FLOPs per sequence",
            ylabel=f"{rec['metric']}{' (%)' if scale == 100 else ''}, mean (bars: sd) over seeds",
            title=f"{rec['strategy']} search: {rec['metric']} vs {'latency' if use_latency else 'FLOPs'}")
@@ -153,11 +155,15 @@ def write_search_report(run: str | Path) -> Path:
         test = r["final"].get("test", {}).get("acc")
         rows.append([r["seed"], f"{r['final']['val']['acc']:.4f}", f"{test:.4f}" if test is not None else "-",
                      f"{r.get('alpha_entropy', float('nan')):.3f}", f"{r['final']['seconds']:.0f}"])
-    lines += ["## Per seed (the supernet itself)", "",
-              table(rows, ["seed", "val acc", "test acc", "alpha entropy (1 = uniform)", "seconds"], markdown=True), ""]
-    plots = [plot_pareto(rec, run / "pareto.png"),
-             plot_curves({f"seed {s}": run / f"seed{s}" for s in outcome["seeds"]}, run / "curves.png")]
-    plots += [plot_alphas(run / f"seed{s}", outcome["candidates"], run / f"alphas_seed{s}.png") for s in outcome["seeds"]]
+    if rows:
+        lines += ["## Per seed (the supernet itself)", "",
+                  table(rows, ["seed", "val acc", "test acc", "alpha entropy (1 = uniform)", "seconds"], markdown=True),
+                  ""]
+    seeds = [s for s in outcome["seeds"] if (run / f"seed{s}" / "metrics.jsonl").exists()]   # supernet seeds
+    plots = [plot_pareto(rec, run / "pareto.png")]
+    if seeds:
+        plots.append(plot_curves({f"seed {s}": run / f"seed{s}" for s in seeds}, run / "curves.png"))
+    plots += [plot_alphas(run / f"seed{s}", outcome["candidates"], run / f"alphas_seed{s}.png") for s in seeds]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n")

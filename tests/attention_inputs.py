@@ -1,13 +1,5 @@
-"""Inputs shared by the registry-wide attention tests."""
-from __future__ import annotations
+"""Inputs shared by the registry-wide attention tests (the contract's own, so tests and
+`nasgraph check-attention` feed the same masks)."""
+from nasgraph.attention.contract import padding_mask
 
-import torch
-
-
-def padding_mask(T: int, B: int = 2) -> torch.Tensor:
-    """Row 0 right-padded, row 1 left-padded with a hole in the middle; (B, T) bool, True = real."""
-    mask = torch.ones(B, T, dtype=torch.bool)
-    mask[0, T - T // 3:] = False
-    mask[1, : T // 4] = False
-    mask[1, T // 2] = False
-    return mask
+__all__ = ["padding_mask"]

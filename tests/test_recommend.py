@@ -123,3 +123,13 @@ def test_latency_table_gives_measured_latency_and_the_pareto_axis(tmp_path):
     assert {a.name for a in rec.architectures if a.pareto} == {"local", "softmax"}
     out = plot_pareto(rec.to_json(), tmp_path / "pareto.png")
     assert out.stat().st_size > 0
+
+
+def test_the_strategys_own_decision_and_per_seed_detail_lists_are_read():
+    """Evidence.chosen (when a strategy sets it) is the pick; detail values may be one per seed."""
+    measured = [arch(SOFT, [0.9, 0.9], scored=["one-shot", "one-shot"]), arch(LOC, [0.7, 0.7], scored=["one-shot"] * 2)]
+    ev = evidence([LOC, LOC], measured)
+    ev.chosen = SOFT
+    rec = recommend(ev)
+    assert rec.pick.name == "softmax" and rec.pick.source == "shared-weights" and rec.seeds_agreeing == 0
+    assert rec.confidence == "none"     # no seed picked what the strategy decided

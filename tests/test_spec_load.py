@@ -182,7 +182,7 @@ def test_schema_command_prints_json_schema(capsys):
     assert main(["schema"]) == 0
     schema = json.loads(capsys.readouterr().out)
     assert schema["$schema"].endswith("2020-12/schema") and schema["$id"] and schema["title"]
-    assert set(schema["properties"]) == {"name", "task", "model", "search", "train", "export", "bench"}
+    assert set(schema["properties"]) == {"name", "plugins", "task", "model", "search", "train", "export", "bench"}
     assert set(schema["required"]) == {"name", "task", "model"}
     candidate = schema["$defs"]["AttentionCandidate"]["anyOf"]
     from nasgraph import attention

@@ -6,7 +6,8 @@ import torch
 from torch import nn
 
 from nasgraph.errors import ConfigError
-from nasgraph.tasks import CLS_ID, PAD_ID, Split, kinds, load_task, num_classes, parse_task, vocab_size
+from nasgraph.tasks import CLS_ID, PAD_ID, Split, get, kinds, load_task, num_classes, parse_task, vocab_size
+from nasgraph.tasks.base import IGNORE
 from nasgraph.tasks.batching import batches
 from nasgraph.tasks.tokenize import Tokenizer
 
@@ -16,6 +17,8 @@ SMALL = {
                      "n_val": 8, "n_test": 8},
     "listops": {"max_len": 40, "min_len": 5, "max_depth": 3, "n_train": 64, "n_val": 8, "n_test": 8},
     "text": {"path": "reviews.jsonl", "max_len": 24},
+    "lm": {"path": "reviews.jsonl", "max_len": 24},
+    "mqar": {"max_len": 24, "n_pairs": 3, "n_keys": 6, "n_values": 6, "n_train": 64, "n_val": 8, "n_test": 8},
 }
 
 
@@ -35,11 +38,15 @@ def test_every_kind_keeps_the_contract(small_config):
     assert vocab_size(small_config) == len(data.vocab) and data.vocab[:2] == ["<pad>", "<cls>"]
     assert num_classes(small_config) == len(data.class_names)
     tok = Tokenizer.from_dict(json.loads(json.dumps(data.tokenizer)))
+    per_position = get(small_config.kind).output == "token"
     for split in data.splits.values():
         assert len(split) > 0
         for ids, label in zip(split.ids, split.labels):
             assert ids[0] == CLS_ID and len(ids) <= small_config.max_len
-            assert all(1 <= i < len(data.vocab) for i in ids) and 0 <= label < len(data.class_names)
+            assert all(1 <= i < len(data.vocab) for i in ids)
+            labels = label if per_position else [label]
+            assert len(labels) == (len(ids) if per_position else 1)
+            assert all(0 <= y < len(data.class_names) for y in labels if y != IGNORE)
             assert tok.encode(tok.decode(ids)) == ids
     again = load_task(small_config)
     assert all(again.splits[s].ids == data.splits[s].ids for s in data.splits)

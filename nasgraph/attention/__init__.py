@@ -9,7 +9,7 @@ import pkgutil
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import build, get, names, parse_options, register
 
-_INFRA = {"base", "registry"}
+_INFRA = {"base", "registry", "contract"}
 for _info in pkgutil.iter_modules(__path__):
     if _info.name not in _INFRA and not _info.name.startswith("_"):
         importlib.import_module(f"{__name__}.{_info.name}")

@@ -5,20 +5,23 @@ from typing import Any
 
 from nasgraph.config import parse_config
 from nasgraph.errors import ConfigError
-from nasgraph.attention.base import Attention, AttentionConfig
+from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
+from nasgraph.plugins import GROUPS
 from nasgraph.registry import Registry
 
-_REGISTRY = Registry("attention", Attention)
-
-
 def _check(cls) -> None:
-    if not issubclass(cls.Config, AttentionConfig):
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, AttentionConfig)):
         raise TypeError(f"attention '{cls.__name__}': Config must subclass AttentionConfig")
+    if not isinstance(cls.caps, Capabilities):
+        raise TypeError(f"attention '{cls.__name__}': caps must be a Capabilities, got {cls.caps!r}")
+
+
+_REGISTRY = Registry("attention", Attention, group=GROUPS["attention"], check=_check)
 
 
 def register(name: str):
     """Class decorator: register an Attention subclass under `name` (its Config must be nested)."""
-    return _REGISTRY.register(name, _check)
+    return _REGISTRY.register(name)
 
 
 def names() -> list[str]:

@@ -7,6 +7,16 @@ def add_spec_overrides(p) -> None:
                    help="override a spec value, e.g. --set train.steps=200 (repeatable)")
 
 
+def add_json(p, what: str) -> None:
+    p.add_argument("--json", action="store_true", help=f"print {what} as one JSON object (and nothing else on stdout)")
+
+
+def print_json(data: dict) -> None:
+    import json
+
+    print(json.dumps(data, indent=1, default=str))
+
+
 def add_run_options(p) -> None:
     p.add_argument("--out", required=True, help="run folder (refused if it already holds a run)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out")

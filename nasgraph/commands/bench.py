@@ -1,9 +1,9 @@
 """`nasgraph bench model.onnx --out DIR`: ONNX Runtime vs PyTorch eager latency, report and plots."""
 from __future__ import annotations
 
-import tempfile
 from pathlib import Path
 
+from nasgraph.commands._common import add_json, print_json
 from nasgraph.errors import NasgraphError
 
 NAME = "bench"
@@ -36,38 +36,24 @@ def add_arguments(p) -> None:
                                                                      "accuracy vs latency vs FLOPs plot")
     p.add_argument("--force", action="store_true", help="replace an existing report in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
+    add_json(p, "report.json")
 
 
 def run(args) -> int:
-    from exporters.bench import bench, make_grid
-    from exporters.bench_report import write_report
-    from exporters.pareto import run_point
-    from exporters.runtime import read_metadata
+    from nasgraph.api import bench
 
-    if (args.out / "report.json").exists() and not args.force:
-        raise NasgraphError(f"{args.out} already holds a bench report; pass --force or choose another --out")
-    if args.threads is not None and args.threads < 1:
-        raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
-    grid = make_grid(args.target, batches=args.batch, seq_lens=args.seq, threads=args.threads,
-                     repeats=args.repeats, warmup=args.warmup, graph_opt=args.graph_opt, provider=args.provider)
-    with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:
-        report = bench(args.target, grid, candidates=args.candidates or None, progress=args.progress, workdir=tmp)
-        exported = {}  # a run whose model is the bench target is not exported again
-        if args.target.suffix == ".onnx":
-            source = read_metadata(args.target).get("nasgraph.source", "")
-            exported = {source: args.target} if source else {}
-        elif args.target.is_dir():
-            exported = {str(args.target.resolve()): Path(report["subjects"][0]["onnx"])}
-        report["runs"] = [run_point(r, grid, exported) for r in args.runs]
-    for s in report["subjects"]:
-        s["onnx"] = str(args.target) if args.target.suffix == ".onnx" else "(temporary export)"
-    written = write_report(report, args.out)
+    result = bench(args.target, args.out, batches=args.batch, seq_lens=args.seq, threads=args.threads,
+                   repeats=args.repeats, warmup=args.warmup, graph_opt=args.graph_opt, provider=args.provider,
+                   candidates=args.candidates, runs=args.runs, overwrite=args.force, progress=args.progress)
+    if args.json:
+        print_json(result.to_json())
+        return 0
     pairs = {}
-    for r in report["rows"]:
+    for r in result.report["rows"]:
         pairs.setdefault((r["subject"], r["batch"], r["seq_len"]), {})[r["backend"]] = r["p50_ms"]
     for (subject, B, T), v in pairs.items():
         ort, eager = v.get("onnxruntime"), v.get("torch-eager")
         ratio = f", ORT/eager {ort / eager:.2f}" if ort and eager else ""
         print(f"{subject} B={B} T={T}: ORT p50 {ort:.3f} ms" + (f", eager p50 {eager:.3f} ms" if eager else "") + ratio)
-    print(f"wrote {', '.join(str(p) for p in written)}")
+    print(f"wrote {', '.join(str(p) for p in result.written)}")
     return 0

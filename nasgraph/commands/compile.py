@@ -40,21 +40,14 @@ def render(summary) -> str:
 
 
 def run(args) -> int:
-    from nasgraph.graph import compile_spec
-    from nasgraph.graph.io import write_artifacts
-    from nasgraph.graph.summary import summarize
-    from nasgraph.spec import load_spec
+    from nasgraph.api import compile
 
-    doc = load_spec(args.spec, args.overrides)
-    graph = compile_spec(doc)
-    summary = summarize(graph)
-    text = render(summary)
+    compiled = compile(args.spec, args.overrides, out=args.out)
+    text = render(compiled.summary)
     if args.out:
-        written = write_artifacts(graph, args.out)
-        (args.out / "summary.json").write_text(json.dumps(summary.to_json(), indent=1))
-        (args.out / "summary.md").write_text(f"# {summary.name}\n\n```\n{text}\n```\n")
-        written += [args.out / "summary.json", args.out / "summary.md"]
-    print(json.dumps(summary.to_json(), indent=1) if args.json else text)
+        compiled.written.append(args.out / "summary.md")
+        compiled.written[-1].write_text(f"# {compiled.summary.name}\n\n```\n{text}\n```\n")
+    print(json.dumps(compiled.to_json(), indent=1) if args.json else text)
     if args.out and not args.json:
-        print("wrote " + ", ".join(str(w) for w in written))
+        print("wrote " + ", ".join(str(w) for w in compiled.written))
     return 0

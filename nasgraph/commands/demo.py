@@ -5,6 +5,7 @@ user would run; `--set` overrides apply to the spec (and so to the derived spec 
 """
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -62,5 +63,8 @@ def run(args) -> int:
             print(f"demo: step '{name}' failed (exit {code}); artifacts so far are in {out}")
             return code
         print(f"   ({name}: {time.perf_counter() - t0:.0f} s)")
-    print(f"\ndemo done: reports in {out}/search/report.md, {out}/train/report.md, {out}/bench/report.md")
+    rec = json.loads((out / "search" / "recommendation.json").read_text())
+    print(f"\nsearch: {rec['headline']}"
+          + ("" if rec["confident"] else "; the demo trained and exported what the search leaned to"))
+    print(f"demo done: reports in {out}/search/report.md, {out}/train/report.md, {out}/bench/report.md")
     return 0

@@ -32,8 +32,8 @@ def add_arguments(p) -> None:
 
 def run(args) -> int:
     from exporters.fused_attention import attention_kernels
-    from exporters.model_export import export_checkpoint, export_run
     from exporters.runtime import read_metadata
+    from nasgraph.api import export
 
     if args.output.exists() and not args.force:
         raise NasgraphError(f"{args.output} already exists; pass --force to replace it (nothing was written)")
@@ -41,25 +41,13 @@ def run(args) -> int:
         raise NasgraphError(f"--atol must be > 0, got {args.atol}")
     if args.max_accuracy_drop < 0:
         raise NasgraphError(f"--max-accuracy-drop must be >= 0 points, got {args.max_accuracy_drop}")
-    options = dict(contrib_ops=args.contrib_ops, quantize=args.quantize, max_drop=args.max_accuracy_drop,
-                   progress=args.progress)
-    if args.source.is_dir():
-        if args.checkpoint or args.overrides:
-            raise NasgraphError(f"{args.source} is a run folder: it brings its own spec and checkpoint "
-                                "(--checkpoint and --set are for a spec source)")
-        result = export_run(args.source, args.output, atol=args.atol, overwrite=args.force, weights=args.weights,
-                            **options)
-    elif args.source.is_file():
-        if args.checkpoint is None:
-            raise NasgraphError(f"{args.source} is a spec: pass --checkpoint with its trained weights "
-                                "(or give a train run folder instead)")
-        result = export_checkpoint(args.source, args.checkpoint, args.output, overrides=args.overrides,
-                                   atol=args.atol, overwrite=args.force, **options)
-    else:
-        raise NasgraphError(f"{args.source}: no such run folder or spec file")
+    result = export(args.source, args.output, checkpoint=args.checkpoint, overrides=args.overrides, atol=args.atol,
+                    overwrite=args.force, weights=args.weights, quantize=args.quantize,
+                    max_drop=args.max_accuracy_drop, contrib_ops=args.contrib_ops, progress=args.progress)
     meta = result.metadata
-    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, "
-          f"{len(json.loads(meta['nasgraph.class_names']))} classes)")
+    n = len(json.loads(meta["nasgraph.class_names"]))
+    outputs = f"next-token logits over {n} tokens" if meta.get("nasgraph.output") == "token" else f"{n} classes"
+    print(f"wrote {result.path} ({meta['nasgraph.name']}, max_len {meta['nasgraph.max_len']}, {outputs})")
     if "nasgraph.checkpoint" in meta:
         print(f"weights: {meta['nasgraph.checkpoint']}, {meta['nasgraph.checkpoint_path']}")
     print(f"{result.report.summary()} on {meta['nasgraph.parity_inputs']}")

@@ -1,7 +1,7 @@
 """`nasgraph train derived.yaml --out RUN`: train a discrete architecture from scratch."""
 from __future__ import annotations
 
-from nasgraph.commands._common import add_run_options, add_spec_overrides
+from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
 
 NAME = "train"
 HELP = "train a spec without choice points (e.g. a derived spec) from scratch"
@@ -12,17 +12,20 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file (no choice points)")
     add_spec_overrides(p)
     add_run_options(p)
+    add_json(p, "result.json")
 
 
 def run(args) -> int:
-    from nasgraph.report import write_train_report
-    from nasgraph.spec import load_spec
-    from nasgraph.training.run import run_train
+    from nasgraph.api import train
 
-    doc = load_spec(args.spec, args.overrides)
-    result = run_train(doc, args.out, resume=args.resume, progress=args.progress)
-    test = f", test acc {result['test']['acc']:.4f}" if "test" in result else ""
-    print(f"{doc.spec.name}: {result['steps']} steps in {result['seconds']:.0f} s; "
-          f"val acc {result['val']['acc']:.4f}{test}")
-    print(f"wrote {args.out}/checkpoints/last.pt, {write_train_report(args.out)}")
+    trained = train(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
+    if args.json:
+        print_json(trained.to_json())
+        return 0
+    result = trained.result
+    metric = result["metric"]["name"]
+    test = f", test {metric} {result['test'][metric]:.4f}" if "test" in result else ""
+    print(f"{trained.name}: {result['steps']} steps in {result['seconds']:.0f} s; "
+          f"val {metric} {result['val'][metric]:.4f}{test}")
+    print(f"wrote {trained.checkpoint}, {trained.report}")
     return 0

@@ -26,12 +26,13 @@ def model_context(doc) -> ModelContext:
     try:
         task = tasks.parse_task(spec.task)
         vocab, classes = tasks.vocab_size(task), tasks.num_classes(task)
+        output = tasks.get(task.kind).output
     except ConfigError as err:
         raise doc.error(str(err), ("task", err.key) if err.key else ("task",)) from None
     return ModelContext(d_model=m.d_model, n_heads=m.n_heads, vocab_size=vocab, num_classes=classes,
                         max_len=task.max_len, dropout=m.dropout, norm=m.norm.type, position=m.position,
                         pooling=m.pooling, ffn_mult=m.ffn.mult, ffn_hidden=m.ffn.hidden,
-                        ffn_activation=m.ffn.activation)
+                        ffn_activation=m.ffn.activation, task_output=output)
 
 
 def _node_config(doc, nd: NodeDef, ctx: ModelContext):
@@ -113,7 +114,11 @@ def infer_shapes(doc, g: nx.DiGraph, ctx: ModelContext) -> None:
             raise doc.error(f"{n}: {err}", node["path"]) from None
         node["in_shapes"] = in_shapes
     out = g.nodes[g.graph["output"]]["shape"]
-    if len(out) != 2:
+    if ctx.task_output == "token" and len(out) != 3:
+        raise doc.error(f"the output '{g.graph['output']}' must be per-position (B, T, vocab_size) logits "
+                        f"for task '{doc.spec.task.get('kind')}' (end in lm_head, no pool), got {out}",
+                        g.nodes[g.graph["output"]]["path"])
+    if ctx.task_output == "class" and len(out) != 2:
         raise doc.error(f"the output '{g.graph['output']}' must be (B, num_classes) logits, got {out}",
                         g.nodes[g.graph["output"]]["path"])
 
@@ -121,7 +126,7 @@ def infer_shapes(doc, g: nx.DiGraph, ctx: ModelContext) -> None:
 def compile_spec(doc) -> nx.DiGraph:
     """A loaded SpecDocument -> validated, shape-annotated networkx.DiGraph."""
     ctx = model_context(doc)
-    g = build_graph(doc, expand(doc), ctx)
+    g = build_graph(doc, expand(doc, ctx.task_output == "token"), ctx)
     check_structure(doc, g)
     infer_shapes(doc, g, ctx)
     return g

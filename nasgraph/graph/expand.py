@@ -103,7 +103,7 @@ class Expander:
             self.nodes.append(nd)
 
     # -- standard encoder --------------------------------------------------------------------------
-    def standard(self, model) -> None:
+    def standard(self, model, token_output: bool = False) -> None:
         layers = model.layers or [None] * model.n_layers
         prev = self.add("embedding", {}, [INPUT], ("model",), "embed")
         pre = model.norm.placement == "pre"
@@ -114,6 +114,8 @@ class Expander:
             ffn_path = ("model", "layers", i, "ffn") if ffn is not None else ("model", "ffn")
             ffn_params = ffn.model_dump(exclude_none=True) if ffn is not None else {}
             att_params = att.model_dump(exclude_none=True)
+            if token_output and "causal" not in att.model_fields_set:
+                att_params["causal"] = True                  # a per-position task reads no future
             x = self.add("norm", {}, [prev], ("model", "norm"), f"L{i}.norm1") if pre else prev
             a = self.add("attention", att_params, [x], att_path, f"L{i}.attention")
             if model.dropout > 0:
@@ -128,17 +130,41 @@ class Expander:
                 prev = self.add("norm", {}, [prev], ("model", "norm"), f"L{i}.norm2")
         if pre:
             prev = self.add("norm", {}, [prev], ("model", "norm"), "final_norm")
+        if token_output:                                     # per-position logits: no pooling
+            self.add("lm_head", {}, [prev], ("model",), "head")
+            return
         prev = self.add("pool", {}, [prev], ("model", "pooling"), "pool")
         self.add("head", {}, [prev], ("model",), "head")
 
 
-def expand(doc) -> list[NodeDef]:
-    """Node definitions of the model section, in declaration order."""
+def causal_attention(doc, nodes: list[NodeDef]) -> None:
+    """Per-position tasks: every attention reads no future position (causal unless set to false).
+
+    An explicit `causal: false` is an error there: the model would see the tokens it must predict.
+    """
+    for nd in nodes:
+        if nd.op != "attention" or not isinstance(nd.params, dict):
+            continue
+        if nd.params.get("causal", True) is False:
+            base = nd.path[:-1] if nd.path and nd.path[-1] == "op" else nd.path
+            raise doc.error("this task predicts every next token: its attention must be causal "
+                            "(drop 'causal: false')", base + ("causal",))
+        nd.params["causal"] = True
+
+
+def expand(doc, token_output: bool = False) -> list[NodeDef]:
+    """Node definitions of the model section, in declaration order.
+
+    `token_output` (a per-position task such as `lm`): the standard encoder ends in an `lm_head`
+    without pooling, and every attention of every form is causal.
+    """
     model, ex = doc.spec.model, Expander(doc)
     if model.graph is not None:
         ex.steps(model.graph, INPUT, ("model", "graph"))
     elif model.nodes is not None:
         ex.explicit(model.nodes, ("model", "nodes"))
     else:
-        ex.standard(model)
+        ex.standard(model, token_output)
+    if token_output:
+        causal_attention(doc, ex.nodes)
     return ex.nodes

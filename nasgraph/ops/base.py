@@ -32,6 +32,7 @@ class ModelContext:
     ffn_mult: float = 4.0
     ffn_hidden: int | None = None
     ffn_activation: str = "gelu"
+    task_output: str = "class"     # class: (B, num_classes) logits; token: (B, T, vocab_size), causal
 
 
 class OpConfig(StrictConfig):

@@ -14,10 +14,12 @@ from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import homogeneous
 
 
-def subnet_scores(model, labels: dict[str, list[str]], pick: dict[str, list[int]], evaluate) -> list[dict]:
+def subnet_scores(model, labels: dict[str, list[str]], pick: dict[str, list[int]], evaluate,
+                  score=lambda metrics: metrics["acc"]) -> list[dict]:
     """[{choice, score, n}] for each homogeneous architecture and `pick`, run inside the supernet.
 
-    evaluate(model) -> {"acc": ..., "n": ...} on a split the weights did not train on.
+    evaluate(model) -> {"acc": ..., "n": ...} on a split the weights did not train on; score(that dict)
+    -> the higher-is-better task metric (Task.score: acc, answer_acc, -bits_per_byte).
     """
     groups = {n: len(idx) for n, idx in pick.items()}
     out = []
@@ -26,7 +28,7 @@ def subnet_scores(model, labels: dict[str, list[str]], pick: dict[str, list[int]
             continue
         with choice_mixing(model, choice):
             result = evaluate(model)
-        out.append({"choice": choice, "score": result["acc"], "n": result.get("n")})
+        out.append({"choice": choice, "score": score(result), "n": result.get("n")})
     return out
 
 
@@ -46,7 +48,7 @@ def evidence_from_outcome(outcome: dict, cost: CostTable) -> Evidence:
             m.scores.append(s["score"])
     unit_scores = [r["scores"] for r in per_seed if r.get("scores")]
     return Evidence(
-        strategy=outcome["strategy"], metric="acc", cost_kind="latency_ms" if cost.kind == "latency" else "flops",
+        strategy=outcome["strategy"], metric=outcome.get("metric", "acc"), cost_kind="latency_ms" if cost.kind == "latency" else "flops",
         cost_range=(to_unit(cost.min_total), to_unit(cost.max_total)), candidates=labels,
         seeds=list(outcome["seeds"]), picks=[r["choice"] for r in per_seed], measured=list(measured.values()),
         wall_seconds=sum(r["final"].get("seconds", 0.0) for r in per_seed),

@@ -3,9 +3,9 @@
 The confidence rule (strong / moderate / weak / none) is documented in docs/recommendation.md; each
 warning names what to change. A pick with no real evidence is "no confident pick", never a share.
 
-Measured.detail keys read here: "source" ("shared-weights" marks scores read off the supernet; any
-other value, or none, means the architecture was trained on its own) and "eval_n" (examples behind
-each score, for the binomial noise of accuracy-like metrics).
+Measured.detail keys read here: "source" (or "scored"; a value or one per seed): "shared-weights" or
+"one-shot" mark scores read off the supernet, anything else (or none) an architecture trained on its
+own; "eval_n": examples behind each score (binomial noise of accuracy-like metrics).
 """
 from __future__ import annotations
 
@@ -17,14 +17,24 @@ from pathlib import Path
 
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
-from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
+from nasgraph.search.verdicts import Warn, cheaper_or_equal, choice_point_verdicts, cost_axis, pooled_sd, warnings_for
 
 LEVELS = ("none", "weak", "moderate", "strong")
-SHARED = "shared-weights"       # Measured.detail["source"] of scores read off the supernet's weights
+SHARED = {"shared-weights", "one-shot"}   # Measured.detail["source"] of scores read off the supernet
 
 
 def key(choice: Choice) -> str:
     return json.dumps(choice, sort_keys=True)
+
+
+def _one(v):
+    """A detail value, or the first of its per-seed list."""
+    return v[0] if isinstance(v, list) and v else v
+
+
+def score_source(detail: dict) -> str:
+    """"shared-weights" (a supernet estimate) or "standalone"."""
+    return "shared-weights" if _one(detail.get("source", detail.get("scored"))) in SHARED else "standalone"
 
 
 @dataclass
@@ -124,8 +134,8 @@ def gather(ev: Evidence, pick: Choice, flops: CostTable | None, latency: CostTab
     for m in ev.measured:   # a strategy's "pick" is per seed; the pick shown is the vote over seeds
         a = get(m.choice, {"homogeneous": "homogeneous", "pick": None}.get(m.kind, "measured"))
         a.scores += list(m.scores)
-        a.source = m.detail.get("source", "standalone")
-        a.eval_n = m.detail.get("eval_n", a.eval_n)
+        a.source = score_source(m.detail)
+        a.eval_n = _one(m.detail.get("eval_n")) or a.eval_n
         a.cost = m.cost
     get(pick, "pick")
     for choice in homogeneous(ev.candidates, {n: len(c) for n, c in ev.picks[0].items()}):
@@ -135,14 +145,11 @@ def gather(ev: Evidence, pick: Choice, flops: CostTable | None, latency: CostTab
     for a in archs.values():
         a.flops = flops.of_choice(a.choice) if flops else None
         a.latency_ms = latency.of_choice(a.choice) / 1000 if latency else None
-        if a.cost is None:
-            a.cost = a.latency_ms if ev.cost_kind.startswith("latency") else a.flops
+        if a.cost is None:   # in the evidence's unit: FLOPs, latency_ms, or the latency table's microseconds
+            a.cost = {"flops": a.flops, "latency_ms": a.latency_ms}.get(
+                ev.cost_kind, latency.of_choice(a.choice) if latency else None)
     mark_pareto(list(archs.values()))
     return list(archs.values())
-
-
-def cost_axis(a: Architecture) -> float | None:
-    return a.latency_ms if a.latency_ms is not None else a.flops if a.flops is not None else a.cost
 
 
 def mark_pareto(archs: list[Architecture]) -> None:
@@ -169,7 +176,7 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
               flops_table: CostTable | None = None) -> Recommendation:
     """The pick (vote over seeds), its runner-up, the confidence and the warnings (docs/recommendation.md)."""
     ev = evidence
-    pick_choice = vote(ev.picks)
+    pick_choice = getattr(ev, "chosen", None) or vote(ev.picks)   # a strategy's own decision, else the vote
     archs = gather(ev, pick_choice, flops_table, latency_table)
     pick = next(a for a in archs if a.choice == pick_choice)
     scored = [a for a in archs if a.scores and a is not pick]
@@ -197,7 +204,7 @@ def confidence(ev: Evidence, pick: Architecture, runner: Architecture | None, ma
     if n > 1 and agreeing * 2 <= n:
         return "none", f"only {agreeing}/{n} seeds picked it"
     z = margin / se if margin is not None and se else None
-    if z is not None and z <= -1 and (runner.cost or 0) <= (pick.cost or 0):
+    if z is not None and z <= -1 and cheaper_or_equal(runner, pick):
         return "none", f"{runner.name} scores higher at no more cost"
     standalone = pick.source == "standalone" and runner is not None and runner.source == "standalone"
     if standalone and z is not None:
@@ -208,9 +215,11 @@ def confidence(ev: Evidence, pick: Architecture, runner: Architecture | None, ma
         if z <= -1:
             return "weak", f"{runner.name} scores higher at a higher cost: the pick trades metric for cost"
         tied = [a for a in archs if a.scores and a is not pick and abs(pick.mean - a.mean) < se]
-        if all((pick.cost or 0) < (a.cost or 0) for a in tied):
+        if all(cheaper_or_equal(pick, a) and cost_axis(pick) < cost_axis(a) for a in tied):
             return "moderate", "tied within noise with the best, and the cheapest of the tie"
         return "weak", f"margin {z:.1f} standard errors: within noise"
+    if standalone and margin is not None and margin > 0:
+        return "weak", "ahead on standalone scores, but the noise is unknown (one seed, evaluation size not given)"
     if z is not None and z >= 1:
         return "weak", f"supernet estimate {z:.1f} standard errors ahead; no standalone score"
     decided = [p for p in points if p["decided"]]

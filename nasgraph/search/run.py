@@ -73,7 +73,8 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
         cost = CostTable.from_summary(summary)
-    data = tasks.load_task(tasks.parse_task(spec.task))
+    task_config = tasks.parse_task(spec.task)
+    data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
     run.write_spec(doc.raw)
     labels = {cp.node: cp.candidates for cp in summary.choice_points}
     steps = search.steps or spec.train.steps
@@ -92,8 +93,8 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         strategy.attach(model)
         train_spec = spec.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train_spec, seed_run, steps=steps, strategy=strategy, resume=seed_run.resuming,
-                     desc=f"search {search.strategy} seed {seed}", progress=progress)
-        accuracy = lambda m: evaluate(m, splits["arch"], train_spec.batch_size, search.score_batches)["acc"]
+                     desc=f"search {search.strategy} seed {seed}", progress=progress, task=task)
+        accuracy = lambda m: task.score(evaluate(m, splits["arch"], train_spec.batch_size, search.score_batches, task))
         choice = strategy.choose(model, accuracy=accuracy,
                                  finetune=lambda m, n: finetune(m, splits, train_spec, n))
         record = {"seed": seed, "choice": choice,
@@ -102,11 +103,12 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
                   "probs": {n: p.detach().tolist() for n, p in strategy.probabilities(model).items()},
                   "scores": getattr(strategy, "scores", {}), **strategy.metrics(model),
                   "subnet_scores": subnet_scores(model, labels, choice, lambda m: evaluate(
-                      m, splits["val"], train_spec.batch_size, search.score_batches))}
+                      m, splits["val"], train_spec.batch_size, search.score_batches, task), task.score)}
         seed_run.write_json("result.json", record)
         per_seed.append(record)
     voted, agree = agreement([r["choice"] for r in per_seed])
-    outcome = {"strategy": search.strategy, "seeds": search.seeds, "candidates": labels, "choice": voted,
+    outcome = {"strategy": search.strategy, "metric": task.score_name, "seeds": search.seeds, "candidates": labels,
+               "choice": voted,
                "agreement": agree,
                "labels": {n: [labels[n][i] for i in idx] for n, idx in voted.items()},
                "cost": cost.of_choice(voted), "cost_kind": cost.kind, "cost_range": [cost.min_total, cost.max_total],

@@ -7,6 +7,7 @@ deviations over seeds.
 """
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 
@@ -22,6 +23,16 @@ class Warn:
                      # no_standalone_score | outscored | collapse
     message: str
     fix: str
+
+
+def cost_axis(a) -> float | None:
+    """The cost every comparison of architectures uses: measured latency, else FLOPs, else the evidence's."""
+    return a.latency_ms if a.latency_ms is not None else a.flops if a.flops is not None else a.cost
+
+
+def cheaper_or_equal(a, b) -> bool:
+    ca, cb = cost_axis(a), cost_axis(b)
+    return ca is not None and cb is not None and ca <= cb
 
 
 def pooled_sd(score_lists: list[list[float]]) -> float | None:
@@ -54,7 +65,8 @@ def choice_point_verdicts(ev, pick: dict[str, list[int]]) -> list[dict]:
     out = []
     for node, cands in ev.candidates.items():
         k = sum(p[node] == pick[node] for p in ev.picks)
-        row = {"node": node, "candidates": cands, "pick": [cands[i] for i in pick[node]], "seeds_agreeing": k, "seeds": n,
+        row = {"node": node, "candidates": cands, "pick": [cands[i] for i in pick[node]], "seeds_agreeing": k,
+               "seeds": n,
                "runner_up": None, "decided": False, "entropy": None, "gap": None, "probabilities": None,
                "unit_scores": None, "unit_sd": None}
         units = [s[node] for s in (ev.unit_scores or []) if s and node in s]
@@ -120,13 +132,14 @@ def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -
         out.append(Warn("one_seed", "one seed: the spread over seeds is unknown",
                         "set search.seeds: [0, 1, 2] to see whether the pick holds"))
     elif agreeing < n:
-        names = "; ".join(f"seed {s}: {next(a.name for a in archs if a.choice == p)}" for s, p in zip(ev.seeds, ev.picks))
+        name = {json.dumps(a.choice, sort_keys=True): a.name for a in archs}
+        names = "; ".join(f"seed {s}: {name[json.dumps(p, sort_keys=True)]}" for s, p in zip(ev.seeds, ev.picks))
         out.append(Warn("seeds_disagree", f"seeds disagree ({agreeing}/{n} picked {pick.name}): {names}",
                         "more steps or seeds; the vote over seeds is shown"))
     if margin is not None and se:
         z = margin / se
         if z <= -1:
-            cheaper = (runner.cost or 0) <= (pick.cost or 0)
+            cheaper = cheaper_or_equal(runner, pick)
             out.append(Warn("outscored", f"{runner.name} scores {metric_delta(m, -margin)} above the pick "
                             f"({-z:.1f} standard errors)" + (" at no more cost" if cheaper else " at a higher cost"),
                             "prefer the runner-up" if cheaper else "weigh its cost against the gain"))

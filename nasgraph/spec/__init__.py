@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-from nasgraph.spec.checks import check_attention, check_model, check_task, split_candidate
+from nasgraph.plugins import import_spec_plugins
+from nasgraph.spec.checks import check_attention, check_model, check_strategy, check_task, split_candidate
 from nasgraph.spec.document import SpecDocument, located_error
 from nasgraph.spec.dump import dump_spec, spec_to_data
 from nasgraph.spec.loader import load_yaml_mapping
@@ -41,9 +42,11 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
         return located_error(message, key_path, locations, file)
 
     _absolute_task_paths(raw, Path(file).parent)
+    import_spec_plugins(raw, Path(file).parent, error_at)
     spec = validate(raw, error_at)
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
     check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None))
+    check_strategy(spec, error_at)
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 

@@ -102,3 +102,13 @@ def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None):
     except ConfigError as err:
         sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
         raise error_at(str(err), ("task",) + sub) from None
+
+
+def check_strategy(spec, error_at: ErrorAt) -> None:
+    """search.strategy names a registered strategy (built-in or plug-in)."""
+    from nasgraph.search.strategies import get  # strategies import the search code: load it only when checking
+
+    try:
+        get(spec.search.strategy)
+    except ConfigError as err:
+        raise error_at(str(err), ("search", "strategy")) from None

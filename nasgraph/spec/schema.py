@@ -112,7 +112,7 @@ class ObjectiveSpec(StrictConfig):
 
 
 class SearchSpec(StrictConfig):
-    strategy: Literal["darts", "gdas", "fixed"] = "darts"
+    strategy: str = "darts"                       # a registered strategy (darts, gdas, fixed, plug-ins)
     order: Literal[1, 2] = 1                      # darts: first- or second-order (unrolled)
     alpha_lr: float = Field(3e-4, gt=0)
     alpha_weight_decay: float = Field(1e-3, ge=0)
@@ -158,6 +158,7 @@ class BenchSpec(StrictConfig):
 
 class Spec(StrictConfig):
     name: str
+    plugins: list[str] = []  # modules (or .py files) imported before validation: user attention/tasks/strategies
     task: dict[str, Any]   # validated by the task kind's own config (nasgraph.tasks.parse_task)
     model: ModelSpec
     search: SearchSpec = SearchSpec()

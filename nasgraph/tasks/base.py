@@ -1,18 +1,23 @@
 """The task contract: typed config, token vocabulary, splits of (token ids, label) examples.
 
-Token ids: 0 = <pad>, 1 = <cls> (prepended to every sequence so CLS pooling reads position 0).
+Token ids: 0 = <pad>, 1 = <cls> (prepended to every sequence so CLS pooling reads position 0; the
+start-of-text token of the per-position tasks). Two outputs: `class` (one label per sequence) and
+`token` (one label per position, IGNORE where there is no target; the model ends in an LM head).
 """
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 from nasgraph.config import StrictConfig
 
 PAD_ID, CLS_ID = 0, 1
 SPECIALS = ["<pad>", "<cls>"]
 SPLITS = ("train", "val", "test")
+IGNORE = -100                                    # a position with no target (same as training.losses)
+Output = Literal["class", "token"]
 
 
 class TaskConfig(StrictConfig):
@@ -27,10 +32,14 @@ class TaskConfig(StrictConfig):
 
 @dataclass
 class Split:
-    """One split: token id lists (each starting with CLS_ID) and integer labels."""
+    """One split: token id lists (each starting with CLS_ID) and labels.
+
+    A class task has one int label per example; a token task one label list per example, as long as
+    its ids (the target of each position, IGNORE where none).
+    """
 
     ids: list[list[int]]
-    labels: list[int]
+    labels: list[int] | list[list[int]]
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -65,6 +74,9 @@ class Task:
 
     kind: ClassVar[str] = ""
     Config: ClassVar[type[TaskConfig]] = TaskConfig
+    output: ClassVar[Output] = "class"             # "token": per-position labels, causal model, LM head
+    metric: ClassVar[str] = "acc"                  # the headline key of metrics_from()
+    higher_is_better: ClassVar[bool] = True
 
     def __init__(self, config: TaskConfig):
         self.config = config
@@ -81,3 +93,30 @@ class Task:
 
     def num_classes(self) -> int:
         raise NotImplementedError
+
+    def metrics_from(self, loss_sum: float, correct: int, n: int, split: Split | None = None) -> dict:
+        """Evaluation metrics from summed cross-entropy (nats), correct argmaxes and labelled count.
+
+        `acc` is per labelled example (class tasks) or per labelled position (token tasks). `split`
+        is the evaluated split, for metrics that need more than counts (bits per byte of pieces).
+        """
+        if n == 0:
+            raise ValueError("no labelled examples to compute metrics from")
+        return {"loss": loss_sum / n, "acc": correct / n, "n": n}
+
+    @property
+    def score_name(self) -> str:
+        """The headline metric as a higher-is-better score: "acc", "answer_acc", "-bits_per_byte"."""
+        return self.metric if self.higher_is_better else f"-{self.metric}"
+
+    def score(self, metrics: dict) -> float:
+        """The headline value of metrics_from()'s dict, negated when lower is better (for the search)."""
+        return metrics[self.metric] if self.higher_is_better else -metrics[self.metric]
+
+    def better(self, a: float, b: float) -> bool:
+        """Whether headline value `a` beats `b`."""
+        return a > b if self.higher_is_better else a < b
+
+    @property
+    def worst(self) -> float:
+        return -math.inf if self.higher_is_better else math.inf

@@ -6,7 +6,7 @@ from typing import Iterator
 
 import torch
 
-from nasgraph.tasks.base import PAD_ID, Split
+from nasgraph.tasks.base import IGNORE, PAD_ID, Split
 
 POOL_BATCHES = 50   # shuffled training: sort within pools of this many batches, then shuffle the batches
 
@@ -35,16 +35,20 @@ def batch_order(lengths: list[int], batch_size: int, *, shuffle: bool, seed: int
     return groups
 
 
-def collate(ids: list[list[int]], labels: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pad to the longest sequence: tokens (B, T) int64 with PAD_ID, labels (B,) int64."""
+def collate(ids: list[list[int]], labels: list) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad to the longest sequence: tokens (B, T) int64 with PAD_ID; labels (B,) int64, or (B, T) for
+    per-position labels (lists), padded with IGNORE."""
     longest = max(len(seq) for seq in ids)
     padded = [list(seq) + [PAD_ID] * (longest - len(seq)) for seq in ids]
-    return torch.tensor(padded, dtype=torch.long), torch.tensor(labels, dtype=torch.long)  # (B, T), (B,)
+    if labels and isinstance(labels[0], list):
+        labels = [row + [IGNORE] * (longest - len(row)) for row in labels]             # (B, T)
+    return torch.tensor(padded, dtype=torch.long), torch.tensor(labels, dtype=torch.long)  # (B, T), (B,) | (B, T)
 
 
 def batches(split: Split, batch_size: int, *, shuffle: bool, seed: int = 0, epoch: int = 0,
             sort_by_length: bool = True) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield (tokens (B, T) padded with PAD_ID to the batch's longest, labels (B,)); the last may be short.
+    """Yield (tokens (B, T) padded with PAD_ID to the batch's longest, labels (B,) or (B, T)); the last
+    batch may be short.
 
     Deterministic for (seed, epoch). Example:
         >>> for tokens, labels in batches(data.splits["train"], 32, shuffle=True, seed=0, epoch=e): ...

@@ -6,20 +6,21 @@ from typing import Any
 
 from nasgraph.config import parse_config
 from nasgraph.errors import ConfigError
+from nasgraph.plugins import GROUPS
 from nasgraph.registry import Registry
 from nasgraph.tasks.base import Task, TaskConfig, TaskData
 
-_REGISTRY = Registry("task kind", Task, name_attr="kind", key="kind")
-
-
 def _check(cls) -> None:
-    if not issubclass(cls.Config, TaskConfig):
+    if not (isinstance(cls.Config, type) and issubclass(cls.Config, TaskConfig)):
         raise TypeError(f"task '{cls.__name__}': Config must subclass TaskConfig")
+
+
+_REGISTRY = Registry("task kind", Task, name_attr="kind", key="kind", group=GROUPS["task kind"], check=_check)
 
 
 def register(kind: str):
     """Class decorator: register a Task subclass under `kind` (its Config must subclass TaskConfig)."""
-    return _REGISTRY.register(kind, _check)
+    return _REGISTRY.register(kind)
 
 
 def kinds() -> list[str]:

@@ -60,13 +60,16 @@ class SyntheticTask(Task):
     def vocab_size(self) -> int:
         return len(self.vocab())
 
+    def class_names(self) -> list[str]:
+        return [str(i) for i in range(self.num_classes())]
+
     def load(self) -> TaskData:
         c = self.config
         rng = random.Random(c.seed)
         parts = unique_splits(lambda: self.draw(rng), [c.n_train, c.n_val, c.n_test], self.kind)
         tok = Tokenizer("symbols", c.max_len, vocab=self.vocab())
         return TaskData(splits=dict(zip(SPLITS, parts)), vocab=self.vocab(),
-                        class_names=[str(i) for i in range(self.num_classes())], tokenizer=tok.to_dict())
+                        class_names=self.class_names(), tokenizer=tok.to_dict())
 
 
 class TinyConfig(SyntheticConfig):

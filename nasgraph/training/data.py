@@ -48,8 +48,10 @@ class BatchStream:
 
 
 @torch.no_grad()
-def evaluate(model: torch.nn.Module, split: Split, batch_size: int, max_batches: int | None = None) -> dict:
-    """Mean cross-entropy and accuracy of `model` on `split` (eval mode, restored afterwards)."""
+def evaluate(model: torch.nn.Module, split: Split, batch_size: int, max_batches: int | None = None,
+             task=None) -> dict:
+    """Mean cross-entropy and accuracy (per labelled example or position) of `model` on `split`, plus
+    the task's own metrics when `task` (a nasgraph.tasks.Task) is given (eval mode, restored afterwards)."""
     from nasgraph.tasks.batching import batches
 
     was_training = model.training
@@ -63,4 +65,6 @@ def evaluate(model: torch.nn.Module, split: Split, batch_size: int, max_batches:
     model.train(was_training)
     if n == 0:
         raise NasgraphError("evaluation split is empty")
+    if task is not None:
+        return task.metrics_from(loss_sum, correct, n, split)
     return {"loss": loss_sum / n, "acc": correct / n, "n": n}

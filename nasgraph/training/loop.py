@@ -54,12 +54,15 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, strategy=None,
-        resume: bool = False, desc: str = "train", progress: bool = True) -> dict:
+        resume: bool = False, desc: str = "train", progress: bool = True, task=None) -> dict:
     """Train `model` for `steps` (default train.steps) and return the final metrics.
 
     `splits` holds "train" and "val" (and "test"); with a strategy, "arch" (the slice the alphas
-    learn from). `train` is the spec's TrainSpec.
+    learn from). `train` is the spec's TrainSpec. `task` (a nasgraph.tasks.Task): evaluations report
+    its metrics and the best validation step is the best on its headline metric (default: acc).
     """
+    metric = task.metric if task is not None else "acc"
+    better = task.better if task is not None else (lambda a, b: a > b)
     steps = steps or train.steps
     if train.threads:
         set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
@@ -69,7 +72,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     stream = BatchStream(splits["train"], train.batch_size, train.seed, "train")
     arch_stream = BatchStream(splits["arch"], train.batch_size, train.seed + 1, "arch") \
         if strategy is not None and strategy.has_arch_step else None
-    start, best = 0, {"acc": -1.0}
+    start, best = 0, {"acc": -1.0, metric: task.worst if task is not None else -1.0}
     if resume:
         state = run.load_checkpoint()
         model.load_state_dict(state["model"])
@@ -103,7 +106,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             if arch_stream is not None and strategy.arch_active(step, stream.epoch_progress):
                 arch_info = strategy.arch_step(model, (tokens, labels), arch_stream.next(),
                                                opt.param_groups[0]["lr"])
-        logits = model(tokens)                                              # (B, C)
+        logits = model(tokens)                                              # (B, C) or (B, T, V)
         loss = task_loss(logits, labels)
         if not torch.isfinite(loss):
             run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
@@ -131,17 +134,17 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
             window.clear()
         if done % train.eval_every == 0 or done == steps:
-            val = evaluate(model, splits["val"], train.batch_size, train.eval_batches)
+            val = evaluate(model, splits["val"], train.batch_size, train.eval_batches, task)
             run.log("metrics.jsonl", {"step": done, "split": "val", **val})
-            if val["acc"] > best["acc"]:
-                best = {"acc": val["acc"], "step": done}
-                run.save_best(model.state_dict(), done, val)
+            if better(val[metric], best[metric]):
+                best = {"acc": val["acc"], metric: val[metric], "step": done}
+                run.save_best(model.state_dict(), done, val, metric)
         if done % train.checkpoint_every == 0 or done == steps:
             best["checkpoint_step"] = done
             checkpoint(done)
     bar.close()
     result = {"steps": steps, "seconds": round(time.perf_counter() - t0, 2), "best_val": best,
-              "val": evaluate(model, splits["val"], train.batch_size)}
+              "val": evaluate(model, splits["val"], train.batch_size, task=task)}
     if "test" in splits and len(splits["test"]):
-        result["test"] = evaluate(model, splits["test"], train.batch_size)
+        result["test"] = evaluate(model, splits["test"], train.batch_size, task=task)
     return result

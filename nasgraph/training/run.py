@@ -32,12 +32,15 @@ def run_train(doc, out: str | Path, *, resume: bool = False, progress: bool = Tr
     data = tasks.load_task(config)
     run = RunDir(out, resume=resume)
     run.write_spec(doc.raw)
+    task = tasks.get(config.kind)(config)
     result = fit(model, data.splits, doc.spec.train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
-                 progress=progress)
+                 progress=progress, task=task)
+    result["metric"] = {"name": task.metric, "higher_is_better": task.higher_is_better}
     result["params"] = sum(p.numel() for p in model.parameters())
     run.write_json("result.json", result)
     run.write_json("task.json", {"vocab": data.vocab, "class_names": data.class_names,
-                                 "tokenizer": data.tokenizer, "max_len": config.max_len})
+                                 "tokenizer": data.tokenizer, "max_len": config.max_len,
+                                 "kind": config.kind, "output": task.output})
     return result
 
 
@@ -57,7 +60,8 @@ def load_trained(run_dir: str | Path):
 
 def run_eval(run_dir: str | Path, split: str = "test") -> dict:
     doc, model = load_trained(run_dir)
-    data = tasks.load_task(tasks.parse_task(doc.spec.task))
+    config = tasks.parse_task(doc.spec.task)
+    data = tasks.load_task(config)
     if split not in data.splits:
         raise NasgraphError(f"unknown split '{split}'; valid: {', '.join(data.splits)}")
-    return evaluate(model, data.splits[split], doc.spec.train.batch_size)
+    return evaluate(model, data.splits[split], doc.spec.train.batch_size, task=tasks.get(config.kind)(config))

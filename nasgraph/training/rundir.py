@@ -89,11 +89,12 @@ class RunDir:
 
     @property
     def best_path(self) -> Path:
-        """Weights of the best validation accuracy so far: {"model", "step", "val"} (what export takes)."""
+        """Weights of the best validation score so far: {"model", "step", "metric", "val"} (what export takes)."""
         return self.path / "checkpoints" / "best.pt"
 
-    def save_best(self, model_state: dict, step: int, val: dict) -> None:
-        atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step,
+    def save_best(self, model_state: dict, step: int, val: dict, metric: str = "acc") -> None:
+        """Keep the weights of a new best validation score (`metric`: the task's headline metric)."""
+        atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
                                                                  "val": dict(val)}, f))
 
     def load_checkpoint(self) -> dict:

@@ -1,0 +1,260 @@
+"""The Python API: each step of the chain as a function that takes paths (or a loaded spec) and returns
+a typed result. The `nasgraph` command is a thin layer over these functions; see docs/python_api.md.
+
+    import nasgraph.api as ng
+
+    ng.compile("spec.yaml").summary.space_size                    # search-space size, FLOPs, params
+    found = ng.search("spec.yaml", "runs/search", overrides=["train.steps=200"])
+    derived = ng.derive(found.run, "runs/derived.yaml")
+    trained = ng.train(derived.path, "runs/train")
+    ng.evaluate(trained.run).acc
+    model = ng.export(trained.run, "runs/model.onnx")
+    ng.bench(model.path, "runs/bench").report["rows"]
+
+Every result has `to_json()`: the same keys as the run folder's JSON file (search.json,
+result.json, report.json) and what `--json` prints. Bad input raises NasgraphError subclasses
+(SpecError is located: file, line, key).
+"""
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence, Union
+
+from nasgraph.errors import NasgraphError
+from nasgraph.spec import SpecDocument, load_spec
+
+SpecLike = Union[str, Path, SpecDocument]
+
+
+def load(spec: SpecLike, overrides: Sequence[str] = ()) -> SpecDocument:
+    """A spec file (with `key.path=value` overrides) loaded and checked, or an already loaded spec."""
+    if isinstance(spec, SpecDocument):
+        if overrides:
+            raise NasgraphError(f"{spec.path}: overrides apply when a spec file is loaded; this spec is "
+                                f"already loaded (pass its path, or load_spec(path, overrides))")
+        return spec
+    return load_spec(spec, list(overrides))
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    doc: SpecDocument
+    graph: Any            # networkx.DiGraph
+    summary: Any          # nasgraph.graph.summary.Summary
+    written: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return self.summary.to_json()
+
+
+def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | None = None) -> CompileResult:
+    """Validate a spec and build its op graph; with `out`, write graph.json/.dot and summary.json there."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.graph.io import write_artifacts
+    from nasgraph.graph.summary import summarize
+
+    doc = load(spec, overrides)
+    graph = compile_spec(doc)
+    result = CompileResult(doc, graph, summarize(graph))
+    if out is not None:
+        result.written.extend(write_artifacts(graph, Path(out)) + [Path(out) / "summary.json"])
+        result.written[-1].write_text(json.dumps(result.to_json(), indent=1))
+    return result
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    run: Path
+    outcome: dict         # search.json
+    report: Path
+
+    @property
+    def derived(self) -> Path:
+        return self.run / "derived.yaml"
+
+    @property
+    def recommendation(self) -> dict:
+        """recommendation.json: the pick, runner-up, confidence and warnings."""
+        return json.loads((self.run / "recommendation.json").read_text())
+
+    @property
+    def labels(self) -> dict[str, list[str]]:
+        """Choice point -> picked candidate per group (the vote over seeds)."""
+        return self.outcome["labels"]
+
+    def to_json(self) -> dict:
+        return self.outcome
+
+
+def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
+           progress: bool = True) -> SearchResult:
+    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
+    from nasgraph.report import write_search_report
+    from nasgraph.search.run import run_search
+
+    outcome = run_search(load(spec, overrides), out, resume=resume, progress=progress)
+    return SearchResult(Path(out), outcome, write_search_report(out))
+
+
+@dataclass(frozen=True)
+class DeriveResult:
+    path: Path
+    run: Path
+    choice: dict[str, list[int]]
+    seed: int | None      # None: the vote over seeds
+
+    def to_json(self) -> dict:
+        return {"path": str(self.path), "run": str(self.run), "seed": self.seed, "choice": self.choice}
+
+
+def derive(run: str | Path, output: str | Path, *, seed: int | None = None, overwrite: bool = False) -> DeriveResult:
+    """Write the architecture a search run picked (or one seed's pick) as a spec that compiles on its own."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.search.derive import derive_spec
+    from nasgraph.spec import dump_spec
+
+    run, output = Path(run), Path(output)
+    result = run / "search.json"
+    if not result.exists():
+        raise NasgraphError(f"{run}: not a finished search run (no search.json)")
+    outcome = json.loads(result.read_text())
+    choice = outcome["choice"]
+    if seed is not None:
+        by_seed = {r["seed"]: r["choice"] for r in outcome["per_seed"]}
+        if seed not in by_seed:
+            raise NasgraphError(f"--seed {seed}: the run has seeds {', '.join(map(str, by_seed))}")
+        choice = by_seed[seed]
+    doc = load_spec(run / "spec.yaml")
+    dump_spec(derive_spec(doc.raw, compile_spec(doc), choice), output, overwrite=overwrite)
+    try:
+        compile_spec(load_spec(output))  # the derived spec must compile on its own
+    except NasgraphError:
+        output.unlink()
+        raise
+    return DeriveResult(output, run, choice, seed)
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    name: str             # the spec's name
+    run: Path
+    result: dict          # result.json
+    report: Path
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.run / "checkpoints" / "last.pt"
+
+    def to_json(self) -> dict:
+        return self.result
+
+
+def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
+          progress: bool = True) -> TrainResult:
+    """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`."""
+    from nasgraph.report import write_train_report
+    from nasgraph.training.run import run_train
+
+    doc = load(spec, overrides)
+    result = run_train(doc, out, resume=resume, progress=progress)
+    return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    run: Path
+    split: str
+    acc: float            # per labelled example, or per labelled position (lm, mqar)
+    loss: float
+    n: int
+    metrics: dict = field(default_factory=dict)   # all of the task's metrics (bits_per_byte, ...)
+
+    def to_json(self) -> dict:
+        return {**self.metrics, "run": str(self.run), "split": self.split, "acc": self.acc, "loss": self.loss,
+                "n": self.n}
+
+
+def evaluate(run: str | Path, split: str = "test") -> EvalResult:
+    """Accuracy, loss and the task's own metrics of a train run's last checkpoint on a split."""
+    from nasgraph.training.run import run_eval
+
+    r = run_eval(run, split)
+    return EvalResult(Path(run), split, r["acc"], r["loss"], r["n"], dict(r))
+
+
+def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
+           overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
+           weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
+           progress: bool = False):
+    """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
+    graph at `output` and the unpadded one beside it (exporters.model_export).
+
+    weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
+    int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
+    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
+    parity report, metadata, unpadded path and report, quantization figures).
+    """
+    from exporters.model_export import export_checkpoint, export_run
+
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
+    source = Path(source)
+    if source.is_dir():
+        if checkpoint or overrides:
+            raise NasgraphError(f"{source} is a run folder: it brings its own spec and checkpoint "
+                                "(--checkpoint and --set are for a spec source)")
+        return export_run(source, output, atol=atol, overwrite=overwrite, weights=weights, **options)
+    if source.is_file():
+        if checkpoint is None:
+            raise NasgraphError(f"{source} is a spec: pass --checkpoint with its trained weights "
+                                "(or give a train run folder instead)")
+        return export_checkpoint(source, checkpoint, output, overrides=list(overrides), atol=atol, overwrite=overwrite,
+                                 **options)
+    raise NasgraphError(f"{source}: no such run folder or spec file")
+
+
+@dataclass(frozen=True)
+class BenchResult:
+    out: Path
+    report: dict          # report.json
+    written: list[Path] = field(default_factory=list)
+
+    def to_json(self) -> dict:
+        return self.report
+
+
+def bench(target: str | Path, out: str | Path, *, batches: Sequence[int] | None = None,
+          seq_lens: Sequence[int] | None = None, threads: int | None = None, repeats: int | None = None,
+          warmup: int | None = None, graph_opt: str = "all", provider: str = "cpu", candidates: bool = False,
+          runs: Sequence[str | Path] = (), overwrite: bool = False, progress: bool = True) -> BenchResult:
+    """ONNX Runtime vs PyTorch eager latency of an .onnx, a spec (its candidates) or a train run.
+
+    Unset settings come from the spec's `bench:` section; `runs` adds an accuracy vs latency vs
+    FLOPs plot of those train/search runs. Writes report.json, report.md and plots into `out`.
+    """
+    from exporters.bench import bench as measure, make_grid
+    from exporters.bench_report import write_report
+    from exporters.pareto import run_point
+    from exporters.runtime import read_metadata
+
+    target, out = Path(target), Path(out)
+    if (out / "report.json").exists() and not overwrite:
+        raise NasgraphError(f"{out} already holds a bench report; pass --force or choose another --out")
+    if threads is not None and threads < 1:
+        raise NasgraphError(f"--threads must be >= 1, got {threads}")
+    grid = make_grid(target, batches=batches, seq_lens=seq_lens, threads=threads, repeats=repeats, warmup=warmup,
+                     graph_opt=graph_opt, provider=provider)
+    with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:
+        report = measure(target, grid, candidates=candidates or None, progress=progress, workdir=tmp)
+        exported = {}  # a run whose model is the bench target is not exported again
+        if target.suffix == ".onnx":
+            source = read_metadata(target).get("nasgraph.source", "")
+            exported = {source: target} if source else {}
+        elif target.is_dir():
+            exported = {str(target.resolve()): Path(report["subjects"][0]["onnx"])}
+        report["runs"] = [run_point(r, grid, exported) for r in runs]
+    for s in report["subjects"]:
+        s["onnx"] = str(target) if target.suffix == ".onnx" else "(temporary export)"
+    return BenchResult(out, report, write_report(report, out))

@@ -1,0 +1,75 @@
+"""`nasgraph generate RUN --prompt TEXT`: continue a text with a trained causal LM (run folder or .onnx)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+NAME = "generate"
+HELP = "continue a prompt with a trained language model (a train run folder, or an exported .onnx)"
+ORDER = 9
+
+
+def add_arguments(p) -> None:
+    p.add_argument("model", help="a `nasgraph train` run folder of an lm/mqar task, or its exported .onnx")
+    p.add_argument("--prompt", default="", help="the text to continue (default: empty, start from <cls>)")
+    p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default 100)")
+    p.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
+    p.add_argument("--top-k", type=int, help="sample among the k most likely tokens only")
+    p.add_argument("--seed", type=int, default=0, help="sampling seed")
+    p.add_argument("--provider", default="cpu", help=".onnx only: cpu | cuda (checked)")
+    p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime)")
+    p.add_argument("--json", action="store_true", help="print a JSON object: prompt, continuation, token ids")
+
+
+def eager_scorer(run_dir: str | Path, threads: int | None = None):
+    """(scorer, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch."""
+    import torch
+
+    from nasgraph import tasks
+    from nasgraph.errors import NasgraphError
+    from nasgraph.tasks.tokenize import Tokenizer
+    from nasgraph.training.run import load_trained
+
+    if threads:
+        torch.set_num_threads(threads)
+    doc, model = load_trained(run_dir)
+    config = tasks.parse_task(doc.spec.task)
+    if tasks.get(config.kind).output != "token":
+        raise NasgraphError(f"{run_dir}: task '{config.kind}' is a classification task, not a language model; "
+                            f"use `nasgraph eval` or export it and `nasgraph predict`")
+    recorded = Path(run_dir) / "task.json"
+    tok = (Tokenizer.from_dict(json.loads(recorded.read_text())["tokenizer"]) if recorded.exists()
+           else Tokenizer.from_dict(tasks.load_task(config).tokenizer))
+
+    @torch.no_grad()
+    def scorer(ids):
+        return model(torch.from_numpy(ids)[None])[0].numpy()           # (T, V)
+
+    return scorer, tok, int(config.max_len)
+
+
+def printable(text: str) -> str:
+    """Bytes that are not valid UTF-8 (a byte model may emit any) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+def run(args) -> int:
+    from nasgraph.generation import generate
+
+    if Path(args.model).is_dir():
+        scorer, tok, max_len = eager_scorer(args.model, args.threads)
+    else:
+        from exporters.generate import OnnxLM
+
+        lm = OnnxLM(args.model, args.provider, threads=args.threads)
+        scorer, tok, max_len = lm.scorer, lm.tokenizer, lm.max_len
+    prompt = tok.ids(args.prompt)
+    new = generate(scorer, prompt, args.max_new_tokens, max_len, temperature=args.temperature,
+                   top_k=args.top_k, seed=args.seed)
+    continuation = printable(tok.decode(new))
+    if args.json:
+        print(json.dumps({"prompt": args.prompt, "continuation": continuation, "ids": new}, ensure_ascii=False))
+    else:
+        sep = " " if tok.kind == "symbols" and args.prompt.strip() and continuation else ""
+        print(args.prompt + sep + continuation)
+    return 0

@@ -1,0 +1,158 @@
+"""What a run folder is, read from its files: kind, task, status and headline metric.
+
+The kind comes from the folder's ownership marker (`.nasgraph-run.json`, {"kind": ...}) when it has
+one, else from the files the commands write (search.json, result.json, report.json, summary.json).
+Nothing here writes; a damaged file makes the run "damaged", never an exception.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+MARKER = ".nasgraph-run.json"
+KINDS = ("search", "train", "bench", "compile", "demo")
+
+
+@dataclass
+class RunInfo:
+    path: Path
+    kind: str                       # search | train | bench | compile | demo
+    status: str                     # done | incomplete | damaged
+    name: str = ""                  # the spec's name
+    task: dict[str, Any] = field(default_factory=dict)  # the spec's task section
+    metric: str = ""                # what `value` is, e.g. "test acc"
+    value: float | None = None
+    detail: str = ""                # one more fact (steps, seeds, pick, problem)
+
+    @property
+    def task_label(self) -> str:
+        if not self.task:
+            return "-"
+        extra = f" (max_len {self.task['max_len']})" if "max_len" in self.task else ""
+        return f"{self.task.get('kind', '?')}{extra}"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "path": str(self.path)}
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def kind_of(path: Path) -> str | None:
+    """The folder's run kind: its marker, else its files; None for a folder that is no run."""
+    if not path.is_dir():
+        return None
+    marker = path / MARKER
+    if marker.is_file():
+        try:
+            kind = _json(marker).get("kind")
+            if kind in KINDS:
+                return kind
+        except (OSError, ValueError, AttributeError):
+            pass
+    has = lambda name: (path / name).exists()  # noqa: E731
+    if has("search.json") or (has("spec.yaml") and any(path.glob("seed*/metrics.jsonl"))):
+        return "search"
+    if has("spec.yaml") and (has("checkpoints") or has("metrics.jsonl") or has("result.json")):
+        return "train"
+    if has("report.json") and has("report.md"):
+        return "bench"
+    if has("summary.json") and has("graph.json"):
+        return "compile"
+    if kind_of(path / "compile") == "compile" and kind_of(path / "search") == "search":  # `nasgraph demo`'s layout
+        return "demo"
+    return None
+
+
+def _spec(path: Path) -> tuple[str, dict]:
+    """(name, task section) of the run's spec snapshot, read as plain YAML (no plug-ins imported)."""
+    try:
+        raw = yaml.safe_load((path / "spec.yaml").read_text(encoding="utf-8"))
+        return str(raw.get("name", "")), dict(raw.get("task") or {})
+    except (OSError, yaml.YAMLError, AttributeError, TypeError, ValueError):
+        return "", {}
+
+
+def _search(info: RunInfo) -> None:
+    outcome = _json(info.path / "search.json")
+    accs = [r["final"]["val"]["acc"] for r in outcome["per_seed"] if "val" in r.get("final", {})]
+    info.metric, info.value = "supernet val acc", sum(accs) / len(accs) if accs else None
+    picks = sorted({label for labels in outcome["labels"].values() for label in labels})
+    info.detail = f"{outcome['strategy']}, {len(outcome['seeds'])} seed(s), picks {', '.join(picks)}"
+
+
+def _train(info: RunInfo) -> None:
+    result = _json(info.path / "result.json")
+    split = "test" if "test" in result else "val"
+    info.metric, info.value = f"{split} acc", result[split]["acc"]
+    info.detail = f"{result['steps']} steps, {result.get('params', 0):,} params"
+
+
+def _bench(info: RunInfo) -> None:
+    report = _json(info.path / "report.json")
+    rows = [r for r in report["rows"] if r["backend"] == "onnxruntime"]
+    if rows:
+        first = min(rows, key=lambda r: (r["batch"], -r["seq_len"]))
+        info.metric, info.value = f"ORT p50 ms (B={first['batch']}, T={first['seq_len']})", first["p50_ms"]
+    info.detail = f"{report['mode']}: {', '.join(s['name'] for s in report['subjects'])}"
+
+
+def _compile(info: RunInfo) -> None:
+    summary = _json(info.path / "summary.json")
+    info.name = info.name or summary.get("name", "")
+    info.metric, info.value = "architectures", summary.get("space_size")
+
+
+def _last_step(path: Path) -> str:
+    logs = sorted(path.glob("metrics.jsonl")) or sorted(path.glob("seed*/metrics.jsonl"))
+    steps = []
+    for log in logs:
+        lines = [l for l in log.read_text(encoding="utf-8").splitlines() if l.strip()]
+        if lines:
+            steps.append(json.loads(lines[-1]).get("step", 0))
+    return f"stopped at step {max(steps)}" if steps else "no steps logged"
+
+
+_DONE_FILE = {"search": "search.json", "train": "result.json", "bench": "report.json", "compile": "summary.json"}
+_READ = {"search": _search, "train": _train, "bench": _bench, "compile": _compile}
+
+
+def describe(path: str | Path) -> RunInfo | None:
+    """A RunInfo for a run folder, or None when the folder is no run."""
+    path = Path(path)
+    kind = kind_of(path) if path.is_dir() else None
+    if kind is None:
+        return None
+    name, task = _spec(path)
+    info = RunInfo(path, kind, "done", name, task)
+    if kind == "demo":
+        info.detail = "folders: " + ", ".join(sorted(p.name for p in path.iterdir() if p.is_dir()))
+        return info
+    try:
+        if not (path / _DONE_FILE[kind]).exists():
+            info.status, info.detail = "incomplete", _last_step(path)
+            return info
+        _READ[kind](info)
+    except (OSError, ValueError, KeyError, TypeError, ZeroDivisionError) as err:
+        info.status, info.detail = "damaged", f"{type(err).__name__}: {err}"[:120]
+    return info
+
+
+def find_runs(root: str | Path, depth: int = 3) -> list[RunInfo]:
+    """Every run at or below `root` (a demo folder's runs too), by path."""
+    root = Path(root)
+    found: list[RunInfo] = []
+    info = describe(root)
+    if info is not None:
+        found.append(info)
+        if info.kind != "demo":
+            return found
+    if depth > 0 and root.is_dir():
+        for sub in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            found += find_runs(sub, depth - 1)
+    return found
