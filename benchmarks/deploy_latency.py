@@ -291,6 +291,7 @@ def markdown(rows, peak, eff, env, opts, load) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--specs", default=",".join(SPECS))
+    ap.add_argument("--attention", default="", help="only these candidates, comma-separated labels (e.g. softmax)")
     ap.add_argument("--lens", default="128,512,2048")
     ap.add_argument("--threads", default="2,1", help="thread counts, each a full pass (2 = the target setting)")
     ap.add_argument("--repeats", type=int, default=15)
@@ -308,6 +309,8 @@ def main() -> None:
         work = Path(tmp)
         for spec in opts.specs.split(","):
             for label, doc, model in derived_models(spec, max(opts.lens)):
+                if opts.attention and label not in opts.attention.split(","):
+                    continue
                 try:
                     rows += bench_model(spec, label, doc, model, opts.lens, opts, work)
                 except Exception as err:  # noqa: BLE001 - recorded, the others still run

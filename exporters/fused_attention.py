@@ -33,8 +33,13 @@ DECOMPOSED = "MatMul+Softmax+MatMul (scores materialised)"
 NO_SOFTMAX = "matmuls only (no softmax over positions)"
 
 def _is_attention_class(cls) -> bool:
-    """nasgraph attention modules: the types, and the attention op's per-head / mixed wrappers."""
-    return isinstance(cls, str) and cls.startswith("nasgraph.") and cls.rsplit(".", 1)[-1].endswith("Attention")
+    """nasgraph attention modules: the types (nasgraph.attention.*), and the attention op with its
+    per-head / mixed wrappers (nasgraph.ops.*Attention*)."""
+    if not isinstance(cls, str):
+        return False
+    module, _, name = cls.rpartition(".")
+    return (module.startswith("nasgraph.attention.") and not module.rsplit(".", 1)[-1].startswith("_")) or \
+        (module.startswith("nasgraph.ops.") and "Attention" in name)
 
 
 def _mha_op():
