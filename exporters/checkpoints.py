@@ -22,36 +22,43 @@ WEIGHTS = ("best", "last")
 
 def select_checkpoint(run_dir: str | Path, weights: str = "best") -> tuple[Path, str]:
     """(checkpoint file, description) of a train run folder for `weights` ("best" or "last")."""
-    run_dir = Path(run_dir)
+    from nasgraph.runfolder import require
+    from nasgraph.training.checkpoint import read_file
+
     if weights not in WEIGHTS:
         raise NasgraphError(f"unknown weights '{weights}'; valid: {', '.join(WEIGHTS)}")
+    run_dir = require(run_dir, "train", "needs spec.yaml and checkpoints/last.pt")
     last, best = run_dir / "checkpoints" / "last.pt", run_dir / "checkpoints" / "best.pt"
     if not (run_dir / "spec.yaml").exists() or not last.exists():
-        raise NasgraphError(f"{run_dir}: not a train run (needs spec.yaml and checkpoints/last.pt)")
+        raise NasgraphError(f"{run_dir}: not a finished train run (needs spec.yaml and checkpoints/last.pt)")
     if weights == "last":
         return last, "last checkpoint (the end of training)"
     if not best.exists():
         return last, "last checkpoint (this run has no checkpoints/best.pt: trained before best-checkpoint saving)"
     try:
-        info = torch.load(best, map_location="cpu", weights_only=True)
+        info = read_file(best)   # weights_only: refuses a file that would run code
         metric = str(info.get("metric", "acc"))
         step, score = int(info["step"]), float(info["val"][metric])
-    except Exception as err:  # noqa: BLE001 - a damaged or foreign file: name it, do not export it
-        raise NasgraphError(f"{best}: unreadable best checkpoint ({type(err).__name__}: {err}); "
-                            "export the last one with --weights last") from None
+    except (NasgraphError, AttributeError, KeyError, TypeError, ValueError) as err:
+        raise NasgraphError(f"{best}: unreadable best checkpoint ({err}); export the last one with "
+                            "--weights last") from None
     return best, f"best validation checkpoint (step {step}, val {metric} {score:.4f})"
 
 
 def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly."""
+    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly.
+
+    Only tensors and plain data are read (torch.load weights_only=True); see nasgraph.training.checkpoint.
+    """
+    from nasgraph.training.checkpoint import model_weights
+
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        raise NasgraphError(f"{checkpoint}: a folder, not a checkpoint file (a train run's weights are "
+                            f"{checkpoint}/checkpoints/best.pt; or export the run folder itself)")
     if not checkpoint.is_file():
         raise NasgraphError(f"no checkpoint at {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise NasgraphError(f"{checkpoint}: expected a state_dict or a dict with 'model', got {type(state).__name__}")
+    state = model_weights(checkpoint)   # weights_only: a file that would run code is refused, not loaded
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise NasgraphError(f"{checkpoint} does not fit the spec's model: missing {_few(missing)}; "

@@ -251,7 +251,7 @@ def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = No
     export_model (contrib_ops, quantize, max_drop, progress)."""
     from exporters.checkpoints import select_checkpoint
     from nasgraph.spec import load_spec
-    from nasgraph.training.run import build_discrete
+    from nasgraph.training.run import build_discrete, task_json
 
     check_target(path, overwrite)  # before the (possibly slow) task loading
     run_dir = Path(run_dir)
@@ -259,7 +259,7 @@ def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = No
     doc = load_spec(run_dir / "spec.yaml")
     _, model = build_discrete(doc)
     load_checkpoint(model, checkpoint)
-    recorded = json.loads((run_dir / "task.json").read_text()) if (run_dir / "task.json").exists() else None
+    recorded = task_json(run_dir)
     task = load_task_info(doc, recorded)
     return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()),
                         checkpoint=(described, checkpoint), **options)

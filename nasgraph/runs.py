@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-MARKER = ".nasgraph-run.json"
-KINDS = ("search", "train", "bench", "compile", "demo")
+from nasgraph import runfolder
+from nasgraph.errors import NasgraphError
 
 
 @dataclass
@@ -24,8 +24,10 @@ class RunInfo:
     status: str                     # done | incomplete | damaged
     name: str = ""                  # the spec's name
     task: dict[str, Any] = field(default_factory=dict)  # the spec's task section
-    metric: str = ""                # what `value` is, e.g. "test acc"
+    metric: str = ""                # what `value` is, e.g. "test acc", "val bits_per_byte"
     value: float | None = None
+    score: str = ""                 # the metric's bare name ("acc", "bits_per_byte")
+    higher_is_better: bool = True
     detail: str = ""                # one more fact (steps, seeds, pick, problem)
 
     @property
@@ -44,29 +46,11 @@ def _json(path: Path) -> Any:
 
 
 def kind_of(path: Path) -> str | None:
-    """The folder's run kind: its marker, else its files; None for a folder that is no run."""
-    if not path.is_dir():
-        return None
-    marker = path / MARKER
-    if marker.is_file():
-        try:
-            kind = _json(marker).get("kind")
-            if kind in KINDS:
-                return kind
-        except (OSError, ValueError, AttributeError):
-            pass
-    has = lambda name: (path / name).exists()  # noqa: E731
-    if has("search.json") or (has("spec.yaml") and any(path.glob("seed*/metrics.jsonl"))):
-        return "search"
-    if has("spec.yaml") and (has("checkpoints") or has("metrics.jsonl") or has("result.json")):
-        return "train"
-    if has("report.json") and has("report.md"):
-        return "bench"
-    if has("summary.json") and has("graph.json"):
-        return "compile"
-    if kind_of(path / "compile") == "compile" and kind_of(path / "search") == "search":  # `nasgraph demo`'s layout
-        return "demo"
-    return None
+    """The folder's run kind: its marker, else its files; None for a folder that is no run (never raises)."""
+    try:
+        return runfolder.kind_of(path)
+    except NasgraphError:   # a damaged marker: judge by the files
+        return runfolder.legacy_kind(Path(path))
 
 
 def _spec(path: Path) -> tuple[str, dict]:
@@ -80,8 +64,10 @@ def _spec(path: Path) -> tuple[str, dict]:
 
 def _search(info: RunInfo) -> None:
     outcome = _json(info.path / "search.json")
-    accs = [r["final"]["val"]["acc"] for r in outcome["per_seed"] if "val" in r.get("final", {})]
-    info.metric, info.value = "supernet val acc", sum(accs) / len(accs) if accs else None
+    score = outcome.get("metric", "acc")           # "-bits_per_byte": lower is better
+    name, info.higher_is_better = score.lstrip("-"), not score.startswith("-")
+    values = [r["final"]["val"][name] for r in outcome["per_seed"] if "val" in r.get("final", {})]
+    info.metric, info.score, info.value = f"supernet val {name}", name, sum(values) / len(values) if values else None
     picks = sorted({label for labels in outcome["labels"].values() for label in labels})
     info.detail = f"{outcome['strategy']}, {len(outcome['seeds'])} seed(s), picks {', '.join(picks)}"
 
@@ -89,7 +75,9 @@ def _search(info: RunInfo) -> None:
 def _train(info: RunInfo) -> None:
     result = _json(info.path / "result.json")
     split = "test" if "test" in result else "val"
-    info.metric, info.value = f"{split} acc", result[split]["acc"]
+    name = result.get("metric", {}).get("name", "acc")
+    info.higher_is_better = result.get("metric", {}).get("higher_is_better", True)
+    info.metric, info.score, info.value = f"{split} {name}", name, result[split][name]
     info.detail = f"{result['steps']} steps, {result.get('params', 0):,} params"
 
 

@@ -16,7 +16,9 @@ def add_arguments(p) -> None:
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, e.g. --set model.n_layers=2 (repeatable)")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-    p.add_argument("--out", type=Path, help="write graph.json, graph.dot (+ graph.png), summary.{json,md} here")
+    p.add_argument("--out", type=Path, help="write graph.json, graph.dot (+ graph.png), summary.{json,md} in this "
+                                            "folder (new, empty, or an earlier compile --out with --force)")
+    p.add_argument("--force", action="store_true", help="replace the artifacts of an earlier compile --out")
 
 
 def render(summary) -> str:
@@ -42,7 +44,7 @@ def render(summary) -> str:
 def run(args) -> int:
     from nasgraph.api import compile
 
-    compiled = compile(args.spec, args.overrides, out=args.out)
+    compiled = compile(args.spec, args.overrides, out=args.out, overwrite=args.force)
     text = render(compiled.summary)
     if args.out:
         compiled.written.append(args.out / "summary.md")

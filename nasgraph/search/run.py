@@ -26,6 +26,7 @@ from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.losses import task_loss
 from nasgraph.training.rundir import RunDir
+from nasgraph.training.run import check_head
 
 
 def search_splits(data, arch_fraction: float, seed: int) -> dict:
@@ -67,7 +68,10 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     if not summary.choice_points:
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
-    run = RunDir(out, resume=resume, marker="spec.yaml")   # refuse a used folder before any long work
+    if not search.seeds:
+        raise doc.error("search.seeds is empty: give at least one seed, e.g. [0]", ("search", "seeds"))
+    run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
+    run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
     if search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
@@ -75,7 +79,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         cost = CostTable.from_summary(summary)
     task_config = tasks.parse_task(spec.task)
     data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
-    run.write_spec(doc.raw)
+    check_head(doc, graph, data.class_names)
     labels = {cp.node: cp.candidates for cp in summary.choice_points}
     steps = search.steps or spec.train.steps
     per_seed = []

@@ -6,13 +6,15 @@ Top level: name, task, model, search, train, export, bench. `model` is either th
 """
 from __future__ import annotations
 
-from typing import Any, Literal, Union
+from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
 from nasgraph.config import StrictConfig
 
 Candidate = Union[str, dict[str, dict[str, Any]]]  # "softmax" or {local: {window: 32}}
+Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]    # what every RNG we seed (numpy too) accepts
+Size = Annotated[int, Field(gt=0)]
 
 
 class AttentionSpec(StrictConfig):
@@ -125,7 +127,7 @@ class SearchSpec(StrictConfig):
     steps: int | None = Field(None, gt=0)         # default: train.steps
     arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out for the alphas / scores
     score_batches: int | None = Field(20, gt=0)   # fixed: batches of that slice per unit score
-    seeds: list[int] = [0]
+    seeds: list[Seed] = Field([0], min_length=1)
     objective: ObjectiveSpec = ObjectiveSpec()
 
 
@@ -139,8 +141,8 @@ class TrainSpec(StrictConfig):
     eval_every: int = Field(200, gt=0)
     eval_batches: int | None = Field(None, gt=0)
     checkpoint_every: int = Field(200, gt=0)
-    seed: int = 0
-    threads: int | None = Field(None, gt=0)
+    seed: Seed = 0
+    threads: int | None = Field(None, gt=0)   # capped at the usable cores (with a note)
 
 
 class ExportSpec(StrictConfig):
@@ -149,11 +151,11 @@ class ExportSpec(StrictConfig):
 
 
 class BenchSpec(StrictConfig):
-    batch_sizes: list[int] = [1]
-    seq_lens: list[int] = [128, 512]
+    batch_sizes: list[Size] = Field([1], min_length=1)
+    seq_lens: list[Size] = Field([128, 512], min_length=1)
     repeats: int = Field(30, gt=0)
     warmup: int = Field(5, ge=0)
-    threads: int | None = None
+    threads: int | None = Field(None, gt=0)
 
 
 class Spec(StrictConfig):

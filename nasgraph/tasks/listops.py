@@ -19,7 +19,7 @@ from pathlib import Path
 from pydantic import Field
 
 from nasgraph.errors import ConfigError, NasgraphError
-from nasgraph.tasks.base import CLS_ID, SPECIALS, SPLITS, Split, Task, TaskConfig, TaskData, carve
+from nasgraph.tasks.base import CLS_ID, MAX_EXAMPLES, SPECIALS, SPLITS, Split, Task, TaskConfig, TaskData, carve
 from nasgraph.tasks.registry import register
 from nasgraph.tasks.tokenize import Tokenizer
 
@@ -191,9 +191,9 @@ class ListOpsConfig(TaskConfig):
     min_len: int = Field(500, ge=0)   # keep min_len < length < max_len, length without <cls> (LRA: 500, 2000)
     max_depth: int = Field(10, ge=1)
     max_args: int = Field(10, ge=2)
-    n_train: int = Field(96_000, ge=1)
-    n_val: int = Field(2_000, ge=0)
-    n_test: int = Field(2_000, ge=0)
+    n_train: int = Field(96_000, ge=1, le=MAX_EXAMPLES)
+    n_val: int = Field(2_000, ge=0, le=MAX_EXAMPLES)
+    n_test: int = Field(2_000, ge=0, le=MAX_EXAMPLES)
     train_path: str | None = None   # LRA-format TSVs; given: read instead of generating
     val_path: str | None = None     # missing val/test files: n_val/n_test carved from train
     test_path: str | None = None
