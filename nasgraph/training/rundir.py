@@ -152,7 +152,10 @@ class RunDir:
         return self.path / "checkpoints" / "best.pt"
 
     def save_best(self, model_state: dict, step: int, val: dict, metric: str = "acc") -> None:
-        """Keep the weights of a new best validation score (`metric`: the task's headline metric)."""
+        """Keep the weights of a new best validation score (`metric`: the task's headline metric);
+        plain data only, so it loads with weights_only=True."""
+        import torch
+
         atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
                                                                  "val": dict(val)}, f))
 
