@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from exporters.attention_check import ATOL, EXPORT_SHAPE, ONNX_CHECK, skip_reason
+from exporters.attention_check import ATOL, EXPORT_SHAPE, ONNX_CHECK, export_and_parity, skip_reason
 from exporters.fused_attention import FLASH, attention_kernels, contrib_translations
 from exporters.parity import export_verified
 from nasgraph.attention import get, names
@@ -26,6 +26,13 @@ def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
         ONNX_CHECK.run(name, causal, tmp_path)
     except Skipped as why:
         pytest.skip(str(why))
+
+
+@pytest.mark.parametrize("name,options", [("softmax", {"n_kv_heads": 2}),
+                                          ("sliding_window", {"window": 8, "sinks": 3})])
+def test_option_paths_export_too(name, options, tmp_path):
+    """Options that change the exported graph: grouped-query heads, sink keys (causal form)."""
+    export_and_parity(name, True, tmp_path, **options)
 
 
 class Unpadded(torch.nn.Module):
