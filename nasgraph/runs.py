@@ -91,6 +91,9 @@ def _train(info: RunInfo) -> None:
     split = "test" if "test" in result else "val"
     info.metric, info.value = f"{split} acc", result[split]["acc"]
     info.detail = f"{result['steps']} steps, {result.get('params', 0):,} params"
+    metric = result.get("metric", {}).get("name", "acc")       # the task's headline, when not acc
+    if metric != "acc":
+        info.detail += f", {split} {metric} {result[split][metric]:.4g}"
 
 
 def _bench(info: RunInfo) -> None:
