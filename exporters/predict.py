@@ -32,6 +32,10 @@ class Prediction(NamedTuple):
     label: str
     probs: dict[str, float]  # class name -> probability, in the model's class order
 
+    def top(self, k: int) -> list[tuple[str, float]]:
+        """The k most probable classes, most probable first."""
+        return sorted(self.probs.items(), key=lambda cp: -cp[1])[:k]
+
 
 class Predictor:
     """An exported model ready to classify texts on a verified provider."""
@@ -66,6 +70,10 @@ class Predictor:
                                        f"{self.max_len}; truncate (the tokenizer does)")
         return self.session.run(None, {self.input_name: tokens})[0]            # (B, C)
 
+    def truncated(self, texts: Sequence[str]) -> list[bool]:
+        """Per text: whether it is longer than max_len tokens, so that only its start is classified."""
+        return [self.tokenizer.length(t) > self.tokenizer.max_len for t in texts]
+
     def predict(self, texts: Sequence[str]) -> list[Prediction]:
         """One Prediction per text, in order (batched by length internally)."""
         ids = [self.tokenizer.encode(t) for t in texts]
@@ -92,7 +100,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 class Inputs(NamedTuple):
-    texts: list[str]
+    texts: list[str]            # blank lines of a file or stdin stay in place (nothing to classify there)
     targets: list[str] | None   # a TSV's second column, when every row's is a class name
     kind: str                   # "text", "lines" or "tsv"
 
@@ -105,11 +113,11 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     """
     path = Path(source)
     if source == "-":
-        return _nonempty(Inputs([l.rstrip("\n") for l in sys.stdin if l.strip()], None, "lines"), "stdin")
+        return _nonempty(Inputs([l.rstrip("\n") for l in sys.stdin], None, "lines"), "stdin")
     if not _is_file(path):
         return Inputs([source], None, "text")
     if path.suffix.lower() != ".tsv":
-        lines = [l for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+        lines = path.read_text(encoding="utf-8").splitlines()
         return _nonempty(Inputs(lines, None, "lines"), str(path))
     with open(path, newline="", encoding="utf-8") as fh:
         rows = [r for r in csv.reader(fh, delimiter="\t") if r and any(c.strip() for c in r)]
@@ -131,6 +139,6 @@ def _is_file(path: Path) -> bool:
 
 
 def _nonempty(inputs: Inputs, where: str) -> Inputs:
-    if not inputs.texts:
+    if not any(t.strip() for t in inputs.texts):
         raise NasgraphError(f"{where}: no non-blank lines to classify")
     return inputs

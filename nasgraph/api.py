@@ -95,8 +95,32 @@ def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), re
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
-    outcome = run_search(load(spec, overrides), out, resume=resume, progress=progress)
+    doc = load(spec, overrides)
+    outcome = run_search(doc, out, resume=resume, progress=progress)
+    source = {"spec": str(Path(doc.path).resolve()), "overrides": list(overrides)}
+    (Path(out) / "source.json").write_text(json.dumps(source, indent=1))
+    derived = Path(out) / "derived.yaml"
+    derived.write_text(provenance(Path(out), None, outcome["labels"]) + derived.read_text())
     return SearchResult(Path(out), outcome, write_search_report(out))
+
+
+def provenance(run: Path, seed: int | None, labels: dict[str, list[str]]) -> str:
+    """The comment a derived spec starts with: which run, spec and overrides it came from, and the picks."""
+    from nasgraph import __version__
+
+    try:
+        source = json.loads((run / "source.json").read_text())
+    except (OSError, ValueError):
+        source = {}
+    sets = " ".join(f"--set {o}" for o in source.get("overrides", []))
+    picks = "; ".join(f"{n}: {' | '.join(dict.fromkeys(l)) if len(set(l)) == 1 else ' | '.join(l)}"
+                      for n, l in labels.items())
+    return "".join(f"# {line}\n" for line in [
+        f"derived by nasgraph {__version__} from the search run {run.resolve()} "
+        f"({'the vote over seeds' if seed is None else f'seed {seed}'})",
+        f"source spec: {source.get('spec', str((run / 'spec.yaml').resolve()) + ' (the run snapshot)')}"
+        + (f" with {sets}" if sets else ""),
+        f"picks: {picks}"])
 
 
 @dataclass(frozen=True)
@@ -128,7 +152,11 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
             raise NasgraphError(f"--seed {seed}: the run has seeds {', '.join(map(str, by_seed))}")
         choice = by_seed[seed]
     doc = load_spec(run / "spec.yaml")
-    dump_spec(derive_spec(doc.raw, compile_spec(doc), choice), output, overwrite=overwrite)
+    graph = compile_spec(doc)
+    dump_spec(derive_spec(doc.raw, graph, choice), output, overwrite=overwrite)
+    candidates = outcome["candidates"]
+    labels = {n: [candidates[n][i] for i in picks] for n, picks in choice.items()}
+    output.write_text(provenance(run, seed, labels) + output.read_text())
     try:
         compile_spec(load_spec(output))  # the derived spec must compile on its own
     except NasgraphError:

@@ -1,8 +1,9 @@
-"""Runs of one task side by side: accuracy against cost (FLOPs, or measured ONNX Runtime latency).
+"""Runs of one task side by side: the task's headline metric (accuracy, bits per byte, ...) against
+cost (FLOPs, or measured ONNX Runtime latency).
 
-Runs of different tasks are refused, never mixed on one front: their accuracies do not compare.
-A train run gives its test accuracy (val without a test split); a search run gives its supernet's
-mean val accuracy over seeds and its derived architecture's cost. FLOPs: nasgraph.flops counts of
+Runs of different tasks are refused, never mixed on one front: their metrics do not compare.
+A train run gives its test metric (val without a test split); a search run gives its supernet's
+mean val metric over seeds and its derived architecture's cost. FLOPs: nasgraph.flops counts of
 one sequence at max_len; latency: exporters.pareto.run_point (ORT p50, batch 1, seq_len max_len).
 """
 from __future__ import annotations
@@ -57,8 +58,7 @@ def flops_point(info: RunInfo) -> dict:
 
     spec = info.path / ("derived.yaml" if info.kind == "search" else "spec.yaml")
     summary = summarize(compile_spec(load_spec(spec)))
-    return {"run": str(info.path), "name": info.path.name, "kind": info.kind, "acc": info.value,
-            "acc_split": info.metric.removesuffix(" acc"), "flops": summary.flops_min,
+    return {"run": str(info.path), "name": info.path.name, "kind": info.kind, "flops": summary.flops_min,
             "params": summary.params_total, "seq_len": summary.seq_len}
 
 
@@ -74,18 +74,21 @@ def compare(paths: Sequence[str | Path], *, latency: bool = False, grid=None) ->
     else:
         points = [flops_point(info) for info in infos]
     cost = "latency_p50_ms" if latency else "flops"
-    front = {p["run"] for p in pareto_front(points, cost)}
-    for p, info in zip(points, infos):
-        p["pareto"], p["spec"] = p["run"] in front, info.name
-    return {"task": infos[0].task, "cost": cost, "points": points}
+    for p, info in zip(points, infos):  # the runs' own headline metric (accuracy, or e.g. bits per byte)
+        p.update(spec=info.name, metric=info.metric, value=info.value, higher_is_better=info.higher_is_better)
+    front = {p["run"] for p in pareto_front([{**p, "acc": p["value"] if p["higher_is_better"] else -p["value"]}
+                                             for p in points], cost)}
+    for p in points:
+        p["pareto"] = p["run"] in front
+    return {"task": infos[0].task, "cost": cost, "metric": infos[0].score, "points": points}
 
 
 def render(result: dict, markdown: bool = False) -> str:
     cost = result["cost"]
-    rows = [[p["name"], p["kind"], p["spec"], f"{p['acc']:.4f} ({p['acc_split']})", human(p["flops"]),
+    rows = [[p["name"], p["kind"], p["spec"], f"{p['value']:.4f} ({p['metric']})", human(p["flops"]),
              human(p["params"])] + ([f"{p['latency_p50_ms']:.3f}"] if cost != "flops" else [])
             + ["yes" if p["pareto"] else ""] for p in result["points"]]
-    headers = ["run", "kind", "spec", "accuracy", "FLOPs", "params"] + (["ORT p50 ms"] if cost != "flops" else [])
+    headers = ["run", "kind", "spec", result["metric"], "FLOPs", "params"] + (["ORT p50 ms"] if cost != "flops" else [])
     return table(rows, headers + ["Pareto"], markdown=markdown)
 
 
@@ -100,22 +103,24 @@ def plot(result: dict, path: Path) -> Path:
 
     cost, points = result["cost"], result["points"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
-    for kind, marker, color, label in (("train", "o", "C0", "train runs (test/val acc)"),
-                                       ("search", "^", "C1", "search runs (supernet val acc)")):
+    metric = result["metric"]
+    for kind, marker, color, label in (("train", "o", "C0", f"train runs (test/val {metric})"),
+                                       ("search", "^", "C1", f"search runs (supernet val {metric})")):
         sel = [p for p in points if p["kind"] == kind]
         if sel:
-            ax.scatter([p[cost] for p in sel], [p["acc"] for p in sel], marker=marker, color=color, s=50,
+            ax.scatter([p[cost] for p in sel], [p["value"] for p in sel], marker=marker, color=color, s=50,
                        edgecolor="k", label=label, zorder=3)
     for p in points:
-        ax.annotate(p["name"], (p[cost], p["acc"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
+        ax.annotate(p["name"], (p[cost], p["value"]), fontsize=7, xytext=(4, 4), textcoords="offset points")
     front = sorted((p for p in points if p["pareto"]), key=lambda p: p[cost])
     if len(front) > 1:
-        ax.step([p[cost] for p in front], [p["acc"] for p in front], where="post", color="C3", alpha=0.6,
+        ax.step([p[cost] for p in front], [p["value"] for p in front], where="post", color="C3", alpha=0.6,
                 label="Pareto front")
     plain_ticks(ax)
     task = result["task"]
-    ax.set(xlabel=COST_LABEL[cost], ylabel="accuracy",
-           title=f"task {task.get('kind', '?')}: accuracy vs {'FLOPs' if cost == 'flops' else 'latency'}")
+    better = "higher is better" if points[0]["higher_is_better"] else "lower is better"
+    ax.set(xlabel=COST_LABEL[cost], ylabel=f"{metric} ({better})",
+           title=f"task {task.get('kind', '?')}: {metric} vs {'FLOPs' if cost == 'flops' else 'latency'}")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -130,5 +135,5 @@ def write(result: dict, out: Path) -> list[Path]:
     (out / "compare.json").write_text(json.dumps(result, indent=1))
     png = plot(result, out / "pareto.png")
     (out / "compare.md").write_text(f"# Runs of task `{result['task'].get('kind', '?')}`\n\n{render(result, True)}\n\n"
-                                    f"![accuracy vs cost]({png.name})\n")
+                                    f"![metric vs cost]({png.name})\n")
     return [out / "compare.json", out / "compare.md", png]

@@ -24,8 +24,10 @@ class RunInfo:
     status: str                     # done | incomplete | damaged
     name: str = ""                  # the spec's name
     task: dict[str, Any] = field(default_factory=dict)  # the spec's task section
-    metric: str = ""                # what `value` is, e.g. "test acc"
+    metric: str = ""                # what `value` is, e.g. "test acc", "val bits_per_byte"
     value: float | None = None
+    score: str = ""                 # the metric's bare name ("acc", "bits_per_byte")
+    higher_is_better: bool = True
     detail: str = ""                # one more fact (steps, seeds, pick, problem)
 
     @property
@@ -80,8 +82,10 @@ def _spec(path: Path) -> tuple[str, dict]:
 
 def _search(info: RunInfo) -> None:
     outcome = _json(info.path / "search.json")
-    accs = [r["final"]["val"]["acc"] for r in outcome["per_seed"] if "val" in r.get("final", {})]
-    info.metric, info.value = "supernet val acc", sum(accs) / len(accs) if accs else None
+    score = outcome.get("metric", "acc")           # "-bits_per_byte": lower is better
+    name, info.higher_is_better = score.lstrip("-"), not score.startswith("-")
+    values = [r["final"]["val"][name] for r in outcome["per_seed"] if "val" in r.get("final", {})]
+    info.metric, info.score, info.value = f"supernet val {name}", name, sum(values) / len(values) if values else None
     picks = sorted({label for labels in outcome["labels"].values() for label in labels})
     info.detail = f"{outcome['strategy']}, {len(outcome['seeds'])} seed(s), picks {', '.join(picks)}"
 
@@ -89,7 +93,9 @@ def _search(info: RunInfo) -> None:
 def _train(info: RunInfo) -> None:
     result = _json(info.path / "result.json")
     split = "test" if "test" in result else "val"
-    info.metric, info.value = f"{split} acc", result[split]["acc"]
+    name = result.get("metric", {}).get("name", "acc")
+    info.higher_is_better = result.get("metric", {}).get("higher_is_better", True)
+    info.metric, info.score, info.value = f"{split} {name}", name, result[split][name]
     info.detail = f"{result['steps']} steps, {result.get('params', 0):,} params"
     metric = result.get("metric", {}).get("name", "acc")       # the task's headline, when not acc
     if metric != "acc":

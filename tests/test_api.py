@@ -25,6 +25,9 @@ def test_the_documented_example_runs(tmp_path, monkeypatch, capsys):
     assert found.to_json() == json.loads((tmp_path / "runs/search/search.json").read_text())
     assert trained.to_json() == json.loads((tmp_path / "runs/train/result.json").read_text())
     assert trained.result["steps"] == 12                   # the override applied
+    header = scope["derived"].path.read_text().splitlines()[:3]
+    assert header[0].startswith("# derived by nasgraph") and "the vote over seeds" in header[0]
+    assert header[1] == f"# source spec: {tmp_path / 'toy.yaml'}" and header[2].startswith("# picks: L0.attention: ")
     assert timed.to_json()["rows"] and (tmp_path / "runs/bench/report.json").exists()
 
 
@@ -38,3 +41,36 @@ def test_a_loaded_spec_is_accepted_but_not_overridden(tiny_spec, tmp_path):
 def test_derive_needs_a_finished_search(tmp_path):
     with pytest.raises(NasgraphError, match="not a finished search run"):
         ng.derive(tmp_path, tmp_path / "d.yaml")
+
+
+COMPACT = """
+name: compact
+task: {kind: tiny, max_len: 12}
+model:
+  d_model: 16
+  n_heads: 2
+  graph:
+    - embedding: {}
+    - repeat: 2
+      body:
+        - residual: [{norm: {}}, {attention: [softmax, linear]}]
+        - residual: [{norm: {}}, {ffn: {}}]
+    - pool: cls
+    - head: {}
+"""
+
+
+@pytest.mark.parametrize("picks,form", [([1, 1], "graph"), ([0, 1], "nodes")])
+def test_derived_spec_keeps_the_compact_form_when_the_copies_agree(write_spec, tmp_path, picks, form):
+    from nasgraph.graph import compile_spec
+    from nasgraph.search.derive import derive_spec
+    from nasgraph.spec import dump_spec
+
+    doc = load_spec(write_spec(COMPACT))
+    derived = derive_spec(doc.raw, compile_spec(doc), {"attention0": [picks[0]], "attention1": [picks[1]]})
+    assert set(derived["model"]) >= {form} and not set(derived["model"]) & ({"graph", "nodes"} - {form})
+    if form == "graph":
+        assert derived["model"]["graph"][1]["body"][0]["residual"][1]["attention"]["candidates"] == ["linear"]
+    graph = compile_spec(load_spec(dump_spec(derived, tmp_path / "derived.yaml")))
+    assert [graph.nodes[n]["params"]["candidates"] for n in ("attention0", "attention1")] == \
+        [[["softmax", "linear"][p]] for p in picks]

@@ -163,7 +163,9 @@ def test_predict_text_lines_and_tsv(trained, tmp_path, capsys):
     lines.write_text("a b c\n\nb b b a\n")
     assert main(["predict", str(path), str(lines), "--json"]) == 0
     records = [json.loads(l) for l in capsys.readouterr().out.splitlines()]
-    assert [r["text"] for r in records] == ["a b c", "b b b a"]
+    assert [r["text"] for r in records] == ["a b c", "", "b b b a"]      # the blank line keeps its place
+    assert records[1]["label"] is None and [r["line"] for r in records] == [1, 2, 3]
+    records = records[::2]
     assert all(abs(sum(r["probs"].values()) - 1) < 1e-6 and r["label"] in r["probs"] for r in records)
     tsv = tmp_path / "data.tsv"
     tsv.write_text("Source\tTarget\na b c\t1\nb c d e\t0\n")
@@ -173,17 +175,34 @@ def test_predict_text_lines_and_tsv(trained, tmp_path, capsys):
     assert len(out) == 3 and out[-1].startswith("accuracy ") and "/2)" in out[-1]
 
 
-def test_predict_truncates_to_max_len_and_refuses_longer_tokens(trained):
+def test_predict_truncates_to_max_len_and_refuses_longer_tokens(trained, capsys):
     _, _, path = trained
     p = Predictor(path)
     long_text = " ".join("abcdef"[i % 6] for i in range(40))
     truncated = " ".join(long_text.split()[:11])  # <cls> + 11 symbols = max_len 12
     assert p.predict([long_text]) == p.predict([truncated])
+    assert p.truncated([long_text, truncated]) == [True, False]
+    assert main(["predict", str(path), long_text]) == 0
+    assert "warning: 1 of 1 input(s) had more than max_len 12 tokens" in capsys.readouterr().err
+    assert main(["predict", str(path), long_text, "--json"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["truncated"] is True and json.loads(err)["summary"]["truncated"] == 1
     with pytest.raises(SequenceTooLongError, match="13 exceeds the model's max_len 12"):
         p.logits(np.full((1, 13), 2))
     # what ONNX Runtime itself does past max_len: the learned position table cannot broadcast
     with pytest.raises(Exception, match="broadcast"):
         p.session.run(None, {"tokens": np.full((1, 13), 2, dtype=np.int64)})
+
+
+def test_predict_top_k(trained, capsys):
+    _, _, path = trained
+    assert main(["predict", str(path), "a b c", "--top-k", "1", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out)
+    assert record["top_k"] == [{"label": record["label"], "prob": max(record["probs"].values())}]
+    assert main(["predict", str(path), "a b c", "--top-k", "1"]) == 0
+    label, shown, _ = capsys.readouterr().out.split("\t")
+    assert shown.count(":") == 1 and shown.startswith(label + ":")
+    assert main(["predict", str(path), "a b c", "--top-k", "0"]) == 2
 
 
 @pytest.mark.filterwarnings("ignore:Specified provider")

@@ -74,7 +74,7 @@ def test_compare_puts_runs_of_one_task_side_by_side(runs, tmp_path, capsys):
     result = run_json(["compare", str(root / "search"), str(root / "train"), "--out", str(out)], capsys)
     kinds = {p["name"]: p for p in result["points"]}
     assert set(kinds) == {"search", "train"} and result["cost"] == "flops"
-    assert kinds["train"]["acc"] == json.loads((root / "train" / "result.json").read_text())["test"]["acc"]
+    assert kinds["train"]["value"] == json.loads((root / "train" / "result.json").read_text())["test"]["acc"]
     assert any(p["pareto"] for p in result["points"]) and kinds["train"]["flops"] > 0
     assert (out / "pareto.png").stat().st_size > 0 and "| train | train |" in (out / "compare.md").read_text()
 

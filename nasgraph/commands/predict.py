@@ -12,9 +12,12 @@ ORDER = 8
 def add_arguments(p) -> None:
     p.add_argument("model", help="an .onnx file written by `nasgraph export`")
     p.add_argument("input", help="a text, a file with one text per line, a .tsv (first column), or - for stdin")
+    p.add_argument("--top-k", type=int, metavar="K", help="show the K most probable classes (default: all, "
+                                                          "in class order)")
     p.add_argument("--provider", default="cpu", help="cpu | cuda (the provider really used is checked)")
     p.add_argument("--threads", type=int, help="onnxruntime intra-op threads (default: one per core)")
-    p.add_argument("--json", action="store_true", help="one JSON object per line: text, label, probs")
+    p.add_argument("--json", action="store_true", help="one JSON object per input line (text, label, probs, "
+                                                       "truncated, top_k), then one summary object on stderr")
 
 
 def _short(text: str, n: int = 60) -> str:
@@ -24,20 +27,47 @@ def _short(text: str, n: int = 60) -> str:
 
 def run(args) -> int:
     from exporters.predict import Predictor, read_inputs
+    from nasgraph.errors import NasgraphError
 
+    if args.top_k is not None and args.top_k < 1:
+        raise NasgraphError(f"--top-k must be >= 1, got {args.top_k}")
     predictor = Predictor(args.model, args.provider, threads=args.threads)
     inputs = read_inputs(args.input, predictor.class_names)
-    predictions = predictor.predict(inputs.texts)
-    targets = inputs.targets or [None] * len(predictions)
-    for text, (label, probs), target in zip(inputs.texts, predictions, targets):
+    where = [i for i, t in enumerate(inputs.texts) if t.strip()]          # blank lines keep their place
+    texts = [inputs.texts[i] for i in where]
+    predictions = dict(zip(where, predictor.predict(texts)))
+    truncated = dict(zip(where, predictor.truncated(texts)))
+    targets = inputs.targets or [None] * len(inputs.texts)
+    k = min(args.top_k or len(predictor.class_names), len(predictor.class_names))
+    for i, (text, target) in enumerate(zip(inputs.texts, targets)):
+        pred = predictions.get(i)
         if args.json:
-            record = {"text": text, "label": label, "probs": probs}
+            record = {"line": i + 1, "text": text, "label": pred.label if pred else None,
+                      "probs": pred.probs if pred else None, "truncated": truncated.get(i, False)}
+            if args.top_k and pred:
+                record["top_k"] = [{"label": c, "prob": p} for c, p in pred.top(k)]
             print(json.dumps(record | ({"target": target} if target is not None else {}), ensure_ascii=False))
+        elif pred is None:
+            print("-\t\t(blank line)")
         else:
-            shown = " ".join(f"{c}:{p:.3f}" for c, p in probs.items())
-            print(f"{label}\t{shown}\t{_short(text)}")
+            shown = pred.top(k) if args.top_k else pred.probs.items()
+            mark = " [truncated]" if truncated[i] else ""
+            print(f"{pred.label}\t{' '.join(f'{c}:{p:.3f}' for c, p in shown)}\t{_short(text)}{mark}")
+    n_truncated = sum(truncated.values())
+    summary = {"inputs": len(inputs.texts), "classified": len(where), "blank": len(inputs.texts) - len(where),
+               "truncated": n_truncated, "max_len": predictor.max_len, "provider": predictor.provider}
+    if n_truncated and not args.json:
+        lines = ", ".join(str(i + 1) for i in sorted(i for i, t in truncated.items() if t)[:10])
+        print(f"warning: {n_truncated} of {len(where)} input(s) had more than max_len {predictor.max_len} tokens and "
+              f"were truncated: only their start was classified (line(s) {lines}{', ...' if n_truncated > 10 else ''})",
+              file=sys.stderr)
     if inputs.targets:
-        hits = sum(p.label == t for p, t in zip(predictions, inputs.targets))
-        print(f"accuracy {hits / len(predictions):.4f} ({hits}/{len(predictions)}) against the TSV's second "
-              f"column; provider {predictor.provider}", file=sys.stderr if args.json else sys.stdout)
+        scored = [i for i in where if targets[i] is not None]
+        hits = sum(predictions[i].label == targets[i] for i in scored)
+        summary |= {"accuracy": hits / len(scored), "correct": hits, "scored": len(scored)}
+        if not args.json:
+            print(f"accuracy {hits / len(scored):.4f} ({hits}/{len(scored)}) against the TSV's second column; "
+                  f"provider {predictor.provider}")
+    if args.json:
+        print(json.dumps({"summary": summary}), file=sys.stderr)
     return 0

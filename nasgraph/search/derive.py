@@ -1,7 +1,8 @@
 """A discrete architecture (node -> candidate per group) -> a derived spec in the same language.
 
 The derived spec compiles on its own: the standard encoder becomes an explicit `layers` list; the
-`graph` and `nodes` forms become explicit `nodes` (a repeated body can resolve differently per layer).
+compact `graph` form stays compact when every copy of a repeated body resolves alike, else it
+becomes explicit `nodes` (as the `nodes` form stays).
 One derive path: the spec from `derive_spec`, compiled by the same GraphModule; `inherit_weights`
 copies a supernet's weights into it, and `choice_mixing` runs the same architecture inside the
 supernet (one-hot mixing), so the two can be checked against each other.
@@ -49,6 +50,8 @@ def derive_spec(raw: dict, graph: nx.DiGraph, choice: dict[str, list[int]]) -> d
         model.pop("attention", None)
         model["n_layers"], model["layers"] = n_layers, layers
         return derived
+    if "graph" in model and _resolve_compact(model, graph, choice):
+        return derived
     nodes = {}
     for n in nx.topological_sort(graph):
         if n == INPUT:
@@ -59,6 +62,23 @@ def derive_spec(raw: dict, graph: nx.DiGraph, choice: dict[str, list[int]]) -> d
     model.pop("graph", None)
     model["nodes"] = nodes
     return derived
+
+
+def _resolve_compact(model: dict, graph: nx.DiGraph, choice: dict[str, list[int]]) -> bool:
+    """Resolve the choice points in place in the compact `graph:` form. False (model untouched) when a
+    repeated body resolves differently per copy: only explicit `nodes` can say that."""
+    by_path: dict[tuple, list[dict]] = {}
+    for n, picks in choice.items():
+        d = graph.nodes[n]
+        by_path.setdefault(tuple(d["path"]), []).append(resolved_attention(d["params"], picks))
+    if any(r != found[0] for found in by_path.values() for r in found):
+        return False
+    for path, found in by_path.items():   # path: ("model", "graph", i, ..., "attention")
+        parent = model
+        for key in path[1:-1]:
+            parent = parent[key]
+        parent[path[-1]] = found[0]
+    return True
 
 
 class ChoiceMixer:

@@ -69,6 +69,12 @@ class Tokenizer:
         """The symbols of `text` (kind "symbols"), before lookup and truncation."""
         return text.translate(self._strip_table).split()
 
+    def length(self, text: str) -> int:
+        """How many ids `text` has before truncation to max_len (<cls> included)."""
+        if self.kind == "bytes":
+            return 1 + len(text.encode("utf-8", "surrogateescape"))
+        return 1 + (len(self.symbols(text)) if self.kind == "symbols" else len(self.ids(text)))
+
     def encode(self, text: str) -> list[int]:
         """<cls> followed by the ids of `text`, at most max_len ids in all."""
         keep = self.max_len - 1
