@@ -97,9 +97,6 @@ def _train(info: RunInfo) -> None:
     info.higher_is_better = result.get("metric", {}).get("higher_is_better", True)
     info.metric, info.score, info.value = f"{split} {name}", name, result[split][name]
     info.detail = f"{result['steps']} steps, {result.get('params', 0):,} params"
-    metric = result.get("metric", {}).get("name", "acc")       # the task's headline, when not acc
-    if metric != "acc":
-        info.detail += f", {split} {metric} {result[split][metric]:.4g}"
 
 
 def _bench(info: RunInfo) -> None:
