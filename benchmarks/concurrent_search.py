@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -37,11 +38,15 @@ train: {steps: %(steps)d, batch_size: 32, eval_every: 100000, checkpoint_every: 
 """
 
 
+LAUNCHED: list[subprocess.Popen] = []
+
+
 def launch(spec: Path, out: Path, env: dict, cpus: str | None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "nasgraph", "search", str(spec), "--out", str(out), "--no-progress"]
     if cpus:
         cmd = ["taskset", "-c", cpus, *cmd]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    LAUNCHED.append(subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True))
+    return LAUNCHED[-1]
 
 
 def train_seconds(procs: list[tuple[subprocess.Popen, Path]]) -> list[float]:
@@ -88,4 +93,10 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))   # `timeout` ends us: end our searches too
+    try:
+        main()
+    finally:
+        for p in LAUNCHED:
+            if p.poll() is None:
+                p.kill()

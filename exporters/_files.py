@@ -19,6 +19,8 @@ def data_file(path: Path) -> Path:
 def check_target(path: str | os.PathLike, overwrite: bool) -> Path:
     """Resolve `path`; ExportError if it exists and overwrite is False, or if its folder is missing."""
     dst = Path(path).expanduser().resolve()
+    if dst.is_dir():
+        raise ExportError(f"{dst} is a folder; give a file name (e.g. {dst / 'model.onnx'}); nothing was written")
     if dst.exists() and not overwrite:
         raise ExportError(f"{dst} already exists; pass overwrite=True to replace it")
     if not dst.parent.is_dir():

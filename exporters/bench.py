@@ -75,12 +75,19 @@ def _spec_from_text(text: str):
 def onnx_subject(path: str | Path) -> Subject:
     """An exported model and its eager twin (see the module doc)."""
     from exporters.model_export import LogitsFromTokens, load_checkpoint
+    from exporters.predict import parse_metadata
     from nasgraph.training.run import build_discrete, load_trained
 
     meta = read_metadata(path)
     if "nasgraph.spec" not in meta:
         raise NasgraphError(f"{path} is not a `nasgraph export` model (no nasgraph.spec metadata)")
-    vocab = json.loads(meta["nasgraph.vocab"])
+    _, max_len, _ = parse_metadata(path, meta)
+    try:
+        vocab = json.loads(meta.get("nasgraph.vocab", ""))
+    except ValueError:
+        vocab = None
+    if not isinstance(vocab, list) or len(vocab) < 3:
+        raise NasgraphError(f"{path}: bad metadata nasgraph.vocab: expected a JSON list of tokens")
     source, module, weights = Path(meta.get("nasgraph.source") or "/nonexistent"), None, ""
     try:
         if source.is_dir() and (source / "checkpoints" / "last.pt").exists():
@@ -98,7 +105,7 @@ def onnx_subject(path: str | Path) -> Subject:
     except NasgraphError as err:
         weights = f"no eager twin: {err}"
     return Subject(meta.get("nasgraph.name", Path(path).stem), "model", Path(path), module, token_feeds(len(vocab)),
-                   ["tokens"], int(meta["nasgraph.max_len"]), weights, {"torch_weights": weights})
+                   ["tokens"], max_len, weights, {"torch_weights": weights})
 
 
 def export_twin(doc, model: nn.Module, path: Path) -> Path:
@@ -211,18 +218,24 @@ def subjects_for(target: Path, workdir: Path, grid: Grid, candidates: bool | Non
 
 
 def bench_spec_of(target: Path):
-    """The BenchSpec that applies to a target (its own spec, the embedded one, or defaults)."""
+    """The BenchSpec that applies to a target (its own spec, the embedded one, or defaults).
+
+    A spec or run that does not load is an error (before the benchmark); an export whose embedded
+    spec does not load gets the defaults."""
     from nasgraph.spec import load_spec
     from nasgraph.spec.schema import BenchSpec
 
-    try:
-        if target.is_dir():
-            return load_spec(target / "spec.yaml").spec.bench
-        if target.suffix == ".onnx":
-            return _spec_from_text(read_metadata(target)["nasgraph.spec"]).spec.bench
-        return load_spec(target).spec.bench
-    except (NasgraphError, KeyError):
-        return BenchSpec()
+    from nasgraph.runfolder import require
+
+    if target.is_dir():
+        return load_spec(require(target, "train") / "spec.yaml").spec.bench
+    if target.suffix == ".onnx":
+        meta = read_metadata(target)            # a damaged file is an error here, before any work
+        try:
+            return _spec_from_text(meta["nasgraph.spec"]).spec.bench
+        except (NasgraphError, KeyError):       # not ours to judge: the export's embedded spec
+            return BenchSpec()
+    return load_spec(target).spec.bench
 
 
 def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeats=None, warmup=None,
@@ -230,7 +243,11 @@ def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeat
     spec = bench_spec_of(target)
     grid = Grid(list(batches or spec.batch_sizes), sorted(set(seq_lens or default_seq_lens(target, spec))),
                 threads or spec.threads or usable_cores(), graph_opt, provider,
-                spec.warmup if warmup is None else warmup, repeats or spec.repeats)
+                spec.warmup if warmup is None else warmup, spec.repeats if repeats is None else repeats)
+    if not grid.batches or not grid.seq_lens:
+        empty = "batch sizes" if not grid.batches else "sequence lengths"
+        raise NasgraphError(f"no {empty} to measure (bench.{'batch_sizes' if not grid.batches else 'seq_lens'} of "
+                            f"{target} is empty); give some, e.g. --{'batch 1' if not grid.batches else 'seq 128'}")
     if min(grid.batches) < 1 or min(grid.seq_lens) < 1 or grid.repeats < 1 or grid.warmup < 0:
         raise NasgraphError(f"bad grid: batches {grid.batches}, seq_lens {grid.seq_lens}, repeats {grid.repeats}, "
                             f"warmup {grid.warmup} (sizes and repeats >= 1, warmup >= 0)")

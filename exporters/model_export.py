@@ -143,15 +143,19 @@ def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, 
 
 
 def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly."""
+    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly.
+
+    Only tensors and plain data are read (torch.load weights_only=True); see nasgraph.training.checkpoint.
+    """
+    from nasgraph.training.checkpoint import model_weights
+
     checkpoint = Path(checkpoint)
+    if checkpoint.is_dir():
+        raise NasgraphError(f"{checkpoint}: a folder, not a checkpoint file (a train run's weights are "
+                            f"{checkpoint}/checkpoints/last.pt; or export the run folder itself)")
     if not checkpoint.is_file():
         raise NasgraphError(f"no checkpoint at {checkpoint}")
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-    if isinstance(state, dict) and isinstance(state.get("model"), dict):
-        state = state["model"]
-    if not isinstance(state, dict):
-        raise NasgraphError(f"{checkpoint}: expected a state_dict or a dict with 'model', got {type(state).__name__}")
+    state = model_weights(checkpoint)   # weights_only: a file that would run code is refused, not loaded
     missing, unexpected = _key_mismatch(model, state)
     if missing or unexpected:
         raise NasgraphError(f"{checkpoint} does not fit the spec's model: missing {_few(missing)}; "
@@ -174,12 +178,12 @@ def _few(keys: Sequence[str]) -> str:
 def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None,
                overwrite: bool = False) -> ExportResult:
     """Export a `nasgraph train` run folder (spec.yaml, checkpoints/last.pt, task.json)."""
-    from nasgraph.training.run import load_trained
+    from nasgraph.training.run import load_trained, task_json
 
     check_target(path, overwrite)  # before the (possibly slow) task loading
     run_dir = Path(run_dir)
     doc, model = load_trained(run_dir)
-    recorded = json.loads((run_dir / "task.json").read_text()) if (run_dir / "task.json").exists() else None
+    recorded = task_json(run_dir)
     task = load_task_info(doc, recorded)
     return export_model(doc, model, path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()))
 

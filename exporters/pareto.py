@@ -7,7 +7,6 @@ sequence at max_len; latency is the ORT p50 at batch 1, seq_len max_len, with th
 """
 from __future__ import annotations
 
-import json
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -20,12 +19,21 @@ from nasgraph.errors import NasgraphError
 
 
 def _accuracy_and_model(run: Path):
+    from nasgraph.runfolder import kind_of
     from nasgraph.spec import load_spec
     from nasgraph.training.run import build_discrete, load_trained
+    from nasgraph.training.rundir import read_json
 
-    if (run / "search.json").exists():
-        outcome = json.loads((run / "search.json").read_text())
-        accs = [r["final"]["val"]["acc"] for r in outcome["per_seed"] if "val" in r.get("final", {})]
+    kind = kind_of(run)
+    if kind not in ("search", "train"):
+        raise NasgraphError(f"{run}: {'not a run folder' if kind is None else f'a {kind} folder'}; --runs takes "
+                            f"train or search run folders")
+    if kind == "search":
+        outcome = read_json(run / "search.json", "not a finished search run")
+        try:
+            accs = [r["final"]["val"]["acc"] for r in outcome["per_seed"] if "val" in r.get("final", {})]
+        except (KeyError, TypeError, AttributeError):
+            raise NasgraphError(f"{run / 'search.json'}: damaged search result (per_seed final val)") from None
         if not accs or not (run / "derived.yaml").exists():
             raise NasgraphError(f"{run}: a search run without validation results or derived.yaml")
         doc = load_spec(run / "derived.yaml")
@@ -35,10 +43,14 @@ def _accuracy_and_model(run: Path):
     result = run / "result.json"
     if not result.exists():
         raise NasgraphError(f"{run}: neither a train run (result.json) nor a search run (search.json)")
-    res = json.loads(result.read_text())
-    split = "test" if "test" in res else "val"
+    res = read_json(result)
+    split = "test" if isinstance(res, dict) and "test" in res else "val"
+    try:
+        acc = float(res[split]["acc"])
+    except (KeyError, TypeError, ValueError):
+        raise NasgraphError(f"{result}: damaged train result (no {split} accuracy)") from None
     doc, model = load_trained(run)
-    return "train", res[split]["acc"], split, doc, model
+    return "train", acc, split, doc, model
 
 
 def run_point(run: str | Path, grid, exported: dict[str, Path] | None = None) -> dict:

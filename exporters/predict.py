@@ -13,6 +13,7 @@ check (see exporters.model_export).
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 from pathlib import Path
@@ -43,22 +44,22 @@ class Predictor:
     def __init__(self, path: str | Path, provider: str = "cpu", *, threads: int | None = None,
                  batch_size: int = 32):
         meta = read_metadata(path)
-        missing = [k for k in REQUIRED if k not in meta]
-        if missing:
-            raise ExportError(f"{path} is not a `nasgraph export` model: metadata lacks {', '.join(missing)}")
         if meta.get("nasgraph.output") == "token":
             raise NasgraphError(f"{path} is a language model (per-position next-token logits), not a classifier: "
                                 f"continue a text with `nasgraph generate {path} --prompt TEXT`")
         self.path, self.metadata, self.batch_size = Path(path), meta, max(1, batch_size)
-        self.class_names: list[str] = json.loads(meta["nasgraph.class_names"])
-        self.max_len = int(meta["nasgraph.max_len"])
-        self.tokenizer = Tokenizer.from_dict(json.loads(meta["nasgraph.tokenizer"]))
-        if self.tokenizer.max_len > self.max_len:
-            raise ExportError(f"{path}: tokenizer keeps {self.tokenizer.max_len} tokens but the model "
-                              f"takes at most {self.max_len}")
+        self.class_names, self.max_len, self.tokenizer = parse_metadata(path, meta)
         self.session = make_session(path, provider, threads=threads)   # raises if the provider is not used
         self.provider = session_settings(self.session)["provider"]
-        self.input_name = self.session.get_inputs()[0].name
+        inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
+        if len(inputs) != 1 or not outputs:
+            raise ExportError(f"{path}: expected one input (tokens) and a logits output, got "
+                              f"{len(inputs)} input(s) and {len(outputs)} output(s)")
+        self.input_name = inputs[0].name
+        classes = outputs[0].shape[-1] if outputs[0].shape else None
+        if isinstance(classes, int) and classes != len(self.class_names):
+            raise ExportError(f"{path}: the model emits {classes} logits but its metadata names "
+                              f"{len(self.class_names)} classes")
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (B, T) int ids, padded with 0 -> logits (B, C)."""
@@ -93,6 +94,38 @@ class Predictor:
         return out  # type: ignore[return-value]
 
 
+def parse_metadata(path, meta: dict[str, str]) -> tuple[list[str], int, Tokenizer]:
+    """(class names, max_len, tokenizer) from an export's metadata; ExportError naming the bad key."""
+    def bad(key: str, why: str) -> ExportError:
+        return ExportError(f"{path}: bad metadata {key}: {why}")
+
+    missing = [k for k in REQUIRED if k not in meta]
+    if missing:
+        raise ExportError(f"{path} is not a `nasgraph export` model: metadata lacks {', '.join(missing)}")
+
+    try:
+        names = json.loads(meta["nasgraph.class_names"])
+    except ValueError as err:
+        raise bad("nasgraph.class_names", f"not JSON ({err.msg})") from None
+    if not isinstance(names, list) or len(names) < 2 or not all(isinstance(c, str) for c in names):
+        raise bad("nasgraph.class_names", "expected a JSON list of at least 2 class names")
+    try:
+        max_len = int(meta["nasgraph.max_len"])
+    except ValueError:
+        raise bad("nasgraph.max_len", f"{meta['nasgraph.max_len'][:40]!r} is not an integer") from None
+    if max_len < 1:
+        raise bad("nasgraph.max_len", f"{max_len} < 1")
+    try:
+        tokenizer = Tokenizer.from_dict(json.loads(meta["nasgraph.tokenizer"]))
+    except NasgraphError as err:
+        raise bad("nasgraph.tokenizer", str(err)) from None
+    except (ValueError, TypeError, KeyError, AttributeError) as err:
+        raise bad("nasgraph.tokenizer", f"not a tokenizer record ({type(err).__name__})") from None
+    if tokenizer.max_len > max_len:
+        raise ExportError(f"{path}: tokenizer keeps {tokenizer.max_len} tokens but the model takes at most {max_len}")
+    return names, max_len, tokenizer
+
+
 def softmax(logits: np.ndarray) -> np.ndarray:
     z = logits.astype(np.float64) - logits.max(axis=-1, keepdims=True)
     e = np.exp(z)
@@ -113,14 +146,21 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     """
     path = Path(source)
     if source == "-":
-        return _nonempty(Inputs([l.rstrip("\n") for l in sys.stdin], None, "lines"), "stdin")
+        text = decode_text(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
+                           "stdin")
+        return _nonempty(Inputs(text.splitlines(), None, "lines"), "stdin")
     if not _is_file(path):
+        if looks_like_path(source):
+            raise NasgraphError(f"{source}: no such file (to classify this text itself, pass it with --text)")
         return Inputs([source], None, "text")
+    text = read_text_file(path)
     if path.suffix.lower() != ".tsv":
-        lines = path.read_text(encoding="utf-8").splitlines()
+        lines = text.splitlines()
         return _nonempty(Inputs(lines, None, "lines"), str(path))
-    with open(path, newline="", encoding="utf-8") as fh:
-        rows = [r for r in csv.reader(fh, delimiter="\t") if r and any(c.strip() for c in r)]
+    try:
+        rows = [r for r in csv.reader(io.StringIO(text, newline=""), delimiter="\t") if r and any(c.strip() for c in r)]
+    except csv.Error as err:
+        raise NasgraphError(f"{path}: malformed TSV ({err})") from None
     names = set(class_names)
     second = [r[1].strip() if len(r) > 1 else None for r in rows]
     if len(rows) > 1 and second[0] not in names and second[1] in names:
@@ -129,6 +169,35 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
         raise NasgraphError(f"{path}: no rows to classify")
     targets = second if names and all(s in names for s in second) else None
     return Inputs([r[0] for r in rows], targets, "tsv")  # type: ignore[arg-type]
+
+
+TEXT_SUFFIXES = {".txt", ".tsv", ".csv", ".jsonl", ".json", ".text", ".lst"}
+
+
+def looks_like_path(source: str) -> bool:
+    """A single token with a path separator or a text-file suffix: meant as a file, not as a text."""
+    if not source or any(c.isspace() for c in source):
+        return False
+    return "/" in source or "\\" in source or Path(source).suffix.lower() in TEXT_SUFFIXES
+
+
+def read_text_file(path: Path) -> str:
+    """A UTF-8 text file (a BOM is dropped); binary or other encodings are a NasgraphError naming the file."""
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise NasgraphError(f"{path}: cannot read it ({err.strerror})") from None
+    return decode_text(data, str(path))
+
+
+def decode_text(data: bytes, where: str) -> str:
+    if b"\x00" in data[:8192]:
+        raise NasgraphError(f"{where}: binary file (NUL bytes), not text to classify")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise NasgraphError(f"{where}: not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                            f"convert it, e.g. iconv -f latin1 -t utf-8") from None
 
 
 def _is_file(path: Path) -> bool:

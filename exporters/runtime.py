@@ -80,7 +80,8 @@ def make_session(path: str | os.PathLike, provider: str = "cpu", *, threads: int
     try:
         session = ort.InferenceSession(str(path), sess_options=options, providers=chosen)
     except Exception as err:  # onnxruntime's own exception types (Fail, InvalidGraph, ...)
-        raise ProviderError(f"onnxruntime cannot load {path} on {wanted}: {err}") from err
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise ProviderError(f"onnxruntime cannot load {path} on {wanted}: {type(err).__name__}: {first}") from None
     used = session.get_providers()
     if not used or used[0] != wanted:
         raise ProviderError(f"onnxruntime silently fell back to {', '.join(used) or 'nothing'} instead of "
@@ -141,7 +142,16 @@ def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata_props of an .onnx file as a dict (weights are not loaded)."""
     if not Path(path).is_file():
         raise ExportError(f"no ONNX model at {path}")
-    model = onnx.load(str(path), load_external_data=False)
+    if Path(path).stat().st_size == 0:
+        raise ExportError(f"{path}: empty file (0 bytes), not an ONNX model")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as err:  # noqa: BLE001 - protobuf DecodeError, RuntimeError, ...: all mean a bad file
+        first = (str(err).strip().splitlines() or [""])[0][:120]
+        raise ExportError(f"{path}: not a readable ONNX model, truncated or another kind of file "
+                          f"({type(err).__name__}{': ' + first if first else ''})") from None
+    if not model.graph.node and not model.graph.output:
+        raise ExportError(f"{path}: not an ONNX model (no graph in it)")
     return {p.key: p.value for p in model.metadata_props}
 
 

@@ -29,14 +29,19 @@ from nasgraph.spec import SpecDocument, load_spec
 SpecLike = Union[str, Path, SpecDocument]
 
 
-def load(spec: SpecLike, overrides: Sequence[str] = ()) -> SpecDocument:
-    """A spec file (with `key.path=value` overrides) loaded and checked, or an already loaded spec."""
+def load(spec: SpecLike, overrides: Sequence[str] = (), force: bool = False) -> SpecDocument:
+    """A spec file (with `key.path=value` overrides) loaded and checked, or an already loaded spec.
+
+    `force`: build past the resource estimate's limits (docs/spec.md, Limits)."""
     if isinstance(spec, SpecDocument):
         if overrides:
             raise NasgraphError(f"{spec.path}: overrides apply when a spec file is loaded; this spec is "
                                 f"already loaded (pass its path, or load_spec(path, overrides))")
-        return spec
-    return load_spec(spec, list(overrides))
+        doc = spec
+    else:
+        doc = load_spec(spec, list(overrides))
+    doc.force = doc.force or force
+    return doc
 
 
 @dataclass(frozen=True)
@@ -50,16 +55,21 @@ class CompileResult:
         return self.summary.to_json()
 
 
-def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | None = None) -> CompileResult:
-    """Validate a spec and build its op graph; with `out`, write graph.json/.dot and summary.json there."""
+def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | None = None,
+            overwrite: bool = False, force: bool = False) -> CompileResult:
+    """Validate a spec and build its op graph; with `out`, write graph.json/.dot and summary.json there
+    (a new or empty folder, or an earlier compile output with `overwrite`). `force`: build past the
+    resource estimate's limits (docs/spec.md, Limits)."""
     from nasgraph.graph import compile_spec
     from nasgraph.graph.io import write_artifacts
     from nasgraph.graph.summary import summarize
+    from nasgraph.runfolder import claim
 
-    doc = load(spec, overrides)
+    doc = load(spec, overrides, force)
     graph = compile_spec(doc)
     result = CompileResult(doc, graph, summarize(graph))
     if out is not None:
+        claim(out, "compile", replace=overwrite)   # never the user's own folder or another kind of run
         result.written.extend(write_artifacts(graph, Path(out)) + [Path(out) / "summary.json"])
         result.written[-1].write_text(json.dumps(result.to_json(), indent=1))
     return result
@@ -90,12 +100,12 @@ class SearchResult:
 
 
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-           progress: bool = True) -> SearchResult:
+           progress: bool = True, force: bool = False) -> SearchResult:
     """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
-    doc = load(spec, overrides)
+    doc = load(spec, overrides, force)
     outcome = run_search(doc, out, resume=resume, progress=progress)
     source = {"spec": str(Path(doc.path).resolve()), "overrides": list(overrides)}
     (Path(out) / "source.json").write_text(json.dumps(source, indent=1))
@@ -137,25 +147,32 @@ class DeriveResult:
 def derive(run: str | Path, output: str | Path, *, seed: int | None = None, overwrite: bool = False) -> DeriveResult:
     """Write the architecture a search run picked (or one seed's pick) as a spec that compiles on its own."""
     from nasgraph.graph import compile_spec
-    from nasgraph.search.derive import derive_spec
+    from nasgraph.runfolder import require
+    from nasgraph.search.derive import check_choice, derive_spec
     from nasgraph.spec import dump_spec
+    from nasgraph.training.rundir import read_json
 
     run, output = Path(run), Path(output)
+    if output.is_dir():
+        raise NasgraphError(f"{output} is a folder; give a file name for -o (nothing was written)")
     result = run / "search.json"
     if not result.exists():
         raise NasgraphError(f"{run}: not a finished search run (no search.json)")
-    outcome = json.loads(result.read_text())
-    choice = outcome["choice"]
+    require(run, "search")
+    outcome = read_json(result)
+    try:
+        choice, by_seed = outcome["choice"], {r["seed"]: r["choice"] for r in outcome["per_seed"]}
+    except (KeyError, TypeError):
+        raise NasgraphError(f"{result}: damaged search result (no choice / per_seed choices)") from None
     if seed is not None:
-        by_seed = {r["seed"]: r["choice"] for r in outcome["per_seed"]}
         if seed not in by_seed:
             raise NasgraphError(f"--seed {seed}: the run has seeds {', '.join(map(str, by_seed))}")
         choice = by_seed[seed]
     doc = load_spec(run / "spec.yaml")
     graph = compile_spec(doc)
+    check_choice(choice, graph, result)
+    labels = {n: [graph.nodes[n]["candidates"][i] for i in picks] for n, picks in choice.items()}
     dump_spec(derive_spec(doc.raw, graph, choice), output, overwrite=overwrite)
-    candidates = outcome["candidates"]
-    labels = {n: [candidates[n][i] for i in picks] for n, picks in choice.items()}
     output.write_text(provenance(run, seed, labels) + output.read_text())
     try:
         compile_spec(load_spec(output))  # the derived spec must compile on its own
@@ -181,13 +198,16 @@ class TrainResult:
 
 
 def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-          progress: bool = True) -> TrainResult:
-    """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`."""
+          extend: bool = False, progress: bool = True, force: bool = False) -> TrainResult:
+    """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`.
+
+    resume: continue the run in `out` (the spec must equal its snapshot); with extend, train.steps
+    may grow (the learning-rate schedule is re-planned over the new total)."""
     from nasgraph.report import write_train_report
     from nasgraph.training.run import run_train
 
-    doc = load(spec, overrides)
-    result = run_train(doc, out, resume=resume, progress=progress)
+    doc = load(spec, overrides, force)
+    result = run_train(doc, out, resume=resume, extend=extend, progress=progress)
     return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
 
 
@@ -257,15 +277,23 @@ def bench(target: str | Path, out: str | Path, *, batches: Sequence[int] | None 
     from exporters.bench import bench as measure, make_grid
     from exporters.bench_report import write_report
     from exporters.pareto import run_point
-    from exporters.runtime import read_metadata
+    from exporters.runtime import GRAPH_OPT_LEVELS, PROVIDERS, read_metadata
+    from nasgraph.runfolder import claim, kind_of
 
     target, out = Path(target), Path(out)
-    if (out / "report.json").exists() and not overwrite:
-        raise NasgraphError(f"{out} already holds a bench report; pass --force or choose another --out")
     if threads is not None and threads < 1:
         raise NasgraphError(f"--threads must be >= 1, got {threads}")
+    if graph_opt not in GRAPH_OPT_LEVELS or provider not in PROVIDERS:
+        raise NasgraphError(f"graph_opt {graph_opt!r} / provider {provider!r}: valid: {', '.join(GRAPH_OPT_LEVELS)} "
+                            f"/ {', '.join(PROVIDERS)}")
+    if not target.exists():
+        raise NasgraphError(f"{target}: no such .onnx file, spec or run folder")
+    bad_runs = [str(r) for r in runs if kind_of(r) not in ("train", "search")]
+    if bad_runs:
+        raise NasgraphError(f"--runs {', '.join(bad_runs)}: not a train or search run folder")
     grid = make_grid(target, batches=batches, seq_lens=seq_lens, threads=threads, repeats=repeats, warmup=warmup,
                      graph_opt=graph_opt, provider=provider)
+    claim(out, "bench", replace=overwrite)   # checked before the benchmark: a bad --out must not cost a whole run
     with tempfile.TemporaryDirectory(prefix="nasgraph-bench-") as tmp:
         report = measure(target, grid, candidates=candidates or None, progress=progress, workdir=tmp)
         exported = {}  # a run whose model is the bench target is not exported again

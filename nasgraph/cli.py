@@ -15,7 +15,7 @@ import pkgutil  # noqa: E402
 import sys  # noqa: E402
 
 from nasgraph import __version__  # noqa: E402
-from nasgraph.errors import NasgraphError  # noqa: E402
+from nasgraph.errors import NasgraphError, one_line  # noqa: E402
 
 
 def _commands():
@@ -26,8 +26,15 @@ def _commands():
     return sorted((m for m in mods if hasattr(m, "NAME")), key=lambda m: m.ORDER if hasattr(m, "ORDER") else 99)
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes as one line (`nasgraph bench: error: argument --seq: ...`), exit 2; --help has the usage."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="nasgraph", description="Which attention should this Transformer use, per layer or per head? "
         "Search it, derive it, train it, export it to a verified ONNX model and measure its latency.")
     parser.add_argument("--version", action="version", version=f"nasgraph {__version__}")
@@ -44,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except NasgraphError as err:
-        print(f"nasgraph {args.command}: error: {err}", file=sys.stderr)
+        print(f"nasgraph {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"nasgraph {args.command}: interrupted", file=sys.stderr)

@@ -13,8 +13,8 @@ from typing import Any
 
 import yaml
 
-MARKER = ".nasgraph-run.json"
-KINDS = ("search", "train", "bench", "compile", "demo")
+from nasgraph import runfolder
+from nasgraph.errors import NasgraphError
 
 
 @dataclass
@@ -46,29 +46,11 @@ def _json(path: Path) -> Any:
 
 
 def kind_of(path: Path) -> str | None:
-    """The folder's run kind: its marker, else its files; None for a folder that is no run."""
-    if not path.is_dir():
-        return None
-    marker = path / MARKER
-    if marker.is_file():
-        try:
-            kind = _json(marker).get("kind")
-            if kind in KINDS:
-                return kind
-        except (OSError, ValueError, AttributeError):
-            pass
-    has = lambda name: (path / name).exists()  # noqa: E731
-    if has("search.json") or (has("spec.yaml") and any(path.glob("seed*/metrics.jsonl"))):
-        return "search"
-    if has("spec.yaml") and (has("checkpoints") or has("metrics.jsonl") or has("result.json")):
-        return "train"
-    if has("report.json") and has("report.md"):
-        return "bench"
-    if has("summary.json") and has("graph.json"):
-        return "compile"
-    if kind_of(path / "compile") == "compile" and kind_of(path / "search") == "search":  # `nasgraph demo`'s layout
-        return "demo"
-    return None
+    """The folder's run kind: its marker, else its files; None for a folder that is no run (never raises)."""
+    try:
+        return runfolder.kind_of(path)
+    except NasgraphError:   # a damaged marker: judge by the files
+        return runfolder.legacy_kind(Path(path))
 
 
 def _spec(path: Path) -> tuple[str, dict]:

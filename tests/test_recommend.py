@@ -133,3 +133,19 @@ def test_the_strategys_own_decision_and_per_seed_detail_lists_are_read():
     rec = recommend(ev)
     assert rec.pick.name == "softmax" and rec.pick.source == "shared-weights" and rec.seeds_agreeing == 0
     assert rec.confidence == "none"     # no seed picked what the strategy decided
+
+
+def test_decisive_weights_are_weak_evidence_and_a_collapse_is_named():
+    moved = {"L0.attention": [[0.70, 0.20, 0.10]], "L1.attention": [[0.65, 0.25, 0.10]]}
+    rec = recommend(evidence([SOFT, SOFT], probabilities=[moved, moved]))
+    assert rec.confidence == "weak" and all(p["decided"] for p in rec.choice_points)
+    assert {"collapse", "no_standalone_score"} <= codes(rec) and "flat_alphas" not in codes(rec)
+    assert rec.choice_points[0]["runner_up"] == "linear" and abs(rec.choice_points[0]["gap"] - 0.5) < 1e-9
+
+
+def test_a_pick_that_is_not_the_argmax_is_not_decided():
+    """Perturbation-based selection can pick against the weights: the weights then do not back it."""
+    moved = {"L0.attention": [[0.70, 0.20, 0.10]], "L1.attention": [[0.65, 0.25, 0.10]]}
+    rec = recommend(evidence([LIN], probabilities=[moved]))
+    assert not any(p["decided"] for p in rec.choice_points) and rec.confidence == "none"
+    assert rec.choice_points[0]["runner_up"] == "softmax"

@@ -19,7 +19,7 @@ from nasgraph.spec import load_spec
 @pytest.mark.parametrize("strategy,granularity,extra", [
     ("darts", "layer", ""), ("darts", "head", ", order: 2"), ("gdas", "head", ""),
     ("fixed", "layer", ", derive: top1"), ("fixed", "head", ", derive: topk, topk: 2"),
-    ("fixed", "head", ", derive: prune")])
+    ("fixed", "head", ", derive: prune, finetune_steps: 2"), ("darts", "layer", ", select: perturbation")])
 def test_search_derive_train(tiny_spec, tmp_path, strategy, granularity, extra):
     spec = tiny_spec(granularity, strategy, extra)
     run = tmp_path / "run"
@@ -52,7 +52,7 @@ def test_search_refuses_a_used_run_folder(tiny_spec, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["search", str(tiny_spec()), "--out", str(run), "--no-progress"]) == 0
     assert main(["search", str(tiny_spec()), "--out", str(run), "--no-progress"]) == 2
-    assert "already holds a run" in capsys.readouterr().err
+    assert "already holds a search run" in capsys.readouterr().err
 
 
 def test_resume_reproduces_the_uninterrupted_run(tiny_spec, tmp_path, monkeypatch):
@@ -94,7 +94,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tiny_spec, tmp_path, mo
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert "loss became nan at step 5" in err and "Traceback" not in err
-    state = torch.load(tmp_path / "run" / "seed0" / "checkpoints" / "last.pt", weights_only=False)
+    state = torch.load(tmp_path / "run" / "seed0" / "checkpoints" / "last.pt", weights_only=True)
     assert state["step"] == 3 and all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
 
 

@@ -1,10 +1,10 @@
 """`nasgraph bench model.onnx --out DIR`: ONNX Runtime vs PyTorch eager latency, report and plots."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from nasgraph.commands._common import add_json, print_json
-from nasgraph.errors import NasgraphError
 
 NAME = "bench"
 HELP = "time an exported model, a spec's attention candidates or a train run: ONNX Runtime vs PyTorch eager"
@@ -13,9 +13,12 @@ ORDER = 9
 
 def _ints(text: str) -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise NasgraphError(f"expected comma-separated integers like 128,512, got {text!r}") from None
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected comma-separated positive integers like 128,512, got {text!r}")
+    return values
 
 
 def add_arguments(p) -> None:
@@ -34,7 +37,7 @@ def add_arguments(p) -> None:
                                                               "even when it has no choice point")
     p.add_argument("--runs", type=Path, nargs="+", default=[], help="train/search run folders for the "
                                                                      "accuracy vs latency vs FLOPs plot")
-    p.add_argument("--force", action="store_true", help="replace an existing report in --out")
+    p.add_argument("--force", action="store_true", help="replace the report of an earlier bench in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_json(p, "report.json")
 

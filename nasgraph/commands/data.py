@@ -30,6 +30,8 @@ def run(args: argparse.Namespace) -> int:
     from nasgraph.tasks.listops import generate, write_tsv
 
     out = Path(args.output)
+    if out.is_dir():
+        raise NasgraphError(f"{out} is a folder; give a file name for --output (nothing was written)")
     if out.exists() and not args.force:
         raise NasgraphError(f"{out} exists; pass --force to overwrite it")
     if out.parent and not out.parent.is_dir():

@@ -39,20 +39,22 @@ def _example_text(spec_path: Path, overrides: list[str]) -> str:
 
 def run(args) -> int:
     from nasgraph.cli import main
+    from nasgraph.runfolder import claim
 
     out = args.out or Path("runs") / time.strftime("demo-%Y%m%d-%H%M%S")
-    if out.exists():
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise NasgraphError(f"{out} already exists; the demo writes a fresh folder (nothing was overwritten)")
     sets = [a for o in args.overrides for a in ("--set", o)]
     quiet = [] if args.progress else ["--no-progress"]
     text = args.predict or _example_text(Path(args.spec), args.overrides)
+    claim(out, "demo")
     steps = [
         ("compile", ["compile", args.spec, *sets, "--out", str(out / "compile")]),
         ("search", ["search", args.spec, *sets, "--out", str(out / "search"), *quiet]),
         ("derive", ["derive", str(out / "search"), "-o", str(out / "derived.yaml")]),
         ("train", ["train", str(out / "derived.yaml"), "--out", str(out / "train"), *quiet]),
         ("export", ["export", str(out / "train"), "-o", str(out / "model.onnx")]),
-        ("predict", ["predict", str(out / "model.onnx"), text]),
+        ("predict", ["predict", str(out / "model.onnx"), "--text", text]),
         ("bench", ["bench", str(out / "model.onnx"), "--out", str(out / "bench"), "--runs", str(out / "train")]),
     ]
     for i, (name, argv) in enumerate(steps, 1):

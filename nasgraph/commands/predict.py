@@ -11,7 +11,9 @@ ORDER = 8
 
 def add_arguments(p) -> None:
     p.add_argument("model", help="an .onnx file written by `nasgraph export`")
-    p.add_argument("input", help="a text, a file with one text per line, a .tsv (first column), or - for stdin")
+    p.add_argument("input", nargs="?", help="a text, a file with one text per line, a .tsv (first column), or - for "
+                                            "stdin (a missing file is an error, not a text)")
+    p.add_argument("--text", help="classify this text as given, even if it looks like a file name")
     p.add_argument("--top-k", type=int, metavar="K", help="show the K most probable classes (default: all, "
                                                           "in class order)")
     p.add_argument("--provider", default="cpu", help="cpu | cuda (the provider really used is checked)")
@@ -26,13 +28,20 @@ def _short(text: str, n: int = 60) -> str:
 
 
 def run(args) -> int:
-    from exporters.predict import Predictor, read_inputs
+    from exporters.predict import Inputs, Predictor, read_inputs
     from nasgraph.errors import NasgraphError
 
+    if args.input is None and args.text is None:
+        raise NasgraphError("nothing to classify: give an INPUT (a text, a file or -) or --text TEXT")
+    if args.input is not None and args.text is not None:
+        raise NasgraphError(f"give an INPUT or --text, not both (got {args.input!r} and --text)")
+    if args.threads is not None and args.threads < 1:
+        raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
     if args.top_k is not None and args.top_k < 1:
         raise NasgraphError(f"--top-k must be >= 1, got {args.top_k}")
     predictor = Predictor(args.model, args.provider, threads=args.threads)
-    inputs = read_inputs(args.input, predictor.class_names)
+    inputs = Inputs([args.text], None, "text") if args.text is not None else read_inputs(args.input,
+                                                                                         predictor.class_names)
     where = [i for i, t in enumerate(inputs.texts) if t.strip()]          # blank lines keep their place
     texts = [inputs.texts[i] for i in where]
     predictions = dict(zip(where, predictor.predict(texts)))

@@ -12,13 +12,16 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file (no choice points)")
     add_spec_overrides(p)
     add_run_options(p)
+    p.add_argument("--extend", action="store_true", help="with --resume: train a finished or killed run on to a "
+                                                          "larger train.steps (the schedule is re-planned)")
     add_json(p, "result.json")
 
 
 def run(args) -> int:
     from nasgraph.api import train
 
-    trained = train(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
+    trained = train(args.spec, args.out, overrides=args.overrides, resume=args.resume, extend=args.extend,
+                    progress=args.progress, force=args.force)
     if args.json:
         print_json(trained.to_json())
         return 0

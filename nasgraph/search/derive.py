@@ -157,3 +157,19 @@ def inherit_weights(supernet, derived, choice: dict[str, list[int]]) -> None:
         else:
             state.update({f"nodes.{key}.{k}": v for k, v in supernet.nodes[key].state_dict().items()})
     derived.load_state_dict(state)
+
+
+def check_choice(choice: Any, graph: nx.DiGraph, where: Any) -> None:
+    """A recorded pick (search.json) must name every choice point of the spec, one valid index per group."""
+    points = {n: d for n, d in graph.nodes(data=True) if d.get("choice")}
+    if not isinstance(choice, dict) or set(choice) != set(points):
+        names = sorted(choice) if isinstance(choice, dict) else type(choice).__name__
+        raise NasgraphError(f"{where}: the recorded choice names {names} but the run's spec has the choice points "
+                            f"{sorted(points)}: damaged or from another spec")
+    for node, picks in choice.items():
+        n_cands = len(points[node]["params"]["candidates"])
+        groups = graph.graph["ctx"]["n_heads"] if points[node].get("granularity") == "head" else 1
+        if (not isinstance(picks, list) or len(picks) != groups
+                or not all(type(i) is int and 0 <= i < n_cands for i in picks)):
+            raise NasgraphError(f"{where}: choice for {node} is {picks!r}: expected a list of candidate indices "
+                                f"0..{n_cands - 1}, one per group ({groups})")

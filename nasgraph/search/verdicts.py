@@ -1,9 +1,10 @@
 """The pieces of a recommendation's confidence: per choice point verdicts, seed spread, warnings.
 
 Thresholds (docs/recommendation.md): mixing weights are "flat" at a normalised entropy of at least
-FLAT_ENTROPY, a choice point is decided by its weights when the top two probabilities differ by at
-least DECIDED_GAP in every group, by unit scores when the top two differ by at least two standard
-deviations over seeds.
+FLAT_ENTROPY; a choice point is decided by its weights when, in every group, the picked candidate's
+probability leads every other by at least DECIDED_GAP and every seed picked the same there; by unit
+scores when the pick's best unit score leads the runner-up's by at least two standard deviations
+over seeds (and the seeds agree).
 """
 from __future__ import annotations
 
@@ -54,39 +55,39 @@ def _mean(rows: list[list[float]]) -> list[float]:
     return [sum(col) / len(col) for col in zip(*rows)]
 
 
-def _gap(values: list[float]) -> float:
-    top = sorted(values, reverse=True)
-    return top[0] - top[1] if len(top) > 1 else math.inf
-
-
 def choice_point_verdicts(ev, pick: dict[str, list[int]]) -> list[dict]:
-    """Per choice point: the pick, the runner-up type, seed agreement and the supernet's own evidence."""
+    """Per choice point: the pick, the runner-up type (the best candidate not picked), seed agreement and
+    the supernet's own evidence: the pick's value against the runner-up's (probability or unit score)."""
     n = len(ev.picks)
     out = []
     for node, cands in ev.candidates.items():
         k = sum(p[node] == pick[node] for p in ev.picks)
         row = {"node": node, "candidates": cands, "pick": [cands[i] for i in pick[node]], "seeds_agreeing": k,
-               "seeds": n,
-               "runner_up": None, "decided": False, "entropy": None, "gap": None, "probabilities": None,
-               "unit_scores": None, "unit_sd": None}
+               "seeds": n, "runner_up": None, "decided": False, "entropy": None, "gap": None,
+               "probabilities": None, "unit_scores": None, "unit_sd": None, "values": None}
         units = [s[node] for s in (ev.unit_scores or []) if s and node in s]
         probs = [p[node] for p in (ev.probabilities or []) if p and node in p]
+        others = [c for c in range(len(cands)) if c not in pick[node]]
         if units:   # accuracy drop when a unit is masked: mean over seeds and groups, finite only
             per_seed = [[_finite_mean([g[c] for g in u]) for c in range(len(cands))] for u in units]
             mean = _mean(per_seed)
             sd = [pooled_sd([[s[c] for s in per_seed]]) for c in range(len(cands))] if n > 1 else None
-            order = sorted(range(len(cands)), key=lambda c: -mean[c])
-            row.update(unit_scores=mean, unit_sd=sd, runner_up=cands[order[1]] if len(order) > 1 else None)
             spread = max((x for x in (sd or []) if x is not None), default=None)
-            row["decided"] = spread is not None and mean[order[0]] - mean[order[1]] >= 2 * spread and k == n
+            row.update(unit_scores=mean, unit_sd=sd)
+            if others:
+                runner = max(others, key=lambda c: mean[c])
+                best = max(mean[c] for c in pick[node])
+                row.update(runner_up=cands[runner], values=(best, mean[runner]),
+                           decided=spread is not None and best - mean[runner] >= 2 * spread and k == n)
         elif probs:
             groups = [_mean([p[g] for p in probs]) for g in range(len(probs[0]))]       # per group, over seeds
             mean = _mean(groups)
-            order = sorted(range(len(cands)), key=lambda c: -mean[c])
-            gap = min(_gap(g) for g in groups)
-            row.update(probabilities=mean, entropy=sum(_entropy(g) for g in groups) / len(groups), gap=gap,
-                       runner_up=cands[order[1]] if len(order) > 1 else None,
-                       decided=gap >= DECIDED_GAP and k == n)
+            row.update(probabilities=mean, entropy=sum(_entropy(g) for g in groups) / len(groups))
+            if others:
+                runner = max(others, key=lambda c: mean[c])
+                lead = min(g[c] - max(x for i, x in enumerate(g) if i != c) for g, c in zip(groups, pick[node]))
+                row.update(runner_up=cands[runner], gap=lead, decided=lead >= DECIDED_GAP and k == n,
+                           values=(max(mean[c] for c in pick[node]), mean[runner]))
         out.append(row)
     return out
 
@@ -97,18 +98,17 @@ def _finite_mean(xs: list[float]) -> float:
 
 
 def evidence_text(row: dict, metric: str) -> str:
-    """ "3/3 seeds, p 0.52 vs 0.31" | "1/1 seed, unit score 4.1 vs 0.2 pts" | "2/2 seeds, weights flat"."""
+    """ "3/3 seeds, p 0.52 vs 0.31" | "1/1 seed, unit score 4.1 pts vs 0.2 pts" | "2/2 seeds, weights flat":
+    the pick's value against the runner-up's."""
     seeds = f"{row['seeds_agreeing']}/{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}"
+    if row["probabilities"] is not None and row["entropy"] >= FLAT_ENTROPY:
+        return seeds + f", weights flat (entropy {row['entropy']:.3f})"
+    if row["values"] is None:
+        return seeds
+    mine, theirs = row["values"]
     if row["unit_scores"] is not None:
-        top = sorted(row["unit_scores"], reverse=True)
-        return seeds + f", unit score {metric_delta(metric, top[0])} vs {metric_delta(metric, top[1])}" \
-            if len(top) > 1 else seeds
-    if row["probabilities"] is not None:
-        if row["entropy"] >= FLAT_ENTROPY:
-            return seeds + f", weights flat (entropy {row['entropy']:.3f})"
-        top = sorted(row["probabilities"], reverse=True)
-        return seeds + f", p {top[0]:.2f} vs {top[1]:.2f}"
-    return seeds
+        return seeds + f", unit score {metric_delta(metric, mine)} vs {metric_delta(metric, theirs)}"
+    return seeds + f", p {mine:.2f} vs {theirs:.2f}"
 
 
 def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -> list[Warn]:
@@ -118,9 +118,10 @@ def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -
     budget = f"{steps} steps" if steps else "the budget"
     flat = [p for p in points if p["entropy"] is not None and p["entropy"] >= FLAT_ENTROPY]
     if flat and len(flat) == len(points):
-        worst = max(p["gap"] for p in flat)
+        worst = max((abs(p["gap"]) for p in flat if p["gap"] is not None), default=0.0)
         out.append(Warn("flat_alphas", f"the mixing weights never moved from uniform (entropy "
-                        f"{min(p['entropy'] for p in flat):.3f}, top two within {worst:.4f}): the pick is their noise",
+                        f"{min(p['entropy'] for p in flat):.3f}, pick and runner-up within {worst:.4f}): "
+                        f"the pick is their noise",
                         "raise search.steps or search.alpha_lr, warm the weights up first (search.warmup_epochs), "
                         "or use a strategy that scores the candidates"))
     else:

@@ -20,6 +20,10 @@ IGNORE = -100                                    # a position with no target (sa
 Output = Literal["class", "token"]
 
 
+# Generated splits are built in Python at ~10k examples/s (tiny, measured): 2M take minutes, 1e9 a day.
+MAX_EXAMPLES = 2_000_000
+
+
 class TaskConfig(StrictConfig):
     """Fields every task has; each kind subclasses this with its own options."""
 

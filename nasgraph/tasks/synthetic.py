@@ -11,7 +11,7 @@ from typing import Callable
 from pydantic import Field
 
 from nasgraph.errors import ConfigError, NasgraphError
-from nasgraph.tasks.base import CLS_ID, SPECIALS, SPLITS, Split, Task, TaskConfig, TaskData
+from nasgraph.tasks.base import CLS_ID, MAX_EXAMPLES, SPECIALS, SPLITS, Split, Task, TaskConfig, TaskData
 from nasgraph.tasks.registry import register
 from nasgraph.tasks.tokenize import Tokenizer
 
@@ -42,9 +42,9 @@ def unique_splits(draw: Callable[[], tuple[list[int], int]], counts: list[int], 
 
 
 class SyntheticConfig(TaskConfig):
-    n_train: int = Field(2000, ge=1)
-    n_val: int = Field(200, ge=1)
-    n_test: int = Field(200, ge=1)
+    n_train: int = Field(2000, ge=1, le=MAX_EXAMPLES)
+    n_val: int = Field(200, ge=1, le=MAX_EXAMPLES)
+    n_test: int = Field(200, ge=1, le=MAX_EXAMPLES)
 
 
 class SyntheticTask(Task):
@@ -114,9 +114,9 @@ class AssocRecallConfig(SyntheticConfig):
     n_keys: int = Field(16, ge=2)
     n_values: int = Field(8, ge=2)                 # = number of classes
     min_distance: int | None = Field(None, ge=1)   # pairs to <cls> and to the query; None: max_len // 4
-    n_train: int = Field(20_000, ge=1)
-    n_val: int = Field(1_000, ge=1)
-    n_test: int = Field(1_000, ge=1)
+    n_train: int = Field(20_000, ge=1, le=MAX_EXAMPLES)
+    n_val: int = Field(1_000, ge=1, le=MAX_EXAMPLES)
+    n_test: int = Field(1_000, ge=1, le=MAX_EXAMPLES)
 
 
 @register("assoc_recall")
@@ -159,6 +159,10 @@ class AssocRecallTask(SyntheticTask):
 
     def num_classes(self) -> int:
         return self.config.n_values
+
+    def vocab_size(self) -> int:                   # without building n_keys x n_values strings
+        c = self.config
+        return len(SPECIALS) + c.n_keys * c.n_values + c.n_keys + 1
 
     def draw(self, rng: random.Random) -> tuple[list[int], int]:
         c = self.config

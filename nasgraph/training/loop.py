@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 
 import numpy as np
@@ -15,10 +16,12 @@ import torch
 from tqdm.auto import tqdm
 
 from nasgraph.errors import NasgraphError
-from nasgraph.threads import set_torch_threads
+from nasgraph.threads import set_torch_threads, thread_count
+from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.losses import IGNORE, task_loss
 from nasgraph.training.rundir import RunDir
+from nasgraph.training.tracking import Tracker
 
 
 class TrainingDiverged(NasgraphError):
@@ -35,16 +38,6 @@ def lr_lambda(warmup: int, total: int):
         return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, t)))
 
     return f
-
-
-def _rng_state() -> dict:
-    return {"torch": torch.get_rng_state(), "python": random.getstate(), "numpy": np.random.get_state()}
-
-
-def _set_rng_state(s: dict) -> None:
-    torch.set_rng_state(s["torch"])
-    random.setstate(s["python"])
-    np.random.set_state(s["numpy"])
 
 
 def seed_everything(seed: int) -> None:
@@ -65,6 +58,9 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     better = task.better if task is not None else (lambda a, b: a > b)
     steps = steps or train.steps
     if train.threads:
+        if train.threads > thread_count():
+            print(f"nasgraph: note: train.threads {train.threads} > the {thread_count()} usable cores; using "
+                  f"{thread_count()}", file=sys.stderr)
         set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
@@ -73,30 +69,41 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     arch_stream = BatchStream(splits["arch"], train.batch_size, train.seed + 1, "arch") \
         if strategy is not None and strategy.has_arch_step else None
     start, best = 0, {"acc": -1.0, metric: task.worst if task is not None else -1.0}
+    window: list[tuple[float, float]] = []    # (loss, acc) of the steps since the last train log row
     if resume:
         state = run.load_checkpoint()
-        model.load_state_dict(state["model"])
-        opt.load_state_dict(state["opt"])
-        sched.load_state_dict(state["sched"])
-        stream.load_state(state["stream"])
-        if arch_stream is not None:
-            arch_stream.load_state(state["arch_stream"])
-        if strategy is not None:
-            strategy.load_state_dict(state["strategy"])
-        start, best = state["step"], state["best"]
-        _set_rng_state(state["rng"])
-        run.truncate_logs(start)
+        try:
+            model.load_state_dict(state["model"])
+            opt.load_state_dict(state["opt"])
+            sched.load_state_dict(state["sched"])
+            stream.load_state(state["stream"])
+            if arch_stream is not None:
+                arch_stream.load_state(state["arch_stream"])
+            if strategy is not None:
+                strategy.load_state_dict(state["strategy"])
+            start, best = int(state["step"]), dict(state["best"])
+            window = [tuple(w) for w in state.get("window", [])]
+            set_rng_state(state["rng"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
+            raise NasgraphError(f"{run.checkpoint_path.parent}: the checkpoint does not fit this run's model or "
+                                f"state ({type(err).__name__}: {str(err).splitlines()[0][:160]})") from None
+    run.truncate_logs(start)   # rows after the checkpoint (all of them, killed before the first) are redone
 
     def checkpoint(step: int) -> None:
         run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "stream": stream.state(), "arch_stream": arch_stream.state() if arch_stream else None,
                              "strategy": strategy.state_dict() if strategy else None, "step": step,
-                             "best": best, "rng": _rng_state()})
+                             "best": best, "window": list(window), "rng": rng_state()})
+
+    tracker = Tracker(train.log_to, run.path, desc)
+
+    def log(record: dict) -> None:  # the run folder's metrics.jsonl, and TensorBoard / MLflow when asked
+        run.log("metrics.jsonl", record)
+        tracker.log(record)
 
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not progress,
                dynamic_ncols=True, leave=False)
-    window: list[tuple[float, float]] = []
     t0 = time.perf_counter()
     for step in bar:
         arch_info = {}
@@ -109,7 +116,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         logits = model(tokens)                                              # (B, C) or (B, T, V)
         loss = task_loss(logits, labels)
         if not torch.isfinite(loss):
-            run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
+            log({"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
+            tracker.close()
             where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
             raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; stopped. Last good checkpoint: "
                                    f"{run.checkpoint_path} ({where}). Lower train.lr or set train.grad_clip.")
@@ -130,12 +138,12 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 rec.update(strategy.metrics(model))
                 run.log("alphas.jsonl", {"step": done, **strategy.snapshot(model)})
             rec.update(arch_info)
-            run.log("metrics.jsonl", rec)
+            log(rec)
             bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
             window.clear()
         if done % train.eval_every == 0 or done == steps:
             val = evaluate(model, splits["val"], train.batch_size, train.eval_batches, task)
-            run.log("metrics.jsonl", {"step": done, "split": "val", **val})
+            log({"step": done, "split": "val", **val})
             if better(val[metric], best[metric]):
                 best = {"acc": val["acc"], metric: val[metric], "step": done}
         if done % train.checkpoint_every == 0 or done == steps:
@@ -146,4 +154,6 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
               "val": evaluate(model, splits["val"], train.batch_size, task=task)}
     if "test" in splits and len(splits["test"]):
         result["test"] = evaluate(model, splits["test"], train.batch_size, task=task)
+        tracker.log({"step": steps, "split": "test", **result["test"]})
+    tracker.close()
     return result

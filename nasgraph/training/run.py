@@ -3,15 +3,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
 from nasgraph import tasks
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
+from nasgraph.runfolder import require
+from nasgraph.training.checkpoint import CheckpointError, model_weights, read_state
 from nasgraph.training.data import evaluate
 from nasgraph.training.loop import fit, seed_everything
-from nasgraph.training.rundir import RunDir
+from nasgraph.training.rundir import RunDir, read_json
+
+EXTENDABLE = ("train.steps",)   # what `train --resume --extend` may change
 
 
 def build_discrete(doc):
@@ -25,13 +27,30 @@ def build_discrete(doc):
     return graph, GraphModule(graph)
 
 
-def run_train(doc, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
+def check_head(doc, graph, class_names) -> None:
+    """The model must emit one logit per class of the task's data (fewer: labels out of range)."""
+    out = graph.graph["output"]
+    emitted = graph.nodes[out]["shape"][-1]
+    if isinstance(emitted, int) and emitted != len(class_names):
+        raise doc.error(f"the model emits {emitted} logits but the task has {len(class_names)} classes; "
+                        f"set the head's num_classes to {len(class_names)} (or leave it out)",
+                        graph.nodes[out].get("path", ("model",)))
+
+
+def run_train(doc, out: str | Path, *, resume: bool = False, extend: bool = False, progress: bool = True) -> dict:
+    if extend and not resume:
+        raise NasgraphError("--extend continues a run: pass it with --resume")
     seed_everything(doc.spec.train.seed)
     graph, model = build_discrete(doc)
+    run = RunDir(out, kind="train", resume=resume)       # refuses other kinds and used folders first
+    hint = "" if extend else "; to train on to a larger train.steps, add --extend"
+    changed = run.snapshot_spec(doc.raw, resume=resume, extend=EXTENDABLE if extend else (), hint=hint)
+    if extend:
+        _check_extension(run, doc, changed)
+        run.write_spec(doc.raw)
     config = tasks.parse_task(doc.spec.task)
     data = tasks.load_task(config)
-    run = RunDir(out, resume=resume)
-    run.write_spec(doc.raw)
+    check_head(doc, graph, data.class_names)
     task = tasks.get(config.kind)(config)
     result = fit(model, data.splits, doc.spec.train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
                  progress=progress, task=task)
@@ -44,18 +63,48 @@ def run_train(doc, out: str | Path, *, resume: bool = False, progress: bool = Tr
     return result
 
 
+def _check_extension(run: RunDir, doc, changed: list[str]) -> None:
+    """--extend: only train.steps may grow; the cosine schedule is re-planned over the new total."""
+    state = run.checkpoints.load() if run.resuming else None
+    done = state["step"] if state else 0
+    if doc.spec.train.steps <= done:
+        raise NasgraphError(f"--extend: train.steps {doc.spec.train.steps} is not past the run's {done} steps "
+                            f"done; set a larger train.steps")
+    if changed:
+        print(f"extending {run.path}: {'; '.join(changed)} (from step {done}; learning-rate schedule re-planned "
+              f"over the new total)")
+
+
 def load_trained(run_dir: str | Path):
-    """(doc, model with the run's last checkpoint) from a train run folder."""
+    """(doc, model with the run's last checkpoint) from a train run folder; loads no code."""
     from nasgraph.spec import load_spec
 
-    run_dir = Path(run_dir)
+    run_dir = require(run_dir, "train", "needs spec.yaml and checkpoints/last.pt")
     ckpt = run_dir / "checkpoints" / "last.pt"
     if not (run_dir / "spec.yaml").exists() or not ckpt.exists():
-        raise NasgraphError(f"{run_dir}: not a train run (needs spec.yaml and checkpoints/last.pt)")
+        raise NasgraphError(f"{run_dir}: not a finished train run (needs spec.yaml and checkpoints/last.pt)")
     doc = load_spec(run_dir / "spec.yaml")
     _, model = build_discrete(doc)
-    model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=False)["model"])
+    try:
+        weights = model_weights(ckpt)
+    except CheckpointError as err:
+        if not err.unsafe and _readable(run_dir / "checkpoints" / "prev.pt"):
+            raise NasgraphError(f"{err}; checkpoints/prev.pt is intact: `nasgraph train {run_dir}/spec.yaml --out "
+                                f"{run_dir} --resume` rebuilds the last one") from None
+        raise
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise NasgraphError(f"{ckpt} does not fit the run's spec: {str(err).splitlines()[-1].strip()[:200]}") from None
     return doc, model.eval()
+
+
+def _readable(path: Path) -> bool:
+    try:
+        read_state(path)
+        return True
+    except CheckpointError:
+        return False
 
 
 def run_eval(run_dir: str | Path, split: str = "test") -> dict:
@@ -65,3 +114,14 @@ def run_eval(run_dir: str | Path, split: str = "test") -> dict:
     if split not in data.splits:
         raise NasgraphError(f"unknown split '{split}'; valid: {', '.join(data.splits)}")
     return evaluate(model, data.splits[split], doc.spec.train.batch_size, task=tasks.get(config.kind)(config))
+
+
+def task_json(run_dir: Path) -> dict | None:
+    """A train run's task.json (tokenizer, class names), None when absent; damage is an error."""
+    p = Path(run_dir) / "task.json"
+    if not p.exists():
+        return None
+    data = read_json(p, "the run's task record")
+    if not isinstance(data, dict):
+        raise NasgraphError(f"{p}: damaged task record (expected a JSON object)")
+    return data

@@ -1,31 +1,35 @@
-"""A run directory: spec snapshot, metrics.jsonl, alphas.jsonl, atomic checkpoints, result.json."""
+"""A run directory: ownership marker, spec snapshot, metrics.jsonl, alphas.jsonl, checkpoints, result.json."""
 from __future__ import annotations
 
 import json
 import math
 import os
-import tempfile
+import sys
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from nasgraph.errors import NasgraphError
+from nasgraph.runfolder import claim
+from nasgraph.training.checkpoint import Checkpoints
+
+LOGS = ("metrics.jsonl", "alphas.jsonl")
 
 
 def atomic_write_bytes(path: Path, write) -> None:
-    """Write via a temp file in the same folder, then rename: a crash never leaves a torn file."""
+    """Write via `.NAME.tmp` in the same folder, then rename: a crash never leaves a torn file
+    (a kill can leave the temporary file; RunDir removes it on the next open)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    tmp = path.with_name(f".{path.name}.tmp")
     try:
-        with os.fdopen(fd, "wb") as f:
+        with open(tmp, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 
@@ -39,56 +43,114 @@ def _clean(v: Any) -> Any:
     return v
 
 
+def spec_differences(old: Any, new: Any, path: str = "") -> list[str]:
+    """Key paths where two raw specs differ ("train.steps: 1000 -> 1200", "model.layers[1].attention")."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out = []
+        for k in list(old) + [k for k in new if k not in old]:
+            sub = f"{path}.{k}" if path else str(k)
+            if k not in new:
+                out.append(f"{sub} (only in the run)")
+            elif k not in old:
+                out.append(f"{sub} (only in the new spec)")
+            else:
+                out += spec_differences(old[k], new[k], sub)
+        return out
+    if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+        return [d for i, (a, b) in enumerate(zip(old, new)) for d in spec_differences(a, b, f"{path}[{i}]")]
+    if old != new or isinstance(old, bool) != isinstance(new, bool):
+        shown = lambda v: repr(v) if len(repr(v)) <= 40 else type(v).__name__  # noqa: E731
+        return [f"{path or '(whole spec)'}: {shown(old)} -> {shown(new)}"]
+    return []
+
+
 class RunDir:
     """One run's folder.
 
-    Without `resume`, a folder that already holds a run (its `marker` file exists) is refused, so
-    nothing is overwritten; with `resume`, the folder must exist. `resuming` tells whether there is a
-    checkpoint to continue from.
+    `kind` ("train", "search") claims the folder (nasgraph.runfolder): a folder of another kind, a
+    non-empty folder that is no run, or (without `resume`) a used run folder is refused before
+    anything is written. `kind=None` is a sub-run inside a claimed folder (a search seed).
+    `resuming` tells whether there is a checkpoint to continue from.
     """
 
-    def __init__(self, path: str | Path, *, resume: bool = False, marker: str = "metrics.jsonl"):
+    def __init__(self, path: str | Path, *, kind: str | None = None, resume: bool = False):
         self.path = Path(path)
-        self.checkpoint_path = self.path / "checkpoints" / "last.pt"
-        if resume and not self.path.is_dir():
+        if kind is not None:
+            claim(self.path, kind, resume=resume)
+        elif resume and not self.path.is_dir():
             raise NasgraphError(f"{self.path}: nothing to resume (no such run folder)")
-        if not resume and (self.path / marker).exists():
-            raise NasgraphError(f"{self.path} already holds a run; pass --resume to continue it or choose "
-                                f"another --out (nothing was overwritten)")
-        self.resuming = resume and self.checkpoint_path.exists()
         self.path.mkdir(parents=True, exist_ok=True)
+        for stale in self.path.glob(".*.tmp"):   # left by a kill during an atomic write
+            stale.unlink(missing_ok=True)
+        self.checkpoints = Checkpoints(self.path / "checkpoints")
+        self.checkpoint_path = self.checkpoints.last
+        self.resuming = resume and self.checkpoints.exists()
 
     @staticmethod
     def finished(path: str | Path) -> dict | None:
         """The run's result.json when it completed, else None."""
         p = Path(path) / "result.json"
-        return json.loads(p.read_text()) if p.exists() else None
+        return read_json(p) if p.exists() else None
 
     def file(self, name: str) -> Path:
         return self.path / name
 
     def write_spec(self, raw: dict, name: str = "spec.yaml") -> Path:
         p = self.file(name)
-        atomic_write_bytes(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False).encode()))
+        atomic_write_bytes(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True).encode()))
         return p
 
+    def snapshot_spec(self, raw: dict, *, resume: bool, extend: tuple[str, ...] = (), hint: str = "") -> list[str]:
+        """Write the spec snapshot of a fresh run; on resume compare with it first.
+
+        The requested spec (after --set) must equal the snapshot, except the dotted keys in `extend`;
+        returns those that differ. Anything else: NasgraphError
+        naming the keys. The snapshot is not changed here (the caller rewrites it once the change is
+        accepted).
+        """
+        p = self.file("spec.yaml")
+        if not (resume and p.exists()):
+            self.write_spec(raw)
+            return []
+        try:
+            old = yaml.safe_load(p.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+            raise NasgraphError(f"{p}: damaged spec snapshot ({type(err).__name__}); cannot check the resumed "
+                                f"spec against it") from None
+        diffs = spec_differences(old, raw)
+        allowed = [d for d in diffs if d.split(":")[0].split(" (")[0] in extend]
+        others = [d for d in diffs if d not in allowed]
+        if others:
+            raise NasgraphError(f"{self.path}: the spec differs from the run's snapshot {p.name} in "
+                                f"{len(others)} key(s): {'; '.join(others[:4])}{' ...' if len(others) > 4 else ''}; "
+                                f"--resume continues the same spec{hint} (nothing was changed)")
+        return allowed
+
     def log(self, name: str, record: dict) -> None:
-        with open(self.file(name), "a") as f:
+        with open(self.file(name), "a", encoding="utf-8") as f:
             f.write(json.dumps(_clean(record)) + "\n")
 
     def truncate_logs(self, step: int) -> None:
-        """On resume: drop log lines written after the checkpoint's step (they will be redone)."""
-        for name in ("metrics.jsonl", "alphas.jsonl"):
+        """On resume: keep log lines up to the checkpoint's step (later ones will be redone).
+
+        A torn last line (a kill mid-write) is dropped; a damaged line elsewhere is an error.
+        """
+        for name in LOGS:
             p = self.file(name)
-            if p.exists():
-                keep = [l for l in p.read_text().splitlines() if l and json.loads(l).get("step", 0) <= step]
-                p.write_text("".join(l + "\n" for l in keep))
+            if not p.exists():
+                continue
+            text = "".join(json.dumps(r) + "\n" for r in read_jsonl(p, torn_ok=True) if r.get("step", 0) <= step)
+            if text.encode() != p.read_bytes():
+                atomic_write_bytes(p, lambda f: f.write(text.encode()))
 
     def save_checkpoint(self, state: dict) -> None:
-        atomic_write_bytes(self.checkpoint_path, lambda f: torch.save(state, f))
+        self.checkpoints.save(state)
 
     def load_checkpoint(self) -> dict:
-        return torch.load(self.checkpoint_path, map_location="cpu", weights_only=False)
+        state = self.checkpoints.load()
+        if state is None:
+            raise NasgraphError(f"{self.checkpoints.folder}: no checkpoint to resume from")
+        return state
 
     def write_json(self, name: str, data: dict) -> Path:
         p = self.file(name)
@@ -96,7 +158,39 @@ class RunDir:
         return p
 
 
-def read_jsonl(path: Path) -> list[dict]:
+def read_json(path: Path, what: str = "") -> Any:
+    """A JSON file a run wrote; damage is a NasgraphError naming the file."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise NasgraphError(f"{path}: missing{f' ({what})' if what else ''}") from None
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise NasgraphError(f"{path}: damaged JSON ({type(err).__name__}: {str(err).splitlines()[0][:100]})"
+                            f"{f'; {what}' if what else ''}") from None
+
+
+def read_jsonl(path: Path, torn_ok: bool = True) -> list[dict]:
+    """The records of a .jsonl log. A torn last line (kill -9 mid-write) is skipped with a warning
+    when `torn_ok`; any other bad line is a NasgraphError naming the file and line."""
     if not path.exists():
         return []
-    return [json.loads(l) for l in path.read_text().splitlines() if l.strip()]
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as err:
+        raise NasgraphError(f"{path}: unreadable log ({type(err).__name__})") from None
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except ValueError:
+            row = None
+        if not isinstance(row, dict):
+            if torn_ok and i == len(lines):
+                print(f"nasgraph: warning: {path}:{i}: torn last line skipped (a run killed mid-write)",
+                      file=sys.stderr)
+                continue
+            raise NasgraphError(f"{path}:{i}: damaged log line (not a JSON object)")
+        rows.append(row)
+    return rows
