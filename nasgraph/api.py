@@ -29,14 +29,19 @@ from nasgraph.spec import SpecDocument, load_spec
 SpecLike = Union[str, Path, SpecDocument]
 
 
-def load(spec: SpecLike, overrides: Sequence[str] = ()) -> SpecDocument:
-    """A spec file (with `key.path=value` overrides) loaded and checked, or an already loaded spec."""
+def load(spec: SpecLike, overrides: Sequence[str] = (), force: bool = False) -> SpecDocument:
+    """A spec file (with `key.path=value` overrides) loaded and checked, or an already loaded spec.
+
+    `force`: build past the resource estimate's limits (docs/spec.md, Limits)."""
     if isinstance(spec, SpecDocument):
         if overrides:
             raise NasgraphError(f"{spec.path}: overrides apply when a spec file is loaded; this spec is "
                                 f"already loaded (pass its path, or load_spec(path, overrides))")
-        return spec
-    return load_spec(spec, list(overrides))
+        doc = spec
+    else:
+        doc = load_spec(spec, list(overrides))
+    doc.force = doc.force or force
+    return doc
 
 
 @dataclass(frozen=True)
@@ -51,15 +56,16 @@ class CompileResult:
 
 
 def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | None = None,
-            overwrite: bool = False) -> CompileResult:
+            overwrite: bool = False, force: bool = False) -> CompileResult:
     """Validate a spec and build its op graph; with `out`, write graph.json/.dot and summary.json there
-    (a new or empty folder, or an earlier compile output with `overwrite`)."""
+    (a new or empty folder, or an earlier compile output with `overwrite`). `force`: build past the
+    resource estimate's limits (docs/spec.md, Limits)."""
     from nasgraph.graph import compile_spec
     from nasgraph.graph.io import write_artifacts
     from nasgraph.graph.summary import summarize
     from nasgraph.runfolder import claim
 
-    doc = load(spec, overrides)
+    doc = load(spec, overrides, force)
     graph = compile_spec(doc)
     result = CompileResult(doc, graph, summarize(graph))
     if out is not None:
@@ -94,12 +100,12 @@ class SearchResult:
 
 
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-           progress: bool = True) -> SearchResult:
+           progress: bool = True, force: bool = False) -> SearchResult:
     """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
-    doc = load(spec, overrides)
+    doc = load(spec, overrides, force)
     outcome = run_search(doc, out, resume=resume, progress=progress)
     source = {"spec": str(Path(doc.path).resolve()), "overrides": list(overrides)}
     (Path(out) / "source.json").write_text(json.dumps(source, indent=1))
@@ -192,7 +198,7 @@ class TrainResult:
 
 
 def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-          extend: bool = False, progress: bool = True) -> TrainResult:
+          extend: bool = False, progress: bool = True, force: bool = False) -> TrainResult:
     """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`.
 
     resume: continue the run in `out` (the spec must equal its snapshot); with extend, train.steps
@@ -200,7 +206,7 @@ def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), res
     from nasgraph.report import write_train_report
     from nasgraph.training.run import run_train
 
-    doc = load(spec, overrides)
+    doc = load(spec, overrides, force)
     result = run_train(doc, out, resume=resume, extend=extend, progress=progress)
     return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
 

@@ -15,7 +15,7 @@ import pkgutil  # noqa: E402
 import sys  # noqa: E402
 
 from nasgraph import __version__  # noqa: E402
-from nasgraph.errors import NasgraphError  # noqa: E402
+from nasgraph.errors import NasgraphError, one_line  # noqa: E402
 
 
 def _commands():
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args._run(args) or 0)
     except NasgraphError as err:
-        print(f"nasgraph {args.command}: error: {err}", file=sys.stderr)
+        print(f"nasgraph {args.command}: error: {one_line(str(err))}", file=sys.stderr)
         return err.exit_code
     except KeyboardInterrupt:
         print(f"nasgraph {args.command}: interrupted", file=sys.stderr)

@@ -1,6 +1,18 @@
 """User-facing errors: the CLI prints them as one line and exits with code 2."""
 from __future__ import annotations
 
+import re
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+MAX_MESSAGE = 2000  # characters of one error line
+
+
+def one_line(text: str) -> str:
+    """`text` as one printable line: control characters and lone surrogates escaped, length capped."""
+    text = _UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape", "backslashreplace").decode("ascii"),
+                            str(text))
+    return text if len(text) <= MAX_MESSAGE else text[:MAX_MESSAGE - 25] + f"... ({len(text):,} characters)"
+
 
 class NasgraphError(Exception):
     """An error caused by user input (a spec, a file, an option). Printed without a traceback."""
@@ -35,7 +47,7 @@ class SpecError(NasgraphError):
             if self.col is not None:
                 where += f":{self.col}"
         key = f" {self.path}:" if self.path else ""
-        return f"{where}:{key} {self.message}"
+        return one_line(f"{where}:{key} {self.message}")
 
 
 class SequenceTooLongError(NasgraphError, ValueError):

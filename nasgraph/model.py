@@ -12,15 +12,10 @@ from torch import nn
 
 from nasgraph import ops
 from nasgraph.errors import NasgraphError
-from nasgraph.graph.expand import INPUT
+from nasgraph.graph.expand import INPUT, module_key
 from nasgraph.ops.base import ModelContext
 from nasgraph.ops.mixed_attention import MixedAttention
 from nasgraph.tasks.base import PAD_ID
-
-
-def module_key(node: str) -> str:
-    """nn.ModuleDict keys cannot hold dots."""
-    return node.replace(".", "__")
 
 
 class GraphModule(nn.Module):

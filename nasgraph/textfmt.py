@@ -1,11 +1,28 @@
 """Plain-text and markdown tables for reports a person reads."""
 from __future__ import annotations
 
+import math
 from typing import Any, Sequence
 
 
+def scientific(n: int | float) -> str:
+    """A number of any size as 1.6e118 (ints with thousands of digits included)."""
+    if n == 0 or isinstance(n, float) and not math.isfinite(n):
+        return str(n)
+    exponent = math.floor(math.log10(abs(n)))
+    mantissa = n / 10 ** exponent if exponent < 300 else 10 ** (math.log10(abs(n)) - exponent)
+    return f"{'-' if n < 0 else ''}{abs(mantissa):.2g}e{exponent}"
+
+
+def count(n: int) -> str:
+    """An exact count with separators (17,179,869,184), or 1.6e118 past 15 digits."""
+    return f"{n:,}" if abs(n) < 10 ** 15 else scientific(n)
+
+
 def human(n: float) -> str:
-    """12345678 -> 12.3M."""
+    """12345678 -> 12.3M; past 1e15 -> 1.2e+18 style (1.2e18)."""
+    if abs(n) >= 10 ** 15:
+        return scientific(n)
     for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
         if abs(n) >= scale:
             return f"{n / scale:.3g}{unit}"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from exporters.attention_check import ONNX_CHECK
+from exporters.attention_check import ONNX_CHECK, export_and_parity
 from nasgraph.attention import names
 from nasgraph.attention.contract import Skipped, forms
 
@@ -23,3 +23,10 @@ def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
         ONNX_CHECK.run(name, causal, tmp_path)
     except Skipped as why:
         pytest.skip(str(why))
+
+
+@pytest.mark.parametrize("name,options", [("softmax", {"n_kv_heads": 2}),
+                                          ("sliding_window", {"window": 8, "sinks": 3})])
+def test_option_paths_export_too(name, options, tmp_path):
+    """Options that change the exported graph: grouped-query heads, sink keys (causal form)."""
+    export_and_parity(name, True, tmp_path, **options)

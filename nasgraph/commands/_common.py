@@ -21,3 +21,5 @@ def add_run_options(p) -> None:
     p.add_argument("--out", required=True, help="run folder: new or empty (refused if it holds anything else)")
     p.add_argument("--resume", action="store_true", help="continue a killed run in --out (same spec, else refused)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
+    p.add_argument("--force", action="store_true",
+                   help="build a model past the machine's memory or nasgraph's size limits (docs/spec.md, Limits)")

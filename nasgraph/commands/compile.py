@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from nasgraph.textfmt import human, table
+from nasgraph.textfmt import count, human, table
 
 NAME = "compile"
 HELP = "validate a spec, build its op graph and print nodes, parameters, FLOPs and search-space size"
@@ -18,7 +18,9 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument("--out", type=Path, help="write graph.json, graph.dot (+ graph.png), summary.{json,md} in this "
                                             "folder (new, empty, or an earlier compile --out with --force)")
-    p.add_argument("--force", action="store_true", help="replace the artifacts of an earlier compile --out")
+    p.add_argument("--force", action="store_true",
+                   help="do it anyway: replace the artifacts of an earlier compile --out, and build a model past "
+                        "the machine's memory or nasgraph's size limits (docs/spec.md, Limits)")
 
 
 def render(summary) -> str:
@@ -36,15 +38,15 @@ def render(summary) -> str:
         lines += ["no choice points: a fixed architecture", ""]
     lines += [f"shared (non-choice) FLOPs: {human(s.flops_shared)}",
               f"smallest architecture: {human(s.flops_min)} FLOPs; largest: {human(s.flops_max)} FLOPs",
-              f"search space: {s.space_size:,} architectures"
-              + (" (" + " x ".join(str(cp.n_choices) for cp in s.choice_points) + ")" if len(s.choice_points) > 1 else "")]
+              f"search space: {count(s.space_size)} architectures"
+              + (" (" + " x ".join(count(cp.n_choices) for cp in s.choice_points) + ")" if len(s.choice_points) > 1 else "")]
     return "\n".join(lines)
 
 
 def run(args) -> int:
     from nasgraph.api import compile
 
-    compiled = compile(args.spec, args.overrides, out=args.out, overwrite=args.force)
+    compiled = compile(args.spec, args.overrides, out=args.out, overwrite=args.force, force=args.force)
     text = render(compiled.summary)
     if args.out:
         compiled.written.append(args.out / "summary.md")

@@ -5,7 +5,7 @@ from nasgraph.commands._common import add_json, add_run_options, add_spec_overri
 from nasgraph.textfmt import cost
 
 NAME = "search"
-HELP = "search the spec's choice points (darts | gdas | fixed) and write RUN/derived.yaml"
+HELP = "search the spec's choice points with search.strategy and write RUN/derived.yaml"
 ORDER = 3
 
 
@@ -20,7 +20,8 @@ def run(args) -> int:
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
-    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress)
+    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress,
+                   force=args.force)
     if args.json:
         print_json(found.to_json())
         return 0

@@ -21,7 +21,7 @@ def run(args) -> int:
     from nasgraph.api import train
 
     trained = train(args.spec, args.out, overrides=args.overrides, resume=args.resume, extend=args.extend,
-                    progress=args.progress)
+                    progress=args.progress, force=args.force)
     if args.json:
         print_json(trained.to_json())
         return 0

@@ -11,11 +11,12 @@ import networkx as nx
 
 from nasgraph import ops
 from nasgraph.errors import ConfigError
-from nasgraph.graph.expand import INPUT, NodeDef, expand
+from nasgraph.graph.expand import INPUT, NodeDef, expand, module_key
 from nasgraph.ops.attention import candidate_label, normalize_candidate
 from nasgraph.ops.base import ModelContext, ShapeError
 from nasgraph.spec.checks import check_attention
 from nasgraph.config import did_you_mean
+from nasgraph.spec.limits import MAX_LISTED, MAX_NODES
 
 
 def model_context(doc) -> ModelContext:
@@ -61,9 +62,14 @@ def build_graph(doc, nodes: list[NodeDef], ctx: ModelContext) -> nx.DiGraph:
     g.graph["ctx"] = asdict(ctx)
     g.add_node(INPUT, op="input", params={}, inputs=[], shape=("B", "T"), path=("task",))
     known = {nd.name for nd in nodes} | {INPUT}
+    keys: dict[str, str] = {}
     for nd in nodes:
         if nd.name in g:
             raise doc.error(f"duplicate node name '{nd.name}'", nd.path)
+        other = keys.setdefault(module_key(nd.name), nd.name)
+        if other != nd.name:
+            raise doc.error(f"node names '{other}' and '{nd.name}' would share one module ('.' is stored as "
+                            f"'__'): rename one", nd.path)
         _, cfg = _node_config(doc, nd, ctx)
         attrs = dict(op=nd.op, params=cfg.model_dump(exclude_none=True), inputs=list(nd.inputs), path=nd.path)
         if nd.op == "attention":
@@ -75,7 +81,7 @@ def build_graph(doc, nodes: list[NodeDef], ctx: ModelContext) -> nx.DiGraph:
             if src not in known:
                 where = nd.input_paths[i] if nd.input_paths else nd.path
                 raise doc.error(f"input '{src}' is not a node{did_you_mean(src, known)}; nodes: "
-                                f"{', '.join(sorted(known))}", where)
+                                f"{listed(sorted(known))}", where)
             g.add_edge(src, nd.name, port=i)
     return g
 
@@ -87,7 +93,7 @@ def check_structure(doc, g: nx.DiGraph) -> None:
         raise doc.error(f"the graph has a cycle: {names}", g.nodes[cycle[0][1]]["path"])
     sinks = [n for n in g if g.out_degree(n) == 0]
     if len(sinks) != 1:
-        raise doc.error(f"the graph must have one output, found {len(sinks)}: {', '.join(sinks)}",
+        raise doc.error(f"the graph must have one output, found {len(sinks)}: {listed(sinks)}",
                         g.nodes[sinks[-1]]["path"])
     unused = set(g) - nx.ancestors(g, sinks[0]) - {sinks[0]}
     if unused:
@@ -113,20 +119,43 @@ def infer_shapes(doc, g: nx.DiGraph, ctx: ModelContext) -> None:
         except ShapeError as err:
             raise doc.error(f"{n}: {err}", node["path"]) from None
         node["in_shapes"] = in_shapes
-    out = g.nodes[g.graph["output"]]["shape"]
+    name = g.graph["output"]
+    out, node = g.nodes[name]["shape"], g.nodes[name]
+    if not getattr(ops.get(node["op"]), "is_head", False):
+        raise doc.error(f"the output '{name}' is a{'n' if node['op'][:1] in 'aeiou' else ''} {node['op']} "
+                        f"with shape {out}: end the graph with a head ("
+                        f"{'lm_head' if ctx.task_output == 'token' else 'head'}), which gives the task's logits",
+                        node["path"])
     if ctx.task_output == "token" and len(out) != 3:
-        raise doc.error(f"the output '{g.graph['output']}' must be per-position (B, T, vocab_size) logits "
-                        f"for task '{doc.spec.task.get('kind')}' (end in lm_head, no pool), got {out}",
-                        g.nodes[g.graph["output"]]["path"])
+        raise doc.error(f"the output '{name}' must be per-position (B, T, vocab_size) logits "
+                        f"for task '{doc.spec.task.get('kind')}' (end in lm_head, no pool), got {out}", node["path"])
     if ctx.task_output == "class" and len(out) != 2:
-        raise doc.error(f"the output '{g.graph['output']}' must be (B, num_classes) logits, got {out}",
-                        g.nodes[g.graph["output"]]["path"])
+        raise doc.error(f"the output '{name}' must be (B, num_classes) logits, got {out}", node["path"])
+    if ctx.task_output == "class" and out[-1] != ctx.num_classes:
+        raise doc.error(f"the head gives {out[-1]} classes but the task has {ctx.num_classes}: drop "
+                        f"num_classes or set it to {ctx.num_classes}", node["path"])
 
 
-def compile_spec(doc) -> nx.DiGraph:
-    """A loaded SpecDocument -> validated, shape-annotated networkx.DiGraph."""
+def listed(names: list[str]) -> str:
+    """At most MAX_LISTED names, then how many more."""
+    more = len(names) - MAX_LISTED
+    return ", ".join(map(str, names[:MAX_LISTED])) + (f", ... ({more:,} more)" if more > 0 else "")
+
+
+def compile_spec(doc, force: bool | None = None) -> nx.DiGraph:
+    """A loaded SpecDocument -> validated, shape-annotated networkx.DiGraph.
+
+    Before returning, the model's parameters, activation memory and FLOPs are estimated without
+    allocating it (nasgraph.graph.resources); a model past the machine or nasgraph's documented
+    limits is a SpecError with the estimate, unless `force` (default: `doc.force`, from --force).
+    """
+    from nasgraph.graph.resources import check_resources
+
+    force = getattr(doc, "force", False) if force is None else force
     ctx = model_context(doc)
-    g = build_graph(doc, expand(doc, ctx.task_output == "token"), ctx)
+    g = build_graph(doc, expand(doc, ctx.task_output == "token", None if force else MAX_NODES), ctx)
     check_structure(doc, g)
     infer_shapes(doc, g, ctx)
+    if not force:
+        check_resources(doc, g)
     return g

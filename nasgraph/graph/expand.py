@@ -8,8 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nasgraph.spec.limits import MAX_NODES
+
 INPUT = "tokens"
 Path = tuple[str | int, ...]
+
+
+def module_key(node: str) -> str:
+    """The node's key among the model's modules (nn.ModuleDict keys cannot hold dots)."""
+    return node.replace(".", "__")
 
 
 @dataclass
@@ -39,10 +46,22 @@ def shorthand(op: str, value: Any) -> dict[str, Any]:
 
 
 class Expander:
-    def __init__(self, doc):
+    def __init__(self, doc, limit: int | None = MAX_NODES):
         self.doc, self.nodes, self._count = doc, [], {}
+        self.limit, self.units = limit, 0
+        self.blame: list[Path] = []        # outermost repeat (or n_layers): what to shorten
+
+    def count(self, op: str, params: Any, path: Path) -> None:
+        """Nodes plus attention candidates so far; past the limit, stop expanding (before any hang)."""
+        cands = params.get("candidates") or params.get("heads") if isinstance(params, dict) else None
+        self.units += 1 + (len(cands) if isinstance(cands, list) else 0)
+        if self.limit is not None and self.units > self.limit:
+            raise self.doc.error(f"the model expands to more than {self.limit:,} graph nodes and attention "
+                                 f"candidates, nasgraph's limit (docs/spec.md, Limits; --force lifts it): "
+                                 f"use fewer layers, repeats or candidates", self.blame[0] if self.blame else path)
 
     def add(self, op: str, params: dict, inputs: list[str], path: Path, name: str | None = None) -> str:
+        self.count(op, params, path)
         if name is None:
             k = self._count.get(op, 0)
             self._count[op] = k + 1
@@ -71,8 +90,10 @@ class Expander:
                 raise self.doc.error(f"repeat must be a positive integer, got {n!r}", path + ("repeat",))
             if "body" not in step:
                 raise self.doc.error("a repeat step needs a 'body' list", path)
+            self.blame.append(path + ("repeat",))
             for _ in range(n):
                 prev = self.steps(step["body"], prev, path + ("body",))
+            self.blame.pop()
             return prev
         if len(step) != 1:
             raise self.doc.error(f"a step has exactly one op key, got {', '.join(map(str, step))}", path)
@@ -93,18 +114,30 @@ class Expander:
                 raise self.doc.error(f"'{INPUT}' is the graph input's reserved name", p)
             if not isinstance(body, dict) or "op" not in body:
                 raise self.doc.error("a node needs an 'op' key (and 'inputs')", p)
+            if not isinstance(body["op"], str):
+                raise self.doc.error(f"'op' is the name of an op, got {body['op']!r:.40}", p + ("op",))
             params = {k: v for k, v in body.items() if k not in ("op", "inputs")}
             inputs = body.get("inputs", [INPUT] if body["op"] == "embedding" else None)
             if inputs is None:
                 raise self.doc.error("missing 'inputs' (a list of node names, or 'tokens')", p)
-            inputs = [inputs] if isinstance(inputs, str) else list(inputs)
-            nd = NodeDef(str(name), str(body["op"]), params, [str(i) for i in inputs], p + ("op",),
+            inputs = [inputs] if isinstance(inputs, str) else inputs
+            self._check_inputs(inputs, p + ("inputs",))
+            self.count(body["op"], params, p)
+            nd = NodeDef(str(name), body["op"], params, list(inputs), p + ("op",),
                          [p + ("inputs", i) for i in range(len(inputs))])
             self.nodes.append(nd)
 
+    def _check_inputs(self, inputs: Any, path: Path) -> None:
+        if not isinstance(inputs, list) or not inputs:
+            raise self.doc.error(f"'inputs' is a node name or a non-empty list of them, got {inputs!r:.40}", path)
+        for i, name in enumerate(inputs):
+            if not isinstance(name, str):
+                raise self.doc.error(f"an input is a node name (text), got {name!r:.40}", path + (i,))
+
     # -- standard encoder --------------------------------------------------------------------------
     def standard(self, model, token_output: bool = False) -> None:
-        layers = model.layers or [None] * model.n_layers
+        layers = model.layers or _Nones(model.n_layers)
+        self.blame.append(("model", "layers" if model.layers else "n_layers"))
         prev = self.add("embedding", {}, [INPUT], ("model",), "embed")
         pre = model.norm.placement == "pre"
         for i, layer in enumerate(layers):
@@ -137,6 +170,16 @@ class Expander:
         self.add("head", {}, [prev], ("model",), "head")
 
 
+class _Nones:
+    """n_layers times None, without a list of n_layers items (the node limit stops long models)."""
+
+    def __init__(self, n: int):
+        self.n = n
+
+    def __iter__(self):
+        return (None for _ in range(self.n))
+
+
 def causal_attention(doc, nodes: list[NodeDef]) -> None:
     """Per-position tasks: every attention reads no future position (causal unless set to false).
 
@@ -152,13 +195,13 @@ def causal_attention(doc, nodes: list[NodeDef]) -> None:
         nd.params["causal"] = True
 
 
-def expand(doc, token_output: bool = False) -> list[NodeDef]:
-    """Node definitions of the model section, in declaration order.
+def expand(doc, token_output: bool = False, limit: int | None = MAX_NODES) -> list[NodeDef]:
+    """Node definitions of the model section, in declaration order; SpecError past `limit` units.
 
     `token_output` (a per-position task such as `lm`): the standard encoder ends in an `lm_head`
     without pooling, and every attention of every form is causal.
     """
-    model, ex = doc.spec.model, Expander(doc)
+    model, ex = doc.spec.model, Expander(doc, limit)
     if model.graph is not None:
         ex.steps(model.graph, INPUT, ("model", "graph"))
     elif model.nodes is not None:

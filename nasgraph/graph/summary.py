@@ -18,6 +18,7 @@ from nasgraph import attention
 from nasgraph.flops import count_flops
 from nasgraph.model import GraphModule, module_key
 from nasgraph.ops.attention import normalize_candidate
+from nasgraph.textfmt import scientific
 
 
 @dataclass
@@ -76,8 +77,9 @@ class Summary:
                       "max_arch": self.flops_max, "per_choice": {cp.node: cp.flops for cp in self.choice_points},
                       "per_head": {cp.node: cp.head_flops for cp in self.choice_points if cp.head_flops}},
             "choice_points": [{"node": cp.node, "granularity": cp.granularity, "candidates": cp.candidates,
-                               "choices": cp.n_choices} for cp in self.choice_points],
-            "space_size": self.space_size,
+                               "choices": cp.n_choices if cp.n_choices < 2 ** 63 else scientific(cp.n_choices)}
+                              for cp in self.choice_points],
+            "space_size": self.space_size if self.space_size < 2 ** 63 else scientific(self.space_size),
         }
 
 

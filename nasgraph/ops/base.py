@@ -45,6 +45,7 @@ class Op(nn.Module):
     name: ClassVar[str] = ""
     Config: ClassVar[type[OpConfig]] = OpConfig
     n_inputs: ClassVar[int] = 1
+    is_head: ClassVar[bool] = False   # gives the model's output logits (a graph must end in one)
 
     @classmethod
     def infer_shape(cls, config: OpConfig, inputs: list[Shape], ctx: ModelContext) -> Shape:

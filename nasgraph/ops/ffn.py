@@ -8,7 +8,7 @@ import torch.nn.functional as F
 from pydantic import Field
 from torch import nn
 
-from nasgraph.ops.base import Op, OpConfig
+from nasgraph.ops.base import Op, OpConfig, ShapeError
 from nasgraph.ops.registry import register
 
 
@@ -22,10 +22,22 @@ class FFNConfig(OpConfig):
 class FFN(Op):
     Config = FFNConfig
 
+    @staticmethod
+    def hidden_units(config: FFNConfig, ctx) -> int:
+        """`hidden`, else mult x d_model (the op's, else the model's)."""
+        return config.hidden or (None if config.mult else ctx.ffn_hidden) or int(ctx.d_model * (config.mult or ctx.ffn_mult))
+
+    @classmethod
+    def infer_shape(cls, config, inputs, ctx):
+        if cls.hidden_units(config, ctx) < 1:
+            raise ShapeError(f"ffn: mult {config.mult or ctx.ffn_mult} x d_model {ctx.d_model} gives 0 hidden "
+                             f"units; raise mult or give hidden")
+        return inputs[0]
+
     def __init__(self, config: FFNConfig, ctx):
         super().__init__(config, ctx)
         d = ctx.d_model
-        hidden = config.hidden or (None if config.mult else ctx.ffn_hidden) or int(d * (config.mult or ctx.ffn_mult))
+        hidden = self.hidden_units(config, ctx)
         self.activation = config.activation or ctx.ffn_activation
         self.up = nn.Linear(d, 2 * hidden if self.activation == "swiglu" else hidden)
         self.down = nn.Linear(hidden, d)

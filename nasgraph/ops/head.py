@@ -16,6 +16,7 @@ class HeadConfig(OpConfig):
 @register("head")
 class Head(Op):
     Config = HeadConfig
+    is_head = True
 
     @classmethod
     def infer_shape(cls, config, inputs, ctx):

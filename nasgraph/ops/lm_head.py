@@ -19,6 +19,7 @@ class LMHeadConfig(OpConfig):
 @register("lm_head")
 class LMHead(Op):
     Config = LMHeadConfig
+    is_head = True
 
     @classmethod
     def infer_shape(cls, config, inputs, ctx):

@@ -39,6 +39,7 @@ class SpecDocument:
     raw: dict[str, Any]
     path: str
     locations: dict[KeyPath, Location] = field(default_factory=dict)
+    force: bool = False     # build past the resource estimate's limits (--force)
 
     def error(self, message: str, path: KeyPath | str) -> SpecError:
         """SpecError for the key at `path`, e.g. ("model", "nodes", "att", "inputs", 0).

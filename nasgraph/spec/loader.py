@@ -13,17 +13,13 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from nasgraph.errors import SpecError
+from nasgraph.spec.limits import MAX_SPEC_BYTES, MAX_VALUES
 from nasgraph.spec.paths import KeyPath, Location, format_path
+from nasgraph.spec.yamlsafe import STD as _STD, SpecComposer, enclosing_key, reader_location, scalar_problem
 
-_STD = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_STD}{t}" for t in ("str", "int", "float", "bool", "null")}
 _TIMESTAMP = f"{_STD}timestamp"  # `2024-01-01` resolves to a date; a spec keeps it as text
 _MERGE = f"{_STD}merge"
-_MAX_NODES = 1_000_000  # guards against alias bombs ("billion laughs")
-
-
-class _SafeComposer(yaml.SafeLoader):
-    """SafeLoader used only to compose nodes: construction happens in _Builder."""
 
 
 def _show_tag(tag: str) -> str:
@@ -48,8 +44,8 @@ class _Builder:
 
     def build(self, node: Node, path: KeyPath) -> Any:
         self.count += 1
-        if self.count > _MAX_NODES:
-            raise self.fail(f"more than {_MAX_NODES} values (an alias expanding too far?)", node, path)
+        if self.count > MAX_VALUES:
+            raise self.fail(f"more than {MAX_VALUES:,} values (an alias expanding too far?)", node, path)
         if id(node) in self.active:
             raise self.fail("recursive alias: a value contains itself", node, path)
         self.active.add(id(node))
@@ -67,7 +63,12 @@ class _Builder:
             return node.value
         if node.tag not in _SCALAR_TAGS:
             raise self.disallowed(node, path)
-        return self.constructor.construct_object(node, deep=True)
+        problem = scalar_problem(node, None)
+        value = None if problem else self.constructor.construct_object(node, deep=True)
+        problem = problem or scalar_problem(node, value)
+        if problem:
+            raise self.fail(problem, node, path)
+        return value
 
     def sequence(self, node: SequenceNode, path: KeyPath) -> list:
         if node.tag != f"{_STD}seq":
@@ -94,7 +95,8 @@ class _Builder:
                 raise self.fail(f"duplicate key '{key}' (first given at line "
                                 f"{first_seen[key].start_mark.line + 1})", key_node, path + (key,))
             first_seen[key] = key_node
-            self.forget(path + (key,))
+            if key in out:                       # replaces a merged value: drop its locations
+                self.forget(path + (key,))
             self.locations[path + (key,)] = self.where(key_node)
             out[key] = self.build(value_node, path + (key,))
         return out
@@ -109,17 +111,24 @@ class _Builder:
             sub.count, sub.active = self.count, self.active
             merged = sub.build(src, path)
             self.count = sub.count
+            depth = len(path)
+            for p, loc in sub.locations.items():      # one pass: wide mappings stay linear
+                if len(p) > depth and p[depth] in merged and p[depth] not in out:
+                    self.locations[p] = loc
             for key, value in merged.items():
-                if key not in out:
-                    out[key] = value
-                    self.locations.update({p: loc for p, loc in sub.locations.items()
-                                           if p[:len(path) + 1] == path + (key,)})
+                out.setdefault(key, value)
 
     def key(self, node: Node, path: KeyPath) -> str:
         if not isinstance(node, ScalarNode) or node.tag != f"{_STD}str":
-            shown = node.value if isinstance(node, ScalarNode) else type(node).__name__
-            raise self.fail(f"keys must be strings, got {_show_tag(node.tag)} {shown!r} "
-                            f"(YAML reads yes/no/on/off as booleans: quote the key)", node, path)
+            written = node.start_mark.buffer[node.start_mark.index:node.end_mark.index] \
+                if node.start_mark.buffer else str(node.value)
+            written = " ".join(written.split())[:40] or "null"
+            hint = " (YAML reads yes/no/on/off as booleans: quote the key)" if node.tag == f"{_STD}bool" else ""
+            raise self.fail(f"keys must be strings, got {_show_tag(node.tag)} {written!r}{hint}", node,
+                            path + (written,))
+        problem = scalar_problem(node, node.value)
+        if problem:
+            raise self.fail(problem, node, path)
         return node.value
 
     def forget(self, prefix: KeyPath) -> None:
@@ -132,20 +141,26 @@ class _Builder:
                          f"(mappings, lists, strings, numbers, booleans, null)", node, path)
 
 
-def _yaml_error(err: yaml.YAMLError, file: str) -> SpecError:
+def _yaml_error(err: yaml.YAMLError, file: str, text: str) -> SpecError:
+    """One line at the error's place, naming the block's key when the text shows one."""
+    if isinstance(err, yaml.reader.ReaderError):
+        line, col, message = reader_location(err, text)
+        return SpecError(message, file=file, line=line, col=col, path=enclosing_key(text, line))
     mark = getattr(err, "problem_mark", None) or getattr(err, "context_mark", None)
-    problem = getattr(err, "problem", None) or str(err)
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
     context = getattr(err, "context", None)
     message = f"YAML syntax error: {problem}" + (f" ({context})" if context else "")
     if mark is None:
         return SpecError(message, file=file)
-    return SpecError(message, file=file, line=mark.line + 1, col=mark.column + 1)
+    return SpecError(message, file=file, line=mark.line + 1, col=mark.column + 1,
+                     path=enclosing_key(text, mark.line + 1))
 
 
 def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Location]]:
     """Parse one YAML document from `text`: (plain data or None if empty, locations)."""
-    loader = _SafeComposer(text)
+    loader = None
     try:
+        loader = SpecComposer(text)              # the reader refuses control characters here
         node = loader.get_single_node()
         if node is None:
             return None, {}
@@ -157,9 +172,10 @@ def parse_yaml(text: str, file: str) -> tuple[Any, dict[KeyPath, Location]]:
             mark = err.problem_mark
             raise SpecError("a spec file holds one YAML document; found a second '---'", file=file,
                             line=mark.line + 1, col=mark.column + 1) from None
-        raise _yaml_error(err, file) from None
+        raise _yaml_error(err, file, text) from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_text(path: str | Path) -> str:
@@ -173,13 +189,20 @@ def read_text(path: str | Path) -> str:
         raise SpecError("is a directory, not a spec file", file=file) from None
     except OSError as err:
         raise SpecError(f"cannot read spec file: {err.strerror or err}", file=file) from None
+    if len(data) > MAX_SPEC_BYTES:
+        raise SpecError(f"spec file is {len(data):,} bytes; a spec is at most {MAX_SPEC_BYTES:,} bytes "
+                        f"(is it the right file?)", file=file)
+    if b"\0" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        line = data[:data.index(b"\0")].count(b"\n") + 1
+        raise SpecError("a binary file, not YAML text (it holds NUL bytes)", file=file, line=line, col=1)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as err:
         line = data[:err.start].count(b"\n") + 1
         col = err.start - (data.rfind(b"\n", 0, err.start) + 1) + 1
+        text = data[:err.start].decode("utf-8", errors="replace")
         raise SpecError(f"not UTF-8 text (byte 0x{data[err.start]:02x})", file=file, line=line,
-                        col=col) from None
+                        col=col, path=enclosing_key(text, line)) from None
 
 
 def load_yaml_mapping(path: str | Path) -> tuple[dict, dict[KeyPath, Location]]:

@@ -9,6 +9,7 @@ from typing import Any
 from nasgraph.errors import SpecError
 from nasgraph.spec.loader import parse_yaml
 from nasgraph.spec.paths import KeyPath, Location, format_path, parse_path
+from nasgraph.spec.validate import field_names, nearest_path, task_fields
 
 
 def parse_override(text: str) -> tuple[KeyPath, Any, str]:
@@ -36,8 +37,18 @@ def apply_override(raw: dict, locations: dict[KeyPath, Location], text: str) -> 
     without `search:`); list indices must exist. A bad path is a SpecError naming it.
     """
     path, value, origin = parse_override(text)
+    nearest = nearest_path(path, raw)
+    if nearest is not None:
+        keys = field_names(nearest) or sorted(task_fields(raw))
+        hint = (f"the nearest valid path is {format_path(nearest)}" if len(nearest) == len(path) else
+                f"valid keys in {format_path(nearest) or 'the top level'}: {', '.join(keys)}")
+        raise SpecError(f"no such key in the spec; {hint}", file=origin, path=format_path(path))
     node: Any = raw
     for depth, element in enumerate(path[:-1]):
+        if isinstance(path[depth + 1], int) and isinstance(node, dict) and node.get(element) is None:
+            raise SpecError(f"{format_path(path[:depth + 1])} is not in the spec: a list item can be set only "
+                            f"when the list is there (set the whole list instead)", file=origin,
+                            path=format_path(path))
         node = _step(node, element, path[:depth + 1], origin)
     last = path[-1]
     _check_container(node, last, path, origin)

@@ -1,13 +1,13 @@
 """Pydantic validation of raw spec data, with the first error turned into a located SpecError."""
 from __future__ import annotations
 
-import types
+import difflib
 import typing
 from typing import Any, Callable
 
 from pydantic import BaseModel, ValidationError
 
-from nasgraph.config import did_you_mean
+from nasgraph.config import bool_message, bool_misuse, did_you_mean, union_members
 from nasgraph.errors import SpecError
 from nasgraph.spec.paths import KeyPath
 from nasgraph.spec.schema import Spec
@@ -17,10 +17,28 @@ ErrorAt = Callable[[str, KeyPath], SpecError]
 
 def validate(raw: dict, error_at: ErrorAt) -> Spec:
     """Spec.model_validate(raw); the first problem becomes `error_at(message, key path)`."""
+    _check_booleans(raw, Spec, (), error_at)
     try:
         return Spec.model_validate(raw)
     except ValidationError as err:
         raise _first_error(err.errors(), raw, error_at) from None
+
+
+def _check_booleans(value: Any, tp: Any, path: KeyPath, error_at: ErrorAt) -> None:
+    """A boolean where the schema wants a number (`steps: true`) is an error, not 1."""
+    item = bool_misuse(tp, value)
+    if item is not None:
+        raise error_at(bool_message(value), path + ((int(item[1:-1]),) if item else ()))
+    if isinstance(value, dict):
+        children = value.items()
+    elif isinstance(value, list):
+        children = enumerate(value)
+    else:
+        return
+    for key, child in children:
+        sub = _step(tp, key)
+        if sub is not None:
+            _check_booleans(child, sub, path + (key,), error_at)
 
 
 def _first_error(errors: list[dict], raw: dict, error_at: ErrorAt) -> SpecError:
@@ -77,22 +95,62 @@ def field_names(path: KeyPath) -> list[str]:
     return list(model.model_fields) if model else []
 
 
+def nearest_path(path: KeyPath, raw: dict) -> KeyPath | None:
+    """None when `path` can exist in a spec; else the closest path that can (a typo fixed per key).
+
+    Typed sections are checked against the schema, `task.*` against the task kind's options; the
+    free-form parts (graph steps, nodes, attention options, a strategy's options beside the shared
+    `search.*` keys) are checked when the spec is validated.
+    """
+    tp: Any = Spec
+    fixed: list[str | int] = []
+    for i, element in enumerate(path):
+        if i == 1 and path[0] == "task" and isinstance(element, str):
+            return _nearest_task_key(path, raw)
+        if i == 1 and path[0] == "search" and element not in _as_model(tp).model_fields:
+            return None   # a strategy's own option: its Config checks it when the spec is validated
+        model = _as_model(tp)
+        if model is not None and isinstance(element, str) and element not in model.model_fields:
+            close = difflib.get_close_matches(element, list(model.model_fields), n=1, cutoff=0.6)
+            return tuple(fixed) + ((close[0],) if close else ()) + (path[i + 1:] if close else ())
+        tp = _step(tp, element)
+        fixed.append(element)
+        if tp is None or tp is Any:
+            return None
+    return None
+
+
+def task_fields(raw: dict) -> list[str]:
+    """Options of the task kind named in `raw` ([] when the kind is missing or unknown)."""
+    from nasgraph import tasks
+    from nasgraph.errors import ConfigError
+
+    kind = raw["task"].get("kind") if isinstance(raw.get("task"), dict) else None
+    try:
+        return list(tasks.get(kind).Config.model_fields) if isinstance(kind, str) else []
+    except ConfigError:
+        return []
+
+
+def _nearest_task_key(path: KeyPath, raw: dict) -> KeyPath | None:
+    fields = task_fields(raw)
+    if not fields or path[1] in fields:
+        return None
+    close = difflib.get_close_matches(str(path[1]), fields, n=1, cutoff=0.6)
+    return ("task", close[0]) + path[2:] if close else ("task",)
+
+
 def _as_model(tp: Any) -> type[BaseModel] | None:
     if isinstance(tp, type) and issubclass(tp, BaseModel):
         return tp
-    for member in _union_members(tp):
+    for member in union_members(tp):
         if isinstance(member, type) and issubclass(member, BaseModel):
             return member
     return None
 
 
-def _union_members(tp: Any) -> tuple:
-    origin = typing.get_origin(tp)
-    return typing.get_args(tp) if origin in (typing.Union, types.UnionType) else (tp,)
-
-
 def _step(tp: Any, element: str | int) -> Any:
-    for member in _union_members(tp):
+    for member in union_members(tp):
         model = _as_model(member)
         if model is not None and isinstance(element, str) and element in model.model_fields:
             return model.model_fields[element].annotation

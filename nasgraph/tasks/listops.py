@@ -32,6 +32,7 @@ VOCAB = SPECIALS + OPERATORS + DIGITS + [END]
 ID = {symbol: i for i, symbol in enumerate(VOCAB)}
 HEADER = ["Source", "Target"]
 MAX_STALE_DRAWS = 1_000_000                      # give up after this many draws without a new example
+MAX_MEAN_LENGTH = 100_000                        # refuse bounds whose average draw is longer (a hang)
 
 
 def _apply(op: str, args: list[int]) -> int:
@@ -48,9 +49,20 @@ def _apply(op: str, args: list[int]) -> int:
 def max_length(max_depth: int, max_args: int) -> int:
     """The longest expression the generator can produce (root at depth 1, as LRA)."""
     longest = 1
-    for _ in range(max_depth - 1):
+    for _ in range(min(max_depth, 80) - 1):      # past 80 levels it exceeds any 64-bit length
         longest = 2 + max_args * longest
     return longest
+
+
+def mean_length(max_depth: int, max_args: int) -> float:
+    """The expected length of one drawn expression (each draw costs this much work)."""
+    mean = 1.0
+    for _ in range(max_depth - 1):
+        deeper = (1 - VALUE_P) + VALUE_P * (2 + (2 + max_args) / 2 * mean)
+        if deeper > MAX_MEAN_LENGTH or deeper - mean < 1e-9:   # past the limit, or converged
+            return deeper
+        mean = deeper
+    return mean
 
 
 def check_bounds(min_len: int, max_len: int, max_depth: int, max_args: int) -> None:
@@ -211,6 +223,10 @@ class ListOpsTask(Task):
             raise ConfigError("listops: val_path/test_path need train_path too", key="train_path")
         if c.train_path is None:
             check_bounds(c.min_len, c.max_len, c.max_depth, c.max_args)
+            if mean_length(c.max_depth, c.max_args) > MAX_MEAN_LENGTH:
+                raise ConfigError(f"listops: with max_depth {c.max_depth} and max_args {c.max_args} an average "
+                                  f"expression has more than {MAX_MEAN_LENGTH:,} tokens (the generator would "
+                                  f"run for hours); lower max_depth (LRA: 10)", key="max_depth")
 
     def vocab_size(self) -> int:
         return len(VOCAB)

@@ -160,6 +160,10 @@ class AssocRecallTask(SyntheticTask):
     def num_classes(self) -> int:
         return self.config.n_values
 
+    def vocab_size(self) -> int:                   # without building n_keys x n_values strings
+        c = self.config
+        return len(SPECIALS) + c.n_keys * c.n_values + c.n_keys + 1
+
     def draw(self, rng: random.Random) -> tuple[list[int], int]:
         c = self.config
         pair0, query0 = len(SPECIALS), len(SPECIALS) + c.n_keys * c.n_values
