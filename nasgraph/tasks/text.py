@@ -1,7 +1,9 @@
 """Byte-level text classification from local files (LRA "Text" is IMDb at 1000 bytes).
 
 Formats: the aclImdb folder (train|test/<class>/*.txt; aclImdb's unlabelled train/unsup is skipped),
-or CSV / TSV / JSONL files with a text and a label column. Ids are UTF-8 bytes + 2 (past <pad>, <cls>),
+CSV / TSV / JSONL files with a text and a label column, and through Hugging Face datasets (the `hf`
+extra; local only, nothing downloaded) Parquet files and folders written by save_to_disk (a
+DatasetDict's train / validation / test splits are used as such). Ids are UTF-8 bytes + 2 (past <pad>, <cls>),
 truncated to max_len with <cls>. Class names come from the data, sorted (numerically when all are
 integers), unless `class_names` gives them. Missing val/test files: carved from train with the seed.
 """
@@ -19,16 +21,17 @@ from nasgraph.tasks.base import SPECIALS, Split, Task, TaskConfig, TaskData, car
 from nasgraph.tasks.registry import register
 from nasgraph.tasks.tokenize import Tokenizer
 
-FORMATS = ("aclimdb", "csv", "tsv", "jsonl")
-SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl"}
+FORMATS = ("aclimdb", "csv", "tsv", "jsonl", "parquet", "hf")
+SUFFIX_FORMAT = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "jsonl", ".parquet": "parquet"}
+HF_FORMATS = ("parquet", "hf")                     # read through Hugging Face datasets (nasgraph.tasks._hf)
 ACLIMDB_SKIP = {"unsup"}
 ENCODING = dict(encoding="utf-8", errors="surrogateescape")   # keeps any byte; the tokenizer restores it
 
 
 class TextConfig(TaskConfig):
     kind: str = "text"
-    path: str                                      # aclImdb folder, or the train file
-    format: Literal["auto", "aclimdb", "csv", "tsv", "jsonl"] = "auto"  # auto: folder -> aclimdb, else suffix
+    path: str                                      # aclImdb or save_to_disk folder, or the train file
+    format: Literal["auto", "aclimdb", "csv", "tsv", "jsonl", "parquet", "hf"] = "auto"  # auto: by suffix / folder
     max_len: int = Field(1000, ge=2)
     text_column: str = "text"
     label_column: str = "label"
@@ -44,7 +47,9 @@ def _format(config: TextConfig) -> str:
     if config.format != "auto":
         return config.format
     if path.is_dir():
-        return "aclimdb"
+        from nasgraph.tasks._hf import is_saved_dataset
+
+        return "hf" if is_saved_dataset(path) else "aclimdb"
     try:
         return SUFFIX_FORMAT[path.suffix.lower()]
     except KeyError:
@@ -146,12 +151,22 @@ class TextTask(Task):
         if self.format == "aclimdb":
             test = Path(c.test_path) if c.test_path else (root / "test" if (root / "test").is_dir() else None)
             return {"train": root / "train", "val": Path(c.val_path) if c.val_path else None, "test": test}
+        if self.format == "hf":
+            from nasgraph.tasks._hf import split_folders
+
+            found = split_folders(root)
+            return {"train": found["train"], "val": Path(c.val_path) if c.val_path else found["val"],
+                    "test": Path(c.test_path) if c.test_path else found["test"]}
         return {"train": root, "val": Path(c.val_path) if c.val_path else None,
                 "test": Path(c.test_path) if c.test_path else None}
 
     def _read(self, path: Path) -> Iterator[tuple[str, str]]:
         if self.format == "aclimdb":
             return read_aclimdb(path)
+        if self.format in HF_FORMATS:
+            from nasgraph.tasks._hf import read_dataset
+
+            return read_dataset(path, self.format, self.config.text_column, self.config.label_column)
         return read_table(path, self.format, self.config.text_column, self.config.label_column)
 
     def class_names(self) -> list[str]:

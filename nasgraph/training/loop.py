@@ -21,6 +21,7 @@ from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.losses import IGNORE, task_loss
 from nasgraph.training.rundir import RunDir
+from nasgraph.training.tracking import Tracker
 
 
 class TrainingDiverged(NasgraphError):
@@ -94,6 +95,12 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                              "strategy": strategy.state_dict() if strategy else None, "step": step,
                              "best": best, "window": list(window), "rng": rng_state()})
 
+    tracker = Tracker(train.log_to, run.path, desc)
+
+    def log(record: dict) -> None:  # the run folder's metrics.jsonl, and TensorBoard / MLflow when asked
+        run.log("metrics.jsonl", record)
+        tracker.log(record)
+
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not progress,
                dynamic_ncols=True, leave=False)
@@ -109,7 +116,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         logits = model(tokens)                                              # (B, C) or (B, T, V)
         loss = task_loss(logits, labels)
         if not torch.isfinite(loss):
-            run.log("metrics.jsonl", {"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
+            log({"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
+            tracker.close()
             where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
             raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; stopped. Last good checkpoint: "
                                    f"{run.checkpoint_path} ({where}). Lower train.lr or set train.grad_clip.")
@@ -130,14 +138,15 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 rec.update(strategy.metrics(model))
                 run.log("alphas.jsonl", {"step": done, **strategy.snapshot(model)})
             rec.update(arch_info)
-            run.log("metrics.jsonl", rec)
+            log(rec)
             bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
             window.clear()
         if done % train.eval_every == 0 or done == steps:
             val = evaluate(model, splits["val"], train.batch_size, train.eval_batches, task)
-            run.log("metrics.jsonl", {"step": done, "split": "val", **val})
+            log({"step": done, "split": "val", **val})
             if better(val[metric], best[metric]):
                 best = {"acc": val["acc"], metric: val[metric], "step": done}
+                run.save_best(model.state_dict(), done, val, metric)
         if done % train.checkpoint_every == 0 or done == steps:
             best["checkpoint_step"] = done
             checkpoint(done)
@@ -146,4 +155,6 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
               "val": evaluate(model, splits["val"], train.batch_size, task=task)}
     if "test" in splits and len(splits["test"]):
         result["test"] = evaluate(model, splits["test"], train.batch_size, task=task)
+        tracker.log({"step": steps, "split": "test", **result["test"]})
+    tracker.close()
     return result

@@ -1,0 +1,74 @@
+"""Training and search metrics to TensorBoard and MLflow as well, when the spec asks
+(`train.log_to: [tensorboard, mlflow]`); the run folder's own files stay the record.
+
+TensorBoard event files go to RUN/tensorboard/ (`tensorboard --logdir RUN`); MLflow uses a local file
+store in RUN/mlruns/ unless MLFLOW_TRACKING_URI points elsewhere (`mlflow ui --backend-store-uri
+RUN/mlruns`). Scalars are named `<split>/<metric>` (train/loss, val/acc, ...) against the step.
+"""
+from __future__ import annotations
+
+import atexit
+import math
+import os
+from pathlib import Path
+from typing import Sequence
+
+from nasgraph.errors import NasgraphError
+
+SINKS = ("tensorboard", "mlflow")
+_PACKAGES = {"tensorboard": "tensorboard", "mlflow": "mlflow-skinny (or mlflow)"}
+
+
+def _scalars(record: dict) -> dict[str, float]:
+    split = record.get("split", "train")
+    return {f"{split}/{k}": float(v) for k, v in record.items()
+            if k not in ("step", "split") and isinstance(v, (int, float)) and not isinstance(v, bool)
+            and math.isfinite(v)}
+
+
+class Tracker:
+    """Sends metric records to the chosen sinks; a no-op without any. Closed once, also at exit."""
+
+    def __init__(self, sinks: Sequence[str], run_dir: str | Path, name: str):
+        self.writers, self.mlflow, self.closed = [], None, False
+        run_dir = Path(run_dir)
+        for sink in sinks:
+            try:
+                if sink == "tensorboard":
+                    from torch.utils.tensorboard import SummaryWriter
+
+                    self.writers.append(SummaryWriter(log_dir=str(run_dir / "tensorboard")))
+                elif sink == "mlflow":
+                    import mlflow
+
+                    if "MLFLOW_TRACKING_URI" not in os.environ:  # the local file store (MLflow 3 asks for opt-in)
+                        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+                        mlflow.set_tracking_uri((run_dir / "mlruns").resolve().as_uri())
+                    mlflow.set_experiment("nasgraph")
+                    self.mlflow = mlflow
+                    mlflow.start_run(run_name=name)
+                    mlflow.set_tags({"nasgraph.run": str(run_dir.resolve())})
+                else:
+                    raise NasgraphError(f"train.log_to: unknown sink '{sink}'; valid: {', '.join(SINKS)}")
+            except ImportError:
+                raise NasgraphError(f"train.log_to: {sink} is not installed: pip install {_PACKAGES[sink]} "
+                                    f"(or drop it from train.log_to)") from None
+        if sinks:
+            atexit.register(self.close)
+
+    def log(self, record: dict) -> None:
+        step, values = int(record.get("step", 0)), _scalars(record)
+        for writer in self.writers:
+            for key, value in values.items():
+                writer.add_scalar(key, value, step)
+        if self.mlflow is not None and values:
+            self.mlflow.log_metrics(values, step=step)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        for writer in self.writers:
+            writer.close()
+        if self.mlflow is not None:
+            self.mlflow.end_run()
