@@ -1,7 +1,8 @@
 """How each attention type's latency and memory grow with sequence length, eager vs ONNX Runtime.
 
 For every registered type (plus torch.nn.MultiheadAttention as the baseline row): batch 1,
-d_model 256, 4 heads, T = 256 .. 8192 doubling, CPU. Per type, one child process exports once with a
+d_model 256, 4 heads, T = 256 .. 8192 doubling, CPU; non-causal forms unless --causal (causal-only
+types, the recurrences, always run causal). Per type, one child process exports once with a
 dynamic T (dynamo, opset 18), checks parity at the smallest T, then for each T times PyTorch eager
 and ONNX Runtime (same thread count) and measures peak resident memory of one forward. A type that
 times out or crashes (e.g. killed for memory) is recorded at that T and skipped beyond it.
@@ -35,7 +36,7 @@ D_MODEL, N_HEADS = 256, 4
 
 
 # -- child process: one type, all lengths -----------------------------------------------------------
-def build_module(name: str, max_len: int):
+def build_module(name: str, max_len: int, causal: bool = False):
     import torch
     from nasgraph.attention import build, get
 
@@ -48,8 +49,9 @@ def build_module(name: str, max_len: int):
             def forward(self, x):                                    # x: (B, T, D)
                 return self.attn(x, x, x, need_weights=False)[0]     # (B, T, D)
         return MHA().eval()
-    bounded = get(name).caps.bounded
-    return build(name, D_MODEL, N_HEADS, max_len=max_len if bounded else None).eval()
+    caps = get(name).caps
+    causal = causal or not caps.noncausal                            # causal-only types: always causal
+    return build(name, D_MODEL, N_HEADS, causal=causal, max_len=max_len if caps.bounded else None).eval()
 
 
 def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
@@ -59,7 +61,7 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
 
     torch.manual_seed(0)
     torch.set_num_threads(opts["threads"])
-    model = build_module(name, max(lengths))
+    model = build_module(name, max(lengths), opts["causal"])
     work = Path(tempfile.mkdtemp(prefix="attn_scaling_"))
     onnx_path, info = work / "model.onnx", {"type": name}
     x0 = torch.randn(1, lengths[0], D_MODEL)
@@ -261,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
+    parser.add_argument("--causal", action="store_true",
+                        help="causal form of every type that has one (causal-only types always are)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per length and type")
     parser.add_argument("--explain-t", type=int, default=1024, help="T for the per-level ORT table (0: off)")
@@ -271,7 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         if t != BASELINE:
             get(t)  # ConfigError listing the valid names
     lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
-    opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s", "explain_t")}
+    opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
+                                          "explain_t", "causal")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []

@@ -50,7 +50,8 @@ def spec(layers: int, heads: int, d_model: int, max_len: int) -> dict:
     return {"name": f"compile-bench-{layers}x{heads}",
             "task": {"kind": "listops", "max_len": max_len, "min_len": 20, "max_depth": 3},
             "model": {"d_model": d_model, "n_heads": heads, "n_layers": layers,
-                      "attention": {"granularity": "head", "candidates": attention.names()}}}
+                      "attention": {"granularity": "head",  # the non-causal model: types that have that form
+                                    "candidates": [n for n in attention.names() if attention.get(n).caps.noncausal]}}}
 
 
 def phase(path: Path, what: str) -> dict:

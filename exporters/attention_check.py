@@ -38,21 +38,24 @@ def skip_reason(name: str, causal: bool) -> str | None:
         return f"{name}: caps.exportable=False (declared in {where})"
     if causal and not caps.causal:
         return f"{name}: caps.causal=False, no causal form to export"
+    if not causal and not caps.noncausal:
+        return f"{name}: caps.noncausal=False, causal-only, no non-causal form to export"
     if not caps.exact:
         return f"{name}: caps.exact=False, outputs are random per call so ONNX cannot match"
     return None
 
 
-def export_and_parity(name: str, causal: bool, workdir: str | Path | None = None) -> None:
-    """Export type `name` to ONNX in `workdir` (a temporary folder by default) and check ORT parity."""
+def export_and_parity(name: str, causal: bool, workdir: str | Path | None = None, **options) -> None:
+    """Export type `name` (with its `options`) to ONNX in `workdir` (a temporary folder by default) and
+    check ORT parity."""
     reason = skip_reason(name, causal)
     if reason:
         raise Skipped(reason)
     if workdir is None:
         with tempfile.TemporaryDirectory(prefix="nasgraph-attn-") as tmp:
-            return export_and_parity(name, causal, tmp)
+            return export_and_parity(name, causal, tmp, **options)
     caps = attention.get(name).caps
-    module = build(name, causal).eval()
+    module = build(name, causal, **options).eval()
     example = padded_inputs(*EXPORT_SHAPE, seed=0)
     checks = [padded_inputs(B, T, seed=i + 1) for i, (B, T) in enumerate(CHECK_SHAPES)]
     path, report = export_verified(

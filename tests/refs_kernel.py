@@ -81,9 +81,16 @@ def softmax_rows(module, logits_of, v: Tensor, mask) -> Tensor:
 
 # -- the references ---------------------------------------------------------------------------------
 def softmax_ref(module, x, mask):
-    q, k, v = qkv64(module, x)
+    """softmax(q_i K_J^T / sqrt(dh)) V_J; grouped-query: query head h reads key/value head h // (H / n_kv)."""
+    xd = x.double()
+    q = per_head(module, linear64(module.q_proj, xd))                  # (B, H, T, dh)
+    k, v = (linear64(p, xd).unflatten(-1, (module.n_kv, module.head_dim)).transpose(1, 2)
+            for p in (module.k_proj, module.v_proj))                    # (B, n_kv, T, dh)
+    group = module.n_heads // module.n_kv
     scale = 1 / math.sqrt(module.head_dim)
-    return finish(module, softmax_rows(module, lambda b, h, i, J: k[b, h, J] @ q[b, h, i] * scale, v, mask))
+    v_per_query_head = torch.stack([v[:, h // group] for h in range(module.n_heads)], 1)  # (B, H, T, dh)
+    row = lambda b, h, i, J: k[b, h // group, J] @ q[b, h, i] * scale  # noqa: E731
+    return finish(module, softmax_rows(module, row, v_per_query_head, mask))
 
 
 def linear_ref(module, x, mask):

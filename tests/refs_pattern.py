@@ -64,13 +64,14 @@ REFERENCES = {
 
 
 def sliding_window_ref(module, x, mask=None):
-    """Keys with |i - j| <= window (causal: 0 <= i - j <= window), plus the global first positions."""
+    """Keys with |i - j| <= window (causal: 0 <= i - j <= window), plus the global first positions
+    (keys of all, and queries of all) and the sink positions (keys of all)."""
     i, j = _grid(x.shape[1])
-    w, g = module.config.window, module.config.n_global
+    w, g, s = module.config.window, module.config.n_global, module.config.sinks
     if module.causal:
-        allowed = ((i - j).abs() <= w) & (j <= i) | ((j < g) & (j <= i))
+        allowed = ((i - j).abs() <= w) & (j <= i) | ((j < max(g, s)) & (j <= i))
     else:
-        allowed = ((i - j).abs() <= w) | (j < g) | (i < g)
+        allowed = ((i - j).abs() <= w) | (j < max(g, s)) | (i < g)
     return _dense_softmax(module, x, mask, allowed)
 
 

@@ -71,10 +71,11 @@ def sdpa(logits: int, e: int, ev: int, float_mask: bool = False) -> int:
 # -- one formula per type ------------------------------------------------------------------------------
 def softmax_flops(B, T, D, H, cfg, causal):
     dh, L = D // H, B * H * T * T                    # L logits
+    kv = (cfg.n_kv_heads or H) * dh                  # grouped-query: narrower k, v projections
     core = 2 * L * dh + L + SOFTMAX * L              # q k^T, p v, scale, softmax (same for sdpa/math)
     if causal:
         core += causal_mask(T) + L                   # build the bias, add it to every logit
-    return qkvo(B, T, D) + core
+    return 2 * B * T * D * D + 2 * B * T * D * kv + core  # q, out_proj; k, v (heads repeated: free)
 
 
 def linear_flops(B, T, D, H, cfg, causal):
@@ -147,8 +148,9 @@ def sparse_flops(B, T, D, H, cfg, causal):
 def sliding_window_flops(B, T, D, H, cfg, causal):
     dh, w = D // H, cfg.window
     g = min(cfg.n_global, T)                         # global positions that exist
+    s = min(max(cfg.n_global, cfg.sinks), T)         # keys of every query: global and sink positions
     nb = math.ceil(T / w)                            # query blocks of w (T padded to nb * w)
-    keys = g + (2 if causal else 3) * w              # globals + previous, own (+ next) block
+    keys = s + (2 if causal else 3) * w              # globals/sinks + previous, own (+ next) block
     flops = qkvo(B, T, D) + block_sdpa(B, H, dh, nb * w, keys)
     return flops + (global_rows(B, H, dh, T, g, causal) if g else 0)
 
@@ -252,6 +254,111 @@ def synthesizer_flops(B, T, D, H, cfg, causal):
     return vo + mask + bias + SOFTMAX * LT + B * H * T * T * dh  # softmax, (1, H, T, T) @ v
 
 
+# -- the recurrent types (nasgraph/attention/_recurrent.py, _recurrent_layer.py): causal only ---------
+def recurrent_output(B: int, T: int, D: int, H: int, cfg) -> int:
+    """_recurrent_layer.finish and out_proj: RMS norm per head (square, mean, + eps, rsqrt, *), gate."""
+    norm = 3 * B * T * D + 2 * B * T * H if cfg.norm else 0
+    gate = B * T * D * D + 2 * B * T * D if cfg.gate else 0   # gate_proj, silu, *
+    return norm + gate + B * T * D * D
+
+
+def chunk_decays(P: int, Tc: int, C: int, d: int) -> int:
+    """_recurrent.chunk_decays over P rows of Tc positions, d decays each: segment sums (a masked
+    cumsum over (C, C, d) per position), cumsum, exp of the four results (the whole-chunk one per chunk)."""
+    return P * Tc * C * d + P * Tc * d + 2 * P * Tc * d + P * (Tc // C) * d + P * Tc * C * d
+
+
+def decayed_linear_per_dim(P: int, Tc: int, dk: int, dv: int, C: int) -> int:
+    """_recurrent.decayed_linear_per_dim: each chunk whole in the scan step."""
+    n = Tc // C
+    decays = P * C * dk + 2 * P * C * C * dk + P * C * dk  # cumsum; pair differences, exp; exp(G)
+    scores = 2 * P * C * C * dk + P * C * C * dv     # pairs * k, einsum with q; @ v
+    inter = P * C * dk + P * C * dk * dv + P * C * dv  # q * from_start, @ S, + intra
+    update = 2 * P * C * dk + P * dk + P * dk * dv + P * C * dk + P * C * dk * dv + P * dk * dv
+    #        exp(last - G), exp(last); whole * S; k * to_end, ^T @ v, +
+    return n * (decays + scores + inter) + (n - 1) * update  # the last chunk's update is unused (dropped)
+
+
+def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int) -> int:
+    """_recurrent.decayed_linear: P = B * H rows, d = 1 (scalar decay) or dk (per key dim)."""
+    if d != 1:
+        return decayed_linear_per_dim(P, Tc, dk, dv, C)
+    n = Tc // C
+    scores = P * Tc * C * dk + P * Tc * C            # q k^T * decays
+    intra = P * Tc * C * dv                          # scores @ v
+    update = P * Tc * dk + P * Tc * dk * dv          # k * to_end; ^T @ v per chunk
+    scan = (3 * n - 2) * P * dk * dv                 # per chunk: d * S, + u, S + 0; the last state is
+    #                                                   unused, and the traced graph drops its update
+    inter = P * Tc * dk + P * Tc * dk * dv + P * Tc * dv  # q * from_start, @ states, + intra
+    flops = chunk_decays(P, Tc, C, d) + scores + intra + update + scan + inter
+    if n == 1:                                       # one chunk: no state is passed on, the traced graph
+        flops -= P * Tc * d + P * d + update         # drops exp(to_end), exp(whole) and the update
+    return flops
+
+
+def delta_rule(P: int, Tc: int, dk: int, dv: int, C: int, gated: bool) -> int:
+    """_recurrent.delta_rule: WY/UT chunk form, forward substitution over C - 1 columns, scan."""
+    n = Tc // C
+    flops = P * Tc * dk + 2 * P * Tc * C * dk        # k * beta; (k beta) k^T, q k^T
+    if gated:                                        # decays: * pairs on both, k beta, k, q scaled
+        flops += chunk_decays(P, Tc, C, 1) + 2 * P * Tc * C + 3 * P * Tc * dk
+    flops += 2 * (C - 1) * P * Tc * C                # unit_lower_inverse: a product and a difference
+    flops += P * Tc * C * dk + P * Tc * dv + P * Tc * C * dv  # W = T kb; v * beta; U = T (v beta)
+    update = P * dk * dv * C + P * dk * dv + (P * dk * dv if gated else 0)  # (d *) S + kd^T u~
+    step = P * C * dk * dv + P * C * dv + P * dk * dv  # u~ = u - w S; S + 0
+    scan = n * step + (n - 1) * update               # the last chunk's update is unused (dropped)
+    if gated and n == 1:                             # one chunk: exp(whole), exp(to_end), kd unused
+        flops -= P + P * Tc + P * Tc * dk
+    return flops + scan + P * Tc * dk * dv + P * Tc * C * dv + P * Tc * dv  # q S, qk @ u~, +
+
+
+def l2_normalize(B: int, T: int, D: int, H: int) -> int:
+    """F.normalize per head: vector norm (2 per element), clamp_min per row, divide."""
+    return 2 * B * T * D + B * T * H + B * T * D
+
+
+def mamba_decay(B: int, T: int, D: int, H: int) -> int:
+    """-exp(A_log) * softplus(x W + dt_bias): projection, + bias, softplus, exp and neg per head, *."""
+    return B * T * D * H + 2 * B * T * H + 2 * H + B * T * H
+
+
+def padded(T: int, C: int) -> int:
+    return math.ceil(T / C) * C
+
+
+def retention_flops(B, T, D, H, cfg, causal):
+    dh = D // H
+    inputs = 3 * B * T * D * D + B * T * D           # q, k, v; q * scale
+    return inputs + decayed_linear(B * H, padded(T, cfg.chunk), dh, dh, 1, cfg.chunk) + recurrent_output(B, T, D, H, cfg)
+
+
+def gla_flops(B, T, D, H, cfg, causal):
+    dh = D // H
+    inputs = 4 * B * T * D * D + 3 * B * T * D       # q, k, v, decay_proj; logsigmoid, / tau, q * scale
+    return inputs + decayed_linear(B * H, padded(T, cfg.chunk), dh, dh, dh, cfg.chunk) + recurrent_output(B, T, D, H, cfg)
+
+
+def deltanet_flops(B, T, D, H, cfg, causal, gated=False):
+    dh = D // H
+    inputs = 3 * B * T * D * D + B * T * D * H + B * T * H + 2 * l2_normalize(B, T, D, H)  # beta: proj, sigmoid
+    if gated:
+        inputs += mamba_decay(B, T, D, H)
+    core = delta_rule(B * H, padded(T, cfg.chunk), dh, dh, cfg.chunk, gated)
+    return inputs + core + recurrent_output(B, T, D, H, cfg)
+
+
+def gated_deltanet_flops(B, T, D, H, cfg, causal):
+    return deltanet_flops(B, T, D, H, cfg, causal, gated=True)
+
+
+def ssd_flops(B, T, D, H, cfg, causal):
+    N = cfg.d_state
+    dt = B * T * D * H + 2 * B * T * H + 2 * H + B * T * H  # dt: proj, + bias, softplus; exp, neg; * dt
+    inputs = dt + B * T * D * D + 2 * B * T * D * N + 2 * B * T * D  # v, B, C projections; x * dt, D * x
+    core = decayed_linear(B * H, padded(T, cfg.chunk), N, D // H, 1, cfg.chunk)
+    return inputs + core + B * T * D + recurrent_output(B, T, D, H, cfg)   # + D x
+
+
 HAND_FLOPS: dict[str, Callable[..., int]] = {
     "softmax": softmax_flops,
     "linear": linear_flops,
@@ -270,11 +377,21 @@ HAND_FLOPS: dict[str, Callable[..., int]] = {
     "nystromformer": nystromformer_flops,
     "reformer": reformer_flops,
     "synthesizer": synthesizer_flops,
+    "retention": retention_flops,
+    "gla": gla_flops,
+    "deltanet": deltanet_flops,
+    "gated_deltanet": gated_deltanet_flops,
+    "ssd": ssd_flops,
 }
 
 # Extra option sets per type, beyond the defaults (e.g. several causal chunks, a padded last chunk).
 EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
-    "softmax": [{"impl": "math"}],
+    "softmax": [{"impl": "math"}, {"n_kv_heads": 2}, {"n_kv_heads": 1, "impl": "math"}],
+    "retention": [{"chunk": 8}, {"chunk": 6, "norm": False, "gate": False}],
+    "gla": [{"chunk": 8}, {"chunk": 3, "gate": False}],
+    "deltanet": [{"chunk": 8}, {"chunk": 6, "norm": False}],
+    "gated_deltanet": [{"chunk": 8}, {"chunk": 7, "gate": False}],
+    "ssd": [{"chunk": 8, "d_state": 12}],
     "linear": [{"chunk": 8}],
     "cosformer": [{"chunk": 8}],
     "performer": [{"chunk": 6, "n_features": 12}],
@@ -287,7 +404,8 @@ EXTRA_OPTIONS: dict[str, list[dict[str, Any]]] = {
     "aft_local": [{"window": 4, "pos_dim": 3}, {"window": 6}],
     "aft_conv": [{"kernel": 4}],
     "dcmha": [{"rank": 1, "static_mix": True}, {"pre": False, "hidden_mult": 2}, {"post": False}],
-    "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30}],
+    "sliding_window": [{"window": 4}, {"window": 6, "n_global": 3}, {"window": 8, "n_global": 30},
+                       {"window": 4, "sinks": 2}, {"window": 5, "sinks": 3, "n_global": 1}],
     "nystromformer": [{"landmarks": 4}, {"landmarks": 6, "pinv_iterations": 2}],
     "reformer": [{"chunk": 4, "n_hashes": 2}, {"chunk": 7, "n_buckets": 4, "n_hashes": 3}],
     "synthesizer": [{"mode": "random"}, {"hidden": 12}, {"hidden": 5}],
@@ -312,6 +430,8 @@ def test_counted_flops_match_hand_formula(name, causal, options):
                     f"(tests/test_attention_flops.py): derive one from its code")
     if causal and not attention.get(name).caps.causal:
         pytest.skip(f"attention '{name}' has no causal form")
+    if not causal and not attention.get(name).caps.noncausal:
+        pytest.skip(f"attention '{name}' is causal-only (caps.noncausal=False)")
     config = attention.parse_options(name, options)
     counted = attention_flops(name, D, H, T, batch=B, causal=causal, **options).total
     assert counted == HAND_FLOPS[name](B, T, D, H, config, causal)

@@ -12,6 +12,7 @@ import torch
 
 import nasgraph.attention as attention
 from refs_kernel import REFERENCES as KERNEL_REFERENCES
+from refs_recurrent import REFERENCES as RECURRENT_REFERENCES
 from attention_inputs import padding_mask
 
 try:
@@ -21,16 +22,21 @@ except ModuleNotFoundError as err:  # the pattern family's references are not wr
         raise
     PATTERN_REFERENCES = {}
 
-REFERENCES = {**KERNEL_REFERENCES, **PATTERN_REFERENCES}
+REFERENCES = {**KERNEL_REFERENCES, **PATTERN_REFERENCES, **RECURRENT_REFERENCES}
 D, H, B = 32, 4, 2
 # Options beyond the defaults that take a different code path (segments longer than 1, random mode).
 VARIANTS = {"nystromformer": [{"landmarks": 8}], "synthesizer": [{"mode": "random"}, {"hidden": 5}],
             "linear": [{"chunk": 4}], "performer": [{"n_features": 24, "chunk": 8}],
-            "reformer": [{"n_hashes": 3, "chunk": 4, "n_buckets": 4}]}
+            "reformer": [{"n_hashes": 3, "chunk": 4, "n_buckets": 4}],
+            "softmax": [{"n_kv_heads": 2}, {"n_kv_heads": 1, "impl": "math"}],
+            "sliding_window": [{"window": 4, "sinks": 2}, {"window": 3, "sinks": 5, "n_global": 2}],
+            "retention": [{"chunk": 4}], "gla": [{"chunk": 5, "gate": False}],
+            "deltanet": [{"chunk": 4, "norm": False}], "gated_deltanet": [{"chunk": 8, "gate": False, "norm": False}],
+            "ssd": [{"chunk": 4, "d_state": 6}]}
 FORMS = [pytest.param(name, causal, options, id=f"{name}-{'causal' if causal else 'full'}-{options or 'default'}")
          for name in attention.names() for causal in (False, True)
          for options in [{}] + VARIANTS.get(name, [])
-         if not causal or attention.get(name).caps.causal]
+         if (attention.get(name).caps.causal if causal else attention.get(name).caps.noncausal)]
 
 
 def build(name: str, causal: bool, max_len: int = 64, **options) -> attention.Attention:

@@ -26,11 +26,13 @@ class Capabilities:
     """What a type can do; the wrappers and the tests read these instead of special-casing names."""
 
     causal: bool = True          # has a causal form
+    noncausal: bool = True       # has a non-causal form (False: causal-only, e.g. recurrences)
     padding_mask: bool = True    # honours mask: padded keys never reach real positions
     bounded: bool = False        # needs max_len (position-sized parameters)
     exportable: bool = True      # exports with the dynamo ONNX exporter and matches ONNX Runtime
     linear: bool = False         # time and memory grow linearly in T (for a fixed config)
     exact: bool = True           # deterministic at eval (no random features redrawn per call)
+    recurrent: bool = False      # has the decoding form: init_state(B) and step(x_t, state), see below
 
 
 class AttentionConfig(StrictConfig):
@@ -90,6 +92,15 @@ class Attention(nn.Module):
         if self.out_proj is None:
             raise RuntimeError(f"attention '{self.name}' was built with out_proj=False; call heads()")
         return self.out_proj(h.flatten(2))               # (B, T, d_model)
+
+    # -- optional: token-by-token decoding (caps.recurrent) -------------------------------------------
+    # A recurrent type keeps a fixed-size state per head instead of a growing key/value cache:
+    #   init_state(B, device=, dtype=) -> state (B, H, dk, dv), zeros
+    #   step(x_t, state) -> (y_t, state): x_t (B, d_model) -> y_t (B, d_model) (after out_proj)
+    #   step_heads(x_t, state) -> (o_t (B, H, head_dim), state): before out_proj
+    # Feeding x_1..x_T through step() gives forward(x)[:, t] at each t (causal form, no padding).
+    # The state layout per head is (dk, dv): o_t = q_t S_t with q_t a (dk,) row; dv = head_dim and
+    # dk = head_dim except where the type says otherwise (ssd: d_state).
 
     def extra_repr(self) -> str:
         return f"{self.name}, d_model={self.d_model}, heads={self.n_heads}x{self.head_dim}, causal={self.causal}"

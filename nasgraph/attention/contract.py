@@ -3,8 +3,8 @@ both run against a registered type (built-in or plug-in).
 
 A check is `run(name, causal)`: it returns when the type keeps the contract, raises `Skipped` when
 a capability flag says the check does not apply (never by name), and raises anything else on failure.
-`forms` says which forms it runs on: "each" (full, and causal when the type has one), "full" (once
-per type) or "causal" (the causal form only). The ONNX export check lives in exporters (a higher layer).
+`forms` says which forms it runs on: "each" (full and causal, those the type has), "full" (once per
+type: the non-causal form, or the causal one of a causal-only type) or "causal" (the causal form only). The ONNX export check lives in exporters (a higher layer).
 """
 from __future__ import annotations
 
@@ -51,9 +51,13 @@ def padding_mask(T: int, B: int = B) -> torch.Tensor:
     return mask
 
 
-def build(name: str, causal: bool = False, max_len: int = LONGEST, **kwargs) -> Attention:
-    """Type `name` at the contract's size (d_model D, H heads), seeded; bounded types get max_len."""
+def build(name: str, causal: bool | None = None, max_len: int = LONGEST, **kwargs) -> Attention:
+    """Type `name` at the contract's size (d_model D, H heads), seeded; bounded types get max_len.
+
+    causal=None: the non-causal form, or the causal one for causal-only types (caps.noncausal=False).
+    """
     torch.manual_seed(0)
+    causal = not attention.get(name).caps.noncausal if causal is None else causal
     bounded = attention.get(name).caps.bounded
     return attention.build(name, D, H, causal=causal, max_len=max_len if bounded else None, **kwargs)
 
@@ -167,7 +171,7 @@ def bounded_length_enforced(name: str, causal: bool) -> None:
     if not attention.get(name).caps.bounded:
         raise Skipped(f"'{name}' is not bounded by a max_len (caps.bounded=False)")
     try:
-        attention.build(name, D, H)
+        attention.build(name, D, H, causal=not attention.get(name).caps.noncausal)
     except ConfigError as err:
         assert "max_len" in str(err), f"building without max_len: unclear error: {err}"
     else:
@@ -193,6 +197,33 @@ def causal_refused_without_form(name: str, causal: bool) -> None:
         raise AssertionError("a causal form was built although caps.causal=False")
 
 
+def noncausal_refused_when_causal_only(name: str, causal: bool) -> None:
+    if attention.get(name).caps.noncausal:
+        raise Skipped(f"'{name}' has a non-causal form (caps.noncausal=True)")
+    try:
+        build(name, causal=False)
+    except ConfigError as err:
+        assert "causal-only" in str(err) and "softmax" in str(err), f"unclear error: {err}"
+    else:
+        raise AssertionError("a non-causal form was built although caps.noncausal=False")
+
+
+def decoding_matches_forward(name: str, causal: bool) -> None:
+    """init_state + step, token by token, gives forward's outputs (float64, to rounding)."""
+    module = build(name, causal=True).eval()
+    if not module.caps.recurrent:
+        raise Skipped(f"'{name}' has no decoding form (caps.recurrent=False)")
+    module.double()
+    x = torch.randn(B, 13, D, dtype=torch.float64)                  # (B, T, D)
+    state = module.init_state(B, dtype=torch.float64)               # (B, H, dk, dv)
+    steps = []
+    for t in range(x.shape[1]):
+        y, state = module.step(x[:, t], state)                       # (B, D)
+        steps.append(y)
+    torch.testing.assert_close(torch.stack(steps, 1), module(x), rtol=1e-9, atol=1e-10,
+                               msg=lambda m: f"step() differs from forward(): {m}")
+
+
 CHECKS: list[Check] = [
     Check("declared", declared, "typed Config (AttentionConfig) and capability flags", "full"),
     Check("finite", finite_values_and_gradients, "shapes, finite values and gradients at T=1, 7, 64"),
@@ -204,13 +235,17 @@ CHECKS: list[Check] = [
     Check("unknown_option", unknown_option_rejected, "unknown options rejected, valid ones listed", "full"),
     Check("bounded", bounded_length_enforced, "bounded types need max_len and refuse longer input", "full"),
     Check("no_causal_form", causal_refused_without_form, "a causal request is refused without a causal form", "full"),
+    Check("causal_only", noncausal_refused_when_causal_only, "a causal-only type refuses the non-causal form",
+          "full"),
+    Check("decoding", decoding_matches_forward, "recurrent types: step() token by token == forward()", "causal"),
 ]
 
 
 def forms(name: str, check: Check) -> list[bool]:
     """The `causal` values `check` runs with for type `name`."""
-    has_causal = attention.get(name).caps.causal
-    return {"full": [False], "causal": [True] if has_causal else [], "each": [False, True] if has_causal else [False]}[check.forms]
+    caps = attention.get(name).caps
+    each = [False] * caps.noncausal + [True] * caps.causal           # the forms the type has
+    return {"full": each[:1], "causal": [True] if caps.causal else [], "each": each}[check.forms]
 
 
 def run_checks(name: str, checks: Sequence[Check] = CHECKS, on_result=None) -> list[Result]:

@@ -48,7 +48,8 @@ def build(name: str, d_model: int, n_heads: int, causal: bool = False, max_len: 
         name: a registered type (see `names()`).
         d_model: model width; input and output are (B, T, d_model).
         n_heads: number of heads; head_dim defaults to d_model // n_heads.
-        causal: use the causal form (ConfigError if the type has none).
+        causal: use the causal form (ConfigError if the type has none, or if causal=False and the
+            type is causal-only: caps.noncausal=False).
         max_len: longest sequence; required by bounded types (caps.bounded).
         head_dim: per-head width, for heterogeneous layers where this type owns a subset of heads.
         out_proj: False for types used inside a mixed or heterogeneous layer that projects itself.
@@ -65,6 +66,10 @@ def build(name: str, d_model: int, n_heads: int, causal: bool = False, max_len: 
     if causal and not cls.caps.causal:
         raise ConfigError(f"attention '{name}' has no causal form; causal types: "
                           f"{', '.join(n for n in names() if get(n).caps.causal)}")
+    if not causal and not cls.caps.noncausal:
+        raise ConfigError(f"attention '{name}' is causal-only (a recurrence reads the past): build it with "
+                          f"causal=True; types with a non-causal form: "
+                          f"{', '.join(n for n in names() if get(n).caps.noncausal)}")
     if cls.caps.bounded and max_len is None:
         raise ConfigError(f"attention '{name}' is bounded by its sequence length: pass max_len")
     config = parse_options(name, options)

@@ -2,8 +2,11 @@
 
 Query i sees keys j with |i - j| <= window (causal: 0 <= i - j <= window). The first n_global
 positions are global: they attend to every key (causal: every earlier key) and every query attends to
-them. Computed by blocks of `window` positions, each against its neighbour blocks, plus the global
-keys: O(T (window + n_global) d) time and memory, never a T x T matrix.
+them. The first `sinks` positions are attention sinks (StreamingLLM, Xiao et al. 2023, arXiv
+2309.17453): every query sees them as keys (causal: when they are not in its future), but
+they attend only within their window. Computed by blocks of `window` positions, each against its
+neighbour blocks, plus the global and sink keys: O(T (window + max(n_global, sinks)) d) time and
+memory, never a T x T matrix.
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from nasgraph.attention.registry import register
 class SlidingWindowConfig(AttentionConfig):
     window: int = Field(128, ge=1)   # one-sided reach: keys within +-window (causal: the previous window)
     n_global: int = Field(0, ge=0)   # the first n_global positions attend to all and are attended by all
+    sinks: int = Field(0, ge=0)      # the first `sinks` positions are keys of every query (attention sinks)
 
 
 @register("sliding_window")
@@ -35,23 +39,24 @@ class SlidingWindowAttention(Attention):
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[1]
         w, g = self.config.window, self.config.n_global
+        s = max(g, self.config.sinks)                                   # keys every query sees
         after = 0 if self.causal else 1
         real = real_tokens(mask, x)                                     # (B, T)
         q, k, v = (head_major(p(x), self.n_heads)
                    for p in (self.q_proj, self.k_proj, self.v_proj))    # (H, B, T, dh)
         qb = to_blocks(q, w)                                            # (H, B, nb, w, dh)
         kb, vb = (neighbour_blocks(to_blocks(t, w), 1, after) for t in (k, v))  # (H, B, nb, L, dh)
-        # global keys come separately below, so the band skips positions < g
-        not_global = torch.arange(T, device=x.device) >= g              # (T,)
+        # global and sink keys come separately below, so the band skips positions < s
+        not_global = torch.arange(T, device=x.device) >= s              # (T,)
         real_kb = block_flags(real & not_global, w)[..., None]          # (B, nb, w, 1)
         real_kb = neighbour_blocks(real_kb, 1, after)[..., 0]           # (B, nb, L)
         lag = relative_lag(w, 1, after, x.device)                       # (w, L)
         band = (lag <= w) & (lag >= (0 if self.causal else -w))         # (w, L)
         allowed = real_kb[:, :, None, :] & band                         # (B, nb, w, L)
-        if g:
-            kg, vg, allowed_g = global_keys(k, v, real, g, w, self.causal)  # (H, B, nb, g, dh), (B, nb, *, g)
-            kb, vb = torch.cat([kg, kb], 3), torch.cat([vg, vb], 3)      # (H, B, nb, g + L, dh)
-            allowed = torch.cat([allowed_g.expand(-1, -1, w, -1), allowed], -1)  # (B, nb, w, g + L)
+        if s:
+            kg, vg, allowed_g = global_keys(k, v, real, s, w, self.causal)  # (H, B, nb, s, dh), (B, nb, *, s)
+            kb, vb = torch.cat([kg, kb], 3), torch.cat([vg, vb], 3)      # (H, B, nb, s + L, dh)
+            allowed = torch.cat([allowed_g.expand(-1, -1, w, -1), allowed], -1)  # (B, nb, w, s + L)
         out = block_attention(qb, kb, vb, allowed)                      # (H, B, nb, w, dh)
         if g:
             rows = global_rows(q, k, v, mask, g, self.causal)           # (H, B, g, dh)

@@ -1,18 +1,28 @@
-"""Softmax (scaled dot-product) attention: softmax(Q K^T / sqrt(d) + mask) V."""
+"""Softmax (scaled dot-product) attention: softmax(Q K^T / sqrt(d) + mask) V.
+
+With n_kv_heads < n_heads it is grouped-query attention (Ainslie et al. 2023, arXiv 2305.13245):
+n_kv_heads key/value heads, each shared by n_heads / n_kv_heads consecutive query heads (the k/v
+projections and, in decoding, the cache shrink by that factor).
+"""
 from __future__ import annotations
 
 from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from torch import nn
+
+from pydantic import PositiveInt
 
 from nasgraph.attention.base import Attention, AttentionConfig, causal_bias, key_padding_bias
 from nasgraph.attention.registry import register
+from nasgraph.errors import ConfigError
 
 
 class SoftmaxConfig(AttentionConfig):
     impl: Literal["sdpa", "math"] = "sdpa"  # sdpa = torch's fused kernel; math = explicit matmul-softmax
     dropout: float = 0.0
+    n_kv_heads: PositiveInt | None = None  # grouped-query attention: key/value heads (None: n_heads)
 
 
 @register("softmax")
@@ -23,7 +33,18 @@ class SoftmaxAttention(Attention):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.qkv_projections()
+        self.n_kv = self.config.n_kv_heads or self.n_heads
+        if self.n_heads % self.n_kv:
+            raise ConfigError(f"attention 'softmax': n_kv_heads {self.n_kv} does not divide the {self.n_heads} "
+                              f"heads; valid: {[d for d in range(1, self.n_heads + 1) if self.n_heads % d == 0]}")
+        self.q_proj = nn.Linear(self.d_model, self.inner)
+        self.k_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)
+        self.v_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)
+
+    def kv_heads(self, t: torch.Tensor) -> torch.Tensor:
+        """(B, T, n_kv*dh) -> (B, H, T, dh): each key/value head repeated for its query group."""
+        t = t.unflatten(-1, (self.n_kv, self.head_dim)).transpose(1, 2)  # (B, n_kv, T, dh)
+        return t.repeat_interleave(self.n_heads // self.n_kv, dim=1)     # (B, H, T, dh)
 
     def bias(self, mask: torch.Tensor | None, T: int, ref: torch.Tensor) -> torch.Tensor | None:
         """Additive bias broadcastable to (B, H, T, T), or None."""
@@ -34,7 +55,7 @@ class SoftmaxAttention(Attention):
         return bias
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self.qkv(x)                                        # (B, H, T, dh)
+        q, k, v = self.split(self.q_proj(x)), self.kv_heads(self.k_proj(x)), self.kv_heads(self.v_proj(x))  # (B, H, T, dh)
         bias = self.bias(mask, x.shape[1], q)
         p = self.config.dropout if self.training else 0.0
         if self.config.impl == "sdpa":

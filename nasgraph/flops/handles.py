@@ -120,7 +120,7 @@ def _with_inplace(table: dict[str, Handle]) -> dict[str, Handle]:
 _ELEMENTWISE_OPS = ["add", "sub", "rsub", "mul", "div", "neg", "reciprocal", "exp", "log", "log1p",
                     "expm1", "sqrt", "rsqrt", "pow", "square", "abs", "sin", "cos", "erf", "sigmoid",
                     "tanh", "relu", "elu", "gelu", "silu", "softplus", "leaky_relu", "clamp",
-                    "clamp_min", "clamp_max", "maximum", "minimum", "addcmul", "addcdiv"]
+                    "clamp_min", "clamp_max", "maximum", "minimum", "addcmul", "addcdiv", "log_sigmoid"]
 _REDUCTION_OPS = ["sum", "mean", "amax", "amin", "max", "min", "cumsum", "cumprod", "prod"]
 
 HANDLES: dict[str, Handle] = {

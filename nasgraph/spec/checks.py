@@ -25,13 +25,14 @@ def _get(raw: Any, path: KeyPath) -> Any:
 
 
 def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int,
-                    max_len: int | None, raw: Any = None) -> None:
+                    max_len: int | None, raw: Any = None, causal_task: bool = False) -> None:
     """Candidate (or per-head) names and options, causal forms, bounded types, `heads` length.
 
     `attn` has .candidates, .heads and .causal (AttentionSpec or the attention op's config); `raw`
     is the data written at `path` (to place errors right when the shorthand `attention: softmax`
-    was used).
+    was used). `causal_task`: a per-position task, whose attention is causal unless set otherwise.
     """
+    causal = attn.causal or (causal_task and "causal" not in getattr(attn, "model_fields_set", ()))
     key = "heads" if attn.heads is not None else "candidates"
     items = attn.heads if attn.heads is not None else attn.candidates
     seen: dict[str, int] = {}
@@ -47,10 +48,14 @@ def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int
         except ConfigError as err:
             sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
             raise error_at(str(err), where + ((name,) + sub if sub else ())) from None
-        if attn.causal and not cls.caps.causal:
+        if causal and not cls.caps.causal:
             causal_types = [n for n in attention.names() if attention.get(n).caps.causal]
             raise error_at(f"attention '{name}' has no causal form (causal: true); types with one: "
                            f"{', '.join(causal_types)}", where)
+        if not causal and not cls.caps.noncausal:
+            both = [n for n in attention.names() if attention.get(n).caps.noncausal]
+            raise error_at(f"attention '{name}' is causal-only (a recurrence): set causal: true in this "
+                           f"attention, or use a type with a non-causal form: {', '.join(both)}", where)
         if cls.caps.bounded and max_len is None:
             raise error_at(f"attention '{name}' is bounded by its sequence length and needs the task's "
                            f"max_len: add task.max_len", where)
@@ -71,7 +76,7 @@ def _item_path(raw: Any, path: KeyPath, key: str, index: int) -> KeyPath:
     return path + (index,) if isinstance(raw, list) else path  # [a, b] | softmax | {local: {...}}
 
 
-def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None) -> None:
+def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None, causal_task: bool = False) -> None:
     """Width/heads, and every attention of the standard encoder (model.attention, model.layers[i]).
 
     `max_len` is the task's (parsed, defaults applied): bounded attention types are built with it.
@@ -88,7 +93,8 @@ def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None) -> None
         if layer.attention is not None:
             sites.append((layer.attention, ("model", "layers", i, "attention")))
     for attn, path in sites:
-        check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path))
+        check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path),
+                        causal_task=causal_task)
 
 
 STANDARD_ONLY = {"n_layers": "the layers are the graph's own",

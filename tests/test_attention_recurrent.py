@@ -1,0 +1,124 @@
+"""The recurrent types' two forms agree with each other and with the per-token reference.
+
+chunked (forward, training) == recurrent (init_state + step, decoding) == reference (refs_recurrent),
+in float64 to rounding and in float32 within 1e-5, at several chunk sizes (a chunk longer than the
+sequence, one that does not divide it, one of a single position). Registry-driven: every type with
+caps.recurrent is covered.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import nasgraph.attention as attention
+from nasgraph.errors import ConfigError
+from refs_recurrent import REFERENCES
+
+D, H, B, T = 32, 4, 2, 23
+RECURRENT = [n for n in attention.names() if attention.get(n).caps.recurrent]
+
+
+def build(name: str, **options) -> attention.Attention:
+    torch.manual_seed(0)
+    return attention.build(name, D, H, causal=True, **options).eval()
+
+
+def stepped(module, x: torch.Tensor) -> torch.Tensor:
+    """Run the decoding form over x: (B, T, D) -> (B, T, D)."""
+    state = module.init_state(x.shape[0], dtype=x.dtype)
+    outs = []
+    for t in range(x.shape[1]):
+        y, state = module.step(x[:, t], state)
+        outs.append(y)
+    return torch.stack(outs, 1)
+
+
+def test_every_recurrent_type_has_a_reference():
+    assert RECURRENT, "no recurrent types registered"
+    assert set(RECURRENT) <= set(REFERENCES), set(RECURRENT) - set(REFERENCES)
+
+
+@pytest.mark.parametrize("chunk", [1, 5, 64])
+@pytest.mark.parametrize("name", RECURRENT)
+def test_chunked_equals_recurrent_equals_reference(name, chunk):
+    module = build(name, chunk=chunk)
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D)
+    with torch.no_grad():
+        expected = REFERENCES[name](module, x, None)                   # (B, T, D) float64
+        chunked32, stepped32 = module(x), stepped(module, x)
+        module.double()
+        chunked64, stepped64 = module(x.double()), stepped(module, x.double())
+    for got in (chunked64, stepped64):
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+    for got in (chunked32, stepped32):
+        torch.testing.assert_close(got.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_state_layout_is_per_head_dk_by_dv(name):
+    module = build(name)
+    state = module.init_state(3)
+    assert state.shape == (3, H, module.key_dim, D // H) and not state.any()
+    y, new = module.step(torch.randn(3, D), state)
+    assert y.shape == (3, D) and new.shape == state.shape
+    o, _ = module.step_heads(torch.randn(3, D), state)
+    assert o.shape == (3, H, D // H)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_long_sequence_in_float32_stays_exact(name):
+    """Strong decays over 600 positions: cumulative log-decays far below exp's range must not overflow."""
+    module = build(name, chunk=64)
+    with torch.no_grad():
+        for p in module.parameters():
+            p.mul_(4.0)                                                # large gates and keys
+    x = torch.randn(1, 600, D)
+    with torch.no_grad():
+        got = module(x)
+        exact = module.double()(x.double())
+    assert torch.isfinite(got).all()
+    torch.testing.assert_close(got.double(), exact, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_gradients_of_chunked_and_recurrent_forms_agree(name):
+    module = build(name, chunk=4).double()
+    x = torch.randn(B, 9, D, dtype=torch.float64)
+    grads = []
+    for run in (module, lambda t: stepped(module, t)):
+        module.zero_grad()
+        run(x).square().sum().backward()
+        grads.append([p.grad.clone() for p in module.parameters()])
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-8, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_causal_only_types_refuse_the_noncausal_form(name):
+    assert not attention.get(name).caps.noncausal
+    with pytest.raises(ConfigError, match=f"'{name}' is causal-only") as err:
+        attention.build(name, D, H, causal=False)
+    assert "softmax" in str(err.value)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
+def test_spec_refuses_a_causal_only_type_in_a_noncausal_model(name, write_spec):
+    from nasgraph.errors import SpecError
+    from nasgraph.spec import load_spec
+
+    path = write_spec(f"""
+        name: t
+        task: {{kind: tiny, max_len: 12, n_train: 8, n_val: 8, n_test: 8}}
+        model:
+          d_model: 16
+          n_heads: 2
+          n_layers: 1
+          attention:
+            candidates: [softmax, {name}]
+        """)
+    with pytest.raises(SpecError) as err:
+        load_spec(path)
+    message = str(err.value)
+    assert name in message and "causal: true" in message and "softmax" in message
+    assert f"{path.name}:" in message                                  # located: file and line
