@@ -104,8 +104,9 @@ def run_task(name: str, args, tmp: Path) -> dict:
     searches = {}
     for strategy in args.strategies:
         for seed in args.seeds:
-            extra = {"strategy": strategy, "steps": int(args.steps * args.search_fraction), "alpha_lr": 3e-3,
-                     "arch_every": args.arch_every}
+            extra = {"strategy": strategy, "steps": int(args.steps * args.search_fraction)}
+            if strategy in ("darts", "gdas"):     # options of the strategies that learn alphas
+                extra.update(alpha_lr=3e-3, arch_every=args.arch_every)
             spec = base_spec(task, cands, args, **extra)
             spec["search"]["seeds"] = [seed]
             t0 = time.perf_counter()

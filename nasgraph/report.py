@@ -151,7 +151,7 @@ def write_search_report(run: str | Path) -> Path:
              "## Recommendation", "", *recommendation_lines(rec, markdown=True), ""]
     lines += _unit_score_lines(rec)
     rows = []
-    for r in outcome["per_seed"]:
+    for r in (r for r in outcome["per_seed"] if "final" in r):   # trial strategies' seeds have no supernet
         test = r["final"].get("test", {}).get("acc")
         rows.append([r["seed"], f"{r['final']['val']['acc']:.4f}", f"{test:.4f}" if test is not None else "-",
                      f"{r.get('alpha_entropy', float('nan')):.3f}", f"{r['final']['seconds']:.0f}"])

@@ -20,7 +20,7 @@ model:
   attention:
     granularity: %(granularity)s
     candidates: [softmax, linear, {local: {window: 4}}]
-search: {strategy: %(strategy)s, seeds: [0], steps: 6, score_batches: 1, finetune_steps: 2%(extra)s}
+search: {strategy: %(strategy)s, seeds: [0], steps: 6, score_batches: 1%(extra)s}
 train: {steps: 6, batch_size: 16, eval_every: 3, checkpoint_every: 3, lr: 3.0e-3}
 """
 

@@ -19,7 +19,7 @@ from nasgraph.spec import load_spec
 @pytest.mark.parametrize("strategy,granularity,extra", [
     ("darts", "layer", ""), ("darts", "head", ", order: 2"), ("gdas", "head", ""),
     ("fixed", "layer", ", derive: top1"), ("fixed", "head", ", derive: topk, topk: 2"),
-    ("fixed", "head", ", derive: prune")])
+    ("fixed", "head", ", derive: prune, finetune_steps: 2"), ("darts", "layer", ", select: perturbation")])
 def test_search_derive_train(tiny_spec, tmp_path, strategy, granularity, extra):
     spec = tiny_spec(granularity, strategy, extra)
     run = tmp_path / "run"

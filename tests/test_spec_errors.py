@@ -79,7 +79,8 @@ CASES = [
     case("out-of-range", GOOD + "train:\n  lr: -1\n", "10:3", "train.lr", "greater than 0"),
     case("candidate-wrong-type", HEAD + "  attention:\n    candidates:\n      - softmax\n      - 5\n", "10:9",
          "model.attention.candidates[1]", "valid string, or a valid dictionary (got 5)"),
-    case("tuple-too-short", GOOD + "search: {tau: [1.0]}\n", "9:10", "search.tau[1]", "item [1] is missing"),
+    case("tuple-too-short", GOOD + "search: {strategy: gdas, tau: [1.0]}\n", "9:26", "search.tau[1]",
+         "option 'tau.1': Field required"),
     # -- missing keys: placed at the parent --------------------------------------------------------
     case("missing-model-key", GOOD.replace("  n_heads: 4\n", ""), "3:1", "model.n_heads",
          "missing required key 'n_heads'"),

@@ -175,7 +175,7 @@ def test_spec_to_data_is_plain():
                                 "model": {"d_model": 8, "n_heads": 2, "n_layers": 1, "attention": "softmax"}})
     data = spec_to_data(spec)
     assert json.loads(json.dumps(data)) == data
-    assert data["search"]["tau"] == [10.0, 0.1] and data["model"]["attention"]["candidates"] == ["softmax"]
+    assert data["search"]["seeds"] == [0] and data["model"]["attention"]["candidates"] == ["softmax"]
 
 
 def test_schema_command_prints_json_schema(capsys):

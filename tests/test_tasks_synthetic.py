@@ -19,6 +19,7 @@ SMALL = {
     "text": {"path": "reviews.jsonl", "max_len": 24},
     "lm": {"path": "reviews.jsonl", "max_len": 24},
     "mqar": {"max_len": 24, "n_pairs": 3, "n_keys": 6, "n_values": 6, "n_train": 64, "n_val": 8, "n_test": 8},
+    "local_motif": {"max_len": 48, "n_train": 64, "n_val": 8, "n_test": 8},
 }
 
 
@@ -77,6 +78,20 @@ def test_assoc_recall_layout():
         assert pairs["k" + symbols[-1][1:]] == f"v{label}"
         assert min(where) >= 16 and 63 - max(where) >= 16            # min_distance = max_len // 4
     assert set(data.splits["train"].labels) == set(range(5))
+
+
+def test_local_motif_plants_exactly_one_motif():
+    from nasgraph.tasks.local_motif import LocalMotifTask
+
+    config = parse_task({"kind": "local_motif", "max_len": 96, "n_symbols": 4, "n_train": 300, "n_val": 10,
+                         "n_test": 10})
+    motifs = LocalMotifTask(config).motifs
+    data = load_task(config)
+    for ids, label in zip(data.splits["train"].ids, data.splits["train"].labels):
+        windows = [tuple(ids[i:i + 3]) for i in range(1, len(ids) - 2)]
+        found = [m for m in motifs if m in windows]
+        assert len(ids) == 96 and found == [motifs[label]] and windows.count(motifs[label]) == 1
+    assert set(data.splits["train"].labels) == set(range(4))
 
 
 @pytest.mark.parametrize("raw, key", [

@@ -5,7 +5,7 @@ from nasgraph.commands._common import add_json, add_run_options, add_spec_overri
 from nasgraph.textfmt import cost
 
 NAME = "search"
-HELP = "search the spec's choice points (darts | gdas | fixed) and write RUN/derived.yaml"
+HELP = "search the spec's choice points with search.strategy and write RUN/derived.yaml"
 ORDER = 3
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
+SHARED_WEIGHTS = "shared-weights"   # Measured.detail["source"] of scores read off a supernet's shared weights
 Choice = dict[str, list[int]]   # choice-point node -> chosen candidate index per group (layer: 1, head: H)
 
 
@@ -39,6 +40,7 @@ class Evidence:
     probabilities: list[dict[str, list[list[float]]]] | None = None  # per seed, supernet strategies
     unit_scores: list[dict] | None = None   # per seed, scoring strategies (DARTFormer)
     notes: list[str] = field(default_factory=list)
+    chosen: Choice | None = None          # the strategy's own decision over all seeds (None: vote over picks)
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -19,6 +19,7 @@ from nasgraph.spec.loader import load_yaml_mapping
 from nasgraph.spec.overrides import apply_override
 from nasgraph.spec.paths import KeyPath, Location, format_path, parse_path
 from nasgraph.spec.schema import AttentionSpec, ModelSpec, Spec
+from nasgraph.spec.search_check import check_search
 from nasgraph.spec.validate import validate
 
 
@@ -50,6 +51,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None),
                 causal_task=tasks.get(task.kind).output == "token")
     check_strategy(spec, error_at)
+    check_search(spec, raw, error_at)
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 

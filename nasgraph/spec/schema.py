@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, PositiveFloat, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 
 from nasgraph.config import StrictConfig
 
@@ -113,22 +113,26 @@ class ObjectiveSpec(StrictConfig):
     latency: FlopsObjective | None = None  # measured ONNX Runtime latency table (deploy side)
 
 
+DEFAULT_STRATEGY = "halving"
+
+
 class SearchSpec(StrictConfig):
-    strategy: str = "darts"                       # a registered strategy (darts, gdas, fixed, plug-ins)
-    order: Literal[1, 2] = 1                      # darts: first- or second-order (unrolled)
-    alpha_lr: float = Field(3e-4, gt=0)
-    alpha_weight_decay: float = Field(1e-3, ge=0)
-    warmup_epochs: float = Field(0.0, ge=0)       # weights only, alphas frozen
-    arch_every: int = Field(1, gt=0)              # one alpha step every N weight steps (search cost)
-    tau: tuple[PositiveFloat, PositiveFloat] = (10.0, 0.1)  # gdas: temperature from -> to
-    derive: Literal["top1", "prune", "topk"] = "top1"  # fixed (DARTFormer): how heads are kept
-    topk: int = Field(1, gt=0)
-    finetune_steps: int = Field(100, ge=0)        # fixed + prune: steps after each drop
-    steps: int | None = Field(None, gt=0)         # default: train.steps
-    arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out for the alphas / scores
-    score_batches: int | None = Field(20, gt=0)   # fixed: batches of that slice per unit score
+    """Keys every strategy shares; the strategy's own options sit beside them (flat form) and are
+    validated by that strategy's typed Config (nasgraph.search.strategies), which lists them."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    strategy: str = DEFAULT_STRATEGY              # a registered strategy (nasgraph.search.strategies)
+    steps: int | None = Field(None, gt=0)         # the search's budget unit; default: train.steps
     seeds: list[Seed] = Field([0], min_length=1)
+    arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out to score architectures on
+    score_batches: int | None = Field(40, gt=0)   # batches of that slice per score (None: all)
     objective: ObjectiveSpec = ObjectiveSpec()
+
+    @property
+    def options(self) -> dict[str, Any]:
+        """The strategy's own options as written (validated by the strategy's Config)."""
+        return dict(self.model_extra or {})
 
 
 class TrainSpec(StrictConfig):

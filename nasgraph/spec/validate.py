@@ -99,13 +99,16 @@ def nearest_path(path: KeyPath, raw: dict) -> KeyPath | None:
     """None when `path` can exist in a spec; else the closest path that can (a typo fixed per key).
 
     Typed sections are checked against the schema, `task.*` against the task kind's options; the
-    free-form parts (graph steps, nodes, attention options) are checked when the spec is validated.
+    free-form parts (graph steps, nodes, attention options, a strategy's options beside the shared
+    `search.*` keys) are checked when the spec is validated.
     """
     tp: Any = Spec
     fixed: list[str | int] = []
     for i, element in enumerate(path):
         if i == 1 and path[0] == "task" and isinstance(element, str):
             return _nearest_task_key(path, raw)
+        if i == 1 and path[0] == "search" and element not in _as_model(tp).model_fields:
+            return None   # a strategy's own option: its Config checks it when the spec is validated
         model = _as_model(tp)
         if model is not None and isinstance(element, str) and element not in model.model_fields:
             close = difflib.get_close_matches(element, list(model.model_fields), n=1, cutoff=0.6)

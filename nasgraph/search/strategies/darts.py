@@ -1,18 +1,46 @@
-"""DARTS: softmax-mixed candidates, alphas learned on held-out data (first or second order)."""
+"""DARTS: softmax-mixed candidates, alphas learned on held-out data (first or second order).
+
+Guards against DARTS rewarding what learns fastest early: the alphas stay frozen for the first
+`warmup` share of the steps (weights only), and `select: perturbation` (Wang et al. 2021) picks,
+per group, the candidate whose masking drops the supernet's held-out metric the most instead of the
+largest alpha.
+"""
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 from torch.func import functional_call
 
-from nasgraph.search.strategies.base import Strategy
+from nasgraph.search.strategies._masking import UnitMasking
+from nasgraph.search.strategies._supernet import AlphaConfig, SupernetStrategy
 from nasgraph.search.strategies.registry import register
 from nasgraph.training.losses import task_loss
 
 
+class DartsConfig(AlphaConfig):
+    order: Literal[1, 2] = 1                      # first- or second-order (unrolled) alpha gradient
+    warmup: float = Field(0.3, ge=0, lt=1)        # weights only for the first 30% of the steps
+    select: Literal["argmax", "perturbation"] = "argmax"
+
+
 @register("darts")
-class Darts(Strategy):
+class Darts(UnitMasking, SupernetStrategy):
+    Config = DartsConfig
+
+    def mix(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
+        on = self.enabled.get(node)
+        return alpha.softmax(-1) if on is None else alpha.masked_fill(~on, float("-inf")).softmax(-1)
+
+    def choose(self, model, accuracy=None, **_) -> dict[str, list[int]]:
+        if self.config.select == "argmax":
+            return super().choose(model)
+        scores = self.score(model, accuracy)
+        return {n: s.argmax(-1).tolist() for n, s in scores.items()}   # the unit whose loss hurts most
+
     def arch_step(self, model, train_batch, arch_batch, lr: float) -> dict:
-        if self.search.order == 1:
+        if self.config.order == 1:
             return super().arch_step(model, train_batch, arch_batch, lr)
         return self._unrolled_step(model, train_batch, arch_batch, lr)
 

@@ -1,64 +1,51 @@
 """DARTFormer (fixed-alpha): candidates averaged with fixed equal weights; after training, each
-candidate unit is scored by the accuracy drop when it alone is masked out.
+candidate unit is scored by the metric drop when it alone is masked out (`_masking.UnitMasking`).
 
-A unit is (choice point, group, candidate); groups are the layer (granularity layer) or its heads
-(granularity head). Derive rules:
+Derive rules:
   top1  - each choice point keeps its best candidate for all its heads (homogeneous layer);
   topk  - each point keeps its k best candidates and each head takes its best unit among them;
   prune - repeatedly drop the worst unit of every group with more than one left, fine-tune, rescore.
 """
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
+import torch
+from pydantic import Field
+
+from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
-from nasgraph.search.strategies.base import Strategy
+from nasgraph.search.strategies._masking import UnitMasking
+from nasgraph.search.strategies._supernet import SupernetStrategy
 from nasgraph.search.strategies.registry import register
 
 
+class FixedConfig(StrictConfig):
+    derive: Literal["top1", "prune", "topk"] = "top1"
+    topk: int = Field(1, gt=0)                    # derive topk: candidates kept per choice point
+    finetune_steps: int = Field(100, ge=0)        # derive prune: steps after each drop
+
+
 @register("fixed")
-class Fixed(Strategy):
+class Fixed(UnitMasking, SupernetStrategy):
+    Config = FixedConfig
     has_arch_step = False
 
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.enabled: dict[str, torch.Tensor] = {}      # node -> (G, C) bool
-        self.scores: dict[str, list[list[float]]] = {}
+    @classmethod
+    def check(cls, config, search, choice_sizes: list[int]) -> None:
+        if config.derive == "topk" and choice_sizes and config.topk > min(choice_sizes):
+            raise ConfigError(f"topk {config.topk} exceeds the {min(choice_sizes)} candidates of a choice "
+                              f"point; valid: 1..{min(choice_sizes)}", key="topk")
 
-    def attach(self, model) -> None:
-        super().attach(model)
-        self.enabled = {n: torch.ones_like(m.alpha, dtype=torch.bool) for n, m in model.mixed_layers().items()}
-
-    def __call__(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
+    def mix(self, alpha: torch.Tensor, node: str) -> torch.Tensor:
         on = self.enabled.get(node, torch.ones_like(alpha, dtype=torch.bool)).to(alpha.dtype)  # (G, C)
         return on / on.sum(-1, keepdim=True).clamp_min(1.0)                                     # equal weights
 
     def probabilities(self, model) -> dict[str, torch.Tensor]:
-        return {n: self(m.alpha, n) for n, m in model.mixed_layers().items()}
-
-    # -- scoring -------------------------------------------------------------------------------------
-    def score(self, model, accuracy) -> dict[str, torch.Tensor]:
-        """Accuracy drop per enabled unit in a group with more than one left (others: +inf)."""
-        base = accuracy(model)
-        scores = {}
-        for node, on in self.enabled.items():
-            s = torch.full(on.shape, float("inf"))
-            for g, c in (on & (on.sum(-1, keepdim=True) > 1)).nonzero().tolist():
-                on[g, c] = False
-                s[g, c] = base - accuracy(model) - self._cost_term(node, c)
-                on[g, c] = True
-            scores[node] = s
-        self.scores = {n: s.tolist() for n, s in scores.items()}
-        return scores
-
-    def _cost_term(self, node: str, c: int) -> float:
-        term = self.search.objective.latency or self.search.objective.flops
-        if term is None or self.cost is None:
-            return 0.0
-        return -term.weight * self.cost.per_node[node][c] / self.cost.max_total  # cheaper = higher score
+        return {n: self.mix(m.alpha, n) for n, m in model.mixed_layers().items()}
 
     def choose(self, model, accuracy=None, finetune=None, **_) -> dict[str, list[int]]:
-        rule, k = self.search.derive, self.search.topk
+        rule, k = self.config.derive, self.config.topk
         if rule == "prune":
             while any((on.sum(-1) > 1).any() for on in self.enabled.values()):
                 for node, s in self.score(model, accuracy).items():
@@ -66,8 +53,8 @@ class Fixed(Strategy):
                     for g in range(on.shape[0]):
                         if on[g].sum() > 1:
                             on[g, int(torch.where(on[g], s[g], torch.inf).argmin())] = False
-                if finetune is not None and self.search.finetune_steps:
-                    finetune(model, self.search.finetune_steps)
+                if finetune is not None and self.config.finetune_steps:
+                    finetune(model, self.config.finetune_steps)
             return {n: on.float().argmax(-1).tolist() for n, on in self.enabled.items()}
         scores = self.score(model, accuracy)
         choice = {}
@@ -83,12 +70,3 @@ class Fixed(Strategy):
             keep = total.topk(k).indices                                     # (k,)
             choice[node] = [int(keep[s[g, keep].argmax()]) for g in range(s.shape[0])]
         return choice
-
-    def snapshot(self, model) -> dict:
-        return {"probs": {n: p.tolist() for n, p in self.probabilities(model).items()}}
-
-    def state_dict(self) -> dict:
-        return {"enabled": {n: on.clone() for n, on in self.enabled.items()}}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.enabled.update(state.get("enabled", {}))

@@ -1,0 +1,239 @@
+"""Does the search pick what brute force would, and for how much less? The fidelity suite of issue 8.
+
+For each task regime (benchmarks/fidelity_tasks.py): train every homogeneous candidate standalone
+(brute force, >= 2 seeds; cached in benchmarks/out/fidelity/cache so reruns reuse them), then run
+each strategy once per seed and report per (task, strategy, seed): the pick, its standalone rank,
+the retrained pick's test accuracy minus the best standalone's (a mixed pick is retrained at the
+standalone seeds), Kendall tau of the search's ranking of the homogeneous candidates against the
+standalone one, and the search's cost in units of one standalone training (process CPU time, robust
+to a shared machine's load; brute force costs C of them). Regimes with a `cost_weight` are searched
+with a FLOPs term too (`cost_only`: only with it); that pick must lie on the standalone
+accuracy-vs-FLOPs Pareto front (ties within 1 point count as equal accuracy).
+
+    python benchmarks/search_fidelity.py --quick          # minutes, tiny sizes, end to end
+    python benchmarks/search_fidelity.py --tasks assoc_recall local_motif --seeds 0 1
+Writes benchmarks/out/fidelity[_quick].{md,json}.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import statistics
+import time
+from itertools import combinations
+from pathlib import Path
+
+import yaml
+
+from fidelity_tasks import CANDIDATES, FULL, QUICK, spec_template
+from nasgraph.graph import compile_spec
+from nasgraph.graph.summary import summarize
+from nasgraph.search.run import run_search
+from nasgraph.spec import load_spec
+from nasgraph.training.run import run_train
+
+OUT = Path(__file__).parent / "out" / "fidelity"
+TIE = 0.01   # one point of accuracy
+STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
+              "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
+              "gdas": {"strategy": "gdas"}, "fixed": {"strategy": "fixed"}}
+
+
+def label(c) -> str:
+    return c if isinstance(c, str) else next(iter(c))
+
+
+def key_of(data) -> str:
+    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def load(spec: dict, path: Path):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return load_spec(path)
+
+
+def cached(name: str, data: dict, compute) -> dict:
+    path = OUT / "cache" / f"{name}-{key_of(data)}.json"
+    if path.exists():
+        return json.loads(path.read_text())
+    result = compute(key_of(data))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=1))
+    return result
+
+
+def train_standalone(spec: dict, seed: int, progress: bool) -> dict:
+    spec = {**spec, "train": {**spec["train"], "seed": seed}}
+
+    def compute(key: str) -> dict:
+        doc = load(spec, OUT / "specs" / f"{key}.yaml")
+        flops = summarize(compile_spec(doc)).flops_max
+        out = OUT / "runs" / f"train-{key}"
+        cpu = time.process_time()
+        r = run_train(doc, out, resume=out.exists(), progress=progress)   # an interrupted run continues
+        return {"test": r["test"]["acc"], "val": r["val"]["acc"], "seconds": r["seconds"], "flops": flops,
+                "cpu_seconds": time.process_time() - cpu}
+
+    return cached("train", spec, compute)
+
+
+def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
+    def compute(key: str) -> dict:
+        doc = load(spec, OUT / "specs" / f"{key}.yaml")
+        out = OUT / "runs" / f"search-{key}"
+        t0, cpu = time.perf_counter(), time.process_time()
+        outcome = run_search(doc, out, resume=out.exists(), progress=progress)
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - cpu
+        derived = yaml.safe_load((out / "derived.yaml").read_text())
+        return {"seconds": seconds, "cpu_seconds": cpu, "labels": outcome["labels"], "choice": outcome["choice"],
+                "evidence": json.loads((out / "evidence.json").read_text()), "derived": derived}
+
+    return cached("search", {**spec, "bench_seed": seed}, compute)
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    pairs = list(combinations(range(len(a)), 2))
+    s = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
+            for i, j in pairs)
+    return s / max(1, len(pairs))
+
+
+def search_ranking(evidence: dict, labels: list[str]) -> list[float] | None:
+    """Mean score of each homogeneous candidate in the search's evidence (None if it did not rank them)."""
+    by_label = {}
+    for m in evidence["measured"]:
+        names = {l.split("(")[0] for ls in m["labels"].values() for l in ls}
+        if m["kind"] == "homogeneous" and len(names) == 1 and m["scores"]:
+            by_label[names.pop()] = statistics.mean(m["scores"])
+    return [by_label[l] for l in labels] if all(l in by_label for l in labels) else None
+
+
+def evaluate_task(name: str, regime: dict, args) -> dict:
+    base = spec_template(name, regime, OUT / "data")
+    labels = [label(c) for c in CANDIDATES]
+    if args.phase == "search":          # fill the search cache only (brute force may run beside it)
+        for variant, weight, seed in search_plan(regime, args):
+            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        return {}
+    alone = {}
+    for c in CANDIDATES:
+        spec = {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
+        alone[label(c)] = [train_standalone(spec, s, args.progress) for s in args.seeds]
+        print(f"[{name}] standalone {label(c)}: test " + ", ".join(f"{r['test']:.4f}" for r in alone[label(c)]),
+              flush=True)
+    mean = {l: statistics.mean(r["test"] for r in alone[l]) for l in labels}
+    flops = {l: alone[l][0]["flops"] for l in labels}
+    ranking = sorted(labels, key=lambda l: -mean[l])
+    one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
+    rows = []
+    for variant, weight, seed in search_plan(regime, args):
+        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
+        print(f"[{name}] {variant}{' +cost' if weight else ''} seed {seed}: {rows[-1]['pick']} "
+              f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x", flush=True)
+    return {"regime": regime, "seeds": args.seeds, "standalone": alone, "mean_test": mean, "flops": flops,
+            "ranking": ranking, "one_training_cpu_s": one_training, "rows": rows}
+
+
+def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
+    """(strategy variant, cost weight or None, seed) for every search of a regime."""
+    weights = [] if regime.get("cost_only") else [None]
+    weights += [regime["cost_weight"]] if regime.get("cost_weight") else []
+    return [(v, w, s) for v in args.strategies for w in weights for s in args.seeds]
+
+
+def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> dict:
+    search = {**STRATEGIES[variant], "seeds": [seed]}
+    if weight:
+        search["objective"] = {"flops": {"weight": weight}}
+    return {**base, "model": {**base["model"], "attention": {"candidates": CANDIDATES}}, "search": search}
+
+
+def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
+    picks = [l.split("(")[0] for ls in r["labels"].values() for l in ls]
+    if len(set(picks)) == 1:
+        pick_acc, pick_flops, retrained = mean[picks[0]], flops[picks[0]], None
+    else:   # a mixed pick: train it standalone at the same seeds
+        spec = {**r["derived"], "name": base["name"], "train": base["train"]}
+        retrained = [train_standalone(spec, s, args.progress) for s in args.seeds]
+        pick_acc = statistics.mean(x["test"] for x in retrained)
+        pick_flops = retrained[0]["flops"]
+    rank = 1 + sum(mean[l] > pick_acc + 1e-9 for l in ranking)
+    searched = search_ranking(r["evidence"], ranking)
+    tau = round(kendall_tau(searched, [mean[l] for l in ranking]), 3) if searched else None
+    pareto = not any(mean[l] > pick_acc + TIE and flops[l] <= pick_flops for l in ranking) and \
+        not any(mean[l] >= pick_acc - TIE and flops[l] < pick_flops * 0.99 for l in ranking)
+    return {"task": name, "strategy": variant, "seed": seed, "cost_weight": weight,
+            "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
+            "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
+            "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
+            "flops_x": pick_flops / max(flops.values()),
+            "retrained": retrained}
+
+
+def markdown(results: dict, args) -> str:
+    lines = [f"# Search fidelity ({'quick' if args.quick else 'full'}; seeds {args.seeds})", ""]
+    for name, t in results.items():
+        reg = t["regime"]
+        lines += [f"## {name}: {json.dumps(reg['task'])}, model {json.dumps(reg['model'])}, "
+                  f"{reg['train']['steps']} steps x batch {reg['train']['batch_size']}", "",
+                  "| candidate | standalone test acc (per seed) | mean | FLOPs | CPU seconds |", "|---|---|---|---|---|"]
+        for l in t["ranking"]:
+            runs = t["standalone"][l]
+            lines.append(f"| {l} | {', '.join(format(r['test'], '.4f') for r in runs)} | {t['mean_test'][l]:.4f} | "
+                         f"{t['flops'][l]:.3g} | {statistics.mean(r['cpu_seconds'] for r in runs):.0f} |")
+        lines += ["", "| strategy | cost term | seed | pick | rank | retrained - best | within 1 pt | tau | "
+                      "on Pareto front | search cost (x one training, CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+        for r in t["rows"]:
+            lines.append(f"| {r['strategy']} | {r['cost_weight'] or '-'} | {r['seed']} | {r['pick']} | {r['rank']} | "
+                         f"{r['delta']:+.4f} | {'yes' if r['within_1pt'] else 'no'} | {r['tau']} | "
+                         f"{'yes' if r['pareto'] else 'no'} | {r['cost_x']:.2f} |")
+        lines.append("")
+    lines += ["## Summary per strategy (no cost term: within 1 pt; with a cost term: on the Pareto front)", "",
+              "| strategy | within 1 pt | on Pareto front (cost term) | mean tau | mean cost (x) | max cost (x) | "
+              "seeds agree (tasks) |", "|---|---|---|---|---|---|---|"]
+    rows = [r for t in results.values() for r in t["rows"]]
+    for s in dict.fromkeys(r["strategy"] for r in rows):
+        plain = [r for r in rows if r["strategy"] == s and not r["cost_weight"]]
+        cost = [r for r in rows if r["strategy"] == s and r["cost_weight"]]
+        taus = [r["tau"] for r in plain if r["tau"] is not None]
+        agree = [len({r["pick"] for r in plain if r["task"] == n}) == 1 for n in results]
+        lines.append(f"| {s} | {sum(r['within_1pt'] for r in plain)}/{len(plain)} | "
+                     f"{sum(r['pareto'] for r in cost)}/{len(cost)} | "
+                     f"{statistics.mean(taus) if taus else float('nan'):.2f} | "
+                     f"{statistics.mean(r['cost_x'] for r in plain + cost):.2f} | "
+                     f"{max(r['cost_x'] for r in plain + cost):.2f} | {sum(agree)}/{len(agree)} |")
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="tiny sizes: the whole suite in minutes")
+    ap.add_argument("--tasks", nargs="+", choices=list(FULL))
+    ap.add_argument("--strategies", nargs="+", default=["halving", "teacher", "darts", "darts_perturb"],
+                    choices=list(STRATEGIES))
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
+                    help="standalone / search: fill that cache only (two processes can share the work)")
+    ap.add_argument("--progress", action="store_true")
+    args = ap.parse_args()
+    regimes = QUICK if args.quick else FULL
+    if args.phase == "standalone":
+        args.strategies = []
+    results = {}
+    tag = "_quick" if args.quick else ""
+    for name in args.tasks or list(regimes):
+        results[name] = evaluate_task(name + tag, regimes[name], args)
+        if not results[name]:
+            continue
+        OUT.mkdir(parents=True, exist_ok=True)
+        (OUT.parent / f"fidelity{tag}.json").write_text(json.dumps(results, indent=1, default=str))
+        (OUT.parent / f"fidelity{tag}.md").write_text(markdown(results, args))
+    if any(results.values()):
+        print(markdown({k: v for k, v in results.items() if v}, args))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,178 @@
+"""Teacher-guided layer selection (KL-guided layer selection, arXiv 2512.20569; FlashMorph, 2606.30562).
+
+Train the most expressive candidate once (the teacher: `teacher`, default softmax if offered, else
+the costliest type). Then, for each layer and each cheaper type, start a student from the teacher's
+weights with that one layer replaced, adapt it briefly, and measure the KL divergence of its output
+distribution to the teacher's on the search's held-out slice. Replacements are taken greedily, lowest
+KL first: while the cost is above `objective.*.target` (a share of the costliest architecture), and
+after that whenever KL <= kl_tolerance + weight x (cost saved / costliest architecture). Homogeneous
+students (every layer replaced) are scored too, for the ranking; one that beats the pick by more than
+`margin` on the task metric (minus the cost term) replaces it. About one training in all.
+"""
+from __future__ import annotations
+
+import time
+
+import torch
+import torch.nn.functional as F
+from pydantic import Field
+from tqdm.auto import tqdm
+
+from nasgraph.config import StrictConfig
+from nasgraph.errors import ConfigError
+from nasgraph.search.evidence import Evidence
+from nasgraph.search.strategies._supernet import merge_measured
+from nasgraph.search.strategies.base import Strategy
+from nasgraph.search.strategies.registry import register
+from nasgraph.search.trials import load_model, train_trial, trial_name
+from nasgraph.tasks.batching import batches
+from nasgraph.training.losses import IGNORE
+from nasgraph.training.rundir import RunDir
+
+
+class TeacherConfig(StrictConfig):
+    teacher: str | None = None                    # a candidate label; default softmax, else the costliest
+    teacher_fraction: float = Field(0.6, gt=0, le=1)   # the teacher's training, a share of search.steps
+    adapt_fraction: float = Field(0.05, gt=0, le=1)    # each student's adaptation
+    final_fraction: float = Field(0.1, ge=0, le=1)     # adaptation of a pick with several replacements
+    kl_tolerance: float = Field(0.02, ge=0)       # nats: a replacement this close to the teacher is free
+    margin: float = Field(0.02, ge=0)             # a homogeneous student must beat the pick by this much
+
+
+@torch.no_grad()
+def kl_to_teacher(teacher, student, split, batch_size: int) -> float:
+    """Mean KL(teacher || student) of the output distributions over the labelled positions."""
+    teacher.eval(), student.eval()
+    total, n = 0.0, 0
+    for tokens, labels in batches(split, batch_size, shuffle=False, seed=0, epoch=0):
+        keep = labels.flatten() != IGNORE
+        p = F.log_softmax(teacher(tokens).flatten(0, -2)[keep], -1)           # (N, C)
+        q = F.log_softmax(student(tokens).flatten(0, -2)[keep], -1)           # (N, C)
+        total += float(F.kl_div(q, p, log_target=True, reduction="sum"))
+        n += int(keep.sum())
+    return total / max(1, n)
+
+
+def greedy(replacements: list[dict], start_cost: float, cost_max: float, weight: float, target: float | None,
+           tolerance: float) -> list[dict]:
+    """Accepted replacements ({node, label, kl, saving}), lowest KL first, at most one per node."""
+    accepted, cost, taken = [], start_cost, set()
+    for r in sorted(replacements, key=lambda r: (r["kl"], -r["saving"])):
+        if r["node"] in taken:
+            continue
+        over_budget = target is not None and cost > target * cost_max
+        if over_budget or r["kl"] <= tolerance + weight * r["saving"] / cost_max:
+            accepted.append(r)
+            taken.add(r["node"])
+            cost -= r["saving"]
+    return accepted
+
+
+@register("teacher")
+class Teacher(Strategy):
+    Config = TeacherConfig
+
+    def teacher_label(self, ctx) -> str:
+        labels = ctx.homogeneous_labels()
+        if self.config.teacher is not None:
+            if self.config.teacher not in labels:
+                raise ConfigError(f"teacher '{self.config.teacher}' is not offered at every choice point; "
+                                  f"valid: {', '.join(labels)}", key="teacher")
+            return self.config.teacher
+        if not labels:
+            raise ConfigError("teacher: no candidate is offered at every choice point", key="strategy")
+        named = [l for l in labels if l.split("(")[0] == "softmax"]
+        return named[0] if named else max(labels, key=lambda l: ctx.cost.of_choice(ctx.homogeneous(l)))
+
+    def run(self, ctx) -> Evidence:
+        t0 = time.perf_counter()
+        per_seed = [self.search_seed(ctx, seed) for seed in self.search.seeds]
+        weight, _ = self.cost_term()
+        return ctx.evidence(self.name, seeds=list(self.search.seeds), picks=[p for p, _ in per_seed],
+                            measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
+                            wall_seconds=time.perf_counter() - t0,
+                            notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
+                                   f"adapted {self.adapt_steps} steps from its weights (their scores are not full "
+                                   f"trainings); KL tolerance {self.config.kl_tolerance}, cost weight {weight}"])
+
+    @property
+    def teach_steps(self) -> int:
+        return max(1, round(self.config.teacher_fraction * self.total_steps))
+
+    @property
+    def adapt_steps(self) -> int:
+        return max(1, round(self.config.adapt_fraction * self.total_steps))
+
+    def search_seed(self, ctx, seed: int) -> tuple[dict, list[dict]]:
+        label = self.teacher_label(ctx)
+        base = ctx.homogeneous(label)
+        rec = train_trial(ctx, base, seed, self.teach_steps, trial_name(ctx, base, seed, "teacher-"))
+        folder = ctx.out / "trials" / rec["name"]
+        teacher = load_model(ctx, base, folder)
+        state = {k: v.clone() for k, v in teacher.state_dict().items()}
+        split = ctx.score_split(ctx.splits(seed))
+        measure = lambda m, _: {"kl": kl_to_teacher(teacher, m, split, ctx.train.batch_size)}
+        adapt = lambda c, steps, tag: train_trial(ctx, c, seed, steps, trial_name(ctx, c, seed, tag), init=state,
+                                                  measure=measure)
+        measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0,
+                     "steps": self.teach_steps}]
+        singles = []
+        for choice, single in tqdm(self.students(ctx, label, base), desc=f"teacher {label}: students",
+                                   disable=not ctx.progress):
+            r = adapt(choice, self.adapt_steps, "student-")
+            m = {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"],
+                 "steps": self.teach_steps + self.adapt_steps}
+            measured.append(m)
+            if single is not None:
+                singles.append({**single, **m})
+        pick = self.assemble(ctx, base, singles, rec["score"], adapt)
+        RunDir(ctx.out, resume=True).write_json(f"teacher_seed{seed}.json", {
+            "teacher": label, "teacher_score": rec["score"], "replacements": singles,
+            "pick": ctx.label_choice(pick["choice"]), "pick_score": pick["score"]})
+        measured += [pick] if all(m["choice"] != pick["choice"] for m in measured) else []
+        for m in measured:
+            m.update(source="trial" if m["choice"] == base else "adapted from the teacher", eval_n=len(split))
+        homo = [m for m in measured if m["kind"] == "homogeneous"]
+        best = max(homo, key=lambda m: self.utility(m["score"], ctx.cost.of_choice(m["choice"])))
+        if self.utility(best["score"], ctx.cost.of_choice(best["choice"])) > \
+                self.utility(pick["score"], ctx.cost.of_choice(pick["choice"])) + self.config.margin:
+            pick = best
+        return pick["choice"], measured
+
+    @staticmethod
+    def students(ctx, label: str, base: dict) -> list[tuple[dict, dict | None]]:
+        """(choice, replacement) for each layer replaced by each cheaper type, then (choice, None) for
+        each other homogeneous architecture (for the ranking) not already among them."""
+        out = []
+        for node, labels in ctx.labels.items():
+            for c, other in enumerate(labels):
+                choice = {**base, node: [c] * len(base[node])}
+                saving = ctx.cost.of_choice(base) - ctx.cost.of_choice(choice)
+                if other != label and saving > 0:
+                    out.append((choice, {"node": node, "index": c, "label": other, "saving": saving}))
+        for other in ctx.homogeneous_labels():
+            choice = ctx.homogeneous(other)
+            if other != label and all(choice != c for c, _ in out):
+                out.append((choice, None))
+        return out
+
+    def assemble(self, ctx, base: dict, singles: list[dict], teacher_score: float, adapt) -> dict:
+        """The greedy pick, measured: the teacher, one scored replacement, or the adapted combination."""
+        weight, target = self.cost_term()
+        accepted = greedy(singles, ctx.cost.of_choice(base), ctx.cost.max_total, weight, target,
+                          self.config.kl_tolerance)
+        if not accepted:
+            return {"choice": base, "kind": "homogeneous", "score": teacher_score, "kl": 0.0, "steps": self.teach_steps}
+        if len(accepted) == 1:
+            one = accepted[0]
+            return {"choice": one["choice"], "kind": ctx.kind(one["choice"]), "score": one["score"], "kl": one["kl"],
+                    "steps": one["steps"]}
+        choice = dict(base)
+        for r in accepted:
+            choice[r["node"]] = [r["index"]] * len(base[r["node"]])
+        if not self.config.final_fraction:
+            return {"choice": choice, "kind": "pick", "score": min(r["score"] for r in accepted), "kl": None,
+                    "steps": self.teach_steps + self.adapt_steps}
+        steps = max(1, round(self.config.final_fraction * self.total_steps))
+        r = adapt(choice, steps, "pick-")
+        return {"choice": choice, "kind": "pick", "score": r["score"], "kl": r["kl"], "steps": self.teach_steps + steps}
