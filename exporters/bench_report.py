@@ -127,6 +127,12 @@ def markdown(report: dict) -> str:
     for subj in report["subjects"]:
         lines.append(f"- `{subj['name']}` ({subj['kind']}, max_len {subj['max_len']})"
                      + (f": torch weights from {subj['note']}" if subj.get("note") else ""))
+        for graph, kernels in subj.get("attention_kernels", {}).items():
+            lines += [f"  - attention kernels, {graph} graph: `{scope}` {kernel}" for scope, kernel in kernels.items()]
+    graphs = sorted({r.get("graph", "padded") for r in report["rows"] if r["backend"] == ORT})
+    if graphs:
+        lines += ["", f"ORT ran the {' and '.join(graphs)} graph(s): batches without padding (the bench's random "
+                      "tokens) take the unpadded graph, as `nasgraph predict` does."]
     body = []
     for p in paired(report["rows"]):
         o, e = p.get(ORT), p.get(EAGER)

@@ -234,24 +234,32 @@ def evaluate(run: str | Path, split: str = "test") -> EvalResult:
 
 
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
-           overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False):
-    """A train run folder (or a spec plus `checkpoint`) to a parity-checked ONNX model.
+           overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
+           weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
+           progress: bool = False):
+    """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
+    graph at `output` and the unpadded one beside it (exporters.model_export).
 
-    Returns exporters.model_export.ExportResult (path, parity report, metadata).
+    weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
+    int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
+    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
+    parity report, metadata, unpadded path and report, quantization figures).
     """
     from exporters.model_export import export_checkpoint, export_run
 
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
     source = Path(source)
     if source.is_dir():
         if checkpoint or overrides:
             raise NasgraphError(f"{source} is a run folder: it brings its own spec and checkpoint "
                                 "(--checkpoint and --set are for a spec source)")
-        return export_run(source, output, atol=atol, overwrite=overwrite)
+        return export_run(source, output, atol=atol, overwrite=overwrite, weights=weights, **options)
     if source.is_file():
         if checkpoint is None:
             raise NasgraphError(f"{source} is a spec: pass --checkpoint with its trained weights "
                                 "(or give a train run folder instead)")
-        return export_checkpoint(source, checkpoint, output, overrides=list(overrides), atol=atol, overwrite=overwrite)
+        return export_checkpoint(source, checkpoint, output, overrides=list(overrides), atol=atol, overwrite=overwrite,
+                                 **options)
     raise NasgraphError(f"{source}: no such run folder or spec file")
 
 
