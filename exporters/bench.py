@@ -112,7 +112,8 @@ def onnx_subject(path: str | Path) -> Subject:
     if not isinstance(vocab, list) or len(vocab) < 3:
         raise NasgraphError(f"{path}: bad metadata nasgraph.vocab: expected a JSON list of tokens")
     source, module, weights = Path(meta.get("nasgraph.source") or "/nonexistent"), None, ""
-    checkpoint = Path(meta.get("nasgraph.checkpoint_path") or source)  # the exported weights (older files: source)
+    # the exported weights: the source checkpoint file, or the run's checkpoint the export recorded
+    checkpoint = source if source.is_file() else Path(meta.get("nasgraph.checkpoint_path") or "/nonexistent")
     try:
         torch.manual_seed(0)
         _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
