@@ -62,15 +62,17 @@ def test_crafted_checkpoint_for_export_is_refused_and_runs_nothing(trained, tmp_
     assert not flag.exists() and not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("command", ["eval", "export", "resume"])
+@pytest.mark.parametrize("command", ["eval", "export", "export-best", "resume"])
 def test_crafted_checkpoint_in_a_run_folder_runs_nothing(trained, tmp_path, capsys, command):
     spec, run = trained
     run = copy_run(run, tmp_path / "run")
     flag = tmp_path / "payload-ran"
-    crafted_checkpoint(run / "checkpoints" / "last.pt", flag)
-    argv = {"eval": ["eval", run], "export": ["export", run, "-o", tmp_path / "m.onnx"],
+    target = "best.pt" if command == "export-best" else "last.pt"   # export takes best.pt unless --weights last
+    crafted_checkpoint(run / "checkpoints" / target, flag)
+    argv = {"eval": ["eval", run], "export": ["export", run, "-o", tmp_path / "m.onnx", "--weights", "last"],
+            "export-best": ["export", run, "-o", tmp_path / "m.onnx"],
             "resume": ["train", run / "spec.yaml", "--out", run, "--resume", "--no-progress"]}[command]
-    refused(capsys, argv, "last.pt", "refused", keep=(run,))
+    refused(capsys, argv, target, "refused", keep=(run,))
     assert not flag.exists()
 
 
