@@ -4,13 +4,17 @@ softmax attention gets to this machine's large-matmul throughput.
 For each example spec (specs/*.yaml) and each candidate of its choice points, the derived model with
 every choice point resolved to that candidate (nasgraph.search.derive.derive_spec) is built with
 seeded random weights (latency does not depend on their values) and task.max_len raised to the
-longest T, exported like `nasgraph export` (dynamo, opset 18, dynamic batch and seq, parity-checked),
-and timed at batch 1, T in {128, 512, 2048}, CPU, 2 threads: ORT and eager alternate in rounds so a
-busy machine slows both alike. Target: ORT p50 <= 0.8 x eager p50.
+longest T, exported like `nasgraph export` (dynamo, opset 18, dynamic batch and seq, padded and
+unpadded graphs, parity-checked), and timed at batch 1 (no padding: the unpadded graph, as
+`nasgraph predict` picks it; softmax on ORT's flash MultiHeadAttention), T in {128, 512, 2048}, CPU,
+2 and 1 threads: ORT and eager alternate in rounds so a busy machine slows both alike. Target: ORT
+p50 <= 0.8 x eager p50. Each row records the kernel path of each attention layer.
 
-Then the achieved GFLOP/s of a softmax attention layer at T=2048 (eager and ORT; FLOPs from
-nasgraph.flops, which counts a multiply-add as 1, so GFLOP/s here = GMAC/s) against a 2048^3 matmul
-(torch and ORT) timed in the same run. `deploy_latency_explain.py` holds the investigation of misses.
+Then the achieved GFLOP/s of a softmax attention layer at T=2048 without mask (eager SDPA and ORT's
+MultiHeadAttention; FLOPs from nasgraph.flops, which counts a multiply-add as 1, so GFLOP/s here =
+GMAC/s) against 1024^3/2048^3 matmuls (torch and ORT) timed in the same run; and int8 (dynamic
+quantization of the unpadded graph) against fp32 at T=512 (--int8-len). `deploy_latency_explain.py`
+holds the investigation of misses.
 
 Writes benchmarks/out/deploy_latency.{md,json}.
     .venv/bin/python benchmarks/deploy_latency.py                         # everything (~25 min, 2 cores)
@@ -37,8 +41,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import torch  # noqa: E402
 
 from exporters.bench import export_twin  # noqa: E402
+from exporters.fused_attention import attention_kernels  # noqa: E402
 from exporters.latency import LatencyResult, env_fingerprint, ort_latency, torch_latency  # noqa: E402
-from exporters.model_export import LogitsFromTokens  # noqa: E402
+from exporters.model_export import LogitsFromTokens, unpadded_path  # noqa: E402
+from exporters.quantize import quantize_int8  # noqa: E402
 from exporters.runtime import make_session, op_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -103,7 +109,8 @@ def timed(module, inputs, session, feeds, threads: int, repeats: int, rounds: in
 
 
 def bench_model(spec_name, label, doc, model, lens, opts, work: Path) -> list[dict]:
-    path = export_twin(doc, model, work / f"{spec_name}-{label}.onnx".replace("/", "_"))
+    path = unpadded_path(export_twin(doc, model, work / f"{spec_name}-{label}.onnx".replace("/", "_")))
+    kernels = attention_kernels(path)
     rows = []
     for threads in opts.threads:
         sess = session(path, threads, work / "opt.onnx")
@@ -114,13 +121,33 @@ def bench_model(spec_name, label, doc, model, lens, opts, work: Path) -> list[di
                                threads, opts.repeats, opts.rounds, opts.budget_s)
             rows.append({"spec": spec_name, "attention": label, "T": T, "threads": threads, "eager": eager.row(),
                          "ort": ort.row(), "ratio": ort.stats.p50_ms / eager.stats.p50_ms,
-                         "ratio_min": ort.stats.min_ms / eager.stats.min_ms,
+                         "ratio_min": ort.stats.min_ms / eager.stats.min_ms, "graph": "unpadded", "kernels": kernels,
                          "ops": {k: v for k, v in exported.items() if k in ("Einsum", "CumSum", "Softmax", "MatMul")},
                          "fused": sorted(k for k in optimized if "." in k)})
             print(f"{spec_name:22s} {label:18s} {threads}t T={T:5d} eager {eager.stats.p50_ms:9.3f} ms  ORT "
                   f"{ort.stats.p50_ms:9.3f} ms  ratio {rows[-1]['ratio']:.2f} (min {rows[-1]['ratio_min']:.2f})",
                   flush=True)
+    if opts.int8_len:
+        rows[-1]["int8"] = int8_point(path, model, opts, work)
     return rows
+
+
+def int8_point(path: Path, model, opts, work: Path) -> dict:
+    """int8 (dynamic quantization of the unpadded graph) against fp32 at T=opts.int8_len, alternating."""
+    q = quantize_int8(path, work / "int8.onnx")
+    T, threads = opts.int8_len, opts.threads[-1]
+    tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(T)).numpy()
+    fp32_s, int8_s = session(path, threads), session(q, threads)
+    fp32, int8 = [], []
+    for i in range(opts.rounds):
+        kw = dict(warmup=3 if i == 0 else 1, repeats=max(1, opts.repeats // opts.rounds), budget_s=opts.budget_s / opts.rounds)
+        fp32.append(ort_latency(fp32_s, {"tokens": tokens}, **kw))
+        int8.append(ort_latency(int8_s, {"tokens": tokens}, **kw))
+    a, b = LatencyResult.combine(fp32).stats, LatencyResult.combine(int8).stats
+    row = {"T": T, "threads": threads, "fp32_ms": a.p50_ms, "int8_ms": b.p50_ms, "ratio": b.p50_ms / a.p50_ms,
+           "ratio_min": b.min_ms / a.min_ms, "fp32_bytes": path.stat().st_size, "int8_bytes": q.stat().st_size}
+    print(f"    int8 T={T} {threads}t: fp32 {a.p50_ms:.3f} ms, int8 {b.p50_ms:.3f} ms, ratio {row['ratio']:.2f}", flush=True)
+    return row
 
 
 def matmul_peak(threads: int, work: Path, sizes=(1024, 2048)) -> dict:
@@ -160,21 +187,35 @@ def _torch_fn_latency(fn, threads: int):
 
 
 def softmax_efficiency(threads: int, work: Path, peak: dict, T: int = 2048) -> list[dict]:
-    """Achieved GMAC/s of a softmax attention layer (qkv + SDPA + out) at T, eager and ORT."""
-    from exporters.latency_table import attention_module, export_layer
+    """Achieved GMAC/s of a softmax attention layer (qkv + SDPA + out) at T without a padding mask
+    (batch 1), eager SDPA and ORT's MultiHeadAttention (the unpadded graph's kernel), parity-checked."""
+    from exporters.fused_attention import attention_kernels, contrib_translations
+    from exporters.latency_table import attention_module
+    from exporters.parity import export_verified
     from nasgraph.flops import count_flops
+
+    class Unmasked(torch.nn.Module):
+        def __init__(self, layer):
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x):
+            return self.layer(x, None)                                  # (B, T, D)
 
     out = []
     for d_model, heads in ((64, 4), (256, 4)):
         torch.manual_seed(0)
-        layer = attention_module("softmax", d_model, heads)
-        x, mask = torch.randn(1, T, d_model), torch.ones(1, T, dtype=torch.bool)       # (1, T, D), (1, T)
-        macs = count_flops(layer, (x, mask)).total
-        path = export_layer(layer, work / f"softmax{d_model}.onnx", d_model, None)
+        layer = Unmasked(attention_module("softmax", d_model, heads))
+        x = torch.randn(1, T, d_model)                                  # (1, T, D)
+        macs = count_flops(layer.layer, (x, None)).total
+        path, _ = export_verified(layer, (torch.randn(2, 8, d_model),), work / f"softmax{d_model}.onnx",
+                                  [(torch.randn(1, 64, d_model),)], input_names=["x"], output_names=["y"],
+                                  dynamic_axes={"x": {0: "batch", 1: "seq"}}, translations=contrib_translations(),
+                                  overwrite=True)
         sess = session(path, threads)
-        feeds = {i.name: {"x": x, "mask": mask}[i.name].numpy() for i in sess.get_inputs()}
-        eager, ort = timed(layer, (x, mask), sess, feeds, threads, 9, 3, 20.0)
-        row = {"d_model": d_model, "heads": heads, "T": T, "macs": macs, "eager_ms": eager.stats.p50_ms,
+        eager, ort = timed(layer, (x,), sess, {"x": x.numpy()}, threads, 9, 3, 20.0)
+        row = {"d_model": d_model, "heads": heads, "T": T, "macs": macs, "kernels": attention_kernels(path),
+               "eager_ms": eager.stats.p50_ms,
                "ort_ms": ort.stats.p50_ms, "eager_gmacs": macs / eager.stats.p50_ms / 1e6,
                "ort_gmacs": macs / ort.stats.p50_ms / 1e6}
         row["eager_of_peak"] = row["eager_gmacs"] / peak["torch_gmacs"]
@@ -216,6 +257,22 @@ def markdown(rows, peak, eff, env, opts, load) -> str:
         sel = [r for r in rows if r["threads"] == threads]
         lines += ["", f"{sum(r['ratio'] <= TARGET for r in sel)} of {len(sel)} (model, T) points meet the target "
                       f"on p50, {sum(r['ratio_min'] <= TARGET for r in sel)} on the fastest call.", ""]
+    kernels = {(r["spec"], r["attention"]): r["kernels"] for r in rows}
+    if kernels:
+        lines += ["### Attention kernel per layer (the unpadded graph ORT ran)", "", "| spec | attention | kernels |",
+                  "|---|---|---|"]
+        lines += [f"| {spec} | {label} | " + "; ".join(f"{k.split('.')[-2]}: {v}" for k, v in ks.items()) + " |"
+                  for (spec, label), ks in kernels.items()]
+        lines.append("")
+    int8 = [(r["spec"], r["attention"], r["int8"]) for r in rows if "int8" in r]
+    if int8:
+        lines += [f"### int8 (dynamic quantization of the linear layers) vs fp32, ORT, T={int8[0][2]['T']}, "
+                  f"{int8[0][2]['threads']} thread(s); target <= 0.6x", "",
+                  "| spec | attention | fp32 ms | int8 ms | int8/fp32 (p50; fastest) | file MB fp32 -> int8 |",
+                  "|---|---|---|---|---|---|"]
+        lines += [f"| {spec} | {label} | {q['fp32_ms']:.3g} | {q['int8_ms']:.3g} | {q['ratio']:.2f}; {q['ratio_min']:.2f} "
+                  f"| {q['fp32_bytes'] / 1e6:.2f} -> {q['int8_bytes'] / 1e6:.2f} |" for spec, label, q in int8]
+        lines.append("")
     if peak:
         lines += [f"## Softmax attention at T={eff[0]['T'] if eff else '-'} against large matmuls "
                   f"({opts.threads[0]} threads)", "",
@@ -234,12 +291,14 @@ def markdown(rows, peak, eff, env, opts, load) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--specs", default=",".join(SPECS))
+    ap.add_argument("--attention", default="", help="only these candidates, comma-separated labels (e.g. softmax)")
     ap.add_argument("--lens", default="128,512,2048")
     ap.add_argument("--threads", default="2,1", help="thread counts, each a full pass (2 = the target setting)")
     ap.add_argument("--repeats", type=int, default=15)
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--budget-s", type=float, default=6.0, help="cap on timed calls per backend and point")
     ap.add_argument("--no-peak", action="store_true", help="skip the GFLOP/s section")
+    ap.add_argument("--int8-len", type=int, default=512, help="T of the int8 vs fp32 comparison (0: skip it)")
     ap.add_argument("--out", type=Path, default=ROOT / "benchmarks" / "out")
     opts = ap.parse_args()
     opts.lens = [int(t) for t in opts.lens.split(",")]
@@ -250,6 +309,8 @@ def main() -> None:
         work = Path(tmp)
         for spec in opts.specs.split(","):
             for label, doc, model in derived_models(spec, max(opts.lens)):
+                if opts.attention and label not in opts.attention.split(","):
+                    continue
                 try:
                     rows += bench_model(spec, label, doc, model, opts.lens, opts, work)
                 except Exception as err:  # noqa: BLE001 - recorded, the others still run

@@ -4,7 +4,7 @@
 
 Builds one trained run, its export and one search run, then runs every case below as its own
 `python -m nasgraph ...` process (per-case time limit). A case is clean when it exits with the
-expected code (2 for refusals) with one stderr line naming the file or option, no traceback, every
+expected code (2 for refusals) with one printable stderr line naming the file or option, no traceback, every
 file it was given unchanged (sha256 before/after) and no payload run. Writes
 benchmarks/out/hostile_commands.{md,json}.
 """
@@ -117,7 +117,10 @@ def build_cases(w: Path) -> list[Case]:
     (w / "log-run" / "metrics.jsonl").write_text("{bad\n" + (w / "run" / "metrics.jsonl").read_text())
     (w / "marker-run" / ".nasgraph-run.json").write_text("{")
     (w / "tiny.yaml").write_text(textwrap.dedent(TRAIN).replace("seq_lens: [8]", "seq_lens: []"))
-    resume = lambda run, *extra: ["train", f"{run}/spec.yaml", "--out", run, "--resume", "--no-progress", *extra]  # noqa: E731
+
+    def resume(run: str, *extra: str) -> list[str]:
+        return ["train", f"{run}/spec.yaml", "--out", run, "--resume", "--no-progress", *extra]
+
     tr = lambda *extra: ["train", "t.yaml", "--out", "new", "--no-progress", *extra]  # noqa: E731
     return [
         # checkpoints: payloads and damage
@@ -226,7 +229,8 @@ def run_case(case: Case, w: Path, timeout: float) -> dict:
         outcome = "traceback"
     elif proc.returncode != case.expect:
         outcome = f"exit {proc.returncode}"
-    elif case.expect == 2 and (len(lines) != 1 or not all(n in lines[0] for n in case.names)):
+    elif case.expect == 2 and (len(lines) != 1 or not lines[0].isprintable()
+                               or not all(n in lines[0] for n in case.names)):
         outcome = "unclear message"
     if tree_hash(keep) != before:
         outcome = "file changed"
@@ -234,8 +238,8 @@ def run_case(case: Case, w: Path, timeout: float) -> dict:
         outcome = "payload ran"
         for f in w.glob("flag-*"):
             f.unlink()
-    return {"case": case.name, "outcome": outcome, "exit": proc.returncode, "seconds": round(time.perf_counter() - t0, 1),
-            "message": lines[0][:300] if lines else ""}
+    return {"case": case.name, "outcome": outcome, "exit": proc.returncode,
+            "seconds": round(time.perf_counter() - t0, 1), "message": lines[0][:300] if lines else ""}
 
 
 def main() -> int:

@@ -73,3 +73,18 @@ def move_into_place(src: Path, dst: Path, overwrite: bool) -> Path:
     if not has_data and overwrite and dst_data.exists():
         dst_data.unlink()
     return dst
+
+
+def move_all_into_place(pairs: list[tuple[Path, Path]], overwrite: bool) -> list[Path]:
+    """Move several staged files together, in order (put the main file last: a reader who sees it
+    sees its companions); if one cannot be placed, the ones placed before it are removed again."""
+    placed: list[Path] = []
+    try:
+        for src, dst in pairs:
+            placed.append(move_into_place(src, dst, overwrite))
+    except ExportError:
+        for dst in placed:
+            dst.unlink(missing_ok=True)
+            data_file(dst).unlink(missing_ok=True)
+        raise
+    return placed

@@ -8,6 +8,9 @@ Targets:
   causality of the spec; bounded types sized to the grid's longest sequence);
 - a spec without choice points, or a train run folder: the whole model.
 Every grid point runs warm-up calls, then timed single calls (exporters.latency), ORT then eager.
+Whole models are timed on the graph `nasgraph predict` would pick for the bench's inputs (random
+tokens, no padding): the unpadded one (fused mask-free attention) when it is there. Each subject
+records which kernel path each attention layer of that graph takes (exporters.fused_attention).
 """
 from __future__ import annotations
 
@@ -26,6 +29,7 @@ from exporters.latency import LatencyResult, env_fingerprint, ort_latency, torch
 from exporters.latency_table import attention_module, export_layer, is_bounded, layer_feeds, usable_cores
 from exporters.runtime import make_session, read_metadata
 from nasgraph.errors import NasgraphError
+from nasgraph.tasks.base import PAD_ID
 
 Feeds = Callable[[int, int], dict[str, np.ndarray]]
 
@@ -43,6 +47,24 @@ class Subject:
     max_len: int | None = None      # longest sequence the subject accepts
     note: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+    unpadded_path: Path | None = None  # the mask-free graph, timed instead when the feeds have no padding
+
+    def timed_graph(self, feeds: dict[str, np.ndarray]) -> tuple[str, Path]:
+        """("unpadded" | "padded", file) for these feeds, as `nasgraph predict` would choose."""
+        tokens = feeds.get("tokens")
+        if self.unpadded_path is not None and tokens is not None and not (tokens == PAD_ID).any():
+            return "unpadded", self.unpadded_path
+        return "padded", self.onnx_path
+
+
+def _with_kernels(subject: Subject) -> Subject:
+    """Record the attention kernel path per layer of each graph the subject may time."""
+    from exporters.fused_attention import attention_kernels
+
+    subject.info["attention_kernels"] = {"padded": attention_kernels(subject.onnx_path)}
+    if subject.unpadded_path is not None:
+        subject.info["attention_kernels"]["unpadded"] = attention_kernels(subject.unpadded_path)
+    return subject
 
 
 @dataclass
@@ -74,9 +96,10 @@ def _spec_from_text(text: str):
 
 def onnx_subject(path: str | Path) -> Subject:
     """An exported model and its eager twin (see the module doc)."""
-    from exporters.model_export import LogitsFromTokens, load_checkpoint
+    from exporters.checkpoints import load_checkpoint
+    from exporters.model_export import LogitsFromTokens, unpadded_path
     from exporters.predict import parse_metadata
-    from nasgraph.training.run import build_discrete, load_trained
+    from nasgraph.training.run import build_discrete
 
     meta = read_metadata(path)
     if "nasgraph.spec" not in meta:
@@ -89,47 +112,57 @@ def onnx_subject(path: str | Path) -> Subject:
     if not isinstance(vocab, list) or len(vocab) < 3:
         raise NasgraphError(f"{path}: bad metadata nasgraph.vocab: expected a JSON list of tokens")
     source, module, weights = Path(meta.get("nasgraph.source") or "/nonexistent"), None, ""
+    # the exported weights: the source checkpoint file, or the run's checkpoint the export recorded
+    checkpoint = source if source.is_file() else Path(meta.get("nasgraph.checkpoint_path") or "/nonexistent")
     try:
-        if source.is_dir() and (source / "checkpoints" / "last.pt").exists():
-            _, model = load_trained(source)
-            weights = f"the source run {source}"
+        torch.manual_seed(0)
+        _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
+        if checkpoint.is_file():
+            load_checkpoint(model, checkpoint)
+            weights = f"the source run {source}" if source.is_dir() else f"the source checkpoint {checkpoint}"
         else:
-            torch.manual_seed(0)
-            _, model = build_discrete(_spec_from_text(meta["nasgraph.spec"]))
-            if source.is_file():
-                load_checkpoint(model, source)
-                weights = f"the source checkpoint {source}"
-            else:
-                weights = "seeded random init (the source run is not here; latency does not depend on values)"
+            weights = "seeded random init (the source run is not here; latency does not depend on values)"
         module = LogitsFromTokens(model.eval())
     except NasgraphError as err:
         weights = f"no eager twin: {err}"
-    return Subject(meta.get("nasgraph.name", Path(path).stem), "model", Path(path), module, token_feeds(len(vocab)),
-                   ["tokens"], max_len, weights, {"torch_weights": weights})
+    sibling = Path(path).with_name(meta.get("nasgraph.unpadded_variant", unpadded_path(path).name))
+    return _with_kernels(Subject(
+        meta.get("nasgraph.name", Path(path).stem), "model", Path(path), module, token_feeds(len(vocab)), ["tokens"],
+        max_len, weights, {"torch_weights": weights},
+        sibling if meta.get("nasgraph.padding") != "none" and sibling.is_file() else None))
 
 
-def export_twin(doc, model: nn.Module, path: Path) -> Path:
-    """Export a model (random or trained weights) for timing: verified on random tokens at two lengths."""
-    from exporters.model_export import INPUT, OUTPUT, LogitsFromTokens
-    from exporters.parity import export_verified
+def export_twin(doc, model: nn.Module, path: Path, contrib_ops: bool = True) -> Path:
+    """Export a model (random or trained weights) for timing, padded and unpadded graphs, verified on
+    random tokens at two lengths (the padded checks with padded rows)."""
+    from exporters.model_export import CheckInputs, export_graphs, unpadded_path
 
     ctx = model.ctx
     gen = torch.Generator().manual_seed(0)
     lens = sorted({min(ctx.max_len, 8), ctx.max_len})
-    tokens = lambda B, T: torch.randint(2, ctx.vocab_size, (B, T), generator=gen)  # noqa: E731
-    export_verified(LogitsFromTokens(model), (tokens(2, max(2, lens[0])),), path, [(tokens(3, T),) for T in lens],
-                    atol=doc.spec.export.atol, input_names=[INPUT], output_names=[OUTPUT],
-                    dynamic_axes={INPUT: {0: "batch", 1: "seq"}}, axis_max={"seq": ctx.max_len},
-                    opset=doc.spec.export.opset, overwrite=True)
+    tokens = lambda B, T: torch.randint(2, ctx.vocab_size, (B, T), generator=gen)  # noqa: E731  (B, T)
+
+    def padded(B: int, T: int) -> torch.Tensor:
+        t = tokens(B, T)
+        t[1:, max(1, T // 2):] = PAD_ID                                   # rows after the first: half padding
+        return t
+
+    example = tokens(2, max(2, lens[0]))
+    inputs = CheckInputs(example, [padded(3, T) for T in lens], example, [tokens(1, T) for T in lens],
+                         "random tokens, rows half padded", "random tokens, batch 1")
+    export_graphs(model, path, inputs, max_len=ctx.max_len, metadata={"nasgraph.name": str(doc.spec.name)},
+                  atol=doc.spec.export.atol, opset=doc.spec.export.opset, overwrite=True, contrib_ops=contrib_ops)
+    assert unpadded_path(path).is_file()
     return path
 
 
 def model_subject(doc, model: nn.Module, workdir: Path, weights: str) -> Subject:
-    from exporters.model_export import LogitsFromTokens
+    from exporters.model_export import LogitsFromTokens, unpadded_path
 
     path = export_twin(doc, model.eval(), workdir / f"{doc.spec.name}.onnx")
-    return Subject(str(doc.spec.name), "model", path, LogitsFromTokens(model), token_feeds(model.ctx.vocab_size),
-                   ["tokens"], model.ctx.max_len, weights, {"torch_weights": weights})
+    return _with_kernels(Subject(str(doc.spec.name), "model", path, LogitsFromTokens(model),
+                                 token_feeds(model.ctx.vocab_size), ["tokens"], model.ctx.max_len, weights,
+                                 {"torch_weights": weights}, unpadded_path(path)))
 
 
 def candidate_subjects(doc, workdir: Path, longest: int) -> list[Subject]:
@@ -153,14 +186,18 @@ def candidate_subjects(doc, workdir: Path, longest: int) -> list[Subject]:
             torch.manual_seed(0)
             module = attention_module(cand, ctx["d_model"], ctx["n_heads"], causal=causal, max_len=bound)
             path = export_layer(module, workdir / f"{len(seen):02d}.onnx", ctx["d_model"], bound)
-            seen[label] = Subject(label, "layer", path, module, layer_feeds(ctx["d_model"]), ["x", "mask"], bound,
-                                  info={"d_model": ctx["d_model"], "n_heads": ctx["n_heads"], "causal": causal})
+            seen[label] = _with_kernels(Subject(label, "layer", path, module, layer_feeds(ctx["d_model"]), ["x", "mask"],
+                                                bound, info={"d_model": ctx["d_model"], "n_heads": ctx["n_heads"],
+                                                             "causal": causal}))
     return list(seen.values())
 
 
-def measure_point(subject: Subject, session, B: int, T: int, grid: Grid) -> list[dict]:
-    """ORT and eager at (B, T) in alternating rounds (a busy machine slows both alike), samples pooled."""
+def measure_point(subject: Subject, session_for: Callable[[Path], Any], B: int, T: int, grid: Grid) -> list[dict]:
+    """ORT and eager at (B, T) in alternating rounds (a busy machine slows both alike), samples pooled.
+    `session_for(onnx_file)` gives the (cached) session of the graph these feeds run on."""
     arrays = subject.feeds(B, T)
+    graph, path = subject.timed_graph(arrays)
+    session = session_for(path)
     graph_inputs = {i.name for i in session.get_inputs()}
     feeds = {k: v for k, v in arrays.items() if k in graph_inputs}
     inputs = tuple(torch.from_numpy(arrays[n]) for n in subject.input_names)
@@ -173,7 +210,8 @@ def measure_point(subject: Subject, session, B: int, T: int, grid: Grid) -> list
         ort.append(ort_latency(session, feeds, **timing))
         if subject.module is not None:
             eager.append(torch_latency(subject.module, inputs, threads=grid.threads, **timing))
-    common = {"subject": subject.name, "kind": subject.kind, "batch": B, "seq_len": T}
+    common = {"subject": subject.name, "kind": subject.kind, "batch": B, "seq_len": T,
+              "graph": graph}
     return [{**common, **LatencyResult.combine(r).row()} for r in (ort, eager) if r]
 
 
@@ -190,10 +228,14 @@ def run_grid(subjects: Sequence[Subject], grid: Grid, progress: bool = True) -> 
             skipped.append(f"{s.name}: measured at its max_len {s.max_len} instead")
         plan += [(s, B, T) for B in grid.batches for T in lens]
     rows, sessions = [], {}
+
+    def session_for(path: Path):
+        if path not in sessions:
+            sessions[path] = make_session(path, grid.provider, threads=grid.threads, graph_opt=grid.graph_opt)
+        return sessions[path]
+
     for s, B, T in tqdm(plan, desc="bench", unit="point", disable=not progress):
-        if s.name not in sessions:
-            sessions[s.name] = make_session(s.onnx_path, grid.provider, threads=grid.threads, graph_opt=grid.graph_opt)
-        rows += measure_point(s, sessions[s.name], B, T, grid)
+        rows += measure_point(s, session_for, B, T, grid)
     return rows, skipped
 
 

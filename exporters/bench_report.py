@@ -41,6 +41,17 @@ def plain_ticks(ax, axis: str = "both") -> None:
         target.set_minor_formatter(NullFormatter())
 
 
+def finish_plot(fig, path: Path, *axes) -> Path:
+    """Grid and legend on each of `axes`, then save the figure to `path` (110 dpi) and close it."""
+    for ax in axes:
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    _plt().close(fig)
+    return path
+
+
 def plot_latency(report: dict, path: Path) -> Path:
     """p50 latency against sequence length, a panel per batch: one colour family per runtime (ORT blues,
     eager oranges; ORT solid, eager dashed), one marker per subject."""
@@ -63,12 +74,7 @@ def plot_latency(report: dict, path: Path) -> Path:
         lens = sorted({r["seq_len"] for r in report["rows"] if r["batch"] == B})
         plain_ticks(ax)
         ax.set_xticks(lens, [str(T) for T in lens], minor=False)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=6)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_plot(fig, path, *axes[0])
 
 
 def plot_pareto(points: list[dict], front: list[dict], path: Path) -> Path:
@@ -99,12 +105,7 @@ def plot_pareto(points: list[dict], front: list[dict], path: Path) -> Path:
                 alpha=0.6, label="Pareto front")
     ax.set(xlabel="ONNX Runtime p50 latency (ms), batch 1 at max_len", ylabel="accuracy",
            title="accuracy vs latency vs FLOPs")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_plot(fig, path, ax)
 
 
 def _ms(r: dict | None, key: str = "p50_ms") -> str:
@@ -127,6 +128,12 @@ def markdown(report: dict) -> str:
     for subj in report["subjects"]:
         lines.append(f"- `{subj['name']}` ({subj['kind']}, max_len {subj['max_len']})"
                      + (f": torch weights from {subj['note']}" if subj.get("note") else ""))
+        for graph, kernels in subj.get("attention_kernels", {}).items():
+            lines += [f"  - attention kernels, {graph} graph: `{scope}` {kernel}" for scope, kernel in kernels.items()]
+    graphs = sorted({r.get("graph", "padded") for r in report["rows"] if r["backend"] == ORT})
+    if graphs:
+        lines += ["", f"ORT ran the {' and '.join(graphs)} graph(s): batches without padding (the bench's random "
+                      "tokens) take the unpadded graph, as `nasgraph predict` does."]
     body = []
     for p in paired(report["rows"]):
         o, e = p.get(ORT), p.get(EAGER)

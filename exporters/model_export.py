@@ -1,17 +1,24 @@
-"""Export a trained nasgraph model to one verified ONNX file: `tokens` (B, T) int64 -> `logits` (B, C),
+"""Export a trained nasgraph model to verified ONNX files: `tokens` (B, T) int64 -> `logits` (B, C),
 or (B, T, V) per-position logits for a language model (metadata `nasgraph.output` = "token").
 
-The padding mask is computed inside the graph (tokens != <pad>), so a caller feeds token ids only.
-Every export is checked against PyTorch on real task inputs (the validation split's shortest and
-longest examples, padded, at two sequence lengths) and lands only if they agree within
-`spec.export.atol`; the file carries what `nasgraph predict` needs (tokenizer, class names, max_len)
-and the derived spec it was built from.
+Two graphs land together:
+- `model.onnx`, the padded graph: the padding mask is computed inside (tokens != <pad>), so a caller
+  feeds token ids only, padded or not;
+- `model.unpadded.onnx`, the same weights with no mask at all, for batches without padding (batch 1,
+  equal lengths): softmax attention then runs as com.microsoft.MultiHeadAttention on ONNX Runtime's
+  flash (tiled) CPU kernel, which takes no mask. `exporters.predict` picks it for such batches; a
+  token equal to <pad> makes it fail inside the graph.
+Each is checked against PyTorch on real task inputs (the check split's shortest and longest examples,
+padded for the padded graph, cut to equal lengths for the unpadded one) and lands only if they agree
+within `spec.export.atol`; both carry what `nasgraph predict` needs (tokenizer, class names, max_len)
+and the derived spec they were built from. `contrib_ops=False` keeps standard ONNX ops only.
 
-Beyond max_len: the eager model raises SequenceTooLongError, but that Python check is not part of the
-ONNX graph (the export bounds the `seq` axis by max_len instead). ONNX Runtime then fails inside the
-graph (learned/sinusoidal positions: "Attempting to broadcast an axis by a dimension other than 1"),
-or silently runs for a model with no position table and unbounded attention types. So the deploy side
-enforces max_len itself: the tokenizer truncates, and `exporters.predict` refuses longer token arrays.
+Both graphs enforce max_len themselves (exporters.guards): a longer input fails inside ONNX Runtime
+with "sequence length exceeds the model's max_len", where it used to fail with a broadcast error
+(learned positions) or run silently (no position table, unbounded attention types).
+
+`quantize="int8"`: dynamic int8 quantization of the linear layers (exporters.quantize), kept only when
+the test-split accuracy drops by at most `max_drop` points; the figures go into the metadata.
 
 Example:
     >>> result = export_run("runs/train", "model.onnx")
@@ -28,25 +35,41 @@ from typing import Any, Sequence
 import torch
 import yaml
 
-from exporters._files import check_target
-from exporters.parity import ParityReport, export_verified
+from exporters._files import check_target, move_all_into_place, staging_dir
+from exporters.checkpoints import load_checkpoint
+from exporters.fused_attention import contrib_translations
+from exporters.guards import token_guards
+from exporters.parity import ParityReport, stage_verified
+from exporters.quantize import QuantizeResult, quantize_checked
+from exporters.runtime import read_metadata
 from nasgraph import __version__
 from nasgraph.errors import NasgraphError
 from nasgraph.tasks.base import PAD_ID, Split
 
 INPUT, OUTPUT = "tokens", "logits"
 CHECK_BATCH = 4  # examples per parity batch
+UNPADDED_SUFFIX = ".unpadded.onnx"
 
 
 class LogitsFromTokens(torch.nn.Module):
-    """The exported signature: tokens (B, T) int64 -> logits (B, C); the mask is derived inside."""
+    """The exported signature: tokens (B, T) int64 -> logits (B, C); the mask is derived inside
+    (padded=False: no mask, every position is a real token)."""
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, model: torch.nn.Module, padded: bool = True):
         super().__init__()
-        self.model = model
+        self.model, self.padded = model, padded
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.model(tokens)                                         # (B, C) or (B, T, V)
+        if self.padded:
+            return self.model(tokens)                                     # (B, C) or (B, T, V)
+        return self.model(tokens, padded=False)                           # (B, C) or (B, T, V)
+
+
+def unpadded_path(path: str | Path) -> Path:
+    """The unpadded graph beside a padded one: `model.onnx` -> `model.unpadded.onnx`."""
+    path = Path(path)
+    stem = path.name[:-5] if path.name.endswith(".onnx") else path.name
+    return path.with_name(stem + UNPADDED_SUFFIX)
 
 
 @dataclass
@@ -60,6 +83,8 @@ class TaskInfo:
     check_split: Split = field(repr=False, default_factory=lambda: Split([], []))
     check_split_name: str = "val"
     output: str = "class"                    # "token": per-position logits (B, T, V) of a causal LM
+    eval_split: Split = field(repr=False, default_factory=lambda: Split([], []))  # int8 accuracy
+    eval_split_name: str = "test"
 
 
 @dataclass
@@ -67,6 +92,9 @@ class ExportResult:
     path: Path
     report: ParityReport
     metadata: dict[str, str]
+    unpadded_path: Path | None = None
+    unpadded_report: ParityReport | None = None
+    quantization: QuantizeResult | None = None
 
 
 def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
@@ -83,8 +111,9 @@ def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
     name = next((s for s in ("val", "test", "train") if len(data.splits.get(s, ())) > 0), None)
     if name is None:
         raise NasgraphError(f"task '{config.kind}' has no examples to check the export on")
+    held_out = next(s for s in ("test", "val", "train") if len(data.splits.get(s, ())) > 0)
     return TaskInfo(list(data.vocab), list(data.class_names), dict(data.tokenizer), int(config.max_len),
-                    data.splits[name], name, tasks.get(config.kind).output)
+                    data.splits[name], name, tasks.get(config.kind).output, data.splits[held_out], held_out)
 
 
 def _pad(rows: list[list[int]], T: int) -> torch.Tensor:
@@ -127,70 +156,118 @@ def model_metadata(doc, task: TaskInfo, source: str) -> dict[str, str]:
             "nasgraph.source": source}
 
 
-def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
-                 overwrite: bool = False, source: str = "", opset: int | None = None) -> ExportResult:
-    """Export `model` (a GraphModule of `doc`), verified on `task.check_split`; see the module doc."""
-    atol = float(atol if atol is not None else doc.spec.export.atol)
-    example, checks, described = parity_batches(task.check_split, task.max_len)
-    metadata = {**model_metadata(doc, task, source),
-                "nasgraph.parity_inputs": f"{task.check_split_name}: {described}"}
-    model.eval()
-    path, report = export_verified(
-        LogitsFromTokens(model), (example,), path, [(c,) for c in checks], atol=atol, overwrite=overwrite,
-        input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
-        axis_max={"seq": task.max_len}, opset=opset or doc.spec.export.opset, metadata=metadata)
-    return ExportResult(path, report, metadata)
+def unpadded_batches(split: Split, max_len: int, per_batch: int = CHECK_BATCH):
+    """(export example, [check batches], description) without padding: rows cut to a common length.
 
-
-def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load a checkpoint ({"model": state_dict, ...} or a bare state_dict) into `model`, strictly.
-
-    Only tensors and plain data are read (torch.load weights_only=True); see nasgraph.training.checkpoint.
+    Checks: the `per_batch` shortest examples cut to the shortest of them, and the longest example
+    alone (batch 1, up to max_len). The export example is two middle examples (batch > 1).
     """
-    from nasgraph.training.checkpoint import model_weights
-
-    checkpoint = Path(checkpoint)
-    if checkpoint.is_dir():
-        raise NasgraphError(f"{checkpoint}: a folder, not a checkpoint file (a train run's weights are "
-                            f"{checkpoint}/checkpoints/last.pt; or export the run folder itself)")
-    if not checkpoint.is_file():
-        raise NasgraphError(f"no checkpoint at {checkpoint}")
-    state = model_weights(checkpoint)   # weights_only: a file that would run code is refused, not loaded
-    missing, unexpected = _key_mismatch(model, state)
-    if missing or unexpected:
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: missing {_few(missing)}; "
-                            f"unexpected {_few(unexpected)}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # same keys, other shapes
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: {str(err).splitlines()[-1].strip()}") from None
+    order = sorted(range(len(split)), key=lambda i: len(split.ids[i]))
+    pick = lambda idx: [list(split.ids[order[i % len(order)]])[:max_len] for i in idx]  # noqa: E731
+    cut = lambda rows: torch.tensor([r[:min(map(len, rows))] for r in rows], dtype=torch.long)  # noqa: E731
+    n = min(per_batch, len(order)) if len(order) > 1 else 2
+    example, short, longest = cut(pick([len(order) // 2, len(order) // 2 + 1])), cut(pick(range(n))), cut(pick([-1]))
+    if min(example.shape[1], short.shape[1]) < 2:
+        raise NasgraphError("examples of fewer than 2 tokens leave no unpadded batch to check the export on")
+    described = f"{n} shortest cut to T={short.shape[1]}, the longest alone at T={longest.shape[1]}"
+    return example, [short, longest], described
 
 
-def _key_mismatch(model, state) -> tuple[list[str], list[str]]:
-    want = set(model.state_dict())
-    return sorted(want - set(state)), sorted(set(state) - want)
+@dataclass
+class CheckInputs:
+    """Token batches of an export: the traced example and the parity checks, per graph."""
+
+    example: torch.Tensor                 # (B, T) with padding allowed
+    checks: list[torch.Tensor]
+    unpadded_example: torch.Tensor        # (B, T) without padding
+    unpadded_checks: list[torch.Tensor]
+    described: str = ""
+    unpadded_described: str = ""
 
 
-def _few(keys: Sequence[str]) -> str:
-    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "") if keys else "none"
+def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs, *, max_len: int,
+                  metadata: dict[str, str], atol: float, opset: int, overwrite: bool = False,
+                  contrib_ops: bool = True, quantize=None) -> tuple[Path, Path, ParityReport, ParityReport, Any]:
+    """Stage, parity-check and land the padded graph at `path` and the unpadded one beside it.
+
+    `quantize(staged_padded, staged_unpadded)` may replace the staged files (int8) before they land;
+    its return value is passed back. Returns (path, unpadded path, reports, quantize's result).
+    """
+    dst = check_target(path, overwrite)
+    dst_u = check_target(unpadded_path(dst), overwrite)
+    common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
+                  axis_max={"seq": max_len}, opset=opset, translations=contrib_translations() if contrib_ops else None)
+    model.eval()
+    with staging_dir(dst) as stage:
+        staged, staged_u = stage / dst.name, stage / dst_u.name
+        report = stage_verified(
+            LogitsFromTokens(model), (inputs.example,), staged, [(c,) for c in inputs.checks], shown_name=dst.name,
+            graph_pass=token_guards(INPUT, max_len=max_len),
+            metadata={**metadata, "nasgraph.padding": "padded", "nasgraph.unpadded_variant": dst_u.name,
+                      "nasgraph.parity_inputs": inputs.described}, **common)
+        report_u = stage_verified(
+            LogitsFromTokens(model, padded=False), (inputs.unpadded_example,), staged_u,
+            [(c,) for c in inputs.unpadded_checks], shown_name=dst_u.name,
+            graph_pass=token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID),
+            metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
+                      "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
+        extra = quantize(staged, staged_u) if quantize is not None else None
+        move_all_into_place([(staged_u, dst_u), (staged, dst)], overwrite)
+    return dst, dst_u, report, report_u, extra
 
 
-def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None,
-               overwrite: bool = False) -> ExportResult:
-    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/last.pt, task.json)."""
-    from nasgraph.training.run import load_trained, task_json
+def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
+                 overwrite: bool = False, source: str = "", opset: int | None = None, contrib_ops: bool = True,
+                 quantize: str | None = None, max_drop: float = 1.0, progress: bool = False,
+                 checkpoint: tuple[str, Path] | None = None) -> ExportResult:
+    """Export `model` (a GraphModule of `doc`) as padded and unpadded graphs, verified on
+    `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc. `checkpoint`
+    (description, file) of the weights is recorded as metadata."""
+    check_target(path, overwrite)
+    check_target(unpadded_path(path), overwrite)
+    example, checks, described = parity_batches(task.check_split, task.max_len)
+    u_example, u_checks, u_described = unpadded_batches(task.check_split, task.max_len)
+    inputs = CheckInputs(example, checks, u_example, u_checks, f"{task.check_split_name}: {described}",
+                         f"{task.check_split_name}: {u_described}")
+    quantizer = None
+    if quantize:
+        quantizer = lambda padded, unpadded: quantize_checked(  # noqa: E731
+            [padded, unpadded], task.eval_split, task.eval_split_name, max_drop=max_drop, mode=quantize,
+            progress=progress)
+    metadata = model_metadata(doc, task, source)
+    if checkpoint is not None:
+        metadata.update({"nasgraph.checkpoint": checkpoint[0], "nasgraph.checkpoint_path": str(checkpoint[1].resolve())})
+    dst, dst_u, report, report_u, quant = export_graphs(
+        model, path, inputs, max_len=task.max_len, metadata=metadata,
+        atol=float(atol if atol is not None else doc.spec.export.atol), opset=opset or doc.spec.export.opset,
+        overwrite=overwrite, contrib_ops=contrib_ops, quantize=quantizer)
+    return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant)
+
+
+def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None, overwrite: bool = False,
+               weights: str = "best", **options: Any) -> ExportResult:
+    """Export a `nasgraph train` run folder (spec.yaml, checkpoints/best.pt or last.pt, task.json):
+    `weights` "best" (validation; the last one for runs without best.pt) or "last"; `options` go to
+    export_model (contrib_ops, quantize, max_drop, progress)."""
+    from exporters.checkpoints import select_checkpoint
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete, task_json
 
     check_target(path, overwrite)  # before the (possibly slow) task loading
     run_dir = Path(run_dir)
-    doc, model = load_trained(run_dir)
+    checkpoint, described = select_checkpoint(run_dir, weights)
+    doc = load_spec(run_dir / "spec.yaml")
+    _, model = build_discrete(doc)
+    load_checkpoint(model, checkpoint)
     recorded = task_json(run_dir)
     task = load_task_info(doc, recorded)
-    return export_model(doc, model, path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()))
+    return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite, source=str(run_dir.resolve()),
+                        checkpoint=(described, checkpoint), **options)
 
 
 def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str | Path, *,
                       overrides: Sequence[str] = (), atol: float | None = None,
-                      overwrite: bool = False) -> ExportResult:
+                      overwrite: bool = False, **options: Any) -> ExportResult:
     """Export a spec without choice points (e.g. a derived spec) with the weights of `checkpoint`."""
     from nasgraph.spec import load_spec
     from nasgraph.training.run import build_discrete
@@ -201,4 +278,5 @@ def export_checkpoint(spec_path: str | Path, checkpoint: str | Path, path: str |
     load_checkpoint(model, checkpoint)
     task = load_task_info(doc)
     return export_model(doc, model.eval(), path, task, atol=atol, overwrite=overwrite,
-                        source=str(Path(checkpoint).resolve()))
+                        source=str(Path(checkpoint).resolve()), checkpoint=("the given checkpoint", Path(checkpoint)),
+                        **options)

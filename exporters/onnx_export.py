@@ -19,7 +19,7 @@ import os
 import re
 import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import onnx
 import torch
@@ -28,6 +28,8 @@ from exporters._files import check_target, move_into_place, staging_dir
 from exporters.errors import ExportError
 
 DynamicAxes = Mapping[str, Mapping[int, str]]  # {"x": {0: "batch", 1: "seq"}}
+Translations = Mapping[Callable, Callable]  # torch op -> onnxscript function (custom_translation_table)
+GraphPass = Callable[[onnx.ModelProto], None]  # edits an exported model in place, before it is checked
 MIN_DYNAMO_OPSET = 18      # opset 17 yields an invalid Split (num_outputs) from the dynamo exporter
 SELF_CONTAINED_LIMIT = 1_800_000_000  # bytes of weights; protobuf cannot serialise a file >= 2 GiB
 RESERVED_KEYS = ("nasgraph.exporter", "nasgraph.dynamo_error", "nasgraph.opset", "nasgraph.torch",
@@ -48,7 +50,8 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
                 *, dynamic_axes: DynamicAxes | None = None, axis_max: Mapping[str, int] | None = None,
                 opset: int = 18, input_names: Sequence[str] | None = None,
                 output_names: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
-                overwrite: bool = False, fallback: bool = True) -> Path:
+                overwrite: bool = False, fallback: bool = True, translations: Translations | None = None,
+                graph_pass: GraphPass | None = None) -> Path:
     """Export `module` (in eval mode) to a single self-contained, checked .onnx file at `path`.
 
     Args:
@@ -68,6 +71,11 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
         overwrite: replace an existing file (default: ExportError).
         fallback: on a dynamo failure, retry with the legacy TorchScript exporter (warns with
             LegacyExporterWarning and records "nasgraph.exporter"/"nasgraph.dynamo_error").
+        translations: custom translations for the dynamo exporter, e.g.
+            `exporters.fused_attention.contrib_translations()` (ORT's fused attention kernel); the
+            legacy exporter ignores them.
+        graph_pass: edits the exported ModelProto in place before it is checked and saved (e.g.
+            `exporters.guards.token_guards`).
 
     Returns the absolute path written. Weights over ~1.8 GB go to a `<name>.onnx.data` sibling.
     """
@@ -75,7 +83,8 @@ def export_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor],
     with staging_dir(dst) as stage:
         staged = write_onnx(module, example_inputs, stage / dst.name, dynamic_axes=dynamic_axes,
                             axis_max=axis_max, opset=opset, input_names=input_names,
-                            output_names=output_names, metadata=metadata, fallback=fallback)
+                            output_names=output_names, metadata=metadata, fallback=fallback,
+                            translations=translations, graph_pass=graph_pass)
         return move_into_place(staged, dst, overwrite)
 
 
@@ -83,7 +92,8 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
                dynamic_axes: DynamicAxes | None = None, axis_max: Mapping[str, int] | None = None,
                opset: int = 18, input_names: Sequence[str] | None = None,
                output_names: Sequence[str] | None = None, metadata: Mapping[str, str] | None = None,
-               fallback: bool = True) -> Path:
+               fallback: bool = True, translations: Translations | None = None,
+               graph_pass: GraphPass | None = None) -> Path:
     """Export and check into `path` directly (no staging); `export_onnx` is the safe public entry."""
     args = tuple(example_inputs)
     for i, a in enumerate(args):
@@ -104,7 +114,7 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
     try:
         with _quiet_exporter():
             try:
-                proto = _dynamo(module, args, names, output_names, axes, opset)
+                proto = _dynamo(module, args, names, output_names, axes, opset, translations)
                 props["nasgraph.exporter"] = "dynamo"
             except Exception as err:  # noqa: BLE001 - any dynamo failure may be rescued by legacy
                 if not fallback:
@@ -122,6 +132,8 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
         module.train(was_training)
 
     _check_dynamic(proto, axes)
+    if graph_pass is not None:
+        graph_pass(proto)
     props.update({"nasgraph.opset": str(opset), "nasgraph.torch": torch.__version__,
                   "nasgraph.input_names": json.dumps(names),
                   "nasgraph.output_names": json.dumps([o.name for o in proto.graph.output]),
@@ -142,14 +154,15 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
     return path
 
 
-def _dynamo(module, args, names, output_names, axes, opset) -> onnx.ModelProto:
+def _dynamo(module, args, names, output_names, axes, opset, translations=None) -> onnx.ModelProto:
     # Axis names as strings: torch.onnx turns them into Dim.DYNAMIC (guards narrow the range instead
     # of failing, e.g. a max_len check) and names the ONNX dims after them. Named torch.export.Dim
     # objects are stricter and torch.onnx "repairs" their violations by specialising the axis.
     shapes = tuple(dict(axes[name]) if name in axes else None for name in names)
     program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
                                 input_names=names, output_names=output_names,
-                                dynamic_shapes=shapes if axes else None, verbose=False)
+                                dynamic_shapes=shapes if axes else None, verbose=False,
+                                custom_translation_table=dict(translations) if translations else None)
     return program.model_proto
 
 

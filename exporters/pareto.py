@@ -59,6 +59,7 @@ def run_point(run: str | Path, grid, exported: dict[str, Path] | None = None) ->
     exported: resolved run path -> an .onnx of that run already at hand (not exported again).
     """
     from exporters.bench import export_twin
+    from exporters.model_export import unpadded_path
     from nasgraph.graph import compile_spec
     from nasgraph.graph.summary import summarize
 
@@ -68,6 +69,8 @@ def run_point(run: str | Path, grid, exported: dict[str, Path] | None = None) ->
     T = model.ctx.max_len
     with tempfile.TemporaryDirectory(prefix="nasgraph-pareto-") as tmp:
         onnx_path = (exported or {}).get(str(run.resolve())) or export_twin(doc, model, Path(tmp) / "run.onnx")
+        if unpadded_path(onnx_path).is_file():  # batch 1 has no padding: the graph `nasgraph predict` would run
+            onnx_path = unpadded_path(onnx_path)
         session = make_session(onnx_path, grid.provider, threads=grid.threads, graph_opt=grid.graph_opt)
         tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(0))
         stats = ort_latency(session, {session.get_inputs()[0].name: tokens.numpy()}, warmup=grid.warmup,

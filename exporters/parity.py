@@ -102,18 +102,28 @@ def export_verified(module: torch.nn.Module, example_inputs: Sequence[torch.Tens
     landed file carries "nasgraph.parity_max_abs_diff" and "nasgraph.parity_atol" metadata.
     A mismatch raises ParityError with every case's numbers and leaves no file behind.
     """
-    if not inputs_list:
-        raise ParityError("export_verified needs at least one input tuple to check parity on")
     dst = check_target(path, overwrite)
     with staging_dir(dst) as stage:
-        staged = write_onnx(module, example_inputs, stage / dst.name, **export_kwargs)
-        report = check_parity(module, staged, inputs_list, atol,
-                              input_names=export_kwargs.get("input_names"), provider=provider)
-        if not report.ok:
-            raise ParityError(f"{dst.name}: {report.summary()}")
-        _stamp(staged, {"nasgraph.parity_max_abs_diff": f"{report.max_abs_diff:.3g}",
-                        "nasgraph.parity_atol": f"{atol:g}"})
-        return move_into_place(staged, dst, overwrite), report
+        report = stage_verified(module, example_inputs, stage / dst.name, inputs_list, atol=atol,
+                                provider=provider, shown_name=dst.name, **export_kwargs)
+        return move_into_place(stage / dst.name, dst, overwrite), report
+
+
+def stage_verified(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], staged: Path,
+                   inputs_list: Sequence[Sequence[Any]], *, atol: float = 1e-4, provider: str = "cpu",
+                   shown_name: str = "", **export_kwargs: Any) -> ParityReport:
+    """Export into `staged` (a path in a staging folder) and check parity there; ParityError on a
+    mismatch. The caller moves the file into place (several files can land together)."""
+    if not inputs_list:
+        raise ParityError("export_verified needs at least one input tuple to check parity on")
+    write_onnx(module, example_inputs, staged, **export_kwargs)
+    report = check_parity(module, staged, inputs_list, atol,
+                          input_names=export_kwargs.get("input_names"), provider=provider)
+    if not report.ok:
+        raise ParityError(f"{shown_name or staged.name}: {report.summary()}")
+    stamp(staged, {"nasgraph.parity_max_abs_diff": f"{report.max_abs_diff:.3g}",
+                   "nasgraph.parity_atol": f"{atol:g}"})
+    return report
 
 
 def _names_from_file(path) -> list[str] | None:
@@ -150,7 +160,7 @@ def _compare(shapes, expected: list[np.ndarray], actual: list[np.ndarray]) -> Pa
     return ParityCase(shapes, worst)
 
 
-def _stamp(path: Path, props: dict[str, str]) -> None:
+def stamp(path: Path, props: dict[str, str]) -> None:
     """Add metadata to an .onnx file in place (external weights, if any, stay where they are)."""
     import onnx
 

@@ -7,8 +7,12 @@ Example:
     ('9', 0.93)
 
 Texts are truncated to the model's max_len by its tokenizer (as in training); token arrays given to
-`logits()` directly must fit max_len, else SequenceTooLongError: the ONNX graph itself has no length
-check (see exporters.model_export).
+`logits()` directly must fit max_len, else SequenceTooLongError (the graph itself refuses them too).
+
+A batch without padding (batch 1, or equal lengths) runs on the unpadded graph beside the model
+(`model.unpadded.onnx`, written by `nasgraph export`; fused mask-free attention) when it is there,
+a batch with padding on the padded graph. Given only an unpadded graph, rows are run in groups of
+equal length.
 """
 from __future__ import annotations
 
@@ -22,6 +26,7 @@ from typing import NamedTuple, Sequence
 import numpy as np
 
 from exporters.errors import ExportError
+from exporters.model_export import unpadded_path
 from exporters.runtime import make_session, read_metadata, session_settings
 from nasgraph.errors import NasgraphError, SequenceTooLongError
 from nasgraph.tasks.tokenize import PAD_ID, Tokenizer
@@ -49,7 +54,17 @@ class Predictor:
                                 f"continue a text with `nasgraph generate {path} --prompt TEXT`")
         self.path, self.metadata, self.batch_size = Path(path), meta, max(1, batch_size)
         self.class_names, self.max_len, self.tokenizer = parse_metadata(path, meta)
-        self.session = make_session(path, provider, threads=threads)   # raises if the provider is not used
+        # sessions: "padded" and/or "unpadded"; make_session raises if the provider is not really used
+        self.sessions = {}
+        if meta.get("nasgraph.padding") == "none":
+            self.sessions["unpadded"] = make_session(path, provider, threads=threads)
+        else:
+            self.sessions["padded"] = make_session(path, provider, threads=threads)
+            sibling = self.path.with_name(meta["nasgraph.unpadded_variant"]) if "nasgraph.unpadded_variant" in meta \
+                else unpadded_path(self.path)
+            if sibling.is_file():
+                self.sessions["unpadded"] = make_session(sibling, provider, threads=threads)
+        self.session = next(iter(self.sessions.values()))
         self.provider = session_settings(self.session)["provider"]
         inputs, outputs = self.session.get_inputs(), self.session.get_outputs()
         if len(inputs) != 1 or not outputs:
@@ -60,6 +75,13 @@ class Predictor:
         if isinstance(classes, int) and classes != len(self.class_names):
             raise ExportError(f"{path}: the model emits {classes} logits but its metadata names "
                               f"{len(self.class_names)} classes")
+        self.last_graph = ""  # which graph the latest logits() call ran on
+
+    def graph_for(self, tokens: np.ndarray) -> str:
+        """"unpadded" for a batch without padding when that graph is there, else "padded"."""
+        if "unpadded" in self.sessions and not (tokens == PAD_ID).any():
+            return "unpadded"
+        return "padded" if "padded" in self.sessions else "unpadded-by-length"
 
     def logits(self, tokens: np.ndarray) -> np.ndarray:
         """tokens (B, T) int ids, padded with 0 -> logits (B, C)."""
@@ -69,7 +91,17 @@ class Predictor:
         if tokens.shape[1] > self.max_len:
             raise SequenceTooLongError(f"sequence length {tokens.shape[1]} exceeds the model's max_len "
                                        f"{self.max_len}; truncate (the tokenizer does)")
-        return self.session.run(None, {self.input_name: tokens})[0]            # (B, C)
+        self.last_graph = graph = self.graph_for(tokens)
+        if graph != "unpadded-by-length":
+            return self.sessions[graph].run(None, {self.input_name: tokens})[0]  # (B, C)
+        lengths = (tokens != PAD_ID).sum(axis=1)                                 # (B,) right padding
+        out: np.ndarray | None = None
+        for T in np.unique(lengths):
+            rows = np.flatnonzero(lengths == T)
+            part = self.sessions["unpadded"].run(None, {self.input_name: tokens[rows, :T]})[0]
+            out = np.empty((len(tokens), *part.shape[1:]), part.dtype) if out is None else out
+            out[rows] = part
+        return out  # type: ignore[return-value]
 
     def truncated(self, texts: Sequence[str]) -> list[bool]:
         """Per text: whether it is longer than max_len tokens, so that only its start is classified."""

@@ -102,35 +102,16 @@ class SearchResult:
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
            progress: bool = True, force: bool = False) -> SearchResult:
     """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
+    from nasgraph.provenance import header, record_source
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
     doc = load(spec, overrides, force)
     outcome = run_search(doc, out, resume=resume, progress=progress)
-    source = {"spec": str(Path(doc.path).resolve()), "overrides": list(overrides)}
-    (Path(out) / "source.json").write_text(json.dumps(source, indent=1))
+    record_source(Path(out), doc, overrides)
     derived = Path(out) / "derived.yaml"
-    derived.write_text(provenance(Path(out), None, outcome["labels"]) + derived.read_text())
+    derived.write_text(header(Path(out), None, outcome["labels"]) + derived.read_text())
     return SearchResult(Path(out), outcome, write_search_report(out))
-
-
-def provenance(run: Path, seed: int | None, labels: dict[str, list[str]]) -> str:
-    """The comment a derived spec starts with: which run, spec and overrides it came from, and the picks."""
-    from nasgraph import __version__
-
-    try:
-        source = json.loads((run / "source.json").read_text())
-    except (OSError, ValueError):
-        source = {}
-    sets = " ".join(f"--set {o}" for o in source.get("overrides", []))
-    picks = "; ".join(f"{n}: {' | '.join(dict.fromkeys(l)) if len(set(l)) == 1 else ' | '.join(l)}"
-                      for n, l in labels.items())
-    return "".join(f"# {line}\n" for line in [
-        f"derived by nasgraph {__version__} from the search run {run.resolve()} "
-        f"({'the vote over seeds' if seed is None else f'seed {seed}'})",
-        f"source spec: {source.get('spec', str((run / 'spec.yaml').resolve()) + ' (the run snapshot)')}"
-        + (f" with {sets}" if sets else ""),
-        f"picks: {picks}"])
 
 
 @dataclass(frozen=True)
@@ -148,6 +129,7 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
     """Write the architecture a search run picked (or one seed's pick) as a spec that compiles on its own."""
     from nasgraph.graph import compile_spec
     from nasgraph.runfolder import require
+    from nasgraph.provenance import header
     from nasgraph.search.derive import check_choice, derive_spec
     from nasgraph.spec import dump_spec
     from nasgraph.training.rundir import read_json
@@ -173,7 +155,7 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
     check_choice(choice, graph, result)
     labels = {n: [graph.nodes[n]["candidates"][i] for i in picks] for n, picks in choice.items()}
     dump_spec(derive_spec(doc.raw, graph, choice), output, overwrite=overwrite)
-    output.write_text(provenance(run, seed, labels) + output.read_text())
+    output.write_text(header(run, seed, labels) + output.read_text())
     try:
         compile_spec(load_spec(output))  # the derived spec must compile on its own
     except NasgraphError:
@@ -234,24 +216,32 @@ def evaluate(run: str | Path, split: str = "test") -> EvalResult:
 
 
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
-           overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False):
-    """A train run folder (or a spec plus `checkpoint`) to a parity-checked ONNX model.
+           overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
+           weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
+           progress: bool = False):
+    """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
+    graph at `output` and the unpadded one beside it (exporters.model_export).
 
-    Returns exporters.model_export.ExportResult (path, parity report, metadata).
+    weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
+    int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
+    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
+    parity report, metadata, unpadded path and report, quantization figures).
     """
     from exporters.model_export import export_checkpoint, export_run
 
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
     source = Path(source)
     if source.is_dir():
         if checkpoint or overrides:
             raise NasgraphError(f"{source} is a run folder: it brings its own spec and checkpoint "
                                 "(--checkpoint and --set are for a spec source)")
-        return export_run(source, output, atol=atol, overwrite=overwrite)
+        return export_run(source, output, atol=atol, overwrite=overwrite, weights=weights, **options)
     if source.is_file():
         if checkpoint is None:
             raise NasgraphError(f"{source} is a spec: pass --checkpoint with its trained weights "
                                 "(or give a train run folder instead)")
-        return export_checkpoint(source, checkpoint, output, overrides=list(overrides), atol=atol, overwrite=overwrite)
+        return export_checkpoint(source, checkpoint, output, overrides=list(overrides), atol=atol, overwrite=overwrite,
+                                 **options)
     raise NasgraphError(f"{source}: no such run folder or spec file")
 
 

@@ -99,7 +99,7 @@ def plot(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from exporters.bench_report import plain_ticks
+    from exporters.bench_report import finish_plot, plain_ticks
 
     cost, points = result["cost"], result["points"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -121,12 +121,7 @@ def plot(result: dict, path: Path) -> Path:
     better = "higher is better" if points[0]["higher_is_better"] else "lower is better"
     ax.set(xlabel=COST_LABEL[cost], ylabel=f"{metric} ({better})",
            title=f"task {task.get('kind', '?')}: {metric} vs {'FLOPs' if cost == 'flops' else 'latency'}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return finish_plot(fig, path, ax)
 
 
 def write(result: dict, out: Path) -> list[Path]:

@@ -43,8 +43,10 @@ class GraphModule(nn.Module):
                 last_use[i] = n
         self.release = {n: [i for i in self.inputs[n] if last_use[i] == n and i != self.output] for n in self.order}
 
-    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        if mask is None:
+    def forward(self, tokens: torch.Tensor, mask: torch.Tensor | None = None, *, padded: bool = True) -> torch.Tensor:
+        """padded=False: no padding mask at all (every position is a real token; for unpadded batches,
+        e.g. the unpadded ONNX export, where attention can take fused mask-free kernels)."""
+        if mask is None and padded:
             mask = tokens != PAD_ID                                       # (B, T) bool
         values: dict[str, torch.Tensor] = {INPUT: tokens}
         for n in self.order:

@@ -15,8 +15,8 @@ class Registry(Generic[T]):
     `what` names the entries in messages ("attention", "op", "task kind"); `base` is the class every
     entry must subclass; `name_attr` is the class attribute the registered name is written to; `key`
     is the ConfigError key for an unknown name (the spec key that holds it, when there is one);
-    `check(cls)` vets every entry; `group` is the entry point group plug-ins register through (nasgraph.plugins), loaded the first
-    time a name is missing or the names are listed.
+    `check(cls)` vets every entry; `group` is the entry point group plug-ins register through
+    (nasgraph.plugins), loaded the first time a name is missing or the names are listed.
     """
 
     def __init__(self, what: str, base: type, name_attr: str = "name", key: str = "", group: str = "",

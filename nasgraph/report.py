@@ -19,18 +19,19 @@ def _plt():
     return plt
 
 
-def plot_curves(runs: dict[str, Path], out: Path) -> Path:
-    """Train loss and val accuracy against step, one line per run."""
+def plot_curves(runs: dict[str, Path], out: Path, metric: str = "acc") -> Path:
+    """Train loss and the val metric (accuracy, or the task's headline) against step, one line per run."""
     plt = _plt()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, path in runs.items():
         rows = read_jsonl(path / "metrics.jsonl")
         tr = [r for r in rows if r.get("split") == "train" and "acc" in r]
-        va = [r for r in rows if r.get("split") == "val"]
+        va = [r for r in rows if r.get("split") == "val" and metric in r]
         ax_loss.plot([r["step"] for r in tr], [r["loss"] for r in tr], label=label)
-        ax_acc.plot([r["step"] for r in va], [r["acc"] for r in va], marker="o", ms=3, label=label)
+        ax_acc.plot([r["step"] for r in va], [r[metric] for r in va], marker="o", ms=3, label=label)
+    name = "accuracy" if metric == "acc" else metric.replace("_", " ")
     ax_loss.set(xlabel="step", ylabel="train loss", title="training loss")
-    ax_acc.set(xlabel="step", ylabel="val accuracy", title="validation accuracy")
+    ax_acc.set(xlabel="step", ylabel=f"val {name}", title=f"validation {name}")
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -174,12 +175,14 @@ def write_train_report(run: str | Path) -> Path:
     run = Path(run)
     result = json.loads((run / "result.json").read_text())
     test = result.get("test", {})
+    m = result.get("metric", {}).get("name", "acc")             # the task's headline metric
+    best = result["best_val"].get(m, result["best_val"]["acc"])
     lines = [f"# Training report: {run.name}", "",
-             table([[result["steps"], f"{result['val']['acc']:.4f}", f"{test.get('acc', float('nan')):.4f}",
-                     f"{result['best_val']['acc']:.4f} @ {result['best_val'].get('step')}", human(result.get("params", 0)),
+             table([[result["steps"], f"{result['val'][m]:.4f}", f"{test.get(m, float('nan')):.4f}",
+                     f"{best:.4f} @ {result['best_val'].get('step')}", human(result.get("params", 0)),
                      f"{result['seconds']:.0f}"]],
-                   ["steps", "val acc", "test acc", "best val", "params", "seconds"], markdown=True), "",
-             f"![curves]({plot_curves({run.name: run}, run / 'curves.png').name})"]
+                   ["steps", f"val {m}", f"test {m}", "best val", "params", "seconds"], markdown=True), "",
+             f"![curves]({plot_curves({run.name: run}, run / 'curves.png', m).name})"]
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n")
     return out

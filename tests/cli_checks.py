@@ -35,6 +35,7 @@ def refused(capsys, argv: list[str], *names: str, keep: tuple[Path, ...] = ()) -
     assert "Traceback" not in err, err
     lines = [l for l in err.splitlines() if l.strip() and not l.startswith("nasgraph: warning")]
     assert len(lines) == 1, err
+    assert lines[0].isprintable(), f"control characters in the message: {lines[0]!r}"
     for name in names:
         assert str(name) in lines[0], (name, lines[0])
     assert tree_hash(*keep) == before, "a file the user had was changed"

@@ -31,7 +31,8 @@ SIZE_KEYS = ["d_model", "n_heads", "n_layers", "max_len", "window", "block", "k"
 
 OUTCOMES = ["ok", "clean error", "no key", "multi-line", "traceback", "memory", "hang"]
 FILE_LEVEL = ("spec file is empty", "must be a mapping", "binary file", "not UTF-8", "one YAML document",
-              "spec file is ", "spec file not found", "an override is", "malformed key path", "empty key path")
+              "spec file is ", "spec file not found", "an override is", "malformed key path", "empty key path",
+              "before the first key")
 _LOCATED = re.compile(r"^nasgraph compile: error: (?P<file>.*?)(?::(?P<line>\d+):(?P<col>\d+))?: (?P<rest>.*)$")
 _ELEMENT = r"""(?:[A-Za-z0-9_\-]+|\[\d+\]|\[(?:'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*")\])"""
 _KEY = re.compile(rf"^{_ELEMENT}(?:\.?{_ELEMENT})*: ")

@@ -43,34 +43,18 @@ def test_derive_needs_a_finished_search(tmp_path):
         ng.derive(tmp_path, tmp_path / "d.yaml")
 
 
-COMPACT = """
-name: compact
-task: {kind: tiny, max_len: 12}
-model:
-  d_model: 16
-  n_heads: 2
-  graph:
-    - embedding: {}
-    - repeat: 2
-      body:
-        - residual: [{norm: {}}, {attention: [softmax, linear]}]
-        - residual: [{norm: {}}, {ffn: {}}]
-    - pool: cls
-    - head: {}
-"""
-
-
-@pytest.mark.parametrize("picks,form", [([1, 1], "graph"), ([0, 1], "nodes")])
+@pytest.mark.parametrize("picks,form", [([1, 1, 1], "graph"), ([1, 0, 1], "nodes")])
 def test_derived_spec_keeps_the_compact_form_when_the_copies_agree(write_spec, tmp_path, picks, form):
     from nasgraph.graph import compile_spec
     from nasgraph.search.derive import derive_spec
     from nasgraph.spec import dump_spec
+    from test_graph import COMPACT  # softmax | linear in a body repeated 3 times
 
     doc = load_spec(write_spec(COMPACT))
-    derived = derive_spec(doc.raw, compile_spec(doc), {"attention0": [picks[0]], "attention1": [picks[1]]})
+    derived = derive_spec(doc.raw, compile_spec(doc), {f"attention{i}": [p] for i, p in enumerate(picks)})
     assert set(derived["model"]) >= {form} and not set(derived["model"]) & ({"graph", "nodes"} - {form})
     if form == "graph":
         assert derived["model"]["graph"][1]["body"][0]["residual"][1]["attention"]["candidates"] == ["linear"]
     graph = compile_spec(load_spec(dump_spec(derived, tmp_path / "derived.yaml")))
-    assert [graph.nodes[n]["params"]["candidates"] for n in ("attention0", "attention1")] == \
+    assert [graph.nodes[f"attention{i}"]["params"]["candidates"] for i in range(3)] == \
         [[["softmax", "linear"][p]] for p in picks]

@@ -8,10 +8,13 @@ caps.exportable=False (or caps.exact=False) are skipped with the reason.
 from __future__ import annotations
 
 import pytest
+import torch
 
-from exporters.attention_check import ONNX_CHECK, export_and_parity
-from nasgraph.attention import names
-from nasgraph.attention.contract import Skipped, forms
+from exporters.attention_check import ATOL, EXPORT_SHAPE, ONNX_CHECK, export_and_parity, skip_reason
+from exporters.fused_attention import FLASH, attention_kernels, contrib_translations
+from exporters.parity import export_verified
+from nasgraph.attention import get, names
+from nasgraph.attention.contract import LONGEST, D, Skipped, build, forms
 
 CASES = [pytest.param(name, causal, id=f"{name}-{'causal' if causal else 'full'}")
          for name in names() for causal in forms(name, ONNX_CHECK)]
@@ -30,3 +33,34 @@ def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
 def test_option_paths_export_too(name, options, tmp_path):
     """Options that change the exported graph: grouped-query heads, sink keys (causal form)."""
     export_and_parity(name, True, tmp_path, **options)
+
+
+class Unpadded(torch.nn.Module):
+    """An attention layer called without a padding mask: the unpadded export's form."""
+
+    def __init__(self, attn: torch.nn.Module):
+        super().__init__()
+        self.attn = attn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.attn(x, None)                                        # (B, T, D)
+
+
+@pytest.mark.parametrize("name", names())
+def test_unpadded_export_with_fused_attention_matches_ort(name, tmp_path):
+    """Without a mask, SDPA calls become com.microsoft.MultiHeadAttention (ORT's flash CPU path);
+    every type still matches PyTorch, and softmax takes that fused kernel."""
+    reason = skip_reason(name, False)
+    if reason:
+        pytest.skip(reason)
+    layer = Unpadded(build(name).eval())
+    gen = torch.Generator().manual_seed(1)
+    checks = [(torch.randn(B, T, D, generator=gen),) for B, T in ((3, 13), (1, LONGEST))]
+    path, report = export_verified(
+        layer, (torch.randn(*EXPORT_SHAPE, D, generator=gen),), tmp_path / f"{name}.onnx", checks, atol=ATOL,
+        input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "seq"}},
+        axis_max={"seq": LONGEST} if get(name).caps.bounded else None, fallback=False,
+        translations=contrib_translations())
+    assert report.ok, report.summary()
+    if name == "softmax":
+        assert list(attention_kernels(path).values()) == [FLASH]

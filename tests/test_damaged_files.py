@@ -193,7 +193,7 @@ def test_values_refused_before_any_work(tiny_spec, write_spec, tmp_path, capsys,
 
 def test_a_head_with_fewer_classes_than_the_task(write_spec, tmp_path, capsys):
     spec = write_spec(NODES.replace("num_classes: 2", "num_classes: 1"), "nodes.yaml")
-    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], "nodes.yaml", "2 classes",
+    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], "nodes.yaml", "the task has 2",
             keep=(spec,))
 
 
@@ -217,4 +217,5 @@ def test_text_task_on_a_binary_table(write_spec, tmp_path, capsys, suffix, data)
         model: {{d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}}
         train: {{steps: 2, batch_size: 4}}
         """, "text.yaml")
-    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], f"data{suffix}", keep=(table,))
+    refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], f"data{suffix}", "binary file",
+            keep=(table,))

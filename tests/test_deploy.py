@@ -16,6 +16,8 @@ import torch
 import yaml
 
 from exporters.errors import ProviderError
+from exporters.fused_attention import DECOMPOSED, FLASH, NO_SOFTMAX, attention_kernels
+from exporters.model_export import unpadded_path
 from exporters.predict import Predictor, read_inputs
 from exporters.runtime import read_metadata
 from nasgraph.cli import main
@@ -76,6 +78,16 @@ def val_batch(B: int, T: int) -> torch.Tensor:
     return torch.tensor(rows)
 
 
+def unpadded_batch(B: int, T: int) -> torch.Tensor:
+    """Real validation examples of at least T tokens, cut to T: a batch without padding (B, T)."""
+    from nasgraph import tasks
+
+    split = tasks.load_task(tasks.parse_task(yaml.safe_load(TASK)["task"])).splits["val"]
+    rows = [ids[:T] for ids in split.ids if len(ids) >= T][:B]
+    assert len(rows) == B, f"the tiny task has fewer than {B} validation examples of {T} tokens"
+    return torch.tensor(rows)
+
+
 # -- export -----------------------------------------------------------------------------------------
 def test_export_carries_metadata_and_matches_ort(trained):
     from nasgraph.training.run import load_trained
@@ -101,6 +113,86 @@ def test_export_carries_metadata_and_matches_ort(trained):
         with torch.no_grad():
             expected = model(tokens).numpy()
         np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+
+
+def test_unpadded_graph_matches_and_takes_the_fused_kernel(trained):
+    """The mask-free graph beside the model: same outputs on batches without padding, ORT's flash
+    MultiHeadAttention for the softmax heads, and a clear failure on padding."""
+    from nasgraph.training.run import load_trained
+
+    _, run, path = trained
+    unpadded = unpadded_path(path)
+    meta = read_metadata(unpadded)
+    assert meta["nasgraph.padding"] == "none" and read_metadata(path)["nasgraph.unpadded_variant"] == unpadded.name
+    assert float(meta["nasgraph.parity_max_abs_diff"]) <= 1e-4 and "the longest alone" in meta["nasgraph.parity_inputs"]
+    padded_kernels, unpadded_kernels = attention_kernels(path), attention_kernels(unpadded)
+    assert unpadded_kernels == {"model.nodes.L0__attention.inner": f"{FLASH} + {DECOMPOSED}",  # softmax + local heads
+                                "model.nodes.L1__attention.inner": NO_SOFTMAX}, unpadded_kernels
+    assert padded_kernels["model.nodes.L0__attention.inner"] == DECOMPOSED
+    _, model = load_trained(run)
+    sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (path, unpadded)]
+    for B, T in ((1, 12), (3, 5)):
+        tokens = unpadded_batch(B, T)
+        with torch.no_grad():
+            expected = model(tokens).numpy()
+        for session in sessions:
+            np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+    with pytest.raises(Exception, match="padding"):
+        sessions[1].run(None, {"tokens": val_batch(2, 12).numpy() * 0})
+
+
+def test_predict_picks_the_unpadded_graph_for_batches_without_padding(trained):
+    _, _, path = trained
+    p = Predictor(path)
+    unpadded, padded = unpadded_batch(2, 5).numpy(), val_batch(4, 12).numpy()
+    assert (unpadded != 0).all() and (padded == 0).any()
+    both = p.logits(unpadded)
+    assert p.last_graph == "unpadded"
+    p.logits(padded)
+    assert p.last_graph == "padded"
+    only_padded = Predictor(path)
+    del only_padded.sessions["unpadded"]
+    np.testing.assert_allclose(only_padded.logits(unpadded), both, atol=1e-5)
+    assert only_padded.last_graph == "padded"
+    # given the unpadded file alone, rows with padding run in groups of equal length
+    alone = Predictor(unpadded_path(path))
+    np.testing.assert_allclose(alone.logits(padded), p.logits(padded), atol=1e-5)
+    assert alone.last_graph == "unpadded-by-length"
+
+
+def test_export_takes_the_best_validation_checkpoint_and_says_which(trained, tmp_path, capsys):
+    import shutil
+
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete
+
+    spec, trained_run, path = trained
+    vals = [json.loads(l) for l in (trained_run / "metrics.jsonl").read_text().splitlines()]
+    vals = [v for v in vals if v.get("split") == "val"]
+    best_step = max(vals, key=lambda v: v["acc"])["step"]  # the first of equal maxima
+    assert torch.load(trained_run / "checkpoints" / "best.pt", weights_only=True)["step"] == best_step
+    assert read_metadata(path)["nasgraph.checkpoint"].startswith(f"best validation checkpoint (step {best_step},")
+    # a run whose best weights differ from its last ones: each choice exports its own weights
+    run = tmp_path / "run"
+    shutil.copytree(trained_run, run)
+    torch.manual_seed(123)
+    _, other = build_discrete(load_spec(spec))
+    torch.save({"model": other.state_dict(), "step": 1, "val": {"acc": 0.99}}, run / "checkpoints" / "best.pt")
+    _, last = build_discrete(load_spec(spec))
+    last.load_state_dict(torch.load(run / "checkpoints" / "last.pt", weights_only=False)["model"])
+    tokens = val_batch(3, 9)
+    for argv, model, said in ((["--weights", "best"], other, "best validation checkpoint (step 1, val acc 0.9900)"),
+                              (["--weights", "last"], last, "last checkpoint")):
+        out = tmp_path / f"{argv[1]}.onnx"
+        assert main(["export", str(run), "-o", str(out), *argv]) == 0
+        assert f"weights: {said}" in capsys.readouterr().out
+        session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        with torch.no_grad():
+            expected = model.eval()(tokens).numpy()
+        np.testing.assert_allclose(session.run(None, {"tokens": tokens.numpy()})[0], expected, atol=1e-4)
+    (run / "checkpoints" / "best.pt").unlink()  # a run trained before best.pt existed
+    assert main(["export", str(run), "-o", str(tmp_path / "old.onnx")]) == 0
+    assert "weights: last checkpoint (this run has no checkpoints/best.pt" in capsys.readouterr().out
 
 
 def test_export_refuses_to_overwrite(trained, tmp_path, capsys):
@@ -135,6 +227,46 @@ def test_checkpoint_of_another_model_is_refused(trained, tmp_path, capsys):
             str(tmp_path / "m.onnx"), "--set", "model.d_model=32"]
     assert main(argv) == 2
     assert "does not fit the spec's model" in capsys.readouterr().err
+
+
+def test_int8_export_records_the_measured_accuracy_change(trained, tmp_path, capsys):
+    _, run, path = trained
+    out = tmp_path / "int8.onnx"
+    assert main(["export", str(run), "-o", str(out), "--quantize", "int8", "--max-accuracy-drop", "100",
+                 "--no-progress"]) == 0
+    assert "int8: test accuracy" in capsys.readouterr().out
+    for graph in (out, unpadded_path(out)):
+        q = json.loads(read_metadata(graph)["nasgraph.quantization"])
+        assert q["mode"] == "int8" and q["split"] == "test" and q["examples"] == 64
+        assert q["drop_points"] == pytest.approx((q["fp32_acc"] - q["int8_acc"]) * 100)
+        assert q["int8_bytes"] < q["fp32_bytes"]
+        ops = {n.op_type for n in onnx.load(str(graph)).graph.node}
+        assert {"MatMulInteger", "DynamicQuantizeLinear"} <= ops
+    # the fp32 accuracy is the trained model's own test accuracy (measured again, with ONNX Runtime)
+    assert q["fp32_acc"] == pytest.approx(json.loads((run / "result.json").read_text())["test"]["acc"], abs=1 / 64)
+    tokens = unpadded_batch(3, 6).numpy()
+    padded, unpadded = (ort.InferenceSession(str(g), providers=["CPUExecutionProvider"]) for g in (out, unpadded_path(out)))
+    np.testing.assert_allclose(padded.run(None, {"tokens": tokens})[0], unpadded.run(None, {"tokens": tokens})[0], atol=1e-2)
+
+
+def test_int8_export_is_refused_beyond_the_tolerance(trained, tmp_path, monkeypatch, capsys):
+    """The int8 graph's measured accuracy, lowered by 5 points: over a 1-point tolerance, nothing lands."""
+    import exporters.quantize as quantize
+
+    measured = quantize.onnx_accuracy
+
+    def five_points_lower_for_int8(path, split, **kw):
+        acc, n = measured(path, split, **kw)
+        return (acc - 0.05, n) if str(path).endswith(".int8.onnx") else (acc, n)
+
+    monkeypatch.setattr(quantize, "onnx_accuracy", five_points_lower_for_int8)
+    _, run, _ = trained
+    out = tmp_path / "out" / "m.onnx"
+    out.parent.mkdir()
+    assert main(["export", str(run), "-o", str(out), "--quantize", "int8", "--max-accuracy-drop", "1"]) == 2
+    err = capsys.readouterr().err
+    assert "int8 export refused" in err and "drop 5.00 points (limit 1)" in err
+    assert list(out.parent.iterdir()) == []  # neither graph, no staging folder
 
 
 # -- predict ----------------------------------------------------------------------------------------
@@ -189,9 +321,29 @@ def test_predict_truncates_to_max_len_and_refuses_longer_tokens(trained, capsys)
     assert json.loads(out)["truncated"] is True and json.loads(err)["summary"]["truncated"] == 1
     with pytest.raises(SequenceTooLongError, match="13 exceeds the model's max_len 12"):
         p.logits(np.full((1, 13), 2))
-    # what ONNX Runtime itself does past max_len: the learned position table cannot broadcast
-    with pytest.raises(Exception, match="broadcast"):
-        p.session.run(None, {"tokens": np.full((1, 13), 2, dtype=np.int64)})
+    # a raw ONNX Runtime session (no Python check in front) refuses it inside the graph, both graphs
+    for graph in (path, unpadded_path(path)):
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        assert session.run(None, {"tokens": np.full((1, 12), 2, dtype=np.int64)})[0].shape == (1, 2)
+        with pytest.raises(Exception, match="sequence length exceeds the model's max_len 12"):
+            session.run(None, {"tokens": np.full((1, 13), 2, dtype=np.int64)})
+
+
+def test_unbounded_model_without_positions_enforces_max_len_in_the_graph(tmp_path):
+    """No position table and unbounded attention: ONNX Runtime used to run such inputs silently."""
+    from nasgraph.spec import load_spec
+    from nasgraph.training.run import build_discrete
+
+    spec = tmp_path / "one.yaml"
+    spec.write_text(textwrap.dedent(ONE_LAYER).replace("attention: softmax", "attention: linear, position: none"))
+    _, model = build_discrete(load_spec(spec))
+    torch.save({"model": model.state_dict()}, tmp_path / "last.pt")
+    out = tmp_path / "m.onnx"
+    assert main(["export", str(spec), "--checkpoint", str(tmp_path / "last.pt"), "-o", str(out)]) == 0
+    for graph in (out, unpadded_path(out)):
+        session = ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"])
+        with pytest.raises(Exception, match="max_len 12"):
+            session.run(None, {"tokens": np.full((2, 40), 2, dtype=np.int64)})
 
 
 def test_predict_top_k(trained, capsys):
@@ -228,6 +380,8 @@ def test_bench_model_reports_both_runtimes_and_pareto(trained, tmp_path):
     assert points == {(B, T, b) for B in (1, 2) for T in (6, 12) for b in ("onnxruntime", "torch-eager")}
     assert all(r["threads"] == 1 and r["p50_ms"] > 0 and r["repeats"] == 3 for r in report["rows"])
     assert {r["graph_opt"] for r in report["rows"]} == {"all", "eager"}
+    assert {r["graph"] for r in report["rows"]} == {"unpadded"}  # random tokens have no padding
+    assert FLASH in report["subjects"][0]["attention_kernels"]["unpadded"]["model.nodes.L0__attention.inner"]
     assert report["skipped"] == ["tiny-hetero: T=64 > max_len 12"]
     assert report["env"]["onnxruntime"] == ort.__version__ and report["env"]["cpu"]
     assert "the source run" in report["subjects"][0]["note"]
@@ -235,7 +389,7 @@ def test_bench_model_reports_both_runtimes_and_pareto(trained, tmp_path):
     assert point["acc"] == json.loads((run / "result.json").read_text())["test"]["acc"] and point["pareto"]
     assert point["flops"] > 0 and point["latency_p50_ms"] > 0
     md = (out / "report.md").read_text()
-    assert "| ORT/eager |" in md and "pareto.png" in md
+    assert "| ORT/eager |" in md and "pareto.png" in md and "attention kernels, unpadded graph" in md
     for png in ("latency_vs_seq.png", "pareto.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert main(argv) == 2  # a second bench into the same folder is refused

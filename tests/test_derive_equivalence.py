@@ -50,10 +50,15 @@ def test_per_head_pick_of_every_type_equals_its_supernet(write_spec, tmp_path, n
     """Heads of one type taken out of a supernet candidate that computes all heads (per-head derive)."""
     if name in CROSS_HEAD:
         pytest.xfail(CROSS_HEAD[name])
+    causal = "true" if not attention.get(name).caps.noncausal else "false"   # recurrences are causal-only
     spec = write_spec(f"""
         name: t
         task: {{kind: tiny, max_len: 16, n_train: 64, n_val: 16, n_test: 16}}
-        model: {{d_model: 16, n_heads: 4, n_layers: 1, attention: {{granularity: head, candidates: [softmax, {name}]}}}}
+        model:
+          d_model: 16
+          n_heads: 4
+          n_layers: 1
+          attention: {{granularity: head, causal: {causal}, candidates: [softmax, {name}]}}
         """)
     doc = load_spec(spec)
     graph, choice = compile_spec(doc), {"L0.attention": [1, 0, 1, 0]}

@@ -62,15 +62,17 @@ def test_crafted_checkpoint_for_export_is_refused_and_runs_nothing(trained, tmp_
     assert not flag.exists() and not (tmp_path / "m.onnx").exists()
 
 
-@pytest.mark.parametrize("command", ["eval", "export", "resume"])
+@pytest.mark.parametrize("command", ["eval", "export", "export-best", "resume"])
 def test_crafted_checkpoint_in_a_run_folder_runs_nothing(trained, tmp_path, capsys, command):
     spec, run = trained
     run = copy_run(run, tmp_path / "run")
     flag = tmp_path / "payload-ran"
-    crafted_checkpoint(run / "checkpoints" / "last.pt", flag)
-    argv = {"eval": ["eval", run], "export": ["export", run, "-o", tmp_path / "m.onnx"],
+    target = "best.pt" if command == "export-best" else "last.pt"   # export takes best.pt unless --weights last
+    crafted_checkpoint(run / "checkpoints" / target, flag)
+    argv = {"eval": ["eval", run], "export": ["export", run, "-o", tmp_path / "m.onnx", "--weights", "last"],
+            "export-best": ["export", run, "-o", tmp_path / "m.onnx"],
             "resume": ["train", run / "spec.yaml", "--out", run, "--resume", "--no-progress"]}[command]
-    refused(capsys, argv, "last.pt", "refused", keep=(run,))
+    refused(capsys, argv, target, "refused", keep=(run,))
     assert not flag.exists()
 
 
@@ -108,7 +110,8 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_one(train_spec, tmp
     assert cli(["train", train_spec, "--out", str(cut), "--no-progress", "--resume", "--set", "train.steps=6"]) == 0
     err = capsys.readouterr().err
     assert "resuming from prev.pt (step 3)" in err and "Traceback" not in err
-    assert read_state(ckpts / "last.pt")["step"] == 6
+    assert read_state(ckpts / "last.pt")["step"] == 6 and read_state(ckpts / "prev.pt")["step"] == 3
+    assert (ckpts / "last.pt.damaged").stat().st_size == 500
 
 
 # -- run-folder ownership -------------------------------------------------------------------------------
@@ -231,6 +234,7 @@ sys.exit(main(sys.argv[1:]))
 """
 
 
+@pytest.mark.slow
 def test_kill_during_a_checkpoint_write_leaves_a_resumable_run(train_spec, tmp_path):
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     argv = ["train", str(train_spec), "--out", str(tmp_path / "cut"), "--no-progress"]
@@ -245,11 +249,12 @@ def test_kill_during_a_checkpoint_write_leaves_a_resumable_run(train_spec, tmp_p
     assert all(torch.equal(a["model"][k], b["model"][k]) for k in a["model"])
 
 
+@pytest.mark.slow
 def test_random_kills_then_resume_match_the_uninterrupted_run(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     from kill_resume import kill_loop
 
-    result = kill_loop(tmp_path, "train", kills=3, seed=1, steps=60, d_model=16, window_s=1.0)
+    result = kill_loop(tmp_path, "train", kills=2, seed=1, steps=60, d_model=16, window_s=1.0)
     assert result["landed"] >= 1
     assert result["differences"] == [] and result["temp_files_left"] == []
 

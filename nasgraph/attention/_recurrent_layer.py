@@ -92,9 +92,11 @@ class RecurrentAttention(Attention):
     # -- decoding form (caps.recurrent) ---------------------------------------------------------------
     def init_state(self, batch: int, *, device: torch.device | None = None,
                    dtype: torch.dtype | None = None) -> Tensor:
-        """The state before the first token: zeros (B, H, dk, dv)."""
-        dtype = dtype or self.out_proj_dtype()
-        return torch.zeros(batch, self.n_heads, self.key_dim, self.head_dim, device=device, dtype=dtype)
+        """The state before the first token: zeros (B, H, dk, dv), on the parameters' device and dtype
+        unless given."""
+        weight = next(self.parameters())
+        return torch.zeros(batch, self.n_heads, self.key_dim, self.head_dim, device=device or weight.device,
+                           dtype=dtype or weight.dtype)
 
     def step_heads(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """One token: x_t (B, d_model), state (B, H, dk, dv) -> per-head output (B, H, dv), new state."""
@@ -115,6 +117,3 @@ class RecurrentAttention(Attention):
         if self.out_proj is None:
             raise RuntimeError(f"attention '{self.name}' was built with out_proj=False; call step_heads()")
         return self.out_proj(o.flatten(1)), state
-
-    def out_proj_dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype

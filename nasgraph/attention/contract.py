@@ -4,7 +4,8 @@ both run against a registered type (built-in or plug-in).
 A check is `run(name, causal)`: it returns when the type keeps the contract, raises `Skipped` when
 a capability flag says the check does not apply (never by name), and raises anything else on failure.
 `forms` says which forms it runs on: "each" (full and causal, those the type has), "full" (once per
-type: the non-causal form, or the causal one of a causal-only type) or "causal" (the causal form only). The ONNX export check lives in exporters (a higher layer).
+type: the non-causal form, or the causal one of a causal-only type) or "causal" (the causal form
+only). The ONNX export check lives in exporters (a higher layer).
 """
 from __future__ import annotations
 

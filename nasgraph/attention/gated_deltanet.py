@@ -25,7 +25,8 @@ class GatedDeltaNetConfig(DeltaNetConfig):
 def mamba_gate_parameters(n_heads: int) -> tuple[nn.Parameter, nn.Parameter]:
     """A_log (H,) = log(1 .. 16) spread over heads, dt_bias (H,) = softplus^-1 of dt in [1e-3, 1e-1]."""
     a = torch.linspace(1.0, 16.0, n_heads) if n_heads > 1 else torch.ones(1)
-    dt = torch.exp(torch.linspace(math.log(1e-3), math.log(1e-1), n_heads)) if n_heads > 1 else torch.full((1,), 1e-2)
+    dt = (torch.exp(torch.linspace(math.log(1e-3), math.log(1e-1), n_heads)) if n_heads > 1
+          else torch.full((1,), 1e-2))
     return nn.Parameter(a.log()), nn.Parameter(dt + torch.log(-torch.expm1(-dt)))
 
 

@@ -9,6 +9,7 @@ from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.plugins import GROUPS
 from nasgraph.registry import Registry
 
+
 def _check(cls) -> None:
     if not (isinstance(cls.Config, type) and issubclass(cls.Config, AttentionConfig)):
         raise TypeError(f"attention '{cls.__name__}': Config must subclass AttentionConfig")

@@ -3,8 +3,8 @@
     S_t = gamma_h S_{t-1} + k_t^T v_t,   o_t = q_t S_t / sqrt(dk),   gamma_h = 1 - 2^(-5 - h),
 
 i.e. out = (Q K^T / sqrt(dk) * D) V with D_ij = gamma^(i-j) for j <= i, then a per-head norm and a
-swish gate (RetNet's multi-scale retention). No xPos rotation. Causal only; O(T C d + T d^2 / C ...)
-with chunks of C (see `_recurrent`); decoding keeps one (dk, dv) state per head.
+swish gate (RetNet's multi-scale retention). No xPos rotation. Causal only; O(T (C + d) d) time per
+head with chunks of C (see `_recurrent`); decoding keeps one (dk, dv) state per head.
 """
 from __future__ import annotations
 

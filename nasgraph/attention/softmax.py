@@ -55,7 +55,8 @@ class SoftmaxAttention(Attention):
         return bias
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        q, k, v = self.split(self.q_proj(x)), self.kv_heads(self.k_proj(x)), self.kv_heads(self.v_proj(x))  # (B, H, T, dh)
+        q = self.split(self.q_proj(x))                               # (B, H, T, dh)
+        k, v = self.kv_heads(self.k_proj(x)), self.kv_heads(self.v_proj(x))  # (B, H, T, dh)
         bias = self.bias(mask, x.shape[1], q)
         p = self.config.dropout if self.training else 0.0
         if self.config.impl == "sdpa":

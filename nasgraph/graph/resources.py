@@ -18,8 +18,11 @@ from dataclasses import dataclass, field
 import networkx as nx
 import torch
 
+from nasgraph import ops
 from nasgraph.graph.expand import INPUT
 from nasgraph.graph.meta_probe import MetaInit, MixedForward, cost_at_length
+from nasgraph.ops.base import ModelContext
+from nasgraph.ops.mixed_attention import MixedAttention
 from nasgraph.spec.limits import MAX_EXAMPLES, MAX_FORWARD_FLOPS
 from nasgraph.textfmt import human, scientific
 
@@ -62,6 +65,7 @@ class Estimate:
         return {"weights": BYTES_PER_PARAM_TRAINING * self.params, "activations": batch_size * self.act_bytes,
                 "data": self.examples * (BYTES_PER_EXAMPLE + BYTES_PER_TOKEN_IN_MEMORY * self.seq_len)}
 
+
 class Unsizable(ValueError):
     """Torch cannot even size a node (a dimension past 64 bits): `node` names it."""
 
@@ -72,23 +76,19 @@ class Unsizable(ValueError):
 
 def estimate(graph: nx.DiGraph) -> Estimate:
     """Cost of the compiled `graph` (see module doc). Unsizable names the node torch cannot size."""
-    from nasgraph import ops
-    from nasgraph.ops.base import ModelContext
-    from nasgraph.ops.mixed_attention import MixedAttention
-
     ctx = ModelContext(**graph.graph["ctx"])
     est, cache = Estimate(ctx.max_len), {}
     for n in nx.topological_sort(graph):
         if n == INPUT:
             continue
         try:
-            est.nodes[n] = _node_cost(graph.nodes[n], ctx, cache, ops, MixedAttention)
-        except (RuntimeError, ValueError, OverflowError, MemoryError) as err:
+            est.nodes[n] = _node_cost(graph.nodes[n], ctx, cache)
+        except (RuntimeError, ValueError, TypeError, OverflowError, MemoryError) as err:  # sizes past int64
             raise Unsizable(n, err) from None
     return est
 
 
-def _node_cost(node: dict, ctx, cache: dict, ops, MixedAttention) -> NodeCost:
+def _node_cost(node: dict, ctx: ModelContext, cache: dict) -> NodeCost:
     """Parameters (exact, from a meta build) and per-sequence bytes and FLOPs of one node."""
     with MetaInit(), torch.device("meta"):
         module = ops.get(node["op"])(ops.parse_options(node["op"], node["params"]), ctx)

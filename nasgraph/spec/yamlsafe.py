@@ -82,7 +82,9 @@ def reader_location(err: yaml.reader.ReaderError, text: str) -> tuple[int, int, 
     line = text.count("\n", 0, pos) + 1
     col = pos - (text.rfind("\n", 0, pos) + 1) + 1
     code = err.character if isinstance(err.character, int) else ord(str(err.character)[:1] or "?")
-    return line, col, f"character U+{code:04X} is not allowed in a spec (control character or invalid text)"
+    where = " (in a comment before the first key)" if not enclosing_key(text, line) and \
+        text.splitlines()[line - 1].lstrip().startswith("#") else ""
+    return line, col, f"character U+{code:04X} is not allowed in a spec (control character or invalid text){where}"
 
 
 def enclosing_key(text: str, line: int) -> str:

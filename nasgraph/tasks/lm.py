@@ -106,13 +106,13 @@ class LMTask(Task):
     output = "token"
     metric = "bits_per_byte"
     higher_is_better = False
+    _tokenizer: Tokenizer | None = None            # built on first use (reads vocab_path)
 
     def check(self) -> None:
         c = self.config
         if c.val_path is None and c.test_path is None and c.val_fraction + c.test_fraction >= 1:
             raise ConfigError(f"task 'lm': val_fraction + test_fraction must be < 1, got "
                               f"{c.val_fraction} + {c.test_fraction}", key="val_fraction")
-        self._tokenizer: Tokenizer | None = None
 
     def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
@@ -156,8 +156,10 @@ class LMTask(Task):
 
     def metrics_from(self, loss_sum: float, correct: int, n: int, split: Split | None = None) -> dict:
         metrics = super().metrics_from(loss_sum, correct, n, split)
-        per_token = 1.0
-        if self.config.vocab_path and split is not None:   # bytes per labelled token of this split
+        per_token = 1.0                            # byte ids: one byte per token
+        if self.config.vocab_path:                 # pieces: bytes per labelled token of the whole split
+            if split is None:                      # (exact for a full evaluation, the mean for a partial one)
+                raise ValueError("task 'lm' with pieces needs the evaluated split for bits per byte")
             width = self.tokenizer().piece_bytes
             labelled = [y for row in split.labels for y in row if y != IGNORE]
             per_token = sum(width[y] for y in labelled) / max(1, len(labelled))

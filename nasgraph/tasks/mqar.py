@@ -63,6 +63,9 @@ class MQARTask(SyntheticTask):
         c = self.config
         return SPECIALS + [FILLER] + [f"k{k}" for k in range(c.n_keys)] + [f"v{v}" for v in range(c.n_values)]
 
+    def vocab_size(self) -> int:                   # without building n_keys + n_values strings
+        return len(SPECIALS) + 1 + self.config.n_keys + self.config.n_values
+
     def num_classes(self) -> int:
         return self.vocab_size()                   # the LM head predicts any token
 

@@ -87,6 +87,9 @@ def read_table(path: Path, fmt: str, text_col: str, label_col: str) -> Iterator[
     """Rows of a CSV/TSV (with a header) or JSONL file; errors name the file and line."""
     if not path.is_file():
         raise NasgraphError(f"task 'text': no such file: {path}")
+    with open(path, "rb") as f:
+        if b"\x00" in f.read(8192):
+            raise NasgraphError(f"{path}: binary file (NUL bytes), not {fmt.upper()} text")
     with open(path, newline="", **ENCODING) as f:
         if fmt == "jsonl":
             for line_no, line in enumerate(f, 1):
@@ -105,8 +108,8 @@ def read_table(path: Path, fmt: str, text_col: str, label_col: str) -> Iterator[
                 raise NasgraphError(f"{path}: empty file; expected a header with '{text_col}' and '{label_col}'")
             for col in (text_col, label_col):
                 if col not in header:
-                    raise NasgraphError(f"{path}:1: no column '{col}' in the header; columns: "
-                                        f"{', '.join(header) or '(none)'}")
+                    shown = ", ".join(ascii(h)[1:-1][:40] for h in header[:10]) or "(none)"
+                    raise NasgraphError(f"{path}:1: no column '{col}' in the header; columns: {shown}")
             for row in reader:
                 if None in row or None in row.values():
                     raise NasgraphError(f"{path}:{reader.line_num}: expected {len(header)} fields "

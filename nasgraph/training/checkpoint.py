@@ -74,9 +74,9 @@ def read_file(path: str | Path) -> object:
         found = next((l.split("GLOBAL", 1)[1].split(" was ")[0].strip() for l in str(err).splitlines()
                       if "GLOBAL" in l), None)
         if found and found.startswith("numpy"):
-            raise CheckpointError(f"{path}: refused: it pickles numpy objects ({found}), as checkpoints of earlier "
-                                  f"nasgraph versions did; those cannot be loaded without trusting the file to run code, "
-                                  f"so nothing in it was run: re-run the training with this version",
+            raise CheckpointError(f"{path}: refused: it pickles numpy objects ({found}), as checkpoints of "
+                                  f"earlier nasgraph versions did; those cannot be loaded without trusting the file "
+                                  f"to run code, so nothing in it was run: re-run the training with this version",
                                   unsafe=True) from None
         if found:
             raise CheckpointError(f"{path}: refused: it holds {found}, which only a code-running pickle needs "
@@ -146,10 +146,14 @@ class Checkpoints:
 
     def save(self, state: dict) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.tmp, "wb") as f:
-            torch.save({"format": FORMAT, "version": VERSION, **state}, f)
-            f.flush()
-            os.fsync(f.fileno())
+        try:
+            with open(self.tmp, "wb") as f:
+                torch.save({"format": FORMAT, "version": VERSION, **state}, f)
+                f.flush()
+                os.fsync(f.fileno())
+        except BaseException:
+            self.tmp.unlink(missing_ok=True)
+            raise
         if self.last.exists():
             os.replace(self.last, self.prev)
         os.replace(self.tmp, self.last)
@@ -171,9 +175,10 @@ class Checkpoints:
                     raise
                 errors.append(err)
                 continue
-            if errors:
-                print(f"nasgraph: warning: {errors[0]}; resuming from {path.name} (step {state['step']})",
-                      file=sys.stderr)
+            if errors:   # keep the damaged one aside, so the next save does not rotate it into prev.pt
+                os.replace(self.last, self.folder / f"{LAST}.damaged")
+                print(f"nasgraph: warning: {errors[0]}; resuming from {path.name} (step {state['step']}); the "
+                      f"damaged file is kept as {LAST}.damaged", file=sys.stderr)
             return state
         if errors:
             more = f" ({self.prev.name} too)" if len(errors) > 1 else ""

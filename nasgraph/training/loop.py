@@ -146,6 +146,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             log({"step": done, "split": "val", **val})
             if better(val[metric], best[metric]):
                 best = {"acc": val["acc"], metric: val[metric], "step": done}
+                run.save_best(model.state_dict(), done, val, metric)
         if done % train.checkpoint_every == 0 or done == steps:
             best["checkpoint_step"] = done
             checkpoint(done)

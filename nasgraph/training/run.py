@@ -1,6 +1,7 @@
 """`nasgraph train` / `nasgraph eval`: a discrete spec trained from scratch in a run folder."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 from nasgraph import tasks
@@ -72,7 +73,7 @@ def _check_extension(run: RunDir, doc, changed: list[str]) -> None:
                             f"done; set a larger train.steps")
     if changed:
         print(f"extending {run.path}: {'; '.join(changed)} (from step {done}; learning-rate schedule re-planned "
-              f"over the new total)")
+              f"over the new total)", file=sys.stderr)
 
 
 def load_trained(run_dir: str | Path):

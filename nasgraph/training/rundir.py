@@ -104,9 +104,8 @@ class RunDir:
         """Write the spec snapshot of a fresh run; on resume compare with it first.
 
         The requested spec (after --set) must equal the snapshot, except the dotted keys in `extend`;
-        returns those that differ. Anything else: NasgraphError
-        naming the keys. The snapshot is not changed here (the caller rewrites it once the change is
-        accepted).
+        returns those that differ (the caller rewrites the snapshot once it accepts them). Any other
+        difference: NasgraphError naming the keys, the snapshot untouched.
         """
         p = self.file("spec.yaml")
         if not (resume and p.exists()):
@@ -145,6 +144,19 @@ class RunDir:
 
     def save_checkpoint(self, state: dict) -> None:
         self.checkpoints.save(state)
+
+    @property
+    def best_path(self) -> Path:
+        """Weights of the best validation score so far: {"model", "step", "metric", "val"} (what export takes)."""
+        return self.path / "checkpoints" / "best.pt"
+
+    def save_best(self, model_state: dict, step: int, val: dict, metric: str = "acc") -> None:
+        """Keep the weights of a new best validation score (`metric`: the task's headline metric);
+        plain data only, so it loads with weights_only=True."""
+        import torch
+
+        atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
+                                                                 "val": dict(val)}, f))
 
     def load_checkpoint(self) -> dict:
         state = self.checkpoints.load()
