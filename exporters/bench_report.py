@@ -4,18 +4,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph.plotting import pyplot, finish_plot, plain_ticks
 from nasgraph.textfmt import human, table
 
 ORT, EAGER = "onnxruntime", "torch-eager"
-
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def paired(rows: list[dict]) -> list[dict]:
@@ -30,32 +22,10 @@ def paired(rows: list[dict]) -> list[dict]:
 MARKERS = "osD^vP*Xph"
 
 
-def plain_ticks(ax, axis: str = "both") -> None:
-    """Tick labels as plain numbers (128, 0.5, 2.3k), not powers of ten, on log and linear axes."""
-    from matplotlib.ticker import FuncFormatter, NullFormatter
-
-    plain = FuncFormatter(lambda v, _: human(v) if abs(v) >= 1000 else f"{v:g}")
-    for name in ("x", "y") if axis == "both" else (axis,):
-        target = ax.xaxis if name == "x" else ax.yaxis
-        target.set_major_formatter(plain)
-        target.set_minor_formatter(NullFormatter())
-
-
-def finish_plot(fig, path: Path, *axes) -> Path:
-    """Grid and legend on each of `axes`, then save the figure to `path` (110 dpi) and close it."""
-    for ax in axes:
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    _plt().close(fig)
-    return path
-
-
 def plot_latency(report: dict, path: Path) -> Path:
     """p50 latency against sequence length, a panel per batch: one colour family per runtime (ORT blues,
     eager oranges; ORT solid, eager dashed), one marker per subject."""
-    plt = _plt()
+    plt = pyplot()
     batches = sorted({r["batch"] for r in report["rows"]})
     fig, axes = plt.subplots(1, len(batches), figsize=(5.2 * len(batches), 3.8), squeeze=False)
     subjects = list(dict.fromkeys(r["subject"] for r in report["rows"]))
@@ -82,7 +52,7 @@ def plot_pareto(points: list[dict], front: list[dict], path: Path) -> Path:
     from matplotlib.colors import LogNorm
     from matplotlib.ticker import NullFormatter
 
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6, 4.2))
     flops = [max(p["flops"], 1) for p in points]
     norm = LogNorm(vmin=min(flops), vmax=max(max(flops), min(flops) * 1.01))

@@ -99,7 +99,7 @@ def plot(result: dict, path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from exporters.bench_report import finish_plot, plain_ticks
+    from nasgraph.plotting import finish_plot, plain_ticks
 
     cost, points = result["cost"], result["points"]
     fig, ax = plt.subplots(figsize=(6.4, 4.2))

@@ -5,23 +5,15 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph.plotting import pyplot, finish_plot
 from nasgraph.search.verdicts import evidence_text
 from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_value, table
 from nasgraph.training.rundir import read_jsonl
 
 
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_curves(runs: dict[str, Path], out: Path, metric: str = "acc") -> Path:
     """Train loss and the val metric (accuracy, or the task's headline) against step, one line per run."""
-    plt = _plt()
+    plt = pyplot()
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
     for label, path in runs.items():
         rows = read_jsonl(path / "metrics.jsonl")
@@ -32,13 +24,7 @@ def plot_curves(runs: dict[str, Path], out: Path, metric: str = "acc") -> Path:
     name = "accuracy" if metric == "acc" else metric.replace("_", " ")
     ax_loss.set(xlabel="step", ylabel="train loss", title="training loss")
     ax_acc.set(xlabel="step", ylabel=f"val {name}", title=f"validation {name}")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return finish_plot(fig, out, ax_loss, ax_acc)
 
 
 def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path | None:
@@ -47,7 +33,7 @@ def plot_alphas(seed_dir: Path, labels: dict[str, list[str]], out: Path) -> Path
     rows = read_jsonl(seed_dir / "alphas.jsonl")
     if not rows or all(r["probs"] == rows[0]["probs"] for r in rows):
         return None
-    plt = _plt()
+    plt = pyplot()
     nodes = list(labels)
     cols = min(4, len(nodes))
     nrows = (len(nodes) + cols - 1) // cols
@@ -102,7 +88,7 @@ def plot_pareto(rec: dict, out: Path) -> Path | None:
     use_latency = all(a["latency_ms"] is not None for a in pts)
     x = lambda a: a["latency_ms"] if use_latency else a["flops"] if a["flops"] is not None else a["cost"]  # noqa: E731
     scale = 100 if is_fraction(rec["metric"]) else 1
-    plt = _plt()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, a in enumerate(sorted(pts, key=x)):
         ax.errorbar(x(a), scale * a["mean"], yerr=scale * (a["sd"] or 0), fmt="o", ms=5, capsize=3,
@@ -118,12 +104,7 @@ def plot_pareto(rec: dict, out: Path) -> Path | None:
     ax.set(xlabel="ONNX Runtime latency (ms, measured)" if use_latency else "FLOPs per sequence",
            ylabel=f"{rec['metric']}{' (%)' if scale == 100 else ''}, mean (bars: sd) over seeds",
            title=f"{rec['strategy']} search: {rec['metric']} vs {'latency' if use_latency else 'FLOPs'}")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return finish_plot(fig, out, ax)
 
 
 def _unit_score_lines(rec: dict) -> list[str]:
