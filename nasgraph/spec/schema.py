@@ -34,8 +34,27 @@ class AttentionSpec(StrictConfig):
         return self
 
 
+class IntChoice(StrictConfig):
+    """An elastic dimension: the search (strategy evolution) picks one of `choices` (mixFormer)."""
+
+    choices: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"choices {v} repeat a value: list each once")
+        return v
+
+
+class MultChoice(IntChoice):
+    """Elastic FFN width: each layer picks one multiplier of d_model."""
+
+    choices: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+
 class FFNSpec(StrictConfig):
-    mult: float = Field(4.0, gt=0)         # hidden = mult * d_model unless `hidden` is given
+    mult: Annotated[float, Field(gt=0)] | MultChoice = 4.0  # hidden = mult * d_model unless `hidden` is given; {choices: [...]}: elastic
     hidden: int | None = Field(None, gt=0)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"
 
@@ -65,9 +84,9 @@ class LayerSpec(StrictConfig):
 
 
 class ModelSpec(StrictConfig):
-    d_model: int = Field(gt=0)
-    n_heads: int = Field(gt=0)
-    n_layers: int | None = Field(None, gt=0)
+    d_model: Annotated[int, Field(gt=0)] | IntChoice          # {choices: [...]}: an elastic dimension
+    n_heads: Annotated[int, Field(gt=0)] | IntChoice
+    n_layers: Annotated[int, Field(gt=0)] | IntChoice | None = None
     layers: list[LayerSpec] | None = Field(None, min_length=1)
     attention: AttentionSpec | None = None
     ffn: FFNSpec = FFNSpec()
@@ -91,6 +110,8 @@ class ModelSpec(StrictConfig):
         if not forms:
             if self.n_layers is None and self.layers is None:
                 raise ValueError("missing 'n_layers' (or an explicit 'layers' list, 'graph' or 'nodes')")
+            if isinstance(self.n_layers, IntChoice) and self.layers is not None:
+                raise ValueError("n_layers with choices takes its layers from the model-wide keys: drop 'layers'")
             if self.n_layers is not None and self.layers is not None and self.n_layers != len(self.layers):
                 raise ValueError(f"n_layers is {self.n_layers} but 'layers' lists {len(self.layers)}")
             if self.attention is None and (self.layers is None or any(l.attention is None for l in self.layers)):
