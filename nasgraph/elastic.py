@@ -37,11 +37,12 @@ def leading_slice(src: torch.Tensor, shape: torch.Size, name: str) -> torch.Tens
 
 
 class ElasticSupernet(nn.Module):
-    """`supernet` (a GraphModule of the largest sub-network); `build(sub)` gives the graph of `sub`."""
+    """`supernet`: a GraphModule of the largest sub-network; `space`: its graph's elastic record;
+    `build(sub)`: the graph of `sub` (nasgraph.graph.elastic.compile_subnet)."""
 
-    def __init__(self, supernet: GraphModule, build: Callable[[SubNet], object], cache: int = 64):
+    def __init__(self, supernet: GraphModule, space: dict, build: Callable[[SubNet], object], cache: int = 64):
         super().__init__()
-        self.supernet = supernet
+        self.supernet, self.space = supernet, space
         self.build = build
         self.mixed = set(map(module_key, supernet.mixed_layers()))
         self._modules_cache: OrderedDict[SubNet, GraphModule] = OrderedDict()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import networkx as nx
 
@@ -30,6 +31,7 @@ class SearchContext:
     steps: int                          # the budget unit: search.steps or train.steps
     resume: bool = False
     progress: bool = True
+    latency_probe: Callable | None = None   # elastic search: ONNX Runtime ms of a model (exporters.subnet_latency)
     _splits: dict = field(default_factory=dict, repr=False)
 
     @property

@@ -10,7 +10,8 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from nasgraph.config import StrictConfig
+from nasgraph.config import StrictConfig, parse_config
+from nasgraph.errors import ConfigError
 
 Candidate = Union[str, dict[str, dict[str, Any]]]  # "softmax" or {local: {window: 32}}
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]    # what every RNG we seed (numpy too) accepts
@@ -53,10 +54,25 @@ class MultChoice(IntChoice):
     choices: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
 
 
+def _elastic(cls: type[IntChoice], v: Any) -> Any:
+    """A mapping is an elastic dimension: checked as one, so the error names its own key."""
+    if not isinstance(v, dict):
+        return v
+    try:
+        return parse_config(cls, v, "elastic dimension {choices: [...]}")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+
+
 class FFNSpec(StrictConfig):
     mult: Annotated[float, Field(gt=0)] | MultChoice = 4.0  # hidden = mult * d_model unless `hidden` is given; {choices: [...]}: elastic
     hidden: int | None = Field(None, gt=0)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"
+
+    @field_validator("mult", mode="before")
+    @classmethod
+    def _choices(cls, v):
+        return _elastic(MultChoice, v)
 
 
 class NormSpec(StrictConfig):
@@ -101,6 +117,11 @@ class ModelSpec(StrictConfig):
     @classmethod
     def _shorthand(cls, v):
         return _attention_shorthand(v)
+
+    @field_validator("d_model", "n_heads", "n_layers", mode="before")
+    @classmethod
+    def _choices(cls, v):
+        return _elastic(IntChoice, v)
 
     @model_validator(mode="after")
     def _consistent(self):
