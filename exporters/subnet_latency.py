@@ -23,7 +23,7 @@ from exporters.runtime import make_session
 
 
 def onnx_latency_ms(model: torch.nn.Module, *, batch: int = 1, seq_len: int | None = None, threads: int = 1,
-                    repeats: int = 30, warmup: int = 5, rounds: int = 3) -> float:
+                    repeats: int = 100, warmup: int = 10, rounds: int = 5) -> float:
     """p50 ONNX Runtime latency (ms) of `model` (a GraphModule) at (batch, seq_len), `rounds` timing
     rounds pooled (default seq_len: the model's max_len)."""
     ctx = model.ctx

@@ -21,7 +21,7 @@ from nasgraph.config import StrictConfig
 from nasgraph.elastic import ElasticSupernet
 from nasgraph.errors import ConfigError, NasgraphError
 from nasgraph.graph.elastic import compile_subnet
-from nasgraph.graph.subnet import attention_candidates, elastic, largest, sample, smallest
+from nasgraph.graph.subnet import SubNet, attention_candidates, elastic, largest, sample, smallest
 from nasgraph.graph.summary import summarize
 from nasgraph.model import GraphModule
 from nasgraph.search.elastic_search import Search, encode
@@ -138,10 +138,12 @@ class Evolution(Strategy):
             supernet.supernet.load_state_dict(torch.load(path, weights_only=True))
             return
         run = RunDir(ctx.out, resume=True)
+        run.truncate_logs(0)                                   # an interrupted earlier training starts over
         train_sandwich(supernet, train_split, ctx.train, ctx.steps, n_random=self.config.sandwich_random, seed=seed,
                        log=lambda rec: run.log("metrics.jsonl", rec), progress=ctx.progress,
                        desc="sandwich supernet")
-        torch.save(supernet.supernet.state_dict(), path)
+        torch.save(supernet.supernet.state_dict(), path.with_suffix(".tmp"))
+        path.with_suffix(".tmp").replace(path)                 # a killed save leaves no half file
 
     def fit_latency(self, ctx, supernet: ElasticSupernet, candidates, rng: random.Random) -> LatencyModel:
         """Time `latency_samples` sub-networks (smallest and largest among them) with ONNX Runtime and fit
@@ -150,7 +152,6 @@ class Evolution(Strategy):
         if ctx.latency_probe is None:
             raise NasgraphError("strategy 'evolution': no latency measurement available (set latency_samples: 0)")
         done = json.loads(path.read_text()) if ctx.resume and path.exists() else {"samples": []}
-        from nasgraph.graph.subnet import SubNet
         subs = [SubNet.from_json(s["subnet"]) for s in done["samples"]]
         ms = [s["ms"] for s in done["samples"]]
         space = supernet.space
