@@ -72,7 +72,8 @@ def write_elastic_report(run: str | Path) -> Path:
         err = lat.get("cv_median_rel_error")
         lines += ["## Latency predictor", "",
                   f"Ridge model fit to {len(lat['samples'])} sub-networks timed with ONNX Runtime on this machine "
-                  f"(batch {lat['batch']}, T={lat['seq_len']}, {lat['threads']} thread(s)); median relative error on "
+                  f"(batch {lat['batch']}, T={lat['seq_len']}, {lat['threads']} thread(s), p{lat.get('percentile', 50):g} of the "
+                  f"timed calls); median relative error on "
                   f"held-out sub-networks (5-fold): " + (f"{100 * err:.1f}%" if err is not None else "too few samples"), ""]
     plots = [plot_front(o, run / "front.png"), plot_sandwich(run, run / "sandwich.png")]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]

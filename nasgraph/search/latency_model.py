@@ -2,8 +2,9 @@
 structural features, fit to ONNX Runtime latencies measured on this machine, minimising the relative
 error (rows weighted by 1 / measured latency).
 
-Features at the measured (batch, T): 1, layers, sum of d_model^2 (attention projections), sum of
-d_model^2 * ffn mult (FFN), and per attention candidate: its layers, their d_model and d_model^2 / heads.
+Features at the measured (batch, T): 1, the sum over layers of d_model^2 (attention projections) and of
+d_model^2 * ffn mult (FFN), and per attention candidate its layers (fixed cost per layer) and their
+summed d_model (the attention core at that T). Few features: the fit sees a dozen timed sub-networks.
 """
 from __future__ import annotations
 
@@ -16,11 +17,11 @@ from nasgraph.graph.subnet import SubNet
 
 def features(sub: SubNet, labels: list[str], candidates: list[list[str]]) -> np.ndarray:
     """(F,) features of `sub`; `labels` fixes the order of the per-candidate features."""
-    d, h = float(sub.d_model), float(sub.n_heads)
-    row = [1.0, sub.n_layers, sub.n_layers * d * d, sum(d * d * m for m in sub.ffn_mult)]
+    d = float(sub.d_model)
+    row = [1.0, sub.n_layers * d * d, sum(d * d * m for m in sub.ffn_mult)]
     for label in labels:
         layers = sum(candidates[i][a] == label for i, a in enumerate(sub.attention))
-        row += [layers, layers * d, layers * d * d / h]
+        row += [layers, layers * d]
     return np.asarray(row, dtype=np.float64)
 
 

@@ -63,6 +63,7 @@ class EvolutionConfig(StrictConfig):
     latency_seq_len: int | None = Field(None, gt=0)  # T of the timing (default: task.max_len)
     latency_batch: int = Field(1, gt=0)
     latency_threads: int = Field(1, gt=0)
+    latency_percentile: float = Field(10, gt=0, le=100)   # of the timed calls: low ones are robust to other jobs
 
     @property
     def evaluations(self) -> int:
@@ -162,13 +163,13 @@ class Evolution(Strategy):
         for sub in tqdm(wanted[len(subs):], desc="latency samples", disable=not ctx.progress, leave=False):
             subs.append(sub)
             ms.append(ctx.latency_probe(supernet.module(sub), batch=cfg.latency_batch, seq_len=cfg.latency_seq_len,
-                                        threads=cfg.latency_threads))
+                                        threads=cfg.latency_threads, percentile=cfg.latency_percentile))
             record = {"samples": [{"subnet": s.to_json(), "ms": m} for s, m in zip(subs, ms)]}
             RunDir(ctx.out, resume=True).write_json("latency.json", record)
         model = LatencyModel.fit(subs, ms, candidates)
         record = {"samples": [{"subnet": s.to_json(), "ms": m} for s, m in zip(subs, ms)], "model": model.to_json(),
                   "cv_median_rel_error": cross_validated_error(subs, ms, candidates),
                   "batch": cfg.latency_batch, "seq_len": cfg.latency_seq_len or ctx.graph.graph["ctx"]["max_len"],
-                  "threads": cfg.latency_threads}
+                  "threads": cfg.latency_threads, "percentile": cfg.latency_percentile}
         RunDir(ctx.out, resume=True).write_json("latency.json", record)
         return model
