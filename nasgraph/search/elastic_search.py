@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from nasgraph.errors import NasgraphError
-from nasgraph.graph.subnet import SubNet, crossover, mutate, sample
+from nasgraph.graph.subnet import SubNet, crossover, mutate, sample, smallest
 
 Choice = dict[str, list[int]]
 
@@ -81,7 +81,6 @@ class Search:
                             f"budget (the smallest sub-network costs about {self._smallest_costs()})")
 
     def _smallest_costs(self) -> dict:
-        from nasgraph.graph.subnet import smallest
         return {k: round(v, 4) for k, v in self.costs(smallest(self.space)).items()}
 
     def random(self, n: int) -> list[Scored]:
