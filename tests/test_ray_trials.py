@@ -67,7 +67,7 @@ def test_strategies_submit_independent_trials_as_batches(tiny_spec, tmp_path, mo
     sizes = [len(b) for b in Recording.batches]
     if strategy == "halving":       # 3 types x 2 seeds, then the better 2 x 2 seeds
         assert sizes == [6, 4]
-    else:                           # the teacher, then its students at once (2 layers x 2 cheaper types + 2 homogeneous)
+    else:       # the teacher, then its students at once (2 layers x 2 cheaper types + 2 homogeneous)
         assert sizes[:2] == [1, 6] and Recording.batches[0][0].startswith("teacher-")
     trained = {p.name for p in (tmp_path / "run" / "trials").iterdir()}
     assert trained == {n for b in Recording.batches for n in b}

@@ -33,8 +33,8 @@ def run(args) -> int:
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
-    found = search(args.spec, args.out, overrides=args.overrides + backend_overrides(args), resume=args.resume, progress=args.progress,
-                   force=args.force)
+    found = search(args.spec, args.out, overrides=args.overrides + backend_overrides(args), resume=args.resume,
+                   progress=args.progress, force=args.force)
     if args.json:
         print_json(found.to_json())
         return 0

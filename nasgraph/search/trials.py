@@ -95,8 +95,9 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
     records = [finished(ctx, r) for r in requests]
     todo = [r for r, rec in zip(requests, records) if rec is None]
     if todo:
-        worker = dataclasses.replace(ctx, out=ctx.out.resolve(), backend=None, progress=ctx.progress and not ctx.backend.remote,
-                                     _splits={})
+        # what a trial process gets: absolute paths, no backend, its own bars only when in this process
+        worker = dataclasses.replace(ctx, out=ctx.out.resolve(), backend=None, _splits={},
+                                     progress=ctx.progress and not ctx.backend.remote)
         run = functools.partial(train_trial, worker, threads=ctx.backend.threads)
         fresh = iter(ctx.backend.map(run, todo, names=[r.name for r in todo], desc=desc, progress=ctx.progress,
                                      folder=ctx.out))

@@ -81,8 +81,9 @@ class Halving(Strategy):
         last = len(rungs) - 1
         if self.config.refine:
             top = sorted((l for l in arms if arms[l]["rung"] == last), key=lambda l: -self.value(ctx, arms[l]))
-            mixed = [arms.setdefault(trial_name(ctx, choice, 0)[:-3], {"choice": choice, "kind": "mixed", "records": []})
-                     for choice in self.mixes(ctx, [arms[l]["choice"] for l in top[:2]])]
+            mixes = self.mixes(ctx, [arms[l]["choice"] for l in top[:2]])
+            mixed = [arms.setdefault(trial_name(ctx, c, 0)[:-3], {"choice": c, "kind": "mixed", "records": []})
+                     for c in mixes]
             self.train(ctx, mixed, seeds, rungs[-1][0], last, "halving refine")
         contenders = [a for a in arms.values() if a["rung"] == last]
         best = max(contenders, key=lambda a: self.value(ctx, a))
