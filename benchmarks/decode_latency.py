@@ -8,7 +8,8 @@
    memory at the longest context; targets >= 2.5x faster and <= 0.3x the state.
 Backend: PyTorch eager (this script does not export; ONNX Runtime numbers come from `nasgraph bench
 --decode` once a decode driver is installed). The contexts of one subject are timed interleaved, call
-by call, so that load drift on a shared machine hits them alike; ratios come from the same run.
+by call, and so are the two models, so that load drift on a shared machine hits them alike; ratios
+come from the same run.
 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 .venv/bin/python benchmarks/decode_latency.py
     .venv/bin/python benchmarks/decode_latency.py --contexts 1024,8192 --repeats 40 --threads 1
@@ -57,16 +58,16 @@ def fixed_state_types() -> list[str]:
     return out
 
 
-def interleaved(steps: dict[int, callable], repeats: int, warmup: int) -> dict[int, float]:
+def interleaved(calls: dict, repeats: int, warmup: int) -> dict:
     """p50 ms of each zero-argument call, timed in turns (one call of each per round)."""
-    times = {C: [] for C in steps}
+    times = {key: [] for key in calls}
     for r in range(warmup + repeats):
-        for C, call in steps.items():
+        for key, call in calls.items():
             start = time.perf_counter()
             call()
             if r >= warmup:
-                times[C].append((time.perf_counter() - start) * 1e3)
-    return {C: statistics.median(t) for C, t in times.items()}
+                times[key].append((time.perf_counter() - start) * 1e3)
+    return {key: statistics.median(t) for key, t in times.items()}
 
 
 def layer_steps(name: str, contexts: list[int]) -> tuple[dict[int, callable], int]:
@@ -121,13 +122,18 @@ def main() -> None:
             result["flat"][name] = {"p50_ms": p50, "state_bytes": size, "ratio": p50[hi] / p50[lo]}
             print(f"{name}: " + ", ".join(f"{C}: {p50[C]:.3f} ms" for C in contexts) + f"  ratio {p50[hi] / p50[lo]:.2f}",
                   flush=True)
-        for label, layers in (("all-softmax", ["softmax"] * LAYERS),
-                              (f"hybrid 1/4 softmax + {args.partner}", ["softmax"] + [args.partner] * (LAYERS - 1))):
-            steps, sizes = model_steps(layers, contexts)
-            p50 = interleaved(steps, args.repeats, args.warmup)
-            result["models"][label] = {"layers": layers, "p50_ms": p50, "state_bytes": sizes}
-            print(f"{label}: " + ", ".join(f"{C}: {p50[C]:.3f} ms, {sizes[C] / 2 ** 20:.2f} MB" for C in contexts),
-                  flush=True)
+        models = {"all-softmax": ["softmax"] * LAYERS,
+                  f"hybrid 1/4 softmax + {args.partner}": ["softmax"] + [args.partner] * (LAYERS - 1)}
+        calls, sizes = {}, {}
+        for label, layers in models.items():                 # both models timed in turns, call by call
+            steps, sizes[label] = model_steps(layers, contexts)
+            calls.update({(label, C): call for C, call in steps.items()})
+        p50 = interleaved(calls, args.repeats, args.warmup)
+        for label, layers in models.items():
+            result["models"][label] = {"layers": layers, "p50_ms": {C: p50[label, C] for C in contexts},
+                                       "state_bytes": sizes[label]}
+            print(f"{label}: " + ", ".join(f"{C}: {p50[label, C]:.3f} ms, {sizes[label][C] / 2 ** 20:.2f} MB"
+                                           for C in contexts), flush=True)
     write(result, args.out, lo, hi)
 
 
