@@ -50,7 +50,12 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
     # a resumed run must be the same search; where its trials run may change (same records)
     if run.snapshot_spec(doc.raw, resume=resume, extend=RUN_WHERE):
         run.write_spec(doc.raw)
-    if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
+    latency = spec.search.objective.latency
+    if latency is not None and latency.mode == "decode":  # per-token decode latency (cached per machine)
+        from exporters.decode_cost import decode_cost_table
+        cost = decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
+                                 progress=progress)
+    elif latency is not None:  # measured ONNX Runtime latency of a forward pass (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
