@@ -44,6 +44,8 @@ class SoftmaxAttention(Attention):
     def kv_heads(self, t: torch.Tensor) -> torch.Tensor:
         """(B, T, n_kv*dh) -> (B, H, T, dh): each key/value head repeated for its query group."""
         t = t.unflatten(-1, (self.n_kv, self.head_dim)).transpose(1, 2)  # (B, n_kv, T, dh)
+        if self.n_kv == self.n_heads:  # no copy (and no Expand/Reshape chain in an exported graph)
+            return t
         return t.repeat_interleave(self.n_heads // self.n_kv, dim=1)     # (B, H, T, dh)
 
     def bias(self, mask: torch.Tensor | None, T: int, ref: torch.Tensor) -> torch.Tensor | None:
