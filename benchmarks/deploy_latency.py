@@ -146,7 +146,7 @@ def int8_point(path: Path, model, opts, work: Path) -> dict:
            "ratio": b.stats.p50_ms / a.stats.p50_ms, "ratio_min": b.stats.min_ms / a.stats.min_ms,
            "ratio_cpu": cpu_ratio(a, b, threads), "fp32_bytes": path.stat().st_size, "int8_bytes": q.stat().st_size}
     print(f"    int8 T={T} {threads}t: fp32 {a.stats.p50_ms:.3f} ms, int8 {b.stats.p50_ms:.3f} ms, "
-          f"ratio {row['ratio']:.2f}", flush=True)
+          f"ratio {row['ratio']:.2f}" + (f" (cpu {row['ratio_cpu']:.2f})" if row["ratio_cpu"] else ""), flush=True)
     return row
 
 
