@@ -45,7 +45,12 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
                             f"nothing to search; use `nasgraph train`")
     run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
     run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
-    if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
+    latency = spec.search.objective.latency
+    if latency is not None and latency.mode == "decode":  # per-token decode latency (cached per machine)
+        from exporters.decode_cost import decode_cost_table
+        cost = decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
+                                 progress=progress)
+    elif latency is not None:  # measured ONNX Runtime latency of a forward pass (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
