@@ -133,6 +133,7 @@ def main() -> None:
     while len(held) < size["held_out"]:
         sub = sample(graph.graph["elastic"], rng)
         if json.dumps(sub.to_json()) not in fitted:
+            fitted.add(json.dumps(sub.to_json()))                       # each held-out sub-network once
             ms = onnx_latency_ms(GraphModule(compile_subnet(doc, graph, sub)), seq_len=size["task"]["max_len"],
                                  percentile=lat.get("percentile", 50))
             held.append({"subnet": sub.label(cands), "ms": ms, "predicted": model.predict(sub, cands)})
