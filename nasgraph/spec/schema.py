@@ -146,6 +146,9 @@ class SearchSpec(StrictConfig):
     arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out to score architectures on
     score_batches: int | None = Field(40, gt=0)   # batches of that slice per score (None: all)
     objective: ObjectiveSpec = ObjectiveSpec()
+    backend: str = "in-process"                   # where independent trials run (nasgraph.backends): in-process, ray
+    workers: int | None = Field(None, gt=0)       # ray: trials at once (a local Ray's CPUs; default: usable cores)
+    address: str | None = None                    # ray: a running cluster ("auto", "host:port") instead of a local Ray
 
     @property
     def options(self) -> dict[str, Any]:
