@@ -147,21 +147,22 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
                  checks: Sequence[torch.Tensor], *, max_len: int, metadata: dict[str, str] | None = None,
                  atol: float = 1e-4, opset: int = 18) -> DecodeParity:
     """Export the prefill and step graphs into `stage` (file names `names`) and check decoding parity
-    there; ParityError on a mismatch. `example` (B >= 2, T >= 2, no padding) traces both graphs."""
+    there; ParityError on a mismatch. The rows of `example` (no padding) trace both graphs."""
     from nasgraph import decoding
 
     model.eval()
     layout = StateLayout.of(model)
     prefill_path, step_path = stage / names[0], stage / names[1]
     meta = {**(metadata or {}), META_KEY: decode_layout_json(layout, max_len, *names)}
+    example = trace_tokens(example, max_len)                               # (2, T)
     with torch.no_grad():
-        _, state = decoding.prefill(model, example)
+        _, state = decoding.prefill(model, example[:, :-1])                # the state before the last token
     flat = layout.flatten(state)
     write_onnx(PrefillGraph(model, layout), (example,), prefill_path, input_names=[TOKENS],
                output_names=[LOGITS, *layout.outputs], dynamic_axes={TOKENS: {0: "batch", 1: "seq"}},
                axis_max={"seq": max_len}, opset=opset, graph_pass=token_guards(TOKENS, max_len=max_len),
                metadata={**meta, "nasgraph.decode_role": "prefill"})
-    position = torch.tensor(example.shape[1], dtype=torch.int64)
+    position = torch.tensor(example.shape[1] - 1, dtype=torch.int64)
     write_onnx(StepGraph(model, layout), (example[:, -1:], position, *flat), step_path,
                input_names=[TOKENS, POSITION, *layout.inputs], output_names=[LOGITS, *layout.outputs],
                dynamic_axes={TOKENS: {0: "batch"}, **layout.dynamic_axes()}, opset=opset,
@@ -180,6 +181,15 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
     return report
 
 
+def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, length: int = 5) -> torch.Tensor:
+    """Rows to trace with: `batch` rows (not 1: torch.export would fix the batch axis) of `length`
+    tokens or more (the step's cache then holds >= 4 positions: neither 0/1, which torch.export
+    specialises, nor the batch size, which it could assume equal), within max_len."""
+    rows = example[:batch] if example.shape[0] >= batch else example.repeat(batch, 1)[:batch]   # (2, T)
+    T = min(max(rows.shape[1], length), max_len)
+    return rows.repeat(1, -(-T // rows.shape[1]))[:, :T]                  # (2, T)
+
+
 def export_decode(model: nn.Module, path: str | Path, checks: Sequence[torch.Tensor], *, max_len: int,
                   example: torch.Tensor | None = None, metadata: dict[str, str] | None = None,
                   atol: float = 1e-4, opset: int = 18, overwrite: bool = False) -> tuple[tuple[Path, Path], DecodeParity]:
@@ -193,7 +203,6 @@ def export_decode(model: nn.Module, path: str | Path, checks: Sequence[torch.Ten
                               max_len=max_len, metadata=metadata, atol=atol, opset=opset)
         move_all_into_place([(stage / prefill_dst.name, prefill_dst), (stage / step_dst.name, step_dst)], overwrite)
     return (prefill_dst, step_dst), report
-
 
 
 def decode_skip_reason(model: nn.Module, output: str, mode: str = "auto") -> str | None:
