@@ -1,7 +1,7 @@
 """`nasgraph search spec.yaml --out RUN`: find the best attention per layer or per head."""
 from __future__ import annotations
 
-from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
+from nasgraph.commands._common import add_device, add_json, add_run_options, add_spec_overrides, print_json
 from nasgraph.textfmt import cost
 
 NAME = "search"
@@ -13,15 +13,19 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file with choice points")
     add_spec_overrides(p)
     add_run_options(p)
+    add_device(p)
     add_json(p, "search.json")
 
 
 def run(args) -> int:
+    from nasgraph import distributed
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
     found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress,
-                   force=args.force)
+                   force=args.force, device=args.device)
+    if not distributed.is_writer():   # torchrun: rank 0 reports
+        return 0
     if args.json:
         print_json(found.to_json())
         return 0

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from nasgraph import tasks
+from nasgraph import distributed, tasks
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
@@ -19,6 +19,7 @@ from nasgraph.search.derive import derive_spec
 from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
+from nasgraph.training.device import runtime_train
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
 
@@ -36,8 +37,11 @@ def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]]
     return voted, agree / max(1, groups)
 
 
-def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> SearchContext:
+def search_context(doc, out: str | Path, *, resume: bool, progress: bool, device: str | None = None) -> SearchContext:
+    """Everything a strategy needs; under torchrun identical on every rank (rank 0 measures latency and
+    loads the data first, progress bars are rank 0's)."""
     spec = doc.spec
+    runtime = runtime_train(doc, device)
     graph = compile_spec(doc)
     summary = summarize(graph)
     if not summary.choice_points:
@@ -47,20 +51,26 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
     run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
     if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
         from exporters.latency_table import latency_cost_table
-        cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
+        cost = distributed.from_rank0(lambda: latency_cost_table(summary, graph, threads=spec.bench.threads,
+                                                                 progress=progress))   # one measurement
     else:
         cost = CostTable.from_summary(summary)
     task_config = tasks.parse_task(spec.task)
-    data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
+    with distributed.rank0_first():          # a download or cache the other ranks then read
+        data = tasks.load_task(task_config)
+    task = tasks.get(task_config.kind)(task_config)
     check_head(doc, graph, data.class_names)
     return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,
-                         task=task, out=Path(out), resume=resume, progress=progress,
+                         task=task, out=Path(out), resume=resume, progress=progress and distributed.is_writer(),
+                         runtime=runtime,
                          labels={cp.node: cp.candidates for cp in summary.choice_points},
                          steps=spec.search.steps or spec.train.steps)
 
 
-def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
-    ctx = search_context(doc, out, resume=resume, progress=progress)
+def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
+    """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
+    ranks search data-parallel and rank 0 writes the folder."""
+    ctx = search_context(doc, out, resume=resume, progress=progress, device=device)
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
     evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)

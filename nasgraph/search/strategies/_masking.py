@@ -46,4 +46,5 @@ class UnitMasking:
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.enabled.update((state or {}).get("enabled", {}))
+        for node, on in (state or {}).get("enabled", {}).items():   # on the alphas' device: a resumed run may move
+            self.enabled[node] = on.to(self.enabled[node].device) if node in self.enabled else on
