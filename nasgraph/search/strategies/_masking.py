@@ -24,7 +24,7 @@ class UnitMasking:
     def score(self, model, accuracy) -> dict[str, torch.Tensor]:
         """Metric drop per enabled unit in a group with more than one left (others: +inf)."""
         base = accuracy(model)
-        scores = {n: torch.full(on.shape, float("inf")) for n, on in self.enabled.items()}
+        scores = {n: torch.full(on.shape, float("inf"), device=on.device) for n, on in self.enabled.items()}
         units = [(n, g, c) for n, on in self.enabled.items()
                  for g, c in (on & (on.sum(-1, keepdim=True) > 1)).nonzero().tolist()]
         for node, g, c in tqdm(units, desc="scoring units", disable=not self.progress, leave=False):
