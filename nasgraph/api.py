@@ -101,32 +101,16 @@ class SearchResult:
 
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
            progress: bool = True, force: bool = False, device: str | None = None) -> SearchResult:
-    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md).
-
-    device: auto | cpu | cuda | cuda:N, overriding train.device. Under torchrun (several ranks) the
-    search runs data-parallel; rank 0 writes the folder, every rank returns the same result."""
-    from nasgraph import distributed
-    from nasgraph.provenance import header, record_source
+    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md) on
+    `device` (auto | cpu | cuda | cuda:N; default train.device). Under torchrun: data-parallel, rank 0 writes."""
+    from nasgraph.provenance import mark_derived
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
     doc = load(spec, overrides, force)
-    with distributed.group(_device(doc, device)):
-        outcome = run_search(doc, out, resume=resume, progress=progress, device=device)
-        if distributed.is_writer():
-            record_source(Path(out), doc, overrides)
-            derived = Path(out) / "derived.yaml"
-            derived.write_text(header(Path(out), None, outcome["labels"]) + derived.read_text())
-            write_search_report(out)
-        distributed.barrier()          # the other ranks return once the folder is complete
-    return SearchResult(Path(out), outcome, Path(out) / "report.md")
-
-
-def _device(doc, device: str | None):
-    """The torch.device a run of `doc` computes on (`device`: --device), with located errors."""
-    from nasgraph.training.device import resolve_device, runtime_train
-
-    return resolve_device(runtime_train(doc, device).device)
+    outcome = run_search(doc, out, resume=resume, progress=progress, device=device)
+    mark_derived(Path(out), doc, overrides, outcome["labels"])
+    return SearchResult(Path(out), outcome, write_search_report(out))
 
 
 @dataclass(frozen=True)
@@ -198,21 +182,14 @@ def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), res
           extend: bool = False, progress: bool = True, force: bool = False, device: str | None = None) -> TrainResult:
     """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`.
 
-    resume: continue the run in `out` (the spec must equal its snapshot; it may move to another
-    device); with extend, train.steps may grow (the learning-rate schedule is re-planned over the new
-    total). device: auto | cpu | cuda | cuda:N, overriding train.device. Under torchrun the ranks
-    train data-parallel and rank 0 writes the folder."""
-    from nasgraph import distributed
+    resume: continue the run in `out` (the spec must equal its snapshot; the device may change); with
+    extend, train.steps may grow (the schedule is re-planned over the new total). device: as `search`."""
     from nasgraph.report import write_train_report
     from nasgraph.training.run import run_train
 
     doc = load(spec, overrides, force)
-    with distributed.group(_device(doc, device)):
-        result = run_train(doc, out, resume=resume, extend=extend, progress=progress, device=device)
-        if distributed.is_writer():
-            write_train_report(out)
-        distributed.barrier()
-    return TrainResult(doc.spec.name, Path(out), result, Path(out) / "report.md")
+    result = run_train(doc, out, resume=resume, extend=extend, progress=progress, device=device)
+    return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
 
 
 @dataclass(frozen=True)
@@ -230,8 +207,7 @@ class EvalResult:
 
 
 def evaluate(run: str | Path, split: str = "test", device: str | None = None) -> EvalResult:
-    """Accuracy, loss and the task's own metrics of a train run's last checkpoint on a split, computed on
-    `device` (auto | cpu | cuda | cuda:N; default: the run's train.device)."""
+    """Accuracy, loss and the task's metrics of a train run's last checkpoint on a split, on `device`."""
     from nasgraph.training.run import run_eval
 
     r = run_eval(run, split, device)

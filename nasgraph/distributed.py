@@ -55,7 +55,7 @@ def is_writer() -> bool:
 @contextlib.contextmanager
 def group(device: torch.device):
     """Join torchrun's process group for the block (gloo for the CPU, nccl for CUDA); a no-op outside torchrun
-    or when a group already exists."""
+    or when a group already exists. The ranks leave together: none returns before rank 0 has written all."""
     if not launched() or (dist.is_available() and dist.is_initialized()):
         yield
         return
@@ -68,6 +68,7 @@ def group(device: torch.device):
     dist.init_process_group(backend, timeout=timeout, **({"device_id": device} if device.type == "cuda" else {}))
     try:
         yield
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

@@ -19,7 +19,7 @@ from nasgraph.search.derive import derive_spec
 from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
-from nasgraph.training.device import runtime_train
+from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
 
@@ -37,11 +37,10 @@ def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]]
     return voted, agree / max(1, groups)
 
 
-def search_context(doc, out: str | Path, *, resume: bool, progress: bool, device: str | None = None) -> SearchContext:
-    """Everything a strategy needs; under torchrun identical on every rank (rank 0 measures latency and
-    loads the data first, progress bars are rank 0's)."""
+def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtime=None) -> SearchContext:
+    """Everything a strategy needs (`runtime`: the TrainSpec with its device resolved); under torchrun
+    identical on every rank (rank 0 measures latency and loads the data first; its progress bars alone)."""
     spec = doc.spec
-    runtime = runtime_train(doc, device)
     graph = compile_spec(doc)
     summary = summarize(graph)
     if not summary.choice_points:
@@ -70,7 +69,12 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, device
 def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
     """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
     ranks search data-parallel and rank 0 writes the folder."""
-    ctx = search_context(doc, out, resume=resume, progress=progress, device=device)
+    runtime = runtime_train(doc, device)
+    with distributed.group(resolve_device(runtime.device)):   # torchrun's ranks; a no-op in one process
+        return _search(doc, out, search_context(doc, out, resume=resume, progress=progress, runtime=runtime))
+
+
+def _search(doc, out: str | Path, ctx: SearchContext) -> dict:
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
     evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)

@@ -46,6 +46,11 @@ def run_train(doc, out: str | Path, *, resume: bool = False, extend: bool = Fals
     if extend and not resume:
         raise NasgraphError("--extend continues a run: pass it with --resume")
     train = runtime_train(doc, device)
+    with distributed.group(resolve_device(train.device)):     # torchrun's ranks; a no-op in one process
+        return _train(doc, out, train, resume=resume, extend=extend, progress=progress)
+
+
+def _train(doc, out: str | Path, train, *, resume: bool, extend: bool, progress: bool) -> dict:
     seed_everything(doc.spec.train.seed)
     graph, model = build_discrete(doc)
     run = RunDir(out, kind="train", resume=resume)       # refuses other kinds and used folders first
