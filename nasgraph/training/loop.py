@@ -106,7 +106,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                              "best": best, "window": list(window), "rng": rng_state(),
                              "scaler": weights.state_dict()})
 
-    tracker = Tracker(train.log_to if distributed.is_writer() else [], run.path, desc)
+    tracker = Tracker(train.log_to if distributed.is_writer() else [], run.path, desc,
+                      resume_step=start if resume else None)
 
     def log(record: dict) -> None:  # the run folder's metrics.jsonl, and TensorBoard / MLflow when asked
         run.log("metrics.jsonl", record)
@@ -123,7 +124,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             strategy.before_step(step, steps, stream.epoch_progress)
             if arch_stream is not None and strategy.arch_active(step, stream.epoch_progress):
                 (part, w_train), (arch, w_arch) = rank_batch(batch, device), rank_batch(arch_stream.next(), device)
-                with autocast(device, "bf16" if train.precision == "bf16" else "fp32"):  # fp16: no alpha scaler
+                with autocast(device, "bf16" if train.precision == "bf16" else "fp32"):  # fp16: alphas in fp32
                     arch_info = strategy.arch_step(model, part, arch, opt.param_groups[0]["lr"],
                                                    weights=(w_train, w_arch))
         loss, logits, weight, mean_loss, acc = weights.loss(batch)
