@@ -55,7 +55,7 @@ def is_writer() -> bool:
 @contextlib.contextmanager
 def group(device: torch.device):
     """Join torchrun's process group for the block (gloo for the CPU, nccl for CUDA); a no-op outside torchrun
-    or when a group already exists. The ranks leave together: none returns before rank 0 has written all."""
+    or when a group already exists. The ranks leave together (a barrier), after the run's collective writes."""
     if not launched() or (dist.is_available() and dist.is_initialized()):
         yield
         return
