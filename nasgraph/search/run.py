@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from nasgraph import distributed, tasks
+from nasgraph.backends import open_backend
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
@@ -22,6 +23,8 @@ from nasgraph.search.strategies import get as get_strategy
 from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
+
+RUN_WHERE = ("search.backend", "search.workers", "search.address")   # may change on --resume
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -47,13 +50,10 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtim
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
     run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
-    run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
-    if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
-        from exporters.latency_table import latency_cost_table
-        cost = distributed.from_rank0(lambda: latency_cost_table(summary, graph, threads=spec.bench.threads,
-                                                                 progress=progress))   # one measurement
-    else:
-        cost = CostTable.from_summary(summary)
+    # a resumed run must be the same search; where its trials run may change (same records)
+    if run.snapshot_spec(doc.raw, resume=resume, extend=RUN_WHERE):
+        run.write_spec(doc.raw)
+    cost = distributed.from_rank0(lambda: cost_table(spec, summary, graph, progress))   # torchrun: measured once
     task_config = tasks.parse_task(spec.task)
     with distributed.rank0_first():          # a download or cache the other ranks then read
         data = tasks.load_task(task_config)
@@ -66,17 +66,36 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtim
                          steps=spec.search.steps or spec.train.steps)
 
 
+def cost_table(spec, summary, graph, progress: bool) -> CostTable:
+    """The objective's cost table: FLOPs, or measured latency (cached per machine)."""
+    latency = spec.search.objective.latency
+    if latency is not None and latency.mode == "decode":  # per-token decode latency
+        from exporters.decode_cost import decode_cost_table
+        return decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
+                                 progress=progress)
+    if latency is not None:  # measured ONNX Runtime latency of a forward pass
+        from exporters.latency_table import latency_cost_table
+        return latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
+    return CostTable.from_summary(summary)
+
+
 def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
     """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
     ranks search data-parallel and rank 0 writes the folder."""
     runtime = runtime_train(doc, device)
+    if distributed.launched() and doc.spec.search.backend != "in-process":
+        raise doc.error(f"under torchrun the ranks train every trial together (data-parallel); the "
+                        f"'{doc.spec.search.backend}' backend runs trials in processes of its own: use one or the "
+                        f"other (valid under torchrun: in-process)", ("search", "backend"))
     with distributed.group(resolve_device(runtime.device)):   # torchrun's ranks; a no-op in one process
         return _search(doc, out, search_context(doc, out, resume=resume, progress=progress, runtime=runtime))
 
 
 def _search(doc, out: str | Path, ctx: SearchContext) -> dict:
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
-    evidence = strategy.run(ctx)
+    search = doc.spec.search
+    with open_backend(search.backend, search.workers, search.address) as ctx.backend:
+        evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
     outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds,
