@@ -42,6 +42,9 @@ def run(args) -> int:
     if args.json:
         print_json(found.to_json())
         return 0
+    if found.outcome.get("elastic"):
+        print(elastic_lines(found))
+        return 0
     outcome, rec = found.outcome, found.recommendation
     print("\n".join(recommendation_lines(rec)))
     lo, hi = outcome["cost_range"]
@@ -50,3 +53,16 @@ def run(args) -> int:
     print(f"wrote {found.derived} ({'the pick' if rec['confident'] else 'what the search leaned to'}), "
           f"{found.run / 'recommendation.json'}, {found.report}")
     return 0
+
+
+def elastic_lines(found) -> str:
+    """The Pareto front of an elastic search (strategy evolution), one line per point."""
+    o = found.outcome
+    key = o["cost_kind"]
+    lines = [f"pick (best {o['metric']} within the budget {o['budget'] or '(none)'}): {o['labels']['subnet'][0]}",
+             f"Pareto front ({o['metric']} on shared weights vs {'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
+    show = (lambda v: f"{v:.3g} ms") if key == "latency_ms" else (lambda v: cost(v, "flops"))  # noqa: E731
+    lines += [f"  point {p['point']}: {p['label']}  {o['metric']} {p['score']:.4f}  {show(p[key])}"
+              + ("  <- pick" if p["pick"] else "") for p in o["front"]]
+    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), {found.report}")
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import networkx as nx
 
@@ -33,6 +34,7 @@ class SearchContext:
     resume: bool = False
     progress: bool = True
     runtime: object = None              # the TrainSpec with its device resolved (training.device.runtime_train)
+    latency_probe: Callable | None = None   # elastic search: ONNX Runtime ms of a model (exporters.subnet_latency)
     backend: TrialBackend | None = field(default_factory=open_backend, repr=False)  # runs independent trials
     _splits: dict = field(default_factory=dict, repr=False)
 

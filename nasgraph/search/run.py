@@ -16,7 +16,9 @@ from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
 from nasgraph.search.context import SearchContext
+from nasgraph.graph.subnet import elastic
 from nasgraph.search.derive import derive_spec
+from nasgraph.search.elastic_run import write_elastic_outcome
 from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
@@ -46,7 +48,8 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtim
     spec = doc.spec
     graph = compile_spec(doc)
     summary = summarize(graph)
-    if not summary.choice_points:
+    check_elastic_strategy(doc, graph)
+    if not summary.choice_points and elastic(graph) is None:
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
     run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
@@ -63,7 +66,27 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtim
                          task=task, out=Path(out), resume=resume, progress=progress and distributed.is_writer(),
                          runtime=runtime,
                          labels={cp.node: cp.candidates for cp in summary.choice_points},
-                         steps=spec.search.steps or spec.train.steps)
+                         steps=spec.search.steps or spec.train.steps, latency_probe=latency_probe(graph))
+
+
+def check_elastic_strategy(doc, graph) -> None:
+    """Elastic dimensions need an elastic strategy (evolution), and such a strategy needs them."""
+    strategy = doc.spec.search.strategy
+    wants = getattr(get_strategy(strategy), "elastic", False)
+    if wants and elastic(graph) is None:
+        raise doc.error(f"strategy '{strategy}' searches elastic dimensions, and the model has none: give d_model, "
+                        f"n_heads, n_layers or ffn.mult as {{choices: [...]}}", ("search", "strategy"))
+    if not wants and elastic(graph) is not None:
+        raise doc.error(f"the model has elastic dimensions ({{choices: [...]}}), which strategy '{strategy}' does not "
+                        f"search: use strategy: evolution", ("search", "strategy"))
+
+
+def latency_probe(graph):
+    """ONNX Runtime latency of a whole sub-network (exporters), for elastic searches; None otherwise."""
+    if elastic(graph) is None:
+        return None
+    from exporters.subnet_latency import onnx_latency_ms
+    return onnx_latency_ms
 
 
 def cost_table(spec, summary, graph, progress: bool) -> CostTable:
@@ -83,6 +106,9 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
     ranks search data-parallel and rank 0 writes the folder."""
     runtime = runtime_train(doc, device)
+    if distributed.launched() and getattr(get_strategy(doc.spec.search.strategy), "elastic", False):
+        raise doc.error(f"strategy '{doc.spec.search.strategy}' (elastic dimensions) does not run data-parallel yet; "
+                        f"run it as one process (without torchrun)", ("search", "strategy"))
     if distributed.launched() and doc.spec.search.backend != "in-process":
         raise doc.error(f"under torchrun the ranks train every trial together (data-parallel); the "
                         f"'{doc.spec.search.backend}' backend runs trials in processes of its own: use one or the "
@@ -96,6 +122,8 @@ def _search(doc, out: str | Path, ctx: SearchContext) -> dict:
     search = doc.spec.search
     with open_backend(search.backend, search.workers, search.address) as ctx.backend:
         evidence = strategy.run(ctx)
+    if elastic(ctx.graph) is not None:
+        return write_elastic_outcome(doc, ctx, evidence, out)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
     outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds,

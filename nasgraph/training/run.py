@@ -21,6 +21,9 @@ EXTENDABLE = ("train.steps",)   # what `train --resume --extend` may change
 def build_discrete(doc):
     """Compile a spec without choice points into (graph, GraphModule)."""
     graph = compile_spec(doc)
+    if graph.graph.get("elastic"):
+        raise NasgraphError(f"{doc.path}: the model has elastic dimensions ({{choices: [...]}}): search them "
+                            f"(strategy: evolution) and train a derived spec, or give each dimension one value")
     choices = [n for n, d in graph.nodes(data=True) if d.get("choice")]
     if choices:
         raise NasgraphError(f"{doc.path}: {len(choices)} choice point(s) ({', '.join(choices[:3])}"
