@@ -103,17 +103,16 @@ class SearchResult:
 
 
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-           progress: bool = True, force: bool = False) -> SearchResult:
-    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
-    from nasgraph.provenance import header, record_source
+           progress: bool = True, force: bool = False, device: str | None = None) -> SearchResult:
+    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md) on
+    `device` (auto | cpu | cuda | cuda:N; default train.device). Under torchrun: data-parallel, rank 0 writes."""
+    from nasgraph.provenance import mark_derived
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
     doc = load(spec, overrides, force)
-    outcome = run_search(doc, out, resume=resume, progress=progress)
-    record_source(Path(out), doc, overrides)
-    derived = Path(out) / "derived.yaml"
-    derived.write_text(header(Path(out), None, outcome["labels"]) + derived.read_text())
+    outcome = run_search(doc, out, resume=resume, progress=progress, device=device)
+    mark_derived(Path(out), doc, overrides, outcome["labels"])
     if outcome.get("elastic"):
         from nasgraph.elastic_report import write_elastic_report
         return SearchResult(Path(out), outcome, write_elastic_report(out))
@@ -220,16 +219,16 @@ class TrainResult:
 
 
 def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-          extend: bool = False, progress: bool = True, force: bool = False) -> TrainResult:
+          extend: bool = False, progress: bool = True, force: bool = False, device: str | None = None) -> TrainResult:
     """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`.
 
-    resume: continue the run in `out` (the spec must equal its snapshot); with extend, train.steps
-    may grow (the learning-rate schedule is re-planned over the new total)."""
+    resume: continue the run in `out` (the spec must equal its snapshot; the device may change); with
+    extend, train.steps may grow (the schedule is re-planned over the new total). device: as `search`."""
     from nasgraph.report import write_train_report
     from nasgraph.training.run import run_train
 
     doc = load(spec, overrides, force)
-    result = run_train(doc, out, resume=resume, extend=extend, progress=progress)
+    result = run_train(doc, out, resume=resume, extend=extend, progress=progress, device=device)
     return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
 
 
@@ -247,29 +246,31 @@ class EvalResult:
                 "n": self.n}
 
 
-def evaluate(run: str | Path, split: str = "test") -> EvalResult:
-    """Accuracy, loss and the task's own metrics of a train run's last checkpoint on a split."""
+def evaluate(run: str | Path, split: str = "test", device: str | None = None) -> EvalResult:
+    """Accuracy, loss and the task's metrics of a train run's last checkpoint on a split, on `device`."""
     from nasgraph.training.run import run_eval
 
-    r = run_eval(run, split)
+    r = run_eval(run, split, device)
     return EvalResult(Path(run), split, r["acc"], r["loss"], r["n"], dict(r))
 
 
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
            overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
            weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
-           progress: bool = False):
+           progress: bool = False, decode: str = "auto"):
     """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
     graph at `output` and the unpadded one beside it (exporters.model_export).
 
     weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
     int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
-    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
-    parity report, metadata, unpadded path and report, quantization figures).
+    contrib_ops=False: standard ONNX ops only. decode: "auto" adds the prefill/step graphs of a
+    causal language model whose layers all decode (docs/decode_format.md), "always" requires them,
+    "never". Returns exporters.model_export.ExportResult (path, parity report, metadata, unpadded
+    path and report, quantization figures, decoding graphs and their parity).
     """
     from exporters.model_export import export_checkpoint, export_run
 
-    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress, decode=decode)
     source = Path(source)
     if source.is_dir():
         if checkpoint or overrides:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
+from nasgraph.commands._common import add_device, add_json, add_run_options, add_spec_overrides, print_json
 from nasgraph.textfmt import cost
 
 NAME = "search"
@@ -15,6 +15,7 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file with choice points")
     add_spec_overrides(p)
     add_run_options(p)
+    add_device(p)
     p.add_argument("--backend", help="where the search's independent trials run: in-process (default, one after "
                                      "another) or ray (Ray Tune trials, the [ray] extra); sets search.backend")
     p.add_argument("--workers", type=int, help="ray: trials at once (CPUs of the local Ray); sets search.workers")
@@ -30,11 +31,14 @@ def backend_overrides(args) -> list[str]:
 
 
 def run(args) -> int:
+    from nasgraph import distributed
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
     found = search(args.spec, args.out, overrides=args.overrides + backend_overrides(args), resume=args.resume,
-                   progress=args.progress, force=args.force)
+                   progress=args.progress, force=args.force, device=args.device)
+    if not distributed.is_writer():   # torchrun: rank 0 reports
+        return 0
     if args.json:
         print_json(found.to_json())
         return 0

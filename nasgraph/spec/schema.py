@@ -6,6 +6,7 @@ Top level: name, task, model, search, train, export, bench. `model` is either th
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
@@ -16,6 +17,15 @@ from nasgraph.errors import ConfigError
 Candidate = Union[str, dict[str, dict[str, Any]]]  # "softmax" or {local: {window: 32}}
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]    # what every RNG we seed (numpy too) accepts
 Size = Annotated[int, Field(gt=0)]
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N (N = a GPU index)"
+
+
+def check_device(text: str) -> str:
+    """`text` when it names a device nasgraph runs on (train.device, --device); ValueError listing the valid ones."""
+    m = re.fullmatch(r"(auto|cpu|cuda)(:\d+)?", str(text).strip())
+    if m is None or (m.group(2) and m.group(1) != "cuda"):
+        raise ValueError(f"unknown device '{text}'; valid: {DEVICE_CHOICES}")
+    return str(text).strip()
 
 
 class AttentionSpec(StrictConfig):
@@ -211,6 +221,13 @@ class TrainSpec(StrictConfig):
     seed: Seed = 0
     threads: int | None = Field(None, gt=0)   # capped at the usable cores (with a note)
     log_to: list[Literal["tensorboard", "mlflow"]] = []  # metrics also to these (extras), besides the run files
+    device: str = "auto"      # auto | cpu | cuda | cuda:N (`--device` overrides; a resumed run may change it)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a grad scaler (CUDA)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
 
 
 class ExportSpec(StrictConfig):
