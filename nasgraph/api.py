@@ -149,8 +149,9 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
         raise NasgraphError(f"{run}: not a finished search run (no search.json)")
     require(run, "search")
     outcome = read_json(result)
-    if outcome.get("elastic") or point is not None:
-        return _derive_elastic(run, output, outcome, point, overwrite)
+    elastic = isinstance(outcome, dict) and bool(outcome.get("elastic"))
+    if elastic or point is not None:
+        return _derive_elastic(run, output, outcome if elastic else {}, point, overwrite)
     try:
         choice, by_seed = outcome["choice"], {r["seed"]: r["choice"] for r in outcome["per_seed"]}
     except (KeyError, TypeError):
