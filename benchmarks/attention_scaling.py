@@ -99,7 +99,8 @@ def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
     arena grown earlier.
     """
     rounds = max(1, min(opts["rounds"], opts["repeats"]))
-    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
+    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds,
+                     clock=opts["clock"])
     sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
     feeds = {"x": x.numpy()}
     row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb} if sess else {}
@@ -116,7 +117,8 @@ def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
     if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
         row["ort_by_level_ms"] = {
             level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
-                               repeats=max(3, opts["repeats"] // 2), budget_s=opts["budget_s"]).stats.p50_ms
+                               repeats=max(3, opts["repeats"] // 2), budget_s=opts["budget_s"],
+                               clock=opts["clock"]).stats.p50_ms
             for level in GRAPH_OPT_LEVELS}
     return row
 
@@ -177,8 +179,8 @@ def markdown(summaries: list[dict], rows: list[dict], infos: dict, lengths: list
     t_max = max(lengths)
     head = ["type"] + [str(T) for T in lengths] + [f"{t_max}/1024 eager", f"{t_max}/1024 ORT",
                                                   f"peak MB @{t_max} eager/ORT", "flags"]
-    lines = [f"# Attention scaling: eager / ONNX Runtime p50 ms (batch 1, d_model {D_MODEL}, {N_HEADS} heads, "
-             f"{opts['threads']} threads, graph_opt {opts['graph_opt']})", "",
+    lines = [f"# Attention scaling: eager / ONNX Runtime p50 ms of {opts['clock']} time (batch 1, d_model "
+             f"{D_MODEL}, {N_HEADS} heads, {opts['threads']} threads, graph_opt {opts['graph_opt']})", "",
              f"env {env['hash']}: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, "
              f"onnxruntime {env['onnxruntime']}; load average {opts['load_avg_start']:.1f} at start, "
              f"{opts['load_avg_end']:.1f} at end" + (" (BUSY MACHINE: timings inflated)"
@@ -263,6 +265,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="cpu: process CPU time, robust to other jobs on the machine with --threads 1")
     parser.add_argument("--causal", action="store_true",
                         help="causal form of every type that has one (causal-only types always are)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
@@ -276,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
             get(t)  # ConfigError listing the valid names
     lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
     opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
-                                          "explain_t", "causal")}
+                                          "explain_t", "causal", "clock")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []

@@ -4,6 +4,10 @@ Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then `timei
 (time.perf_counter, GC off while timing) and p50/p90/p99 of the per-call times. Every result records
 the settings it ran with (threads, provider, graph optimisation level, shapes, versions).
 
+`clock="cpu"` times with the process's CPU time (time.process_time) instead of the wall clock: with
+one thread it counts the work done, not the time other processes held the core (a shared machine
+stretches wall times, not CPU times; memory-bandwidth contention still shows).
+
 Example:
     >>> r = torch_latency(attn, (x, mask), threads=2)
     >>> s = ort_latency(make_session("attn.onnx", threads=2), {"x": x.numpy(), "mask": mask.numpy()})
@@ -18,6 +22,7 @@ import json
 import os
 import platform
 import resource
+import time
 import timeit
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
@@ -79,21 +84,27 @@ class LatencyResult:
         return cls(stats, dict(results[0].settings))
 
 
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
 def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items: int = 1,
-            budget_s: float | None = None) -> LatencyStats:
-    """Call `fn` `warmup` times, then time `repeats` single calls.
+            budget_s: float | None = None, clock: str = "wall") -> LatencyStats:
+    """Call `fn` `warmup` times, then time `repeats` single calls on `clock` ("wall" or "cpu").
 
     budget_s: cap the timed phase at roughly this many seconds (at least 3 calls), judged from the
     slowest warm-up call; the stats record how many calls were actually timed.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
+    if clock not in CLOCKS:
+        raise ValueError(f"clock {clock!r}: choose one of {sorted(CLOCKS)}")
+    timer = timeit.Timer(fn, timer=CLOCKS[clock])
     slowest = 0.0
     for _ in range(warmup):
-        slowest = max(slowest, timeit.Timer(fn).timeit(number=1))
+        slowest = max(slowest, timer.timeit(number=1))
     if budget_s is not None and slowest > 0:
         repeats = max(3, min(repeats, int(budget_s / slowest)))
-    times = timeit.Timer(fn).repeat(repeat=repeats, number=1)
+    times = timer.repeat(repeat=repeats, number=1)
     return LatencyStats.from_seconds(times, warmup, items)
 
 
@@ -110,19 +121,20 @@ def torch_threads(threads: int | None):
 
 
 def torch_latency(module: torch.nn.Module, inputs: Sequence[torch.Tensor], *, threads: int | None = None,
-                  warmup: int = 3, repeats: int = 20, budget_s: float | None = None) -> LatencyResult:
+                  warmup: int = 3, repeats: int = 20, budget_s: float | None = None,
+                  clock: str = "wall") -> LatencyResult:
     """Eager PyTorch latency of module(*inputs) in eval mode under no_grad, on `threads` threads."""
     module.eval()
     with torch_threads(threads) as used, torch.no_grad():
         stats = measure(lambda: module(*inputs), warmup=warmup, repeats=repeats,
-                        items=_batch(inputs), budget_s=budget_s)
-    return LatencyResult(stats, {"backend": "torch-eager", "provider": "cpu", "threads": used,
+                        items=_batch(inputs), budget_s=budget_s, clock=clock)
+    return LatencyResult(stats, {"backend": "torch-eager", "provider": "cpu", "threads": used, "clock": clock,
                                  "graph_opt": "eager", "shapes": _shapes(inputs),
                                  "torch": torch.__version__})
 
 
 def ort_latency(session, feeds: Mapping[str, Any], *, warmup: int = 3, repeats: int = 20,
-                budget_s: float | None = None) -> LatencyResult:
+                budget_s: float | None = None, clock: str = "wall") -> LatencyResult:
     """ONNX Runtime latency of one session: a plain run on CPU, a pre-bound IOBinding on CUDA."""
     import onnxruntime
 
@@ -133,8 +145,8 @@ def ort_latency(session, feeds: Mapping[str, Any], *, warmup: int = 3, repeats: 
     else:
         fn = lambda: session.run(None, arrays)  # noqa: E731
     stats = measure(fn, warmup=warmup, repeats=repeats, items=_batch(list(arrays.values())),
-                    budget_s=budget_s)
-    return LatencyResult(stats, {"backend": "onnxruntime", **session_settings(session),
+                    budget_s=budget_s, clock=clock)
+    return LatencyResult(stats, {"backend": "onnxruntime", **session_settings(session), "clock": clock,
                                  "shapes": _shapes(arrays.values()),
                                  "onnxruntime": onnxruntime.__version__})
 

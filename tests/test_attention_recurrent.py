@@ -56,6 +56,24 @@ def test_chunked_equals_recurrent_equals_reference(name, chunk):
 
 
 @pytest.mark.parametrize("name", RECURRENT)
+def test_short_conv_chunked_form_equals_the_reference(name):
+    """short_conv: 4 (Mamba-2's conv over x, B, C; fla's over q, k, v): chunked == per-token reference."""
+    module = build(name, chunk=5, short_conv=4).double()
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    with torch.no_grad():
+        got, expected = module(x), REFERENCES[name](module, x, None)
+        plain = build(name, chunk=5).double()
+        plain.load_state_dict({k: v for k, v in module.state_dict().items() if "short_conv" not in k})
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+        assert not torch.allclose(plain(x), got)                      # the conv is in use
+        head = module(x[:, :7])                                        # causal: a prefix sees no later token
+    torch.testing.assert_close(head, got[:, :7], rtol=1e-9, atol=1e-10)
+    with pytest.raises(NotImplementedError, match="short_conv 4 has no decoding form"):
+        module.step(x[:, 0], module.init_state(B, dtype=x.dtype))
+
+
+@pytest.mark.parametrize("name", RECURRENT)
 def test_state_layout_is_per_head_dk_by_dv(name):
     module = build(name)
     state = module.init_state(3)

@@ -218,6 +218,14 @@ def test_measure_budget_caps_repeats():
     assert 3 <= stats.repeats <= 5
 
 
+def test_measure_on_the_cpu_clock_does_not_count_sleeping():
+    wall = measure(lambda: time.sleep(0.02), warmup=0, repeats=3)
+    cpu = measure(lambda: time.sleep(0.02), warmup=0, repeats=3, clock="cpu")
+    assert wall.min_ms >= 19 and cpu.p50_ms < 10       # a sleeping process does no work
+    with pytest.raises(ValueError, match="clock 'gpu'.*cpu.*wall"):
+        measure(lambda: None, clock="gpu")
+
+
 def test_latency_records_threads_and_restores_them(tiny_onnx):
     module, path = tiny_onnx
     before = torch.get_num_threads()

@@ -8,6 +8,13 @@ the chunked training form (`heads`, see `_recurrent`) and the token-by-token dec
 
 Causal only: a recurrence reads the past. Padded positions are neutral: their keys, values, write
 strengths (beta) and log-decays are zeroed, so the state passes over them unchanged.
+
+`short_conv: K` adds the short causal convolution of Mamba-2 and of the flash-linear-attention layers:
+a depthwise convolution over the last K positions plus SiLU on the projected q, k, v (ssd: x, B, C),
+before the normalisations. It lets one layer mix a token with its predecessors (the key-value
+binding that recall needs). Exact in the chunked form (a zero history at the start; padding sits
+after the real tokens, so no real position reads it); the decoding form would carry the last K - 1
+projections as a second state and is refused for now (`step` raises).
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
@@ -29,6 +36,20 @@ class RecurrentConfig(AttentionConfig):
     chunk: PositiveInt = 64  # positions per chunk of the training form (speed/memory only, same math)
     norm: bool = True        # per-head RMS norm of the output (RetNet's group norm, GLA/GDN head norm)
     gate: bool = True        # output gate silu(x W_gate) (RetNet, GLA, Gated DeltaNet, Mamba-2)
+    short_conv: int = Field(0, ge=0, le=16)  # K: causal depthwise conv + SiLU on q, k, v (ssd: x, B, C); 0: none
+
+
+class ShortConv(nn.Module):
+    """Depthwise causal convolution over time plus SiLU: (B, T, C) -> (B, T, C); y_t reads u_{t-K+1..t}."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels)
+        self.kernel = kernel
+
+    def forward(self, u: Tensor) -> Tensor:
+        y = self.conv(F.pad(u.transpose(1, 2), (self.kernel - 1, 0)))  # (B, C, T): zeros before the start
+        return F.silu(y).transpose(1, 2)                                # (B, T, C)
 
 
 @dataclass
@@ -52,6 +73,27 @@ class RecurrentAttention(Attention):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.gate_proj = nn.Linear(self.d_model, self.inner) if self.config.gate else None
+        self.short_conv: ShortConv | None = None                      # made by conv_over(channels)
+
+    def conv_over(self, channels: int) -> None:
+        """Create the short convolution (config.short_conv > 0) over `channels` projected features."""
+        if self.config.short_conv:
+            self.short_conv = ShortConv(channels, self.config.short_conv)
+
+    def convolved(self, *parts: Tensor) -> list[Tensor]:
+        """The short convolution over the concatenated parts (each (B, T, c)), split back; as-is if off."""
+        if self.short_conv is None:
+            return list(parts)
+        return list(self.short_conv(torch.cat(parts, -1)).split([p.shape[-1] for p in parts], -1))
+
+    def qkv_projections(self, bias: bool = True) -> None:
+        super().qkv_projections(bias)
+        self.conv_over(3 * self.inner)
+
+    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Projected (and short-convolved) queries, keys and values, each (B, H, T, dh)."""
+        q, k, v = self.convolved(self.q_proj(x), self.k_proj(x), self.v_proj(x))  # (B, T, H*dh)
+        return self.split(q), self.split(k), self.split(v)
 
     # -- what a subclass gives ----------------------------------------------------------------------
     def inputs(self, x: Tensor) -> Inputs:
@@ -100,6 +142,10 @@ class RecurrentAttention(Attention):
 
     def step_heads(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
         """One token: x_t (B, d_model), state (B, H, dk, dv) -> per-head output (B, H, dv), new state."""
+        if self.short_conv is not None:
+            raise NotImplementedError(f"attention '{self.name}' with short_conv {self.config.short_conv} has no "
+                                      f"decoding form yet (its state would carry the last K - 1 projections); "
+                                      f"use short_conv: 0 to decode token by token")
         inp = self.inputs(x_t[:, None])                                # (B, H, 1, .)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
