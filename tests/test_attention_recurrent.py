@@ -28,7 +28,7 @@ def stepped(module, x: torch.Tensor) -> torch.Tensor:
     state = module.init_state(x.shape[0], dtype=x.dtype)
     outs = []
     for t in range(x.shape[1]):
-        y, state = module.step(x[:, t], state)
+        y, state = module.step(x[:, t], state, t)
         outs.append(y)
     return torch.stack(outs, 1)
 
@@ -57,7 +57,8 @@ def test_chunked_equals_recurrent_equals_reference(name, chunk):
 
 @pytest.mark.parametrize("name", RECURRENT)
 def test_short_conv_chunked_form_equals_the_reference(name):
-    """short_conv: 4 (Mamba-2's conv over x, B, C; fla's over q, k, v): chunked == per-token reference."""
+    """short_conv: 4 (Mamba-2's conv over x, B, C; fla's over q, k, v): chunked == stepped == prefill then
+    steps == the per-token reference."""
     module = build(name, chunk=5, short_conv=4).double()
     torch.manual_seed(1)
     x = torch.randn(B, T, D, dtype=torch.float64)
@@ -69,18 +70,23 @@ def test_short_conv_chunked_form_equals_the_reference(name):
         assert not torch.allclose(plain(x), got)                      # the conv is in use
         head = module(x[:, :7])                                        # causal: a prefix sees no later token
     torch.testing.assert_close(head, got[:, :7], rtol=1e-9, atol=1e-10)
-    with pytest.raises(NotImplementedError, match="short_conv 4 has no decoding form"):
-        module.step(x[:, 0], module.init_state(B, dtype=x.dtype))
+    with torch.no_grad():
+        torch.testing.assert_close(stepped(module, x), expected, rtol=1e-9, atol=1e-10)
+        _, state = module.prefill(x[:, :7])                            # chunked prefix, then token steps
+        assert [n for n, _ in module.state_shapes()] == ["state", "conv"] and state[1].shape[1] == 3
+        for t in range(7, T):
+            y, state = module.step(x[:, t], state, t)
+            torch.testing.assert_close(y, expected[:, t], rtol=1e-9, atol=1e-10)
 
 
 @pytest.mark.parametrize("name", RECURRENT)
 def test_state_layout_is_per_head_dk_by_dv(name):
     module = build(name)
     state = module.init_state(3)
-    assert state.shape == (3, H, module.key_dim, D // H) and not state.any()
-    y, new = module.step(torch.randn(3, D), state)
-    assert y.shape == (3, D) and new.shape == state.shape
-    o, _ = module.step_heads(torch.randn(3, D), state)
+    assert len(state) == 1 and state[0].shape == (3, H, module.key_dim, D // H) and not state[0].any()
+    y, new = module.step(torch.randn(3, D), state, 0)
+    assert y.shape == (3, D) and new[0].shape == state[0].shape
+    o, _ = module.step_heads(torch.randn(3, D), state, 0)
     assert o.shape == (3, H, D // H)
 
 

@@ -13,8 +13,8 @@ strengths (beta) and log-decays are zeroed, so the state passes over them unchan
 a depthwise convolution over the last K positions plus SiLU on the projected q, k, v (ssd: x, B, C),
 before the normalisations. It lets one layer mix a token with its predecessors (the key-value
 binding that recall needs). Exact in the chunked form (a zero history at the start; padding sits
-after the real tokens, so no real position reads it); the decoding form would carry the last K - 1
-projections as a second state and is refused for now (`step` raises).
+after the real tokens, so no real position reads it); the decoding form carries the last K - 1
+projections as a second state tensor ("conv").
 """
 from __future__ import annotations
 
@@ -47,9 +47,12 @@ class ShortConv(nn.Module):
         self.conv = nn.Conv1d(channels, channels, kernel, groups=channels)
         self.kernel = kernel
 
-    def forward(self, u: Tensor) -> Tensor:
-        y = self.conv(F.pad(u.transpose(1, 2), (self.kernel - 1, 0)))  # (B, C, T): zeros before the start
-        return F.silu(y).transpose(1, 2)                                # (B, T, C)
+    def forward(self, u: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """u (B, T, C), history (B, K-1, C) (None: zeros before the start) -> (y (B, T, C), the inputs at
+        the last K - 1 positions (B, K-1, C): the history of the next call)."""
+        full = F.pad(u, (0, 0, self.kernel - 1, 0)) if history is None else torch.cat([history, u], 1)  # (B, K-1+T, C)
+        y = self.conv(full.transpose(1, 2))                             # (B, C, T)
+        return F.silu(y).transpose(1, 2), full[:, full.shape[1] - (self.kernel - 1):]
 
 
 @dataclass
@@ -62,12 +65,13 @@ class Inputs:
     g: Tensor | None = None     # (B, H, T, 1 or dk) log-decay <= 0; None: no decay
     beta: Tensor | None = None  # (B, H, T, 1) delta-rule write strength; None: decayed (additive) form
     skip: Tensor | None = None  # (B, H, T, dv) added to the output (SSD's D x)
+    conv_tail: Tensor | None = None  # (B, K-1, c) the short convolution's inputs at the last K - 1 positions
 
 
 class RecurrentAttention(Attention):
     """Chunked training form + recurrent decoding form of a linear recurrence with a (dk, dv) state per head."""
 
-    caps = Capabilities(causal=True, noncausal=False, linear=True, recurrent=True)
+    caps = Capabilities(causal=True, noncausal=False, linear=True, recurrent=True, decodable=True)
     Config: ClassVar[type[AttentionConfig]] = RecurrentConfig
 
     def __init__(self, *args, **kwargs):
@@ -80,24 +84,28 @@ class RecurrentAttention(Attention):
         if self.config.short_conv:
             self.short_conv = ShortConv(channels, self.config.short_conv)
 
-    def convolved(self, *parts: Tensor) -> list[Tensor]:
-        """The short convolution over the concatenated parts (each (B, T, c)), split back; as-is if off."""
+    def convolved(self, *parts: Tensor, history: Tensor | None = None) -> tuple[list[Tensor], Tensor | None]:
+        """The short convolution over the concatenated parts (each (B, T, c)), split back, and its next
+        history (see ShortConv); the parts as they are and None without one."""
         if self.short_conv is None:
-            return list(parts)
-        return list(self.short_conv(torch.cat(parts, -1)).split([p.shape[-1] for p in parts], -1))
+            return list(parts), None
+        y, tail = self.short_conv(torch.cat(parts, -1), history)        # (B, T, c total), (B, K-1, c total)
+        return list(y.split([p.shape[-1] for p in parts], -1)), tail
 
     def qkv_projections(self, bias: bool = True) -> None:
         super().qkv_projections(bias)
         self.conv_over(3 * self.inner)
 
-    def qkv(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Projected (and short-convolved) queries, keys and values, each (B, H, T, dh)."""
-        q, k, v = self.convolved(self.q_proj(x), self.k_proj(x), self.v_proj(x))  # (B, T, H*dh)
-        return self.split(q), self.split(k), self.split(v)
+    def conv_qkv(self, x: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Projected (and short-convolved) queries, keys and values, each (B, H, T, dh), and the
+        convolution's next history (None without one)."""
+        (q, k, v), tail = self.convolved(self.q_proj(x), self.k_proj(x), self.v_proj(x), history=history)
+        return self.split(q), self.split(k), self.split(v), tail
 
     # -- what a subclass gives ----------------------------------------------------------------------
-    def inputs(self, x: Tensor) -> Inputs:
-        """x: (B, T, d_model) -> the recurrence's inputs (B, H, T, .)."""
+    def inputs(self, x: Tensor, history: Tensor | None = None) -> Inputs:
+        """x: (B, T, d_model) -> the recurrence's inputs (B, H, T, .); history: the short convolution's
+        inputs before x (decoding), None at the start."""
         raise NotImplementedError
 
     @property
@@ -107,6 +115,11 @@ class RecurrentAttention(Attention):
 
     # -- training form --------------------------------------------------------------------------------
     def heads(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.heads_and_state(x, mask)[0]
+
+    def heads_and_state(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The chunked form: heads (B, T, H, dv) and the state after the last position: ((B, H, dk, dv),
+        plus the short convolution's last K - 1 projections (B, K-1, c) when it has one)."""
         T, C = x.shape[1], self.config.chunk
         inp = self.inputs(x)                                           # (B, H, T, .)
         keep = None if mask is None else mask[:, None, :, None].to(x.dtype)  # (B, 1, T, 1)
@@ -115,13 +128,13 @@ class RecurrentAttention(Attention):
                          for t in (inp.k, inp.v, inp.g, inp.beta))     # (B, H, Tc, .) padded: neutral
         q = F.pad(inp.q, (0, 0, 0, pad))                               # (B, H, Tc, dk)
         if beta is None:
-            o = decayed_linear(q, k, v, g, C)                          # (B, H, Tc, dv)
+            o, state = decayed_linear(q, k, v, g, C)                   # (B, H, Tc, dv), (B, H, dk, dv)
         else:
-            o = delta_rule(q, k, v, beta, g, C)                        # (B, H, Tc, dv)
+            o, state = delta_rule(q, k, v, beta, g, C)                 # (B, H, Tc, dv), (B, H, dk, dv)
         o = o[:, :, :T]                                                # (B, H, T, dv)
         if inp.skip is not None:
             o = o + inp.skip
-        return self.finish(o.transpose(1, 2), x)                       # (B, T, H, dv)
+        return self.finish(o.transpose(1, 2), x), (state,) + self.conv_state(inp)  # (B, T, H, dv)
 
     def finish(self, o: Tensor, x: Tensor) -> Tensor:
         """Per-head RMS norm and output gate: o (..., H, dv), x (..., d_model) -> (..., H, dv)."""
@@ -131,35 +144,29 @@ class RecurrentAttention(Attention):
             o = o * F.silu(self.gate_proj(x)).unflatten(-1, (self.n_heads, -1))
         return o
 
-    # -- decoding form (caps.recurrent) ---------------------------------------------------------------
-    def init_state(self, batch: int, *, device: torch.device | None = None,
-                   dtype: torch.dtype | None = None) -> Tensor:
-        """The state before the first token: zeros (B, H, dk, dv), on the parameters' device and dtype
-        unless given."""
-        weight = next(self.parameters())
-        return torch.zeros(batch, self.n_heads, self.key_dim, self.head_dim, device=device or weight.device,
-                           dtype=dtype or weight.dtype)
+    # -- decoding form: one (dk, dv) state per head -----------------------------------------------------
+    def state_shapes(self, batch="B"):
+        conv = self.short_conv
+        return [("state", (batch, self.n_heads, self.key_dim, self.head_dim))] + (
+            [("conv", (batch, conv.kernel - 1, conv.conv.in_channels))] if conv is not None else [])
 
-    def step_heads(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One token: x_t (B, d_model), state (B, H, dk, dv) -> per-head output (B, H, dv), new state."""
-        if self.short_conv is not None:
-            raise NotImplementedError(f"attention '{self.name}' with short_conv {self.config.short_conv} has no "
-                                      f"decoding form yet (its state would carry the last K - 1 projections); "
-                                      f"use short_conv: 0 to decode token by token")
-        inp = self.inputs(x_t[:, None])                                # (B, H, 1, .)
+    def conv_state(self, inp: Inputs) -> tuple[Tensor, ...]:
+        """The short convolution's part of the state: (the last K - 1 projections,), or () without one."""
+        return () if self.short_conv is None else (inp.conv_tail,)
+
+    def prefill_heads(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
+        h, state = self.heads_and_state(x)
+        return h, state
+
+    def step_heads(self, x_t: Tensor, state: tuple[Tensor, ...], pos=None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One token: x_t (B, d_model), state ((B, H, dk, dv)[, conv (B, K-1, c)]) -> (B, H, dv), new state."""
+        inp = self.inputs(x_t[:, None], *state[1:])                    # (B, H, 1, .)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
         if inp.beta is None:
-            o, state = decayed_step(state, q, k, v, g)
+            o, S = decayed_step(state[0], q, k, v, g)
         else:
-            o, state = delta_step(state, q, k, v, inp.beta[:, :, 0], g)
+            o, S = delta_step(state[0], q, k, v, inp.beta[:, :, 0], g)
         if inp.skip is not None:
             o = o + inp.skip[:, :, 0]
-        return self.finish(o, x_t), state                              # (B, H, dv)
-
-    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One token: x_t (B, d_model), state (B, H, dk, dv) -> output (B, d_model), new state."""
-        o, state = self.step_heads(x_t, state)
-        if self.out_proj is None:
-            raise RuntimeError(f"attention '{self.name}' was built with out_proj=False; call step_heads()")
-        return self.out_proj(o.flatten(1)), state
+        return self.finish(o, x_t), (S,) + self.conv_state(inp)        # (B, H, dv)

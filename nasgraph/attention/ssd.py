@@ -44,13 +44,13 @@ class SSD(RecurrentAttention):
     def key_dim(self) -> int:
         return self.config.d_state
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
         B, T, _ = x.shape
         H = self.n_heads
         dt = F.softplus(self.dt_proj(x) + self.dt_bias).transpose(1, 2)[..., None]  # (B, H, T, 1)
         g = -torch.exp(self.A_log)[:, None, None] * dt                # (B, H, T, 1)
-        xv, Bt, Ct = self.convolved(self.v_proj(x), self.b_proj(x), self.c_proj(x))  # (B, T, H*dh | N | N)
+        (xv, Bt, Ct), tail = self.convolved(self.v_proj(x), self.b_proj(x), self.c_proj(x), history=history)
         xv = self.split(xv)                                            # (B, H, T, dh)
         k = Bt[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
         q = Ct[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
-        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv)
+        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv, conv_tail=tail)
