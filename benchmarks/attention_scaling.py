@@ -254,6 +254,17 @@ def plot(summaries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_outputs(out: Path, summaries, rows, infos, lengths, opts, env) -> str:
+    """attention_scaling.{md,json} of the types measured so far; returns the markdown."""
+    opts["load_avg_end"] = os.getloadavg()[0]
+    table = markdown(summaries, rows, infos, lengths, opts, env)
+    (out / "attention_scaling.md").write_text(table)
+    (out / "attention_scaling.json").write_text(json.dumps(
+        {"env": env, "settings": {**opts, "lengths": lengths, "d_model": D_MODEL, "heads": N_HEADS, "batch": 1},
+         "types": infos, "summaries": summaries, "rows": rows}, indent=1, default=str))
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     from nasgraph.attention import get, names
 
@@ -261,6 +272,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'")
     parser.add_argument("--min-t", type=int, default=256)
     parser.add_argument("--max-t", type=int, default=8192)
+    parser.add_argument("--lengths", help="comma-separated T values instead of the doublings from --min-t to --max-t")
     parser.add_argument("--repeats", type=int, default=12, help="timed calls per backend and T")
     parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
     parser.add_argument("--threads", type=int, default=2)
@@ -278,12 +290,14 @@ def main(argv: list[str] | None = None) -> int:
     for t in types:
         if t != BASELINE:
             get(t)  # ConfigError listing the valid names
-    lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
+    lengths = ([int(T) for T in args.lengths.split(",")] if args.lengths
+               else [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t])
     opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
                                           "explain_t", "causal", "clock")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in types:
         start = time.perf_counter()
         info, type_rows = measure_type(name, lengths, opts)
@@ -291,13 +305,8 @@ def main(argv: list[str] | None = None) -> int:
         linear = name != BASELINE and get(name).caps.linear
         summaries.append(summarise(name, type_rows, lengths, linear))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    opts["load_avg_end"] = os.getloadavg()[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(summaries, rows, infos, lengths, opts, env)
-    (args.out / "attention_scaling.md").write_text(table)
-    (args.out / "attention_scaling.json").write_text(json.dumps(
-        {"env": env, "settings": {**opts, "lengths": lengths, "d_model": D_MODEL, "heads": N_HEADS, "batch": 1},
-         "types": infos, "summaries": summaries, "rows": rows}, indent=1, default=str))
+        # written after every type: a run killed part-way keeps what it measured
+        table = write_outputs(args.out, summaries, rows, infos, lengths, opts, env)
     plot(summaries, args.out / "attention_scaling.png")
     print(table)
     return 0
