@@ -6,13 +6,16 @@ Trains one fixed-type causal model per attention type, the same size and steps f
 - lm: byte-level language modelling on a local text file (default: Python sources of the installed
   torch package, concatenated: real text available offline), bits per byte on the test cut.
 
-    .venv/bin/python benchmarks/lm_tasks.py --part mqar --steps 3000 --batch-size 64 --mqar-len 32 \
-        --symbols 16 --window 8 --types softmax linear local
+    .venv/bin/python benchmarks/lm_tasks.py --part mqar --steps 2500 --batch-size 64 --mqar-len 32 \
+        --symbols 16 --window 8 --eval-every 250 --types softmax gated_deltanet gated_deltanet:short_conv=4
     .venv/bin/python benchmarks/lm_tasks.py --part lm --steps 400 --lm-len 128 --lr 2e-3
+A type may carry options (`name:key=value,key=value`); --seeds runs each at several train seeds.
 MQAR has a long plateau: a 2-layer softmax model sits at the "some value of the context" level
-(~25% answer accuracy with 8 pairs) for ~1300 steps at lr 1e-3, then solves it within ~700 more;
-budgets below ~2000 steps separate nothing.
-Prints a markdown table per part and writes benchmarks/out/lm_tasks_<part>.{md,json}.
+(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3, then solves it within ~200 more; the
+recurrences without their short convolution sit there longer, with it they solve it in ~250 steps
+(see the README); below ~1500 steps softmax is not yet told apart from types that never leave the
+plateau. Each row keeps its val curve; "first val >= 0.95 at step" reads it.
+Prints a markdown table per part and writes benchmarks/out/lm_tasks_<part><tag>.{md,json}.
 """
 from __future__ import annotations
 
