@@ -99,8 +99,7 @@ def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
     arena grown earlier.
     """
     rounds = max(1, min(opts["rounds"], opts["repeats"]))
-    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds,
-                     clock=opts["clock"])
+    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
     sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
     feeds = {"x": x.numpy()}
     row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb} if sess else {}
@@ -117,8 +116,8 @@ def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
     if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
         row["ort_by_level_ms"] = {
             level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
-                               repeats=max(3, opts["repeats"] // 2), budget_s=opts["budget_s"],
-                               clock=opts["clock"]).stats.p50_ms
+                               repeats=max(3, opts["repeats"] // 2),
+                               budget_s=opts["budget_s"]).row()[statistic(opts)]
             for level in GRAPH_OPT_LEVELS}
     return row
 
@@ -159,8 +158,13 @@ def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[
     return info, rows
 
 
-def summarise(name: str, rows: list[dict], lengths: list[int], linear: bool) -> dict:
-    p50 = {be: {r["T"]: r[be]["p50_ms"] for r in rows if be in r} for be in ("eager", "ort")}
+def statistic(opts: dict) -> str:
+    """The per-call figure compared: wall-clock p50, or (--clock cpu) the calling thread's CPU time p50."""
+    return "cpu_p50_ms" if opts["clock"] == "cpu" else "p50_ms"
+
+
+def summarise(name: str, rows: list[dict], lengths: list[int], linear: bool, opts: dict) -> dict:
+    p50 = {be: {r["T"]: r[be][statistic(opts)] for r in rows if be in r} for be in ("eager", "ort")}
     t_max, ratio = max(lengths), {}
     for be, times in p50.items():
         if 1024 in times and t_max in times and t_max > 1024:
@@ -278,7 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
     parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
-                        help="cpu: process CPU time, robust to other jobs on the machine with --threads 1")
+                        help="cpu: compare the calling thread's CPU time per call (with --threads 1 the call's "
+                             "work, steady on a shared machine)")
     parser.add_argument("--causal", action="store_true",
                         help="causal form of every type that has one (causal-only types always are)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
@@ -303,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
         info, type_rows = measure_type(name, lengths, opts)
         infos[name], rows = info, rows + type_rows
         linear = name != BASELINE and get(name).caps.linear
-        summaries.append(summarise(name, type_rows, lengths, linear))
+        summaries.append(summarise(name, type_rows, lengths, linear, opts))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         # written after every type: a run killed part-way keeps what it measured
         table = write_outputs(args.out, summaries, rows, infos, lengths, opts, env)

@@ -1,12 +1,12 @@
 """Latency, peak memory and environment fingerprints shared by benchmarks and `nasgraph bench`.
 
-Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then `timeit.repeat(number=1)`
-(time.perf_counter, GC off while timing) and p50/p90/p99 of the per-call times. Every result records
-the settings it ran with (threads, provider, graph optimisation level, shapes, versions).
-
-`clock="cpu"` times with the process's CPU time (time.process_time) instead of the wall clock: with
-one thread it counts the work done, not the time other processes held the core (a shared machine
-stretches wall times, not CPU times; memory-bandwidth contention still shows).
+Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then single timed calls
+(time.perf_counter, GC off while timing) and p50/p90/p99 of the per-call times. Each call's CPU time
+on the calling thread (time.thread_time) is recorded too: with one thread (torch.set_num_threads(1),
+ORT intra_op_num_threads=1 both compute on the caller) it is the work of the call without the time
+the OS gave to other processes, the steadier figure on a shared machine; with more threads it
+misses the helper threads' work. Every result records the settings it ran with (threads, provider,
+graph optimisation level, shapes, versions).
 
 Example:
     >>> r = torch_latency(attn, (x, mask), threads=2)
@@ -21,9 +21,9 @@ import hashlib
 import json
 import os
 import platform
+import gc
 import resource
 import time
-import timeit
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -47,16 +47,23 @@ class LatencyStats:
     warmup: int
     throughput: float
     items: int = 1
+    cpu_p50_ms: float | None = None  # the calling thread's CPU time per call (1 thread: the call's work)
+    cpu_min_ms: float | None = None
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # the raw per-call times
+    cpu_samples_ms: tuple[float, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1) -> "LatencyStats":
+    def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1,
+                     cpu_times: Sequence[float] = ()) -> "LatencyStats":
         ms = np.asarray(times, dtype=np.float64) * 1e3
+        cpu = np.asarray(cpu_times, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
                    min_ms=float(ms.min()), std_ms=float(ms.std()), repeats=len(ms), warmup=warmup,
                    throughput=float(items * 1e3 / ms.mean()), items=items,
-                   samples_ms=tuple(float(v) for v in ms))
+                   cpu_p50_ms=float(np.median(cpu)) if cpu.size else None,
+                   cpu_min_ms=float(cpu.min()) if cpu.size else None,
+                   samples_ms=tuple(float(v) for v in ms), cpu_samples_ms=tuple(float(v) for v in cpu))
 
 
 @dataclass(frozen=True)
@@ -69,7 +76,7 @@ class LatencyResult:
     def row(self) -> dict[str, Any]:
         """One flat, JSON-ready dict (numbers stay numbers; raw samples left out)."""
         stats = asdict(self.stats)
-        del stats["samples_ms"]
+        del stats["samples_ms"], stats["cpu_samples_ms"]
         return {**self.settings, **stats}
 
     @classmethod
@@ -79,33 +86,41 @@ class LatencyResult:
         if not results:
             raise ValueError("combine() needs at least one result")
         samples = [v / 1e3 for r in results for v in r.stats.samples_ms]
+        cpu = [v / 1e3 for r in results for v in r.stats.cpu_samples_ms]
         stats = LatencyStats.from_seconds(samples, sum(r.stats.warmup for r in results),
-                                          results[0].stats.items)
+                                          results[0].stats.items, cpu)
         return cls(stats, dict(results[0].settings))
 
 
-CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
-
-
 def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items: int = 1,
-            budget_s: float | None = None, clock: str = "wall") -> LatencyStats:
-    """Call `fn` `warmup` times, then time `repeats` single calls on `clock` ("wall" or "cpu").
+            budget_s: float | None = None) -> LatencyStats:
+    """Call `fn` `warmup` times, then time `repeats` single calls.
 
     budget_s: cap the timed phase at roughly this many seconds (at least 3 calls), judged from the
     slowest warm-up call; the stats record how many calls were actually timed.
     """
     if repeats < 1 or warmup < 0:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
-    if clock not in CLOCKS:
-        raise ValueError(f"clock {clock!r}: choose one of {sorted(CLOCKS)}")
-    timer = timeit.Timer(fn, timer=CLOCKS[clock])
     slowest = 0.0
     for _ in range(warmup):
-        slowest = max(slowest, timer.timeit(number=1))
+        slowest = max(slowest, _timed_call(fn)[0])
     if budget_s is not None and slowest > 0:
         repeats = max(3, min(repeats, int(budget_s / slowest)))
-    times = timer.repeat(repeat=repeats, number=1)
-    return LatencyStats.from_seconds(times, warmup, items)
+    calls = [_timed_call(fn) for _ in range(repeats)]
+    return LatencyStats.from_seconds([w for w, _ in calls], warmup, items, [c for _, c in calls])
+
+
+def _timed_call(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, calling thread's CPU seconds) of one call, garbage collection off (as timeit)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        fn()
+        return time.perf_counter() - wall, time.thread_time() - cpu
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager
@@ -121,20 +136,19 @@ def torch_threads(threads: int | None):
 
 
 def torch_latency(module: torch.nn.Module, inputs: Sequence[torch.Tensor], *, threads: int | None = None,
-                  warmup: int = 3, repeats: int = 20, budget_s: float | None = None,
-                  clock: str = "wall") -> LatencyResult:
+                  warmup: int = 3, repeats: int = 20, budget_s: float | None = None) -> LatencyResult:
     """Eager PyTorch latency of module(*inputs) in eval mode under no_grad, on `threads` threads."""
     module.eval()
     with torch_threads(threads) as used, torch.no_grad():
         stats = measure(lambda: module(*inputs), warmup=warmup, repeats=repeats,
-                        items=_batch(inputs), budget_s=budget_s, clock=clock)
-    return LatencyResult(stats, {"backend": "torch-eager", "provider": "cpu", "threads": used, "clock": clock,
+                        items=_batch(inputs), budget_s=budget_s)
+    return LatencyResult(stats, {"backend": "torch-eager", "provider": "cpu", "threads": used,
                                  "graph_opt": "eager", "shapes": _shapes(inputs),
                                  "torch": torch.__version__})
 
 
 def ort_latency(session, feeds: Mapping[str, Any], *, warmup: int = 3, repeats: int = 20,
-                budget_s: float | None = None, clock: str = "wall") -> LatencyResult:
+                budget_s: float | None = None) -> LatencyResult:
     """ONNX Runtime latency of one session: a plain run on CPU, a pre-bound IOBinding on CUDA."""
     import onnxruntime
 
@@ -145,8 +159,8 @@ def ort_latency(session, feeds: Mapping[str, Any], *, warmup: int = 3, repeats: 
     else:
         fn = lambda: session.run(None, arrays)  # noqa: E731
     stats = measure(fn, warmup=warmup, repeats=repeats, items=_batch(list(arrays.values())),
-                    budget_s=budget_s, clock=clock)
-    return LatencyResult(stats, {"backend": "onnxruntime", **session_settings(session), "clock": clock,
+                    budget_s=budget_s)
+    return LatencyResult(stats, {"backend": "onnxruntime", **session_settings(session),
                                  "shapes": _shapes(arrays.values()),
                                  "onnxruntime": onnxruntime.__version__})
 
