@@ -29,12 +29,16 @@ import yaml
 from fidelity_tasks import CANDIDATES, FULL, QUICK, spec_template
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
+from nasgraph.search.evidence import Evidence, Measured
+from nasgraph.search.recommend import recommend
 from nasgraph.search.run import run_search
 from nasgraph.spec import load_spec
 from nasgraph.training.run import run_train
 
 OUT = Path(__file__).parent / "out" / "fidelity"
 TIE = 0.01   # one point of accuracy
+# a strategy whose method changed since its cached searches: the revision enters their cache key
+REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
               "gdas": {"strategy": "gdas"}, "fixed": {"strategy": "fixed"}}
@@ -79,7 +83,7 @@ def train_standalone(spec: dict, seed: int, progress: bool) -> dict:
     return cached("train", spec, compute)
 
 
-def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
+def run_strategy(spec: dict, seed: int, progress: bool, revision: int | None = None) -> dict:
     def compute(key: str) -> dict:
         doc = load(spec, OUT / "specs" / f"{key}.yaml")
         out = OUT / "runs" / f"search-{key}"
@@ -90,7 +94,8 @@ def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
         return {"seconds": seconds, "cpu_seconds": cpu, "labels": outcome["labels"], "choice": outcome["choice"],
                 "evidence": json.loads((out / "evidence.json").read_text()), "derived": derived}
 
-    return cached("search", {**spec, "bench_seed": seed}, compute)
+    key = {**spec, "bench_seed": seed, **({"revision": revision} if revision else {})}
+    return cached("search", key, compute)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -115,7 +120,7 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     labels = [label(c) for c in CANDIDATES]
     if args.phase == "search":          # fill the search cache only (brute force may run beside it)
         for variant, weight, seed in search_plan(regime, args):
-            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         return {}
     alone = {}
     for c in CANDIDATES:
@@ -129,7 +134,7 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
     rows = []
     for variant, weight, seed in search_plan(regime, args):
-        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
         print(f"[{name}] {variant}{' +cost' if weight else ''} seed {seed}: {rows[-1]['pick']} "
               f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x", flush=True)
@@ -151,6 +156,12 @@ def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> di
     return {**base, "model": {**base["model"], "attention": {"candidates": CANDIDATES}}, "search": search}
 
 
+def confidence_of(evidence: dict) -> str:
+    """The recommendation's confidence for a stored evidence, by the current rule (docs/recommendation.md)."""
+    ev = Evidence(**{**evidence, "measured": [Measured(**m) for m in evidence["measured"]]})
+    return recommend(ev).confidence
+
+
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
     picks = [l.split("(")[0] for ls in r["labels"].values() for l in ls]
     if len(set(picks)) == 1:
@@ -169,7 +180,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
             "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
             "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
-            "flops_x": pick_flops / max(flops.values()),
+            "flops_x": pick_flops / max(flops.values()), "confidence": confidence_of(r["evidence"]),
             "retrained": retrained}
 
 
@@ -185,11 +196,12 @@ def markdown(results: dict, args) -> str:
             lines.append(f"| {l} | {', '.join(format(r['test'], '.4f') for r in runs)} | {t['mean_test'][l]:.4f} | "
                          f"{t['flops'][l]:.3g} | {statistics.mean(r['cpu_seconds'] for r in runs):.0f} |")
         lines += ["", "| strategy | cost term | seed | pick | rank | retrained - best | within 1 pt | tau | "
-                      "on Pareto front | search cost (x one training, CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
+                      "on Pareto front | search cost (x one training, CPU) | confidence |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for r in t["rows"]:
             lines.append(f"| {r['strategy']} | {r['cost_weight'] or '-'} | {r['seed']} | {r['pick']} | {r['rank']} | "
                          f"{r['delta']:+.4f} | {'yes' if r['within_1pt'] else 'no'} | {r['tau']} | "
-                         f"{'yes' if r['pareto'] else 'no'} | {r['cost_x']:.2f} |")
+                         f"{'yes' if r['pareto'] else 'no'} | {r['cost_x']:.2f} | {r.get('confidence', '-')} |")
         lines.append("")
     lines += ["## Summary per strategy (no cost term: within 1 pt; with a cost term: on the Pareto front)", "",
               "| strategy | within 1 pt | on Pareto front (cost term) | mean tau | mean cost (x) | max cost (x) | "

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
-
 import torch
 
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import derive_spec
+from nasgraph.search.paired import example_scores
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir
 
@@ -56,11 +55,13 @@ def inherit(model, state: dict[str, torch.Tensor]) -> int:
 
 
 def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: dict | None = None,
-                measure: Callable[[torch.nn.Module, dict], dict] | None = None) -> dict:
+                reference: torch.nn.Module | None = None) -> dict:
     """Train `choice` to `steps` at `seed` (continuing its folder if it holds fewer) and score it.
 
-    `init`: a state dict to start from (matching tensors, e.g. a teacher's); `measure(model, splits)`
-    adds numbers to the record (KL to a teacher). Returns {name, seed, steps, score, seconds, ...}.
+    `init`: a state dict to start from (matching tensors, e.g. a teacher's); `reference`: a model to
+    measure the KL divergence to (the record's "kl", "kl_se"). The record's "examples" holds the
+    per-example scores on the held-out slice (nasgraph.search.paired), for paired comparisons.
+    Returns {name, seed, steps, score, eval_n, seconds, examples, ...}.
     """
     folder = ctx.out / "trials" / name
     done = folder / f"budget{steps}.json"
@@ -72,13 +73,17 @@ def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: 
     if init is not None and not run.resuming:
         inherit(model, init)
     splits = ctx.splits(seed)
-    scored = {"train": splits["train"], "val": ctx.score_split(splits)}
-    # the score is the final evaluation of the held-out slice: no periodic evaluation in between
+    held_out = ctx.score_split(splits)
+    # the score is one per-example evaluation of the held-out slice after training (fit's own
+    # evaluations read a single example of it: they only feed its log)
     train = ctx.train.model_copy(update={"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps),
                                          "eval_every": steps, "eval_batches": 1})
-    result = fit(model, scored, train, run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}",
-                 progress=ctx.progress, task=ctx.task)
-    record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": ctx.task.score(result["val"]),
-              "eval_n": result["val"]["n"], "seconds": result["seconds"], **(measure(model, splits) if measure else {})}
+    result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, train, run, steps=steps,
+                 resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress, task=ctx.task)
+    scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
+    record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": scores["score"],
+              "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
+              **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
+              "examples": {k: scores[k] for k in ("key", "values", "counts")}}
     run.write_json(done.name, record)
     return record
