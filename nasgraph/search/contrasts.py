@@ -90,7 +90,8 @@ def point_contrasts(pick, archs: list, node: str, candidates: list[str], noise: 
                 continue
             c = compare(x, y, noise)
             found[label] = {"type": label, "context": x.name, "margin": c.margin, "se": c.se, "paired": c.paired,
-                            "verdict": c.verdict, "cheaper": cheaper(y, x), "costlier": cheaper(x, y)}
+                            "verdict": c.verdict, "cheaper": cheaper(y, x), "costlier": cheaper(x, y),
+                            "kl": y.kl if y.kl and not x.kl else None}
     return list(found.values())
 
 
@@ -113,10 +114,12 @@ def point_decided(contrasts: list[dict]) -> bool:
 
 
 def contrast_text(c: dict, metric: str) -> str:
-    """ "linear -29.0 +-1.3 pts (decisive)" | "local +0.6 +-0.4 pts, cheaper (tie)": the other type's gap."""
+    """ "linear -29.0 +-1.3 pts, KL 0.307, cheaper (decisive)" | "local +0.6 +-0.4 pts,
+    cheaper (tie)": the other type's gap (and its KL when measured against the pick's own teacher)."""
     gap = -c["margin"]
     sign = "+" if gap >= 0 else "-"
     se = f" +-{metric_delta(metric, c['se'])}" if c["se"] else ""
     how = {"worse": "decisive", "better": "decisively better", "tied": "tie", "unknown": "noise unknown"}[c["verdict"]]
     cost = ", cheaper" if c["cheaper"] else ", costlier" if c["costlier"] else ""
-    return f"{c['type']} {sign}{metric_delta(metric, abs(gap))}{se}{cost} ({how})"
+    kl = f", KL {c['kl']:.3f}" if c.get("kl") is not None else ""
+    return f"{c['type']} {sign}{metric_delta(metric, abs(gap))}{se}{kl}{cost} ({how})"

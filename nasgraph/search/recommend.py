@@ -64,6 +64,7 @@ class Architecture:
     latency_ms: float | None = None
     pareto: bool = False
     examples: list = field(default_factory=list, repr=False)   # per-seed held-out example scores (paired)
+    kl: float | None = None                # mean KL divergence to a teacher over seeds, when measured
 
     @property
     def mean(self) -> float | None:
@@ -151,6 +152,9 @@ def gather(ev: Evidence, pick: Choice, flops: CostTable | None, latency: CostTab
         a.source = score_source(m.detail)
         a.eval_n = _one(m.detail.get("eval_n")) or a.eval_n
         a.examples += _examples(m.detail)
+        kls = [x for x in (m.detail.get("kl") if isinstance(m.detail.get("kl"), list) else [m.detail.get("kl")])
+               if isinstance(x, (int, float))]
+        a.kl = sum(kls) / len(kls) if kls else a.kl
         a.cost = m.cost
     get(pick, "pick")
     for choice in homogeneous(ev.candidates, {n: len(c) for n, c in ev.picks[0].items()}):
