@@ -17,7 +17,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, cheaper_or_equal, compare, cost_axis
+from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, compare, cost_axis
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
 from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
@@ -217,7 +217,7 @@ def confidence(ev: Evidence, pick: Architecture, contrasts: list[Contrast], agre
     n, m = len(ev.picks), ev.metric
     if n > 1 and agreeing * 2 <= n:
         return "none", f"only {agreeing}/{n} seeds picked it"
-    beaten = [c for c in contrasts if c.verdict == "better" and cheaper_or_equal(c.other, pick)]
+    beaten = [c for c in contrasts if c.verdict == "better" and not cheaper(pick, c.other)]
     if beaten:
         return "none", f"{beaten[0].other.name} scores higher ({_gap(beaten[0], m)}) at no more cost"
     trial = [c for c in contrasts if c.other.source in TRIAL]

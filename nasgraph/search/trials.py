@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+
 import torch
 
 from nasgraph.graph import compile_spec
