@@ -128,3 +128,9 @@ def test_teacher_takes_a_replacement_that_ties_on_the_metric_despite_its_kl():
                    tie_margin=0.01)
     assert [(r["node"], r["index"]) for r in taken] == [("L1", 2)]
     assert greedy([tied, noisy], 100.0, 100.0, 0.0, None, 0.02, tie_margin=0.0) == []   # the KL rule alone
+
+
+def test_identical_answers_are_a_tie_not_an_error():
+    same = answers(0.7)
+    rec = recommend(evidence((2, 2), [arch(0, 0, same, "homogeneous", "trial"), arch(2, 2, same, "homogeneous")]))
+    assert rec.margin == 0 and rec.margin_se == 0 and rec.confidence == "moderate"    # the cheaper of a tie

@@ -27,7 +27,12 @@ class Contrast:
 
     @property
     def z(self) -> float | None:
-        return self.margin / self.se if self.se else None
+        """margin / se; with a zero error (identical answers) 0 for no gap, else infinite."""
+        if self.se is None:
+            return None
+        if self.se == 0:
+            return 0.0 if self.margin == 0 else math.copysign(math.inf, self.margin)
+        return self.margin / self.se
 
     @property
     def verdict(self) -> str:
