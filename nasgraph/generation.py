@@ -1,10 +1,13 @@
 """Autoregressive generation from any next-token scorer: greedy, temperature and top-k sampling.
 
-The scorer maps token ids (T,) (starting with <cls>) to per-position logits (T, V); generation reads
-the last row. It is backend-free (numpy in, numpy out), so the eager model and an exported ONNX model
-generate the same way. Each step runs the full forward over the context (no state is carried); when
-the context exceeds max_len, <cls> plus the latest max_len - 1 tokens are kept, as in training,
-where every window starts with <cls>.
+Two kinds of model, both backend-free (numpy in, numpy out), so the eager model and an exported ONNX
+model generate the same way:
+- a Scorer maps token ids (T,) (starting with <cls>) to per-position logits (T, V); generation reads
+  the last row, running the full forward over the context for every token;
+- a Decoder carries a state: `prefill(ids)` once for the prompt, then `step(token, state, pos)` per
+  token, one position each (see nasgraph.decoding), with the same logits.
+When the context exceeds max_len, <cls> plus the latest max_len - 1 tokens are kept, as in training,
+where every window starts with <cls> (a Decoder then prefills that window again for each token).
 
 Example:
     >>> ids = generate(scorer, tok.ids("def "), max_new_tokens=40, max_len=256)
@@ -12,7 +15,8 @@ Example:
 """
 from __future__ import annotations
 
-from typing import Callable
+import itertools
+from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,6 +25,17 @@ from nasgraph.tasks.tokenize import CLS_ID, PAD_ID
 
 Scorer = Callable[[np.ndarray], np.ndarray]    # ids (T,) int64 -> logits (T, V)
 SPECIAL_IDS = (PAD_ID, CLS_ID)                 # never generated
+
+
+@runtime_checkable
+class Decoder(Protocol):
+    """A stateful next-token model: the state is opaque to generation."""
+
+    def prefill(self, ids: np.ndarray) -> tuple[np.ndarray, Any]:
+        """ids (T,) int64, starting with <cls> -> (logits of the last position (V,), state)."""
+
+    def step(self, token: int, state: Any, pos: int) -> tuple[np.ndarray, Any]:
+        """token at position pos (the tokens before it: pos) -> (its logits (V,), new state)."""
 
 
 def pick_token(logits: np.ndarray, *, temperature: float = 0.0, top_k: int | None = None,
@@ -40,9 +55,9 @@ def pick_token(logits: np.ndarray, *, temperature: float = 0.0, top_k: int | Non
     return int((rng or np.random.default_rng()).choice(z.size, p=p))
 
 
-def generate(scorer: Scorer, prompt: list[int], max_new_tokens: int, max_len: int, *,
+def generate(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, max_len: int, *,
              temperature: float = 0.0, top_k: int | None = None, seed: int = 0) -> list[int]:
-    """The `max_new_tokens` ids generated after `prompt` (ids without <cls>)."""
+    """The `max_new_tokens` ids generated after `prompt` (ids without <cls>) by a Scorer or a Decoder."""
     if max_new_tokens < 0:
         raise NasgraphError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if temperature < 0:
@@ -53,10 +68,33 @@ def generate(scorer: Scorer, prompt: list[int], max_new_tokens: int, max_len: in
         raise NasgraphError(f"max_len {max_len} leaves no room for a prompt token after <cls>")
     rng = np.random.default_rng(seed)
     tokens, out = list(prompt), []
+    if isinstance(model, Decoder):
+        next_logits = _decoded(model, tokens, max_len)
+    else:
+        next_logits = (model(_window(tokens, max_len))[-1] for _ in itertools.count())   # (V,) per token
     for _ in range(max_new_tokens):
-        context = np.array([CLS_ID] + tokens[-(max_len - 1):] if tokens else [CLS_ID], dtype=np.int64)  # (T,)
-        logits = scorer(context)                                           # (T, V)
-        token = pick_token(logits[-1], temperature=temperature, top_k=top_k, rng=rng)
+        token = pick_token(next(next_logits), temperature=temperature, top_k=top_k, rng=rng)
         tokens.append(token)
         out.append(token)
     return out
+
+
+def _window(tokens: list[int], max_len: int) -> np.ndarray:
+    """<cls> plus the latest max_len - 1 tokens: (T,) int64."""
+    return np.array([CLS_ID] + tokens[-(max_len - 1):] if tokens else [CLS_ID], dtype=np.int64)
+
+
+def _decoded(decoder: Decoder, tokens: list[int], max_len: int):
+    """Logits (V,) of the next token each time it is asked, after `tokens` (appended to by the caller)."""
+    context = _window(tokens, max_len)
+    logits, state = decoder.prefill(context)
+    pos = len(context)
+    while True:
+        yield logits
+        if pos < max_len:                                                  # room for one more position
+            logits, state = decoder.step(tokens[-1], state, pos)
+            pos += 1
+        else:                                                              # the window slides: prefill it
+            context = _window(tokens, max_len)
+            logits, state = decoder.prefill(context)
+            pos = len(context)

@@ -28,7 +28,7 @@ def stepped(module, x: torch.Tensor) -> torch.Tensor:
     state = module.init_state(x.shape[0], dtype=x.dtype)
     outs = []
     for t in range(x.shape[1]):
-        y, state = module.step(x[:, t], state)
+        y, state = module.step(x[:, t], state, t)
         outs.append(y)
     return torch.stack(outs, 1)
 
@@ -59,10 +59,10 @@ def test_chunked_equals_recurrent_equals_reference(name, chunk):
 def test_state_layout_is_per_head_dk_by_dv(name):
     module = build(name)
     state = module.init_state(3)
-    assert state.shape == (3, H, module.key_dim, D // H) and not state.any()
-    y, new = module.step(torch.randn(3, D), state)
-    assert y.shape == (3, D) and new.shape == state.shape
-    o, _ = module.step_heads(torch.randn(3, D), state)
+    assert len(state) == 1 and state[0].shape == (3, H, module.key_dim, D // H) and not state[0].any()
+    y, new = module.step(torch.randn(3, D), state, 0)
+    assert y.shape == (3, D) and new[0].shape == state[0].shape
+    o, _ = module.step_heads(torch.randn(3, D), state, 0)
     assert o.shape == (3, H, D // H)
 
 

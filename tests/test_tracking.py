@@ -53,3 +53,30 @@ def test_unknown_sink_and_missing_package(tiny_spec, tmp_path, monkeypatch, caps
     assert main(["search", str(tiny_spec()), "--out", str(tmp_path / "run"), "--no-progress",
                  "--set", "train.log_to=[mlflow]"]) == 2
     assert "mlflow is not installed: pip install" in capsys.readouterr().err
+
+
+def test_resume_continues_the_same_records(tiny_spec, tmp_path, monkeypatch):
+    """A run resumed from an older checkpoint (as after a kill): TensorBoard holds each step once, and
+    MLflow keeps one run, the one the first process started."""
+    pytest.importorskip("tensorboard", reason="tensorboard not installed")
+    mlflow = pytest.importorskip("mlflow", reason="mlflow not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    run = tmp_path / "run"
+    assert main(["search", str(tiny_spec()), "--out", str(tmp_path / "s"), "--no-progress"]) == 0
+    assert main(["derive", str(tmp_path / "s"), "-o", str(tmp_path / "d.yaml")]) == 0
+    train = ["train", str(tmp_path / "d.yaml"), "--out", str(run), "--no-progress",
+             "--set", "train.log_to=[tensorboard, mlflow]"]
+    assert main(train) == 0
+    ckpts = run / "checkpoints"
+    (ckpts / "last.pt").write_bytes((ckpts / "prev.pt").read_bytes())   # back to step 3: steps 4-6 are redone
+    assert main(train + ["--resume"]) == 0
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    steps = [e.step for e in events.Scalars("train/loss")]
+    assert steps == sorted(set(steps)) and max(steps) == 6
+    client = mlflow.MlflowClient((run / "mlruns").resolve().as_uri())
+    (found,) = client.search_runs([client.get_experiment_by_name("nasgraph").experiment_id])
+    assert json.loads((run / "mlflow_run.json").read_text())["run_id"] == found.info.run_id
+    assert {m.step for m in client.get_metric_history(found.info.run_id, "val/acc")} == set(val_rows(run))

@@ -11,6 +11,8 @@ its own masked C x C attention, so memory is O(T (m + C) + (T/C) m dv) and every
 matrix products (no Python loop, so dynamic-length ONNX export works). It needs T to be a multiple of
 C: causal types pad their input once with `pad_to_chunks` (cheaper than padding the m-wide features;
 the added positions come after every real one, so no real output can see them) and slice at the end.
+
+Decoding keeps S and z themselves: a (m, dv) matrix and an (m,) normaliser per head, fixed size.
 """
 from __future__ import annotations
 
@@ -65,11 +67,45 @@ def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int)
     return (inter + intra).reshape(B, H, T, dv)                        # (B, H, T, dv)
 
 
-class FeatureMapAttention(Attention):
+class LinearStateDecoding(Attention):
+    """The decoding form of normalised linear attention: state S (B, H, m, dv) and z (B, H, m).
+
+    A subclass gives `feature_pair(q, k) -> (phi(q), phi(k))` on (B, H, T, dh), `n_features` (m) and
+    `eps` (the clamp of the denominator, as in its parallel form)."""
+
+    eps: float = EPS
+
+    @property
+    def n_features(self) -> int:
+        return self.head_dim
+
+    def feature_pair(self, q: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        raise NotImplementedError
+
+    def state_shapes(self, batch="B"):
+        return [("kv", (batch, self.n_heads, self.n_features, self.head_dim)),
+                ("k_sum", (batch, self.n_heads, self.n_features))]
+
+    def prefill_heads(self, x):
+        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+        _, k_feat = self.feature_pair(q, k)                            # (B, H, T, m)
+        return self.heads(x), (k_feat.transpose(-2, -1) @ v, k_feat.sum(2))  # (B, H, m, dv), (B, H, m)
+
+    def step_heads(self, x_t, state, pos):
+        q, k, v = self.qkv(x_t[:, None])                               # (B, H, 1, dh)
+        q_feat, k_feat = self.feature_pair(q, k)                       # (B, H, 1, m)
+        kv = state[0] + k_feat.transpose(-2, -1) @ v                   # (B, H, m, dv)
+        k_sum = state[1] + k_feat[:, :, 0]                             # (B, H, m)
+        num = (q_feat @ kv)[:, :, 0]                                   # (B, H, dv)
+        den = (q_feat[:, :, 0] * k_sum).sum(-1, keepdim=True)          # (B, H, 1)
+        return num / den.clamp_min(self.eps), (kv, k_sum)
+
+
+class FeatureMapAttention(LinearStateDecoding):
     """Base of the types that are normalised linear attention over a feature map phi (linear,
     cosformer): subclasses give `features(q, k, T) -> (phi(q), phi(k))`; the config needs `chunk`."""
 
-    caps = Capabilities(causal=True, padding_mask=True, linear=True)
+    caps = Capabilities(causal=True, padding_mask=True, linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -78,6 +114,9 @@ class FeatureMapAttention(Attention):
     def features(self, q: torch.Tensor, k: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         """q, k: (B, H, Tc, dh) -> non-negative features (B, H, Tc, m) each; T = the unpadded length."""
         raise NotImplementedError
+
+    def feature_pair(self, q, k):
+        return self.features(q, k, q.shape[2])
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         T = x.shape[1]

@@ -85,8 +85,9 @@ def chunk_decays(g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.exp(G), torch.exp(to_end), torch.exp(G[..., -1:, :]), torch.exp(pairs)
 
 
-def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> Tensor:
-    """q, k: (B, H, T, dk), v: (B, H, T, dv), g: (B, H, T, 1 or dk) -> (B, H, T, dv); T % chunk == 0."""
+def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+    """q, k: (B, H, T, dk), v: (B, H, T, dv), g: (B, H, T, 1 or dk) -> (out (B, H, T, dv), final state
+    (B, H, dk, dv)); T % chunk == 0."""
     if g.shape[-1] != 1:
         return decayed_linear_per_dim(q, k, v, g, chunk)
     qc, kc, vc, gc = (chunks(t, chunk) for t in (q, k, v, g))        # (B, H, n, C, .)
@@ -101,12 +102,12 @@ def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> Te
 
     B, H, _, _, dv = vc.shape
     S0 = q.new_zeros(B, H, q.shape[-1], dv)                           # (B, H, dk, dv)
-    _, before = scan_chunks(step, S0, (chunks_first(carry), chunks_first(update)))  # (n, B, H, dk, dv)
+    last, before = scan_chunks(step, S0, (chunks_first(carry), chunks_first(update)))  # (n, B, H, dk, dv)
     inter = (qc * from_start) @ before.movedim(0, 2)                  # (B, H, n, C, dv)
-    return (inter + intra).flatten(2, 3)                              # (B, H, T, dv)
+    return (inter + intra).flatten(2, 3), last                        # (B, H, T, dv), (B, H, dk, dv)
 
 
-def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> Tensor:
+def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
     """decayed_linear with a decay per key dim, g: (B, H, T, dk).
 
     The pair decays are a (C, C, dk) tensor per chunk, so each chunk is done whole inside the scan step:
@@ -132,8 +133,8 @@ def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: in
     B, H, _, dk = q.shape
     S0 = q.new_zeros(B, H, dk, v.shape[-1])                           # (B, H, dk, dv)
     xs = tuple(chunks_first(chunks(t, chunk)) for t in (q, k, v, g))  # (n, B, H, C, .)
-    _, out = scan_chunks(step, S0, xs)                                # (n, B, H, C, dv)
-    return out.movedim(0, 2).flatten(2, 3)                            # (B, H, T, dv)
+    last, out = scan_chunks(step, S0, xs)                             # (n, B, H, C, dv)
+    return out.movedim(0, 2).flatten(2, 3), last                      # (B, H, T, dv), (B, H, dk, dv)
 
 
 def unit_lower_inverse(L: Tensor) -> Tensor:
@@ -145,9 +146,10 @@ def unit_lower_inverse(L: Tensor) -> Tensor:
     return inv
 
 
-def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int) -> Tensor:
+def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int
+               ) -> tuple[Tensor, Tensor]:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), beta: (B, H, T, 1), g: (B, H, T, 1) or None (no decay)
-    -> (B, H, T, dv); T % chunk == 0."""
+    -> (out (B, H, T, dv), final state (B, H, dk, dv)); T % chunk == 0."""
     qc, kc, vc, bc = (chunks(t, chunk) for t in (q, k, v, beta))     # (B, H, n, C, .)
     kb = kc * bc                                                      # (B, H, n, C, dk)
     if g is None:
@@ -174,9 +176,9 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, 
     B, H, _, dk = q.shape
     S0 = q.new_zeros(B, H, dk, vc.shape[-1])                          # (B, H, dk, dv)
     xs = tuple(chunks_first(t) for t in (W, U, kd)) + ((carry,) if carry is not None else ())
-    _, (before, new_u) = scan_chunks(step, S0, xs)                    # (n, B, H, dk, dv), (n, B, H, C, dv)
+    last, (before, new_u) = scan_chunks(step, S0, xs)                 # (n, B, H, dk, dv), (n, B, H, C, dv)
     before, new_u = before.movedim(0, 2), new_u.movedim(0, 2)         # (B, H, n, ., dv)
-    return (qd @ before + qk @ new_u).flatten(2, 3)                   # (B, H, T, dv)
+    return (qd @ before + qk @ new_u).flatten(2, 3), last             # (B, H, T, dv), (B, H, dk, dv)
 
 
 # -- one token: the recurrent (decoding) form ---------------------------------------------------------

@@ -46,7 +46,7 @@ class Inputs:
 class RecurrentAttention(Attention):
     """Chunked training form + recurrent decoding form of a linear recurrence with a (dk, dv) state per head."""
 
-    caps = Capabilities(causal=True, noncausal=False, linear=True, recurrent=True)
+    caps = Capabilities(causal=True, noncausal=False, linear=True, recurrent=True, decodable=True)
     Config: ClassVar[type[AttentionConfig]] = RecurrentConfig
 
     def __init__(self, *args, **kwargs):
@@ -65,6 +65,10 @@ class RecurrentAttention(Attention):
 
     # -- training form --------------------------------------------------------------------------------
     def heads(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
+        return self.heads_and_state(x, mask)[0]
+
+    def heads_and_state(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """The chunked form: heads (B, T, H, dv) and the state after the last position (B, H, dk, dv)."""
         T, C = x.shape[1], self.config.chunk
         inp = self.inputs(x)                                           # (B, H, T, .)
         keep = None if mask is None else mask[:, None, :, None].to(x.dtype)  # (B, 1, T, 1)
@@ -73,13 +77,13 @@ class RecurrentAttention(Attention):
                          for t in (inp.k, inp.v, inp.g, inp.beta))     # (B, H, Tc, .) padded: neutral
         q = F.pad(inp.q, (0, 0, 0, pad))                               # (B, H, Tc, dk)
         if beta is None:
-            o = decayed_linear(q, k, v, g, C)                          # (B, H, Tc, dv)
+            o, state = decayed_linear(q, k, v, g, C)                   # (B, H, Tc, dv), (B, H, dk, dv)
         else:
-            o = delta_rule(q, k, v, beta, g, C)                        # (B, H, Tc, dv)
+            o, state = delta_rule(q, k, v, beta, g, C)                 # (B, H, Tc, dv), (B, H, dk, dv)
         o = o[:, :, :T]                                                # (B, H, T, dv)
         if inp.skip is not None:
             o = o + inp.skip
-        return self.finish(o.transpose(1, 2), x)                       # (B, T, H, dv)
+        return self.finish(o.transpose(1, 2), x), state                # (B, T, H, dv)
 
     def finish(self, o: Tensor, x: Tensor) -> Tensor:
         """Per-head RMS norm and output gate: o (..., H, dv), x (..., d_model) -> (..., H, dv)."""
@@ -89,31 +93,23 @@ class RecurrentAttention(Attention):
             o = o * F.silu(self.gate_proj(x)).unflatten(-1, (self.n_heads, -1))
         return o
 
-    # -- decoding form (caps.recurrent) ---------------------------------------------------------------
-    def init_state(self, batch: int, *, device: torch.device | None = None,
-                   dtype: torch.dtype | None = None) -> Tensor:
-        """The state before the first token: zeros (B, H, dk, dv), on the parameters' device and dtype
-        unless given."""
-        weight = next(self.parameters())
-        return torch.zeros(batch, self.n_heads, self.key_dim, self.head_dim, device=device or weight.device,
-                           dtype=dtype or weight.dtype)
+    # -- decoding form: one (dk, dv) state per head -----------------------------------------------------
+    def state_shapes(self, batch="B"):
+        return [("state", (batch, self.n_heads, self.key_dim, self.head_dim))]
 
-    def step_heads(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One token: x_t (B, d_model), state (B, H, dk, dv) -> per-head output (B, H, dv), new state."""
+    def prefill_heads(self, x: Tensor) -> tuple[Tensor, tuple[Tensor]]:
+        h, state = self.heads_and_state(x)
+        return h, (state,)
+
+    def step_heads(self, x_t: Tensor, state: tuple[Tensor], pos=None) -> tuple[Tensor, tuple[Tensor]]:
+        """One token: x_t (B, d_model), state ((B, H, dk, dv),) -> per-head output (B, H, dv), new state."""
         inp = self.inputs(x_t[:, None])                                # (B, H, 1, .)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
         if inp.beta is None:
-            o, state = decayed_step(state, q, k, v, g)
+            o, S = decayed_step(state[0], q, k, v, g)
         else:
-            o, state = delta_step(state, q, k, v, inp.beta[:, :, 0], g)
+            o, S = delta_step(state[0], q, k, v, inp.beta[:, :, 0], g)
         if inp.skip is not None:
             o = o + inp.skip[:, :, 0]
-        return self.finish(o, x_t), state                              # (B, H, dv)
-
-    def step(self, x_t: Tensor, state: Tensor) -> tuple[Tensor, Tensor]:
-        """One token: x_t (B, d_model), state (B, H, dk, dv) -> output (B, d_model), new state."""
-        o, state = self.step_heads(x_t, state)
-        if self.out_proj is None:
-            raise RuntimeError(f"attention '{self.name}' was built with out_proj=False; call step_heads()")
-        return self.out_proj(o.flatten(1)), state
+        return self.finish(o, x_t), (S,)                               # (B, H, dv)

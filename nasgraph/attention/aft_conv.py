@@ -5,7 +5,8 @@
 
 i.e. AFT-local with a translation-invariant bias inside a window of `kernel` positions. conv1d is
 cross-correlation over positions t - left .. t - left + s - 1 with left = (s - 1) // 2 (centred);
-causal: left = s - 1 (only past and present) and prefix sums. O(T s d), unbounded.
+causal: left = s - 1 (only past and present) and prefix sums. O(T s d), unbounded. Decoding: running
+sums plus the last s - 1 keys/values (see `_decode.AFTWindowDecoding`), fixed size.
 """
 from __future__ import annotations
 
@@ -15,7 +16,8 @@ from pydantic import Field
 from torch import nn
 
 from nasgraph.attention._blocks import aft_keys, aft_output
-from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
+from nasgraph.attention._decode import AFTWindowDecoding
+from nasgraph.attention.base import AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
 
@@ -24,16 +26,24 @@ class AFTConvConfig(AttentionConfig):
 
 
 @register("aft_conv")
-class AFTConv(Attention):
+class AFTConv(AFTWindowDecoding):
     """Attention-free token mixing with per-head convolutional position biases."""
 
     Config = AFTConvConfig
-    caps = Capabilities(linear=True)
+    caps = Capabilities(linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.qkv_projections()
         self.filters = nn.Parameter(torch.randn(self.n_heads, self.config.kernel) * 1e-2)  # w^i
+
+    @property
+    def window_size(self) -> int:
+        return self.config.kernel
+
+    def band_weights(self, pos, valid):
+        band = (torch.exp(self.filters) - 1.0).repeat_interleave(self.head_dim, 0).T  # (s, C), per head
+        return band.new_ones(()), band
 
     @property
     def left(self) -> int:

@@ -6,7 +6,8 @@ time, never a (T, T, d) tensor. Causal: t' <= t.
 
 Eager mode runs the product by chunks of CHUNK query rows, so memory stays O(CHUNK T + T d) and the
 causal form skips the future keys (half the work); under export (where a Python loop over T would
-freeze the sequence length) the same math runs as one (T, T) product.
+freeze the sequence length) the same math runs as one (T, T) product. Decoding: a cache of the raw
+keys and values (growing), O(S d) per token.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from pydantic import Field
 from torch import nn
 
 from nasgraph.attention._blocks import aft_keys, aft_output
+from nasgraph.attention._decode import as_position
 from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -31,7 +33,7 @@ class AFTFull(Attention):
     """Attention-free token mixing with learned pairwise position biases."""
 
     Config = AFTFullConfig
-    caps = Capabilities(bounded=True)
+    caps = Capabilities(bounded=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -68,3 +70,20 @@ class AFTFull(Attention):
                 chunks.append(torch.einsum("ts,bsc->btc", weights, terms[:, :keys]))  # (B, rows, 2C)
             sums = torch.cat(chunks, 1)                                   # (B, T, 2C)
         return aft_output(q, *sums.chunk(2, -1), self.n_heads)            # (B, T, H, dh)
+
+    # -- decoding: a cache of the raw keys and values (B, S, C) ------------------------------------------
+    def state_shapes(self, batch="B"):
+        return [("k_cache", (batch, "S", self.inner)), ("v_cache", (batch, "S", self.inner))]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (self.k_proj(x), self.v_proj(x))
+
+    def step_heads(self, x_t, state, pos):
+        pos = as_position(pos, x_t)
+        k_cache = torch.cat([state[0], self.k_proj(x_t)[:, None]], 1)  # (B, S + 1, C): positions 0 .. pos
+        v_cache = torch.cat([state[1], self.v_proj(x_t)[:, None]], 1)
+        w = self.pos_v[:k_cache.shape[1]] @ self.pos_u.index_select(0, pos[None])[0]  # (S + 1,)
+        ek = aft_keys(k_cache, None)                                    # (B, S + 1, C)
+        terms = torch.cat([ek * v_cache, ek], -1)                      # (B, S + 1, 2C)
+        sums = torch.einsum("s,bsc->bc", w.softmax(-1), terms)         # (B, 2C)
+        return aft_output(self.q_proj(x_t), *sums.chunk(2, -1), self.n_heads), (k_cache, v_cache)

@@ -3,7 +3,8 @@
 Outside the window the weight is exp(0) = 1 (not 0), so every position still sees every other. Hence
 sum_t' exp(K_t' + w) X_t' = sum_t' exp(K_t') X_t' + sum_{|t-t'|<s} (exp(w) - 1) exp(K_t') X_t': a global
 (causal: prefix) sum plus a banded correction computed by blocks of `window` positions against their
-neighbour blocks. O(T s d) time and memory; bounded by max_len (u, v are position-sized).
+neighbour blocks. O(T s d) time and memory; bounded by max_len (u, v are position-sized). Decoding:
+running sums plus the last s - 1 keys/values (see `_decode.AFTWindowDecoding`), fixed size.
 """
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ from torch import nn
 
 from nasgraph.attention._blocks import (aft_keys, aft_output, from_blocks, neighbour_blocks,
                                         relative_lag, to_blocks)
-from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
+from nasgraph.attention._decode import AFTWindowDecoding
+from nasgraph.attention.base import AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
 
@@ -23,17 +25,31 @@ class AFTLocalConfig(AttentionConfig):
 
 
 @register("aft_local")
-class AFTLocal(Attention):
+class AFTLocal(AFTWindowDecoding):
     """Attention-free token mixing with position biases inside a local window."""
 
     Config = AFTLocalConfig
-    caps = Capabilities(bounded=True, linear=True)
+    caps = Capabilities(bounded=True, linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.qkv_projections()
         self.pos_u = nn.Parameter(torch.randn(self.max_len, self.config.pos_dim) * 1e-2)
         self.pos_v = nn.Parameter(torch.randn(self.max_len, self.config.pos_dim) * 1e-2)
+
+    @property
+    def window_size(self) -> int:
+        return self.config.window
+
+    def band_weights(self, pos, valid):
+        """w[pos, j] = u_pos . v_j on the last s positions, rescaled by the heads() form's row shift."""
+        s = self.config.window
+        at = (pos - s + 1 + torch.arange(s, device=pos.device)).clamp_min(0)  # (s,)
+        w = self.pos_v.index_select(0, at) @ self.pos_u.index_select(0, pos[None])[0]  # (s,)
+        w = torch.where(valid, w, w.new_zeros(()))
+        m = w.amax().clamp_min(0.0)                                       # the row's shift
+        outside = torch.exp(-m)                                           # weight off the band
+        return outside, ((torch.exp(w - m) - outside) * valid)[:, None]   # (s, 1)
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         self.check_length(x.shape[1])

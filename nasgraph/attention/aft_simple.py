@@ -2,12 +2,15 @@
 
 The softmax runs over positions, per channel: O(T d) time and memory. Causal form: running (prefix)
 sums over t' <= t of exp(K) * V and exp(K), with K shifted by its per-channel max.
+
+Decoding: the two running sums and their running max shift, (B, C) each, fixed size.
 """
 from __future__ import annotations
 
 import torch
 
 from nasgraph.attention._blocks import aft_keys, aft_output
+from nasgraph.attention._decode import aft_prefill_sums, online_sums
 from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -21,7 +24,7 @@ class AFTSimple(Attention):
     """Attention-free token mixing with a per-channel softmax over positions."""
 
     Config = AFTSimpleConfig
-    caps = Capabilities(linear=True)
+    caps = Capabilities(linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -37,3 +40,18 @@ class AFTSimple(Attention):
         ek = aft_keys(k, mask)                                          # (B, T, C)
         num, den = (ek * v).cumsum(1), ek.cumsum(1)                     # (B, T, C) prefix sums
         return aft_output(q, num, den, self.n_heads)                    # (B, T, H, dh)
+
+    # -- decoding: running sums of exp(K - m) V and exp(K - m) with their running max m -----------------
+    def state_shapes(self, batch="B"):
+        return [(name, (batch, self.inner)) for name in ("k_max", "num", "den")]
+
+    def state_fills(self):
+        return (NEG_INF, 0.0, 0.0)
+
+    def prefill_heads(self, x):
+        return self.heads(x), aft_prefill_sums(self.k_proj(x), self.v_proj(x))
+
+    def step_heads(self, x_t, state, pos):
+        q, k, v = self.q_proj(x_t), self.k_proj(x_t), self.v_proj(x_t)  # (B, C)
+        m, num, den = online_sums(*state, k, v)                         # (B, C) each
+        return aft_output(q, num, den, self.n_heads), (m, num, den)     # (B, H, dh)

@@ -32,7 +32,9 @@ class Capabilities:
     exportable: bool = True      # exports with the dynamo ONNX exporter and matches ONNX Runtime
     linear: bool = False         # time and memory grow linearly in T (for a fixed config)
     exact: bool = True           # deterministic at eval (no random features redrawn per call)
-    recurrent: bool = False      # has the decoding form: init_state(B) and step(x_t, state), see below
+    recurrent: bool = False      # a linear recurrence with a (dk, dv) state per head (retention, gla, ...)
+    decodable: bool = False      # has the decoding form: state_shapes / init_state / step / prefill, see below
+    decode_note: str = ""        # why a causal type cannot decode (caps.decodable=False), for skips and errors
 
 
 class AttentionConfig(StrictConfig):
@@ -89,18 +91,66 @@ class Attention(nn.Module):
         """x: (B, T, d_model) -> (B, T, d_model)."""
         self.check_length(x.shape[1])
         h = self.heads(x, mask)                          # (B, T, H, dh)
+        return self._project(h.flatten(2))               # (B, T, d_model)
+
+    # -- optional: token-by-token decoding (caps.decodable) ------------------------------------------
+    # A decodable type carries a state from token to token (its causal form only, no padding):
+    #   state_shapes(batch) -> [(name, shape)]: shape entries are ints, "B" (batch, when not given) or
+    #       "S" (a cache that grows by one position per token, e.g. softmax's KV cache)
+    #   init_state(batch) -> state: a tuple of tensors, the state before the first token
+    #   step_heads(x_t (B, d_model), state, pos) -> (o_t (B, H, head_dim), new state); pos = index of x_t
+    #   prefill_heads(x (B, T, d_model)) -> (heads(x) (B, T, H, head_dim), state after x)
+    # step() / prefill() add out_proj. Feeding x_1..x_T through step() gives forward(x)[:, t] at each t.
+    # Step code is plain tensor ops (no Python branch on tensor values, no in-place update of the state,
+    # caches grow by concatenation) so that it traces to ONNX; pos may be an int or a 0-d int64 tensor.
+    def state_shapes(self, batch: int | str = "B") -> list[tuple[str, tuple[int | str, ...]]]:
+        """Names and shapes of the state tensors, in the order of the state tuple."""
+        raise NotImplementedError(f"attention '{self.name}' has no decoding form: {self.caps.decode_note}")
+
+    def state_fills(self) -> tuple[float, ...]:
+        """The value each state tensor starts at (zeros unless a type says otherwise)."""
+        return (0.0,) * len(self.state_shapes())
+
+    def init_state(self, batch: int, *, device: torch.device | None = None,
+                   dtype: torch.dtype | None = None) -> tuple[torch.Tensor, ...]:
+        """The state before the first token ("S" dims start empty), on the parameters' device/dtype."""
+        weight = next(self.parameters())
+        return tuple(torch.full([0 if d == "S" else d for d in shape], fill, device=device or weight.device,
+                                dtype=dtype or weight.dtype)
+                     for (_, shape), fill in zip(self.state_shapes(batch), self.state_fills()))
+
+    def step_heads(self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...], pos
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x_t (B, d_model) at position pos -> (o_t (B, H, head_dim), new state)."""
+        raise NotImplementedError(f"attention '{self.name}' has no decoding form: {self.caps.decode_note}")
+
+    def prefill_heads(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x (B, T, d_model) -> (heads(x) (B, T, H, head_dim), state after position T - 1).
+
+        This default steps token by token (correct for every decodable type); types override it with
+        their parallel form plus the final state."""
+        state, outs = self.init_state(x.shape[0], device=x.device, dtype=x.dtype), []
+        for t in range(x.shape[1]):
+            o, state = self.step_heads(x[:, t], state, t)            # (B, H, dh)
+            outs.append(o)
+        return torch.stack(outs, 1), state                           # (B, T, H, dh)
+
+    def step(self, x_t: torch.Tensor, state: tuple[torch.Tensor, ...], pos
+             ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x_t (B, d_model) or (B, 1, d_model) at position pos -> (y_t of the same shape, new state)."""
+        o, state = self.step_heads(x_t.reshape(x_t.shape[0], self.d_model), state, pos)  # (B, H, dh)
+        return self._project(o.flatten(1)).reshape(x_t.shape), state
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """x (B, T, d_model) -> (forward(x) (B, T, d_model), state after x)."""
+        self.check_length(x.shape[1])
+        h, state = self.prefill_heads(x)                             # (B, T, H, dh)
+        return self._project(h.flatten(2)), state
+
+    def _project(self, h: torch.Tensor) -> torch.Tensor:
         if self.out_proj is None:
             raise RuntimeError(f"attention '{self.name}' was built with out_proj=False; call heads()")
-        return self.out_proj(h.flatten(2))               # (B, T, d_model)
-
-    # -- optional: token-by-token decoding (caps.recurrent) -------------------------------------------
-    # A recurrent type keeps a fixed-size state per head instead of a growing key/value cache:
-    #   init_state(B, device=, dtype=) -> state (B, H, dk, dv), zeros
-    #   step(x_t, state) -> (y_t, state): x_t (B, d_model) -> y_t (B, d_model) (after out_proj)
-    #   step_heads(x_t, state) -> (o_t (B, H, head_dim), state): before out_proj
-    # Feeding x_1..x_T through step() gives forward(x)[:, t] at each t (causal form, no padding).
-    # The state layout per head is (dk, dv): o_t = q_t S_t with q_t a (dk,) row; dv = head_dim and
-    # dk = head_dim except where the type says otherwise (ssd: d_state).
+        return self.out_proj(h)
 
     def extra_repr(self) -> str:
         return f"{self.name}, d_model={self.d_model}, heads={self.n_heads}x{self.head_dim}, causal={self.causal}"

@@ -20,6 +20,7 @@ from pydantic import Field
 
 from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
                                         merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
+from nasgraph.attention._decode import as_position, attend_one
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -37,7 +38,7 @@ class BigBirdAttention(Attention):
     """Block-sparse attention of BigBird (ITC form, global blocks at the start)."""
 
     Config = BigBirdConfig
-    caps = Capabilities(bounded=True, linear=True)
+    caps = Capabilities(bounded=True, linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -93,3 +94,32 @@ class BigBirdAttention(Attention):
             out = torch.cat([rows, out.flatten(2, 3)[:, :, G:]], 2)        # (H, B, T', dh)
             return out[:, :, :T].permute(1, 2, 0, 3)                       # (B, T, H, dh)
         return merge_heads(out, T)                                         # (B, T, H, dh)
+
+    # -- decoding: a KV cache (B, H, S, dh), read through the block pattern ------------------------------
+    # Causal rows of the random pattern only draw key blocks before the window, so a query block's
+    # random blocks do not depend on how many blocks follow it: the cache reproduces heads() exactly.
+    def state_shapes(self, batch="B"):
+        shape = (batch, self.n_heads, "S", self.head_dim)
+        return [("k_cache", shape), ("v_cache", shape)]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (self.split(self.k_proj(x)), self.split(self.v_proj(x)))
+
+    def step_heads(self, x_t, state, pos):
+        B, c = x_t.shape[0], self.config
+        pos = as_position(pos, x_t)
+        q, k, v = (p(x_t).view(B, self.n_heads, 1, self.head_dim)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, 1, dh)
+        k_cache, v_cache = torch.cat([state[0], k], 2), torch.cat([state[1], v], 2)  # (B, H, S + 1, dh)
+        j = torch.arange(k_cache.shape[2], device=x_t.device)          # (S + 1,) positions 0 .. pos
+        key_block, block, G = j // c.block, pos // c.block, c.n_global * c.block
+        allowed = (j < G) | ((key_block >= block - c.window_blocks) & (j >= G))  # global | window
+        if c.n_random:
+            blocks = torch.arange(self.random_scores.shape[0], device=x_t.device)  # every block of max_len
+            candidate = (block - blocks > c.window_blocks) & (blocks >= c.n_global)
+            scores = self.random_scores.index_select(0, block[None])[0].where(candidate, -1.0)
+            top, idx = F.pad(scores, [0, c.n_random], value=-1.0).topk(c.n_random)  # (r,), as random_blocks
+            drawn = ((key_block[:, None] == idx) & (top >= 0)).any(-1)  # (S + 1,)
+            allowed = allowed | (drawn & (j >= G))
+        o = attend_one(q, k_cache, v_cache, self.scale, allowed)       # (B, H, 1, dh)
+        return o[:, :, 0], (k_cache, v_cache)                          # (B, H, dh)

@@ -210,19 +210,38 @@ def noncausal_refused_when_causal_only(name: str, causal: bool) -> None:
 
 
 def decoding_matches_forward(name: str, causal: bool) -> None:
-    """init_state + step, token by token, gives forward's outputs (float64, to rounding)."""
+    """step() token by token from init_state(), and prefill() of a prefix then step(), give forward's
+    outputs (float64, to rounding); the state tensors have the shapes state_shapes() describes."""
     module = build(name, causal=True).eval()
-    if not module.caps.recurrent:
-        raise Skipped(f"'{name}' has no decoding form (caps.recurrent=False)")
+    if not module.caps.decodable:
+        raise Skipped(f"'{name}' has no decoding form (caps.decodable=False): {module.caps.decode_note}")
     module.double()
-    x = torch.randn(B, 13, D, dtype=torch.float64)                  # (B, T, D)
-    state = module.init_state(B, dtype=torch.float64)               # (B, H, dk, dv)
+    T, prefix = 13, 5
+    x = torch.randn(B, T, D, dtype=torch.float64)                   # (B, T, D)
+    expected = module(x)                                            # (B, T, D)
+    state = module.init_state(B, dtype=torch.float64)
     steps = []
-    for t in range(x.shape[1]):
-        y, state = module.step(x[:, t], state)                       # (B, D)
+    for t in range(T):
+        y, state = module.step(x[:, t], state, t)                    # (B, D)
         steps.append(y)
-    torch.testing.assert_close(torch.stack(steps, 1), module(x), rtol=1e-9, atol=1e-10,
-                               msg=lambda m: f"step() differs from forward(): {m}")
+    _close_exact(torch.stack(steps, 1), expected, "step() from init_state() differs from forward()")
+    _check_state_shapes(module, state, T)
+    y, state = module.prefill(x[:, :prefix])                         # (B, prefix, D)
+    _close_exact(y, expected[:, :prefix], "prefill() differs from forward()")
+    _check_state_shapes(module, state, prefix)
+    for t in range(prefix, T):
+        y, state = module.step(x[:, t:t + 1], state, torch.tensor(t))  # (B, 1, D), a tensor position
+        _close_exact(y[:, 0], expected[:, t], f"step() at {t} after prefill() differs from forward()")
+
+
+def _close_exact(actual: torch.Tensor, expected: torch.Tensor, what: str) -> None:
+    torch.testing.assert_close(actual, expected, rtol=1e-9, atol=1e-10, msg=lambda m: f"{what}: {m}")
+
+
+def _check_state_shapes(module: Attention, state: tuple, length: int) -> None:
+    described = [tuple(length if d == "S" else d for d in shape) for _, shape in module.state_shapes(B)]
+    actual = [tuple(t.shape) for t in state]
+    assert actual == described, f"state shapes {actual} differ from state_shapes() {described}"
 
 
 CHECKS: list[Check] = [
@@ -238,7 +257,8 @@ CHECKS: list[Check] = [
     Check("no_causal_form", causal_refused_without_form, "a causal request is refused without a causal form", "full"),
     Check("causal_only", noncausal_refused_when_causal_only, "a causal-only type refuses the non-causal form",
           "full"),
-    Check("decoding", decoding_matches_forward, "recurrent types: step() token by token == forward()", "causal"),
+    Check("decoding", decoding_matches_forward, "decodable types: step() and prefill() + step() == forward()",
+          "causal"),
 ]
 
 

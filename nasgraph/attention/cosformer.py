@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 
 from nasgraph.attention._kernels import FeatureMapAttention
-from nasgraph.attention.base import AttentionConfig
+from nasgraph.attention.base import AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
 
@@ -37,6 +37,9 @@ class CosformerAttention(FeatureMapAttention):
     """Linear attention with ReLU features and cos(pi (i - j) / 2M) locality bias; O(T d^2)."""
 
     Config = CosformerConfig
+    caps = Capabilities(causal=True, padding_mask=True, linear=True, decodable=False,
+                        decode_note="its cos re-weighting divides by M = the whole sequence's length, unknown "
+                                    "while decoding (each position's output changes as the sequence grows)")
 
     def features(self, q: torch.Tensor, k: torch.Tensor, T: int) -> tuple[torch.Tensor, torch.Tensor]:
         return cos_reweighted(F.relu(q), T), cos_reweighted(F.relu(k), T)   # (B, H, Tc, 2dh) each

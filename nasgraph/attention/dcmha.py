@@ -11,7 +11,9 @@ from x_s: h = GELU(x W1), [w1; w2] = h W2 (w1 RMS-normalised over heads), gates 
 Each low-rank term is two head contractions (BNTS x BTN -> BTS -> BNTS); no per-(t, s) N x N matrix
 is ever formed. Extra cost about (4R + 2) N T S multiply-adds per compose. Eager mode runs by
 query chunks (every term is row-separable), so memory is O(N chunk T) and the causal form skips the
-future keys; under export the same math runs as one block.
+future keys; under export the same math runs as one block. Decoding caches the layer's inputs (B, S, D)
+and recomputes the keys, values and key-wise compose weights of the cache for each new row: exact,
+O(S d (d + K)) per token (more than a softmax KV cache, far less than a full forward).
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ class DCMHA(Attention):
     """Softmax attention with dynamic cross-head composition of logits and probabilities."""
 
     Config = DCMHAConfig
-    caps = Capabilities()
+    caps = Capabilities(decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -142,3 +144,17 @@ class DCMHA(Attention):
                                          min(a + step, T) if self.causal else T)
                              for a in range(0, T, step)], 2)                        # (B, N, T, dh)
         return out.transpose(1, 2)                                                   # (B, T, N, dh)
+
+    # -- decoding: a cache of the layer inputs (B, S, D) --------------------------------------------------
+    def state_shapes(self, batch="B"):
+        return [("x_cache", (batch, "S", self.d_model))]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (x,)
+
+    def step_heads(self, x_t, state, pos):
+        x = torch.cat([state[0], x_t[:, None]], 1)                    # (B, S + 1, D): positions 0 .. pos
+        T = x.shape[1]
+        q, k, v = self.qkv(x)                                          # (B, N, S + 1, dh)
+        out = self.attend(q, k, v, self.compositions(x), None, T - 1, T, T)  # (B, N, 1, dh): the last row
+        return out[:, :, 0], (x,)                                      # (B, N, dh)

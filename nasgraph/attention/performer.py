@@ -19,8 +19,8 @@ import math
 import torch
 from pydantic import PositiveInt
 
-from nasgraph.attention._kernels import linear_attention, pad_to_chunks
-from nasgraph.attention.base import Attention, AttentionConfig, Capabilities, zero_padded
+from nasgraph.attention._kernels import LinearStateDecoding, linear_attention, pad_to_chunks
+from nasgraph.attention.base import AttentionConfig, Capabilities, zero_padded
 from nasgraph.attention.registry import register
 
 TINY = 1e-30  # denominators: features are never rescaled by data, so only an empty key set gives 0
@@ -41,17 +41,25 @@ def orthogonal_features(m: int, d: int) -> torch.Tensor:
 
 
 @register("performer")
-class PerformerAttention(Attention):
+class PerformerAttention(LinearStateDecoding):
     """Softmax attention approximated by positive random features; O(T m d)."""
 
     Config = PerformerConfig
-    caps = Capabilities(causal=True, padding_mask=True, linear=True)
+    caps = Capabilities(causal=True, padding_mask=True, linear=True, decodable=True)
+    eps = TINY
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.qkv_projections()
         self.register_buffer("features", orthogonal_features(self.config.n_features, self.head_dim))
         self.headroom = min(self.head_dim / 2.0, 30.0)  # h: key features <= e^h, far from overflow
+
+    @property
+    def n_features(self) -> int:
+        return self.config.n_features
+
+    def feature_pair(self, q, k):
+        return self.feature_maps(q, k)
 
     def redraw_features(self) -> None:
         """Draw a new projection in place (the buffer keeps its identity for optimisers/exports)."""

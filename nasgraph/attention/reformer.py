@@ -44,7 +44,7 @@ class ReformerAttention(Attention):
     """Attention within LSH buckets, sorted and chunked; O(T log T + T C d)."""
 
     Config = ReformerConfig
-    caps = Capabilities(causal=True, padding_mask=True)
+    caps = Capabilities(causal=True, padding_mask=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -103,6 +103,35 @@ class ReformerAttention(Attention):
         values, lse = unsorted[..., :-1], unsorted[..., -1:]           # (B, H, R, Tc, dh), (.., 1)
         combined = (values * lse.softmax(dim=2)).sum(dim=2)            # (B, H, Tc, dh)
         return combined[:, :, :T].transpose(1, 2)                      # (B, T, H, dh)
+
+
+    # -- decoding: a cache of the unit keys and values (B, H, S, dh) ------------------------------------
+    # The causal form's key set of a query depends only on earlier tokens: per hash round, the last C
+    # same-bucket positions before it (their rank gap within the bucket) and itself.
+    def state_shapes(self, batch="B"):
+        shape = (batch, self.n_heads, "S", self.head_dim)
+        return [("k_cache", shape), ("v_cache", shape)]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (F.normalize(self.split(self.q_proj(x)), dim=-1), self.split(self.v_proj(x)))
+
+    def step_heads(self, x_t, state, pos):
+        B, C = x_t.shape[0], self.config.chunk
+        qk, v = (p(x_t).view(B, self.n_heads, 1, self.head_dim) for p in (self.q_proj, self.v_proj))
+        k_cache = torch.cat([state[0], F.normalize(qk, dim=-1)], 2)   # (B, H, S + 1, dh): positions 0 .. pos
+        v_cache = torch.cat([state[1], v], 2)
+        real = torch.ones(B, k_cache.shape[2], dtype=torch.bool, device=x_t.device)
+        bucket = self.buckets(k_cache, real)                           # (B, H, R, S + 1): unit keys hash alike
+        same = bucket == bucket[..., -1:]                              # (B, H, R, S + 1)
+        gap = same.sum(-1, keepdim=True) - same.long().cumsum(-1)      # same-bucket positions after each key
+        visible = same & (gap <= C)                                    # (B, H, R, S + 1)
+        logits = (qk @ k_cache.transpose(-2, -1)) * self.scale         # (B, H, 1, S + 1)
+        is_self = torch.arange(k_cache.shape[2], device=x_t.device) == k_cache.shape[2] - 1
+        logits = torch.where(is_self, logits.new_full((), SELF_LOGIT), logits)
+        logits = torch.where(visible, logits, logits.new_full((), NEG_INF))  # (B, H, R, S + 1)
+        lse = logits.logsumexp(-1, keepdim=True)                       # (B, H, R, 1)
+        values = (logits - lse).exp() @ v_cache                        # (B, H, R, dh)
+        return (values * lse.softmax(dim=2)).sum(2), (k_cache, v_cache)  # (B, H, dh)
 
 
 def look_one_back(t: torch.Tensor, fill: float) -> torch.Tensor:

@@ -7,6 +7,10 @@ them. The first `sinks` positions are attention sinks (StreamingLLM, Xiao et al.
 they attend only within their window. Computed by blocks of `window` positions, each against its
 neighbour blocks, plus the global and sink keys: O(T (window + max(n_global, sinks)) d) time and
 memory, never a T x T matrix.
+
+Decoding: query i sees exactly the keys j <= i with j < s or i - j <= window (s = max(n_global, sinks)),
+so the state is the first s keys/values (the sinks, written as their positions go by) and a window of
+the last `window` keys/values: fixed size, O((s + window) d) per token.
 """
 from __future__ import annotations
 
@@ -15,6 +19,7 @@ from pydantic import Field
 
 from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
                                         merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
+from nasgraph.attention._decode import as_position, attend_one, first_positions, last_positions, push_window
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -30,7 +35,7 @@ class SlidingWindowAttention(Attention):
     """Sliding-window (band) softmax attention plus global tokens (Longformer)."""
 
     Config = SlidingWindowConfig
-    caps = Capabilities(linear=True)
+    caps = Capabilities(linear=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,3 +68,41 @@ class SlidingWindowAttention(Attention):
             out = torch.cat([rows, out.flatten(2, 3)[:, :, g:]], 2)     # (H, B, T', dh)
             return out[:, :, :T].permute(1, 2, 0, 3)                    # (B, T, H, dh)
         return merge_heads(out, T)                                      # (B, T, H, dh)
+
+    # -- decoding: a window of the last `window` keys/values plus the s sink keys/values -----------------
+    @property
+    def n_sinks(self) -> int:
+        """s: the first positions every query sees (global tokens and attention sinks)."""
+        return max(self.config.n_global, self.config.sinks)
+
+    def state_shapes(self, batch="B"):
+        window = (batch, self.n_heads, self.config.window, self.head_dim)
+        sinks = (batch, self.n_heads, self.n_sinks, self.head_dim)
+        return [("window_k", window), ("window_v", window)] + (
+            [("sink_k", sinks), ("sink_v", sinks)] if self.n_sinks else [])
+
+    def prefill_heads(self, x):
+        k, v = self.split(self.k_proj(x)), self.split(self.v_proj(x))   # (B, H, T, dh)
+        state = (last_positions(k, self.config.window), last_positions(v, self.config.window))
+        if self.n_sinks:
+            state += (first_positions(k, self.n_sinks), first_positions(v, self.n_sinks))
+        return self.heads(x), state
+
+    def step_heads(self, x_t, state, pos):
+        B, w, s = x_t.shape[0], self.config.window, self.n_sinks
+        pos = as_position(pos, x_t)
+        q, k, v = (p(x_t).view(B, self.n_heads, 1, self.head_dim)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, 1, dh)
+        keys, window_k = push_window(state[0], k)                     # (B, H, w + 1, dh): positions pos - w .. pos
+        values, window_v = push_window(state[1], v)
+        allowed = pos - w + torch.arange(w + 1, device=x_t.device) >= s  # (w + 1,): sinks come separately
+        new = (window_k, window_v)
+        if s:
+            slot = torch.arange(s, device=x_t.device)                  # (s,)
+            writes = (slot == pos)[:, None]                            # (s, 1): this token is a sink
+            sink_k, sink_v = torch.where(writes, k, state[2]), torch.where(writes, v, state[3])  # (B, H, s, dh)
+            keys, values = torch.cat([sink_k, keys], 2), torch.cat([sink_v, values], 2)  # (B, H, s + w + 1, dh)
+            allowed = torch.cat([slot <= pos, allowed])                # (s + w + 1,)
+            new += (sink_k, sink_v)
+        o = attend_one(q, keys, values, self.scale, allowed)           # (B, H, 1, dh)
+        return o[:, :, 0], new                                         # (B, H, dh)

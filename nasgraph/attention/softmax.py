@@ -14,7 +14,8 @@ from torch import nn
 
 from pydantic import PositiveInt
 
-from nasgraph.attention.base import Attention, AttentionConfig, causal_bias, key_padding_bias
+from nasgraph.attention._decode import attend_one
+from nasgraph.attention.base import Attention, AttentionConfig, Capabilities, causal_bias, key_padding_bias
 from nasgraph.attention.registry import register
 from nasgraph.errors import ConfigError
 
@@ -30,6 +31,7 @@ class SoftmaxAttention(Attention):
     """Full softmax attention, O(T^2 d); the baseline every other type approximates."""
 
     Config = SoftmaxConfig
+    caps = Capabilities(decodable=True)   # decoding state: a KV cache of n_kv_heads, growing by a position a token
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -41,11 +43,6 @@ class SoftmaxAttention(Attention):
         self.k_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)
         self.v_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)
 
-    def kv_heads(self, t: torch.Tensor) -> torch.Tensor:
-        """(B, T, n_kv*dh) -> (B, H, T, dh): each key/value head repeated for its query group."""
-        t = t.unflatten(-1, (self.n_kv, self.head_dim)).transpose(1, 2)  # (B, n_kv, T, dh)
-        return t.repeat_interleave(self.n_heads // self.n_kv, dim=1)     # (B, H, T, dh)
-
     def bias(self, mask: torch.Tensor | None, T: int, ref: torch.Tensor) -> torch.Tensor | None:
         """Additive bias broadcastable to (B, H, T, T), or None."""
         bias = key_padding_bias(mask, ref.dtype)                     # (B, 1, 1, T)
@@ -55,8 +52,16 @@ class SoftmaxAttention(Attention):
         return bias
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.heads_and_cache(x, mask)[0]
+
+    def heads_and_cache(self, x: torch.Tensor, mask: torch.Tensor | None = None
+                        ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """heads(x) (B, T, H, dh) and the keys and values of x, (B, n_kv, T, dh) each."""
         q = self.split(self.q_proj(x))                               # (B, H, T, dh)
-        k, v = self.kv_heads(self.k_proj(x)), self.kv_heads(self.v_proj(x))  # (B, H, T, dh)
+        k_kv, v_kv = (p(x).unflatten(-1, (self.n_kv, self.head_dim)).transpose(1, 2)
+                      for p in (self.k_proj, self.v_proj))           # (B, n_kv, T, dh)
+        g = self.n_heads // self.n_kv
+        k, v = k_kv.repeat_interleave(g, dim=1), v_kv.repeat_interleave(g, dim=1)  # (B, H, T, dh)
         bias = self.bias(mask, x.shape[1], q)
         p = self.config.dropout if self.training else 0.0
         if self.config.impl == "sdpa":
@@ -67,4 +72,20 @@ class SoftmaxAttention(Attention):
                 logits = logits + bias
             probs = F.dropout(logits.softmax(dim=-1), p)             # (B, H, T, T)
             out = probs @ v                                          # (B, H, T, dh)
-        return out.transpose(1, 2)                                   # (B, T, H, dh)
+        return out.transpose(1, 2), (k_kv, v_kv)                     # (B, T, H, dh)
+
+    # -- decoding: a KV cache (B, n_kv, S, dh) that grows by one position per token --------------------
+    def state_shapes(self, batch="B"):
+        shape = (batch, self.n_kv, "S", self.head_dim)
+        return [("k_cache", shape), ("v_cache", shape)]
+
+    def prefill_heads(self, x):
+        return self.heads_and_cache(x)
+
+    def step_heads(self, x_t, state, pos):
+        B, g = x_t.shape[0], self.n_heads // self.n_kv
+        q = self.q_proj(x_t).view(B, self.n_kv, g, self.head_dim)    # (B, n_kv, g, dh): a query group per kv head
+        k, v = (p(x_t).view(B, self.n_kv, 1, self.head_dim) for p in (self.k_proj, self.v_proj))
+        k_cache, v_cache = torch.cat([state[0], k], 2), torch.cat([state[1], v], 2)  # (B, n_kv, S + 1, dh)
+        o = attend_one(q, k_cache, v_cache, self.scale)              # (B, n_kv, g, dh)
+        return o.reshape(B, self.n_heads, self.head_dim), (k_cache, v_cache)  # (B, H, dh)

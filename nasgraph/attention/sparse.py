@@ -3,7 +3,8 @@
 Query i sees (1) the keys of its own block of `block` positions and (2) the "summary" columns: the
 last `n_summary` positions of every block (j mod block >= block - n_summary). Causal: only j <= i.
 Computed by blocks: each query block against its own keys plus the T * n_summary / block summary keys,
-so O(T (block + T c / block) d) time, about (c / block) of dense attention at long T.
+so O(T (block + T c / block) d) time, about (c / block) of dense attention at long T. Decoding: a KV
+cache (growing) read through the same pattern.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from nasgraph.attention._blocks import (block_attention, block_flags, head_major, merge_heads, real_tokens,
                                         to_blocks)
+from nasgraph.attention._decode import attend_one, as_position
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -34,7 +36,7 @@ class SparseAttention(Attention):
     """Fixed strided sparse attention: local block + strided summary columns."""
 
     Config = SparseConfig
-    caps = Capabilities()
+    caps = Capabilities(decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -63,3 +65,22 @@ class SparseAttention(Attention):
         allowed = torch.cat([allowed_s.expand(-1, -1, l, -1), allowed_l.expand(-1, -1, l, -1)], -1)
         keys, values = torch.cat([ks, kb], 3), torch.cat([vs, vb], 3)     # (H, B, nb, nb*c + l, dh)
         return merge_heads(block_attention(qb, keys, values, allowed), T)  # (B, T, H, dh)
+
+    # -- decoding: a KV cache (B, H, S, dh), read through the pattern ------------------------------------
+    def state_shapes(self, batch="B"):
+        shape = (batch, self.n_heads, "S", self.head_dim)
+        return [("k_cache", shape), ("v_cache", shape)]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (self.split(self.k_proj(x)), self.split(self.v_proj(x)))
+
+    def step_heads(self, x_t, state, pos):
+        B, l, c = x_t.shape[0], self.config.block, self.config.n_summary
+        pos = as_position(pos, x_t)
+        q, k, v = (p(x_t).view(B, self.n_heads, 1, self.head_dim)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))  # (B, H, 1, dh)
+        k_cache, v_cache = torch.cat([state[0], k], 2), torch.cat([state[1], v], 2)  # (B, H, S + 1, dh)
+        j = torch.arange(k_cache.shape[2], device=x_t.device)          # (S + 1,) positions 0 .. pos
+        allowed = (j // l == pos // l) | ((j % l >= l - c) & (j // l < pos // l))  # own block | summaries
+        o = attend_one(q, k_cache, v_cache, self.scale, allowed)       # (B, H, 1, dh)
+        return o[:, :, 0], (k_cache, v_cache)                          # (B, H, dh)

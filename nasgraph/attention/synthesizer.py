@@ -4,7 +4,8 @@
             hidden layer has `hidden` units per head, so a dense head costs what Q K^T costs),
     random: B   = R, a learned (max_len x max_len) logit matrix per head, independent of the input,
 out = softmax(B[:T, :T] + masks) (x W_v). Bounded by max_len; a shorter input uses the first T rows and
-columns. Padded keys and (causal form) future keys are masked on the logits.
+columns. Padded keys and (causal form) future keys are masked on the logits. Decoding: a value cache
+(growing) and row pos of the synthesised logits.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt
 from torch import nn
 
+from nasgraph.attention._decode import as_position
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities, causal_bias, key_padding_bias
 from nasgraph.attention.registry import register
 
@@ -29,7 +31,7 @@ class SynthesizerAttention(Attention):
     """Attention with synthesised logits: dense (from each token alone) or random (learned)."""
 
     Config = SynthesizerConfig
-    caps = Capabilities(causal=True, padding_mask=True, bounded=True)
+    caps = Capabilities(causal=True, padding_mask=True, bounded=True, decodable=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -79,3 +81,23 @@ class SynthesizerAttention(Attention):
         v = F.pad(v, (0, width - dh))                                  # (B, H, T, w)
         out = F.scaled_dot_product_attention(query, key, v, attn_mask=bias, scale=1.0)  # (B, H, T, w)
         return out[..., :dh]                                           # (B, H, T, dh)
+
+    # -- decoding: a value cache (B, H, S, dh) and row pos of the logits ---------------------------------
+    def state_shapes(self, batch="B"):
+        return [("v_cache", (batch, self.n_heads, "S", self.head_dim))]
+
+    def prefill_heads(self, x):
+        return self.heads(x), (self.split(self.v_proj(x)),)
+
+    def step_heads(self, x_t, state, pos):
+        B = x_t.shape[0]
+        pos = as_position(pos, x_t)
+        v = self.v_proj(x_t).view(B, self.n_heads, 1, self.head_dim)   # (B, H, 1, dh)
+        v_cache = torch.cat([state[0], v], 2)                          # (B, H, S + 1, dh)
+        S1 = v_cache.shape[2]                                          # positions 0 .. pos
+        if self.config.mode == "random":
+            logits = self.random_logits.index_select(1, pos[None])[None, :, :, :S1]  # (1, H, 1, S + 1)
+        else:
+            hidden = F.relu(self.dense1(x_t)).view(B, self.n_heads, 1, -1)  # (B, H, 1, e)
+            logits = hidden @ self.dense2_weight[:, :S1].transpose(-2, -1) + self.dense2_bias[:, None, :S1]
+        return (logits.softmax(-1) @ v_cache)[:, :, 0], (v_cache,)    # (B, H, dh)

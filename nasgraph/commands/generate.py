@@ -21,11 +21,14 @@ def add_arguments(p) -> None:
     p.add_argument("--json", action="store_true", help="print a JSON object: prompt, continuation, token ids")
 
 
-def eager_scorer(run_dir: str | Path, threads: int | None = None):
-    """(scorer, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch."""
+def eager_model(run_dir: str | Path, threads: int | None = None):
+    """(model, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch: a Decoder
+    (prefill once, then one position per token) when every attention layer has a decoding form, else a
+    scorer that runs the full forward per token."""
     import torch
 
     from nasgraph import tasks
+    from nasgraph.decoding import EagerDecoder
     from nasgraph.errors import NasgraphError
     from nasgraph.tasks.tokenize import Tokenizer
     from nasgraph.training.run import load_trained
@@ -45,7 +48,10 @@ def eager_scorer(run_dir: str | Path, threads: int | None = None):
     def scorer(ids):
         return model(torch.from_numpy(ids)[None])[0].numpy()           # (T, V)
 
-    return scorer, tok, int(config.max_len)
+    try:
+        return EagerDecoder(model), tok, int(config.max_len)
+    except NasgraphError:                                              # a type without a decoding form
+        return scorer, tok, int(config.max_len)
 
 
 def printable(text: str) -> str:
@@ -57,7 +63,7 @@ def run(args) -> int:
     from nasgraph.generation import generate
 
     if Path(args.model).is_dir():
-        scorer, tok, max_len = eager_scorer(args.model, args.threads)
+        scorer, tok, max_len = eager_model(args.model, args.threads)
     else:
         from exporters.generate import OnnxLM
 

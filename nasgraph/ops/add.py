@@ -10,6 +10,7 @@ from nasgraph.ops.registry import register
 @register("add")
 class Add(Op):
     n_inputs = -1
+    positionwise = True
 
     @classmethod
     def infer_shape(cls, config, inputs, ctx):

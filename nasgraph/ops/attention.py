@@ -53,15 +53,49 @@ class HeteroAttention(nn.Module):
             order += idx
         # position of each head in the concatenation of the groups' heads
         self.register_buffer("perm", torch.tensor([order.index(h) for h in range(n_heads)]), persistent=False)
-        self.labels = labels
+        self.labels, self.group_labels = labels, groups
         self.out_proj = nn.Linear(n_heads * head_dim, d_model)
+
+    def combine(self, heads: list[torch.Tensor]) -> torch.Tensor:
+        """The groups' heads (..., H_g, dh), in group order -> (..., D): head order, then out_proj."""
+        h = torch.cat(heads, dim=-2).index_select(-2, self.perm)        # (..., H, dh), head order
+        return self.out_proj(h.flatten(-2))                              # (..., D)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         for g in self.groups:
             g.check_length(x.shape[1])
-        h = torch.cat([g.heads(x, mask) for g in self.groups], dim=2)   # (B, T, H, dh), grouped order
-        h = h.index_select(2, self.perm)                                 # (B, T, H, dh), head order
-        return self.out_proj(h.flatten(2))                               # (B, T, D)
+        return self.combine([g.heads(x, mask) for g in self.groups])    # (B, T, D)
+
+    # -- decoding: the groups' states one after the other (see Attention.step_heads) ----------------------
+    def state_shapes(self, batch="B"):
+        return [(f"{label}.{name}", shape) for g, label in zip(self.groups, self.group_labels)
+                for name, shape in g.state_shapes(batch)]
+
+    def state_fills(self) -> tuple[float, ...]:
+        return tuple(f for g in self.groups for f in g.state_fills())
+
+    def init_state(self, batch: int, **kwargs) -> tuple[torch.Tensor, ...]:
+        return tuple(t for g in self.groups for t in g.init_state(batch, **kwargs))
+
+    def _split(self, state: tuple) -> list[tuple]:
+        parts, at = [], 0
+        for g in self.groups:
+            n = len(g.state_shapes())
+            parts.append(tuple(state[at:at + n]))
+            at += n
+        return parts
+
+    def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        for g in self.groups:
+            g.check_length(x.shape[1])
+        heads, states = zip(*(g.prefill_heads(x) for g in self.groups))  # (B, T, H_g, dh) each
+        return self.combine(list(heads)), tuple(t for s in states for t in s)
+
+    def step(self, x_t: torch.Tensor, state: tuple, pos) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        x2 = x_t.reshape(x_t.shape[0], -1)                               # (B, D)
+        outs = [g.step_heads(x2, s, pos) for g, s in zip(self.groups, self._split(state))]  # (B, H_g, dh)
+        y = self.combine([o for o, _ in outs]).reshape(x_t.shape)        # like x_t
+        return y, tuple(t for _, s in outs for t in s)
 
 
 @register("attention")

@@ -46,6 +46,7 @@ class Op(nn.Module):
     Config: ClassVar[type[OpConfig]] = OpConfig
     n_inputs: ClassVar[int] = 1
     is_head: ClassVar[bool] = False   # gives the model's output logits (a graph must end in one)
+    positionwise: ClassVar[bool] = False  # each position's output reads only that position (decodes as is)
 
     @classmethod
     def infer_shape(cls, config: OpConfig, inputs: list[Shape], ctx: ModelContext) -> Shape:

@@ -16,6 +16,7 @@ class DropoutConfig(OpConfig):
 @register("dropout")
 class Dropout(Op):
     Config = DropoutConfig
+    positionwise = True
 
     def __init__(self, config: DropoutConfig, ctx):
         super().__init__(config, ctx)

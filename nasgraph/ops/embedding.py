@@ -63,3 +63,15 @@ class Embedding(Op):
         if self.position is not None:
             x = x + self.position[:T]                            # (B, T, D)
         return x
+
+    def embed_at(self, tokens: torch.Tensor, start) -> torch.Tensor:
+        """Decoding: tokens (B, T) at positions start .. start + T - 1 (an int or a 0-d int64 tensor)
+        -> (B, T, D)."""
+        T = tokens.shape[1]
+        if isinstance(start, int) and start + T > self.max_len:
+            raise SequenceTooLongError(f"embedding: position {start + T - 1} is past max_len {self.max_len}")
+        x = self.token(tokens)                                   # (B, T, D)
+        if self.position is not None:
+            at = torch.as_tensor(start, device=tokens.device) + torch.arange(T, device=tokens.device)  # (T,)
+            x = x + self.position.index_select(0, at)            # (B, T, D)
+        return x

@@ -21,6 +21,7 @@ class FFNConfig(OpConfig):
 @register("ffn")
 class FFN(Op):
     Config = FFNConfig
+    positionwise = True
 
     @staticmethod
     def hidden_units(config: FFNConfig, ctx) -> int:

@@ -20,6 +20,7 @@ class LMHeadConfig(OpConfig):
 class LMHead(Op):
     Config = LMHeadConfig
     is_head = True
+    positionwise = True
 
     @classmethod
     def infer_shape(cls, config, inputs, ctx):

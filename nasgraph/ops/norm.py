@@ -30,6 +30,7 @@ class RMSNorm(nn.Module):
 @register("norm")
 class Norm(Op):
     Config = NormConfig
+    positionwise = True
 
     def __init__(self, config: NormConfig, ctx):
         super().__init__(config, ctx)

@@ -95,7 +95,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                              "strategy": strategy.state_dict() if strategy else None, "step": step,
                              "best": best, "window": list(window), "rng": rng_state()})
 
-    tracker = Tracker(train.log_to, run.path, desc)
+    tracker = Tracker(train.log_to, run.path, desc, resume_step=start if resume else None)
 
     def log(record: dict) -> None:  # the run folder's metrics.jsonl, and TensorBoard / MLflow when asked
         run.log("metrics.jsonl", record)
