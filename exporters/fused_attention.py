@@ -5,7 +5,11 @@ a call without mask, not causal, without dropout, on fp32 with static head count
 `com.microsoft.MultiHeadAttention` node (q, k, v as (B, S, H*dh), no bias, no key_padding_mask).
 That is the form ORT's CPU kernel runs on its flash path (MLAS, tiled over L2, memory linear in T;
 read in onnxruntime/contrib_ops/cpu/bert/multihead_attention.cc: fp32, no mask, no attention bias,
-not unidirectional, no past/present, q/k/v not in BNSH layout). Every other call (a padding or
+not unidirectional, no past/present, q/k/v not in BNSH layout; the q/k/v `bias` input is allowed,
+measured at the same cost). The kernel works on blocks of Br = min(Bc, dqk + dv) query rows (32 at
+head size 16) by Bc = L2 / (16 (dqk + dv)) keys, capped at T, with no minimum length or head size;
+at T=2048, 4 heads of 16, 1 thread it takes the CPU time of torch's SDPA kernel (16.4 vs 16.0 ms,
+2026-11-30), so it brings parity with eager, not a margin. Every other call (a padding or
 causal bias, dropout, GQA) keeps torchlib's decomposition (MatMul, Add, Softmax, MatMul: the B x H x
 T x T scores are materialised). The transposes around the node cancel against the model's own
 head split in ORT's optimiser.

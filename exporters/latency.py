@@ -1,8 +1,12 @@
 """Latency, peak memory and environment fingerprints shared by benchmarks and `nasgraph bench`.
 
-Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then `timeit.repeat(number=1)`
-(time.perf_counter, GC off while timing) and p50/p90/p99 of the per-call times. Every result records
-the settings it ran with (threads, provider, graph optimisation level, shapes, versions).
+Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then single timed calls
+(time.perf_counter, GC off while timing) and p50/p90/p99 of the per-call times. Each call's CPU time
+on the calling thread (time.thread_time) is recorded too: with one thread (torch.set_num_threads(1),
+ORT intra_op_num_threads=1 both compute on the caller) it is the work of the call without the time
+the OS gave to other processes, the steadier figure on a shared machine; with more threads it
+misses the helper threads' work. Every result records the settings it ran with (threads, provider,
+graph optimisation level, shapes, versions).
 
 Example:
     >>> r = torch_latency(attn, (x, mask), threads=2)
@@ -17,8 +21,9 @@ import hashlib
 import json
 import os
 import platform
+import gc
 import resource
-import timeit
+import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -42,16 +47,23 @@ class LatencyStats:
     warmup: int
     throughput: float
     items: int = 1
+    cpu_p50_ms: float | None = None  # the calling thread's CPU time per call (1 thread: the call's work)
+    cpu_min_ms: float | None = None
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # the raw per-call times
+    cpu_samples_ms: tuple[float, ...] = field(default=(), repr=False)
 
     @classmethod
-    def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1) -> "LatencyStats":
+    def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1,
+                     cpu_times: Sequence[float] = ()) -> "LatencyStats":
         ms = np.asarray(times, dtype=np.float64) * 1e3
+        cpu = np.asarray(cpu_times, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
                    min_ms=float(ms.min()), std_ms=float(ms.std()), repeats=len(ms), warmup=warmup,
                    throughput=float(items * 1e3 / ms.mean()), items=items,
-                   samples_ms=tuple(float(v) for v in ms))
+                   cpu_p50_ms=float(np.median(cpu)) if cpu.size else None,
+                   cpu_min_ms=float(cpu.min()) if cpu.size else None,
+                   samples_ms=tuple(float(v) for v in ms), cpu_samples_ms=tuple(float(v) for v in cpu))
 
 
 @dataclass(frozen=True)
@@ -64,7 +76,7 @@ class LatencyResult:
     def row(self) -> dict[str, Any]:
         """One flat, JSON-ready dict (numbers stay numbers; raw samples left out)."""
         stats = asdict(self.stats)
-        del stats["samples_ms"]
+        del stats["samples_ms"], stats["cpu_samples_ms"]
         return {**self.settings, **stats}
 
     @classmethod
@@ -74,8 +86,9 @@ class LatencyResult:
         if not results:
             raise ValueError("combine() needs at least one result")
         samples = [v / 1e3 for r in results for v in r.stats.samples_ms]
+        cpu = [v / 1e3 for r in results for v in r.stats.cpu_samples_ms]
         stats = LatencyStats.from_seconds(samples, sum(r.stats.warmup for r in results),
-                                          results[0].stats.items)
+                                          results[0].stats.items, cpu)
         return cls(stats, dict(results[0].settings))
 
 
@@ -90,11 +103,24 @@ def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items:
         raise ValueError(f"need repeats >= 1 and warmup >= 0, got repeats={repeats}, warmup={warmup}")
     slowest = 0.0
     for _ in range(warmup):
-        slowest = max(slowest, timeit.Timer(fn).timeit(number=1))
+        slowest = max(slowest, _timed_call(fn)[0])
     if budget_s is not None and slowest > 0:
         repeats = max(3, min(repeats, int(budget_s / slowest)))
-    times = timeit.Timer(fn).repeat(repeat=repeats, number=1)
-    return LatencyStats.from_seconds(times, warmup, items)
+    calls = [_timed_call(fn) for _ in range(repeats)]
+    return LatencyStats.from_seconds([w for w, _ in calls], warmup, items, [c for _, c in calls])
+
+
+def _timed_call(fn: Callable[[], Any]) -> tuple[float, float]:
+    """(wall seconds, calling thread's CPU seconds) of one call, garbage collection off (as timeit)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        wall, cpu = time.perf_counter(), time.thread_time()
+        fn()
+        return time.perf_counter() - wall, time.thread_time() - cpu
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @contextlib.contextmanager

@@ -191,6 +191,21 @@ class LatencyTable:
         self._store(new)
         return {T: out[T] for T in seq_lens}
 
+    def cached_ms(self, ident: dict, batch: int, seq_len: int, compute: Callable[[], Any]) -> float:
+        """The cached p50 ms of (ident, batch, seq_len), else compute() -> LatencyStats, stored.
+
+        For measurements that are not an ONNX Runtime session (ident names their backend)."""
+        key = self.key(ident, batch, seq_len)
+        cached = self.load()
+        if key in cached:
+            self.hits += 1
+            return cached[key]["p50_ms"]
+        self.misses += 1
+        stats = compute()
+        self._store({key: {"p50_ms": stats.p50_ms, "p90_ms": stats.p90_ms, "repeats": stats.repeats,
+                           "measured": time.strftime("%F %T")}})
+        return stats.p50_ms
+
     def attention_ms(self, candidate, *, d_model: int, n_heads: int, seq_lens: Sequence[int], causal: bool = False,
                      max_len: int | None = None, head_dim: int | None = None, heads_only: bool = False,
                      batch: int = 1) -> dict[int, float]:
@@ -254,8 +269,6 @@ def latency_cost_table(summary, graph, *, table: LatencyTable | None = None, seq
     """CostTable(kind="latency") in microseconds at (batch, seq_len = summary.seq_len by default)."""
     from tqdm import tqdm
 
-    from nasgraph.search.objective import CostTable
-
     table = table or LatencyTable(threads=threads)
     T, ctx = seq_len or summary.seq_len, graph.graph["ctx"]
     d_model, n_heads = ctx["d_model"], ctx["n_heads"]
@@ -268,7 +281,13 @@ def latency_cost_table(summary, graph, *, table: LatencyTable | None = None, seq
                                 causal=causal, max_len=ctx["max_len"], head_dim=d_model // n_heads,
                                 heads_only=head, batch=batch)[T]
         per_node[cp.node].append(ms * 1e3)
-    shared = table.shared_ms(graph, [T], batch)[T] * 1e3
+    return latency_costs(summary, per_node, table.shared_ms(graph, [T], batch)[T] * 1e3)
+
+
+def latency_costs(summary, per_node: dict[str, list[float]], shared: float):
+    """CostTable(kind="latency") from per-candidate costs (per head for head granularity) and the shared part."""
+    from nasgraph.search.objective import CostTable
+
     gran = {cp.node: cp.granularity for cp in summary.choice_points}
     heads = {cp.node: cp.heads for cp in summary.choice_points}
     groups = {n: heads[n] if gran[n] == "head" else 1 for n in per_node}

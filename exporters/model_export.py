@@ -37,7 +37,7 @@ import yaml
 
 from exporters._files import check_target, move_all_into_place, staging_dir
 from exporters.checkpoints import load_checkpoint
-from exporters.fused_attention import contrib_translations
+from exporters.fast_ops import export_translations
 from exporters.guards import token_guards
 from exporters.parity import ParityReport, stage_verified
 from exporters.quantize import QuantizeResult, quantize_checked
@@ -196,7 +196,7 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
     dst = check_target(path, overwrite)
     dst_u = check_target(unpadded_path(dst), overwrite)
     common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
-                  axis_max={"seq": max_len}, opset=opset, translations=contrib_translations() if contrib_ops else None)
+                  axis_max={"seq": max_len}, opset=opset, translations=export_translations(contrib_ops))
     model.eval()
     with staging_dir(dst) as stage:
         staged, staged_u = stage / dst.name, stage / dst_u.name

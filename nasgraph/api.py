@@ -255,6 +255,32 @@ class BenchResult:
         return self.report
 
 
+def bench_decode(target: str | Path, out: str | Path, *, prompt_lens: Sequence[int] | None = None,
+                 contexts: Sequence[int] | None = None, threads: int | None = None, repeats: int | None = None,
+                 warmup: int | None = None, overwrite: bool = False, progress: bool = True) -> BenchResult:
+    """Prefill latency against prompt length, per-token decode latency, tokens/s and state memory against
+    context length, of a causal train run or spec (its candidates when it has choice points).
+
+    Writes report.json, report.md and decode.png into `out`.
+    """
+    from exporters.decode_bench import DEFAULT_CONTEXTS, DEFAULT_PROMPTS, DecodeGrid, bench_decode as measure
+    from exporters.decode_report import write_decode_report
+    from exporters.latency_table import usable_cores
+    from nasgraph.runfolder import claim
+
+    target, out = Path(target), Path(out)
+    if target.suffix == ".onnx" or not target.exists():
+        raise NasgraphError(f"{target}: --decode takes a train run folder or a spec of a causal language model")
+    grid = DecodeGrid(sorted(set(prompt_lens or DEFAULT_PROMPTS)), sorted(set(contexts or DEFAULT_CONTEXTS)),
+                      threads or usable_cores(), 3 if warmup is None else warmup, repeats or 20)
+    if grid.threads < 1 or grid.repeats < 1 or grid.warmup < 0:
+        raise NasgraphError(f"bad settings: threads {grid.threads}, repeats {grid.repeats}, warmup {grid.warmup} "
+                            f"(threads and repeats >= 1, warmup >= 0)")
+    claim(out, "bench", replace=overwrite)
+    report = measure(target, grid, progress=progress)
+    return BenchResult(out, report, write_decode_report(report, out))
+
+
 def bench(target: str | Path, out: str | Path, *, batches: Sequence[int] | None = None,
           seq_lens: Sequence[int] | None = None, threads: int | None = None, repeats: int | None = None,
           warmup: int | None = None, graph_opt: str = "all", provider: str = "cpu", candidates: bool = False,

@@ -7,11 +7,13 @@ caps.exportable=False (or caps.exact=False) are skipped with the reason.
 """
 from __future__ import annotations
 
+import onnx
 import pytest
 import torch
 
 from exporters.attention_check import ATOL, EXPORT_SHAPE, ONNX_CHECK, export_and_parity, skip_reason
-from exporters.fused_attention import FLASH, attention_kernels, contrib_translations
+from exporters.fast_ops import export_translations
+from exporters.fused_attention import FLASH, attention_kernels
 from exporters.parity import export_verified
 from nasgraph.attention import get, names
 from nasgraph.attention.contract import LONGEST, D, Skipped, build, forms
@@ -48,8 +50,10 @@ class Unpadded(torch.nn.Module):
 
 @pytest.mark.parametrize("name", names())
 def test_unpadded_export_with_fused_attention_matches_ort(name, tmp_path):
-    """Without a mask, SDPA calls become com.microsoft.MultiHeadAttention (ORT's flash CPU path);
-    every type still matches PyTorch, and softmax takes that fused kernel."""
+    """Without a mask, SDPA calls become com.microsoft.MultiHeadAttention (ORT's flash CPU path) and
+    elu its vectorised form (the model export's translations); every type still matches PyTorch,
+    softmax takes the fused kernel with no key/value head copies around it, and no graph keeps
+    the scalar Elu kernel."""
     reason = skip_reason(name, False)
     if reason:
         pytest.skip(reason)
@@ -60,7 +64,30 @@ def test_unpadded_export_with_fused_attention_matches_ort(name, tmp_path):
         layer, (torch.randn(*EXPORT_SHAPE, D, generator=gen),), tmp_path / f"{name}.onnx", checks, atol=ATOL,
         input_names=["x"], output_names=["y"], dynamic_axes={"x": {0: "batch", 1: "seq"}},
         axis_max={"seq": LONGEST} if get(name).caps.bounded else None, fallback=False,
-        translations=contrib_translations())
+        translations=export_translations())
     assert report.ok, report.summary()
+    ops = {node.op_type for node in onnx.load(str(path)).graph.node}
+    assert "Elu" not in ops
     if name == "softmax":
         assert list(attention_kernels(path).values()) == [FLASH]
+        assert "Expand" not in ops  # no repeat_interleave of key/value heads when there is no grouping
+
+
+class Elu(torch.nn.Module):
+    def __init__(self, alpha: float):
+        super().__init__()
+        self.alpha = alpha
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.elu(x, self.alpha) + 1.0               # (B, T, D)
+
+
+@pytest.mark.parametrize("alpha,kernel", [(1.0, "Exp"), (0.5, "Elu")])
+def test_elu_translation_is_exact_and_keeps_other_alphas(alpha, kernel, tmp_path):
+    """alpha 1 (linear attention's feature map) runs as Relu + Exp(Min); other alphas keep Elu."""
+    x = torch.linspace(-30, 30, 2 * 7 * D).reshape(2, 7, D)             # both branches, saturation
+    path, report = export_verified(Elu(alpha), (x,), tmp_path / "elu.onnx", [(x,), (x[:1, :3] * 0.01,)], atol=1e-6,
+                                   input_names=["x"], dynamic_axes={"x": {0: "batch", 1: "seq"}},
+                                   translations=export_translations(contrib_ops=False), fallback=False)
+    assert report.ok, report.summary()
+    assert kernel in {node.op_type for node in onnx.load(str(path)).graph.node}

@@ -10,7 +10,7 @@ import onnxruntime as ort
 import pytest
 import torch
 
-from exporters import (ExportError, ParityError, ProviderError, batch_seq_axes, check_parity,
+from exporters import (ExportError, LatencyResult, ParityError, ProviderError, batch_seq_axes, check_parity,
                        env_fingerprint, export_onnx, export_verified, make_session, measure,
                        ort_latency, peak_rss_mb, read_metadata, run, run_with_iobinding,
                        session_settings, torch_latency)
@@ -211,6 +211,24 @@ def test_measure_counts_calls_and_orders_percentiles():
     assert len(calls) == 9 and stats.repeats == 7 and stats.warmup == 2
     assert stats.min_ms <= stats.p50_ms <= stats.p90_ms <= stats.p99_ms
     assert stats.throughput == pytest.approx(4e3 / stats.mean_ms)
+
+
+def test_measure_records_the_calling_threads_cpu_time():
+    """CPU time counts work, not waiting: a sleep takes wall time and (almost) no CPU time."""
+    stats = measure(lambda: time.sleep(0.02), warmup=0, repeats=3)
+    assert stats.cpu_p50_ms is not None and stats.cpu_min_ms <= stats.cpu_p50_ms
+    assert stats.cpu_p50_ms < 10 <= stats.min_ms
+    busy = measure(lambda: sum(range(200_000)), warmup=1, repeats=3)
+    assert busy.cpu_p50_ms > 0 and "cpu_samples_ms" not in LatencyResult(busy, {}).row()
+
+
+def test_sessions_spin_only_when_openmp_is_not_passive(tiny_onnx, monkeypatch):
+    path = tiny_onnx[1]
+    monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")
+    assert session_settings(make_session(path))["spinning"] is False
+    assert session_settings(make_session(path, spinning=True))["spinning"] is True
+    monkeypatch.delenv("OMP_WAIT_POLICY")
+    assert session_settings(make_session(path))["spinning"] is True
 
 
 def test_measure_budget_caps_repeats():

@@ -61,7 +61,9 @@ class SoftmaxAttention(Attention):
         k_kv, v_kv = (p(x).unflatten(-1, (self.n_kv, self.head_dim)).transpose(1, 2)
                       for p in (self.k_proj, self.v_proj))           # (B, n_kv, T, dh)
         g = self.n_heads // self.n_kv
-        k, v = k_kv.repeat_interleave(g, dim=1), v_kv.repeat_interleave(g, dim=1)  # (B, H, T, dh)
+        k, v = k_kv, v_kv  # (B, H, T, dh) when n_kv == H: no copy, no Expand chain in an exported graph
+        if g > 1:
+            k, v = k_kv.repeat_interleave(g, dim=1), v_kv.repeat_interleave(g, dim=1)  # (B, H, T, dh)
         bias = self.bias(mask, x.shape[1], q)
         p = self.config.dropout if self.training else 0.0
         if self.config.impl == "sdpa":

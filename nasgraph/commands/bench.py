@@ -37,6 +37,11 @@ def add_arguments(p) -> None:
                                                               "even when it has no choice point")
     p.add_argument("--runs", type=Path, nargs="+", default=[], help="train/search run folders for the "
                                                                      "accuracy vs latency vs FLOPs plot")
+    p.add_argument("--decode", action="store_true", help="generation cost of a causal train run or spec: "
+                   "prefill latency vs prompt length (--seq), per-token decode latency, tokens/s and state memory "
+                   "vs context length (--contexts)")
+    p.add_argument("--contexts", type=_ints, help="--decode: context lengths, e.g. 1024,8192 "
+                                                  "(default 1024,2048,4096,8192)")
     p.add_argument("--force", action="store_true", help="replace the report of an earlier bench in --out")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide the progress bar")
     add_json(p, "report.json")
@@ -45,6 +50,11 @@ def add_arguments(p) -> None:
 def run(args) -> int:
     from nasgraph.api import bench
 
+    if args.decode:
+        return run_decode(args)
+    if args.contexts:
+        from nasgraph.errors import NasgraphError
+        raise NasgraphError("--contexts is a --decode setting; add --decode")
     result = bench(args.target, args.out, batches=args.batch, seq_lens=args.seq, threads=args.threads,
                    repeats=args.repeats, warmup=args.warmup, graph_opt=args.graph_opt, provider=args.provider,
                    candidates=args.candidates, runs=args.runs, overwrite=args.force, progress=args.progress)
@@ -58,5 +68,24 @@ def run(args) -> int:
         ort, eager = v.get("onnxruntime"), v.get("torch-eager")
         ratio = f", ORT/eager {ort / eager:.2f}" if ort and eager else ""
         print(f"{subject} B={B} T={T}: ORT p50 {ort:.3f} ms" + (f", eager p50 {eager:.3f} ms" if eager else "") + ratio)
+    print(f"wrote {', '.join(str(p) for p in result.written)}")
+    return 0
+
+
+def run_decode(args) -> int:
+    from nasgraph.api import bench_decode
+
+    result = bench_decode(args.target, args.out, prompt_lens=args.seq, contexts=args.contexts, threads=args.threads,
+                          repeats=args.repeats, warmup=args.warmup, overwrite=args.force, progress=args.progress)
+    if args.json:
+        print_json(result.to_json())
+        return 0
+    for r in result.report["rows"]:
+        what = (f"decode at context {r['length']}: {r['p50_ms']:.3f} ms/token, {r['tokens_per_s']:.0f} tokens/s, "
+                f"state {r['state_bytes'] / 2 ** 20:.3f} MB" if r["kind"] == "step"
+                else f"prefill {r['length']} tokens: {r['p50_ms']:.3f} ms")
+        print(f"{r['subject']} ({r['backend']}): {what}")
+    for note in result.report["notes"]:
+        print(f"note: {note}")
     print(f"wrote {', '.join(str(p) for p in result.written)}")
     return 0

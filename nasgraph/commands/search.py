@@ -1,6 +1,8 @@
 """`nasgraph search spec.yaml --out RUN`: find the best attention per layer or per head."""
 from __future__ import annotations
 
+import json
+
 from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
 from nasgraph.textfmt import cost
 
@@ -13,15 +15,26 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file with choice points")
     add_spec_overrides(p)
     add_run_options(p)
+    p.add_argument("--backend", help="where the search's independent trials run: in-process (default, one after "
+                                     "another) or ray (Ray Tune trials, the [ray] extra); sets search.backend")
+    p.add_argument("--workers", type=int, help="ray: trials at once (CPUs of the local Ray); sets search.workers")
+    p.add_argument("--address", help="ray: connect to a running cluster ('auto', 'host:port') instead of starting "
+                                     "a local Ray; sets search.address")
     add_json(p, "search.json")
+
+
+def backend_overrides(args) -> list[str]:
+    """--backend/--workers/--address as spec overrides (checked with the spec; a resume may change them)."""
+    given = {"backend": args.backend, "workers": args.workers, "address": args.address}
+    return [f"search.{k}={json.dumps(v)}" for k, v in given.items() if v is not None]
 
 
 def run(args) -> int:
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
-    found = search(args.spec, args.out, overrides=args.overrides, resume=args.resume, progress=args.progress,
-                   force=args.force)
+    found = search(args.spec, args.out, overrides=args.overrides + backend_overrides(args), resume=args.resume,
+                   progress=args.progress, force=args.force)
     if args.json:
         print_json(found.to_json())
         return 0

@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 from nasgraph import tasks
+from nasgraph.backends import open_backend
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
@@ -21,6 +22,8 @@ from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
+
+RUN_WHERE = ("search.backend", "search.workers", "search.address")   # may change on --resume
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -44,8 +47,15 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
     run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
-    run.snapshot_spec(doc.raw, resume=resume)          # a resumed run must be the same search
-    if spec.search.objective.latency is not None:  # measured ONNX Runtime latency (cached per machine)
+    # a resumed run must be the same search; where its trials run may change (same records)
+    if run.snapshot_spec(doc.raw, resume=resume, extend=RUN_WHERE):
+        run.write_spec(doc.raw)
+    latency = spec.search.objective.latency
+    if latency is not None and latency.mode == "decode":  # per-token decode latency (cached per machine)
+        from exporters.decode_cost import decode_cost_table
+        cost = decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
+                                 progress=progress)
+    elif latency is not None:  # measured ONNX Runtime latency of a forward pass (cached per machine)
         from exporters.latency_table import latency_cost_table
         cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
     else:
@@ -62,7 +72,9 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> Sea
 def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
     ctx = search_context(doc, out, resume=resume, progress=progress)
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
-    evidence = strategy.run(ctx)
+    search = doc.spec.search
+    with open_backend(search.backend, search.workers, search.address) as ctx.backend:
+        evidence = strategy.run(ctx)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
     outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds,

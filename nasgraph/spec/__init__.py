@@ -19,7 +19,7 @@ from nasgraph.spec.loader import load_yaml_mapping
 from nasgraph.spec.overrides import apply_override
 from nasgraph.spec.paths import KeyPath, Location, format_path, parse_path
 from nasgraph.spec.schema import AttentionSpec, ModelSpec, Spec
-from nasgraph.spec.search_check import check_search
+from nasgraph.spec.search_check import check_decode_objective, check_search
 from nasgraph.spec.validate import validate
 
 
@@ -48,10 +48,11 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
     from nasgraph import tasks  # loaded by check_task already
 
-    check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None),
-                causal_task=tasks.get(task.kind).output == "token")
+    causal_task = tasks.get(task.kind).output == "token"
+    check_model(spec, raw, error_at, max_len=getattr(task, "max_len", None), causal_task=causal_task)
     check_strategy(spec, error_at)
     check_search(spec, raw, error_at)
+    check_decode_objective(spec, raw, error_at, causal_task)
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 

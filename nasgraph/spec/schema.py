@@ -108,9 +108,27 @@ class FlopsObjective(StrictConfig):
     target: float | None = Field(None, gt=0, le=1)  # fraction of the largest architecture's cost (0..1] or None
 
 
+DEFAULT_DECODE_CONTEXT = 4096
+
+
+class LatencyObjective(FlopsObjective):
+    mode: Literal["forward", "decode"] = "forward"  # forward: one pass over the sequence; decode: one token
+    context: int | None = Field(None, gt=0)         # decode: tokens already in the context (default 4096)
+
+    @model_validator(mode="after")
+    def _context_for_decode(self):
+        if self.context is not None and self.mode != "decode":
+            raise ValueError("'context' applies to mode: decode (the per-token cost after that many tokens)")
+        return self
+
+    @property
+    def decode_context(self) -> int:
+        return self.context or DEFAULT_DECODE_CONTEXT
+
+
 class ObjectiveSpec(StrictConfig):
     flops: FlopsObjective | None = None
-    latency: FlopsObjective | None = None  # measured ONNX Runtime latency table (deploy side)
+    latency: LatencyObjective | None = None  # measured latency table (deploy side): a forward pass, or decode
 
 
 DEFAULT_STRATEGY = "teacher"   # best by measurement: benchmarks/search_fidelity.py, README
@@ -128,6 +146,9 @@ class SearchSpec(StrictConfig):
     arch_fraction: float = Field(0.2, gt=0, lt=1)  # share of train held out to score architectures on
     score_batches: int | None = Field(40, gt=0)   # batches of that slice per score (None: all)
     objective: ObjectiveSpec = ObjectiveSpec()
+    backend: str = "in-process"                   # where independent trials run (nasgraph.backends): in-process, ray
+    workers: int | None = Field(None, gt=0)       # ray: trials at once (a local Ray's CPUs; default: usable cores)
+    address: str | None = None                    # ray: a running cluster ("auto", "host:port") instead of a local Ray
 
     @property
     def options(self) -> dict[str, Any]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import time
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
@@ -28,7 +27,7 @@ from nasgraph.search.paired import paired_difference
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
-from nasgraph.search.trials import load_model, train_trial, trial_name
+from nasgraph.search.trials import TrialRequest, trial_name
 from nasgraph.training.rundir import RunDir
 
 
@@ -87,10 +86,13 @@ class Teacher(Strategy):
         return named[0] if named else max(labels, key=lambda l: ctx.cost.of_choice(ctx.homogeneous(l)))
 
     def run(self, ctx) -> Evidence:
-        t0 = time.perf_counter()
-        per_seed = [self.search_seed(ctx, seed) for seed in self.search.seeds]
+        t0, seeds = time.perf_counter(), list(self.search.seeds)
+        base = ctx.homogeneous(self.teacher_label(ctx))
+        teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
+                                   for s in seeds], f"teacher {self.teacher_label(ctx)}")
+        per_seed = [self.search_seed(ctx, seed, rec) for seed, rec in zip(seeds, teachers)]
         weight, _ = self.cost_term()
-        return ctx.evidence(self.name, seeds=list(self.search.seeds), picks=[p for p, _ in per_seed],
+        return ctx.evidence(self.name, seeds=seeds, picks=[p for p, _ in per_seed],
                             measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
                             wall_seconds=time.perf_counter() - t0,
                             notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
@@ -106,26 +108,29 @@ class Teacher(Strategy):
     def adapt_steps(self) -> int:
         return max(1, round(self.config.adapt_fraction * self.total_steps))
 
-    def search_seed(self, ctx, seed: int) -> tuple[dict, list[dict]]:
+    def search_seed(self, ctx, seed: int, rec: dict) -> tuple[dict, list[dict]]:
+        """The pick and the measured architectures of one seed, given its trained teacher's record."""
         label = self.teacher_label(ctx)
         base = ctx.homogeneous(label)
-        rec = train_trial(ctx, base, seed, self.teach_steps, trial_name(ctx, base, seed, "teacher-"))
-        teacher = load_model(ctx, base, ctx.out / "trials" / rec["name"])
-        state = {k: v.clone() for k, v in teacher.state_dict().items()}
+        request = lambda c, steps, tag: TrialRequest(c, seed, steps, trial_name(ctx, c, seed, tag),  # noqa: E731
+                                                     init_from=rec["name"], reference=rec["name"])
 
-        def adapt(choice: dict, steps: int, tag: str) -> dict:
-            r = train_trial(ctx, choice, seed, steps, trial_name(ctx, choice, seed, tag), init=state, reference=teacher)
+        def measured_student(choice: dict, steps: int, r: dict) -> dict:
             drop = paired_difference(rec["examples"], r["examples"])    # teacher - student, same examples
             return {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"], "kl_se": r["kl_se"],
                     "drop": drop and drop[0], "drop_se": drop and drop[1], "steps": self.teach_steps + steps,
                     "examples": r["examples"]}
 
+        def adapt(choice: dict, steps: int, tag: str) -> dict:
+            return measured_student(choice, steps, ctx.run_trials([request(choice, steps, tag)], f"teacher {label}: pick")[0])
+
         measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps,
                      "examples": rec["examples"]}]
-        singles = []
-        for choice, single in tqdm(self.students(ctx, label, base), desc=f"teacher {label}: students",
-                                   disable=not ctx.progress):
-            m = adapt(choice, self.adapt_steps, "student-")
+        students, singles = self.students(ctx, label, base), []
+        records = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in students],
+                                 f"teacher {label}: students (seed {seed})")
+        for (choice, single), r in zip(students, records):
+            m = measured_student(choice, self.adapt_steps, r)
             measured.append(m)
             if single is not None:
                 singles.append({**single, **m})

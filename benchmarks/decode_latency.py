@@ -1,0 +1,162 @@
+"""Decode-time targets of issue 11, measured: per-token decode latency against context length.
+
+1. Flat in context: every decodable type whose state has a fixed size (the linear family, the
+   recurrences, windows, AFT running sums) as a standalone causal layer (d_model 256, 4 heads, batch 1):
+   per-token p50 at the longest context over the shortest, target <= 1.2.
+2. Hybrid: a 4-layer causal LM (d_model 256, 4 heads, byte vocabulary) with one softmax layer in four
+   (the rest --partner, default gated_deltanet) against all-softmax: per-token p50 and decoding-state
+   memory at the longest context; targets >= 2.5x faster and <= 0.3x the state.
+Backend: PyTorch eager (this script does not export; ONNX Runtime numbers come from `nasgraph bench
+--decode` once a decode driver is installed). The contexts of one subject are timed interleaved, call
+by call, and so are the two models, so that load drift on a shared machine hits them alike; ratios
+come from the same run.
+
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 .venv/bin/python benchmarks/decode_latency.py
+    .venv/bin/python benchmarks/decode_latency.py --contexts 1024,8192 --repeats 40 --threads 1
+Writes benchmarks/out/decode_latency.{md,json} and prints the tables.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+import torch  # noqa: E402
+
+from nasgraph import attention, decoding  # noqa: E402
+from nasgraph.graph import compile_spec  # noqa: E402
+from nasgraph.model import GraphModule  # noqa: E402
+from nasgraph.spec import load_spec  # noqa: E402
+from nasgraph.textfmt import table  # noqa: E402
+
+D_MODEL, N_HEADS, LAYERS = 256, 4, 4
+MODEL = """
+name: {name}
+task: {{kind: lm, path: /nonexistent.txt, max_len: {max_len}}}
+model:
+  d_model: {d}
+  n_heads: {h}
+  norm: {{type: rms}}
+  layers: [{layers}]
+"""
+
+
+def fixed_state_types() -> list[str]:
+    """Decodable causal types whose state does not grow with the context."""
+    out = []
+    for name in attention.names():
+        cls = attention.get(name)
+        if cls.caps.causal and cls.caps.decodable:
+            layer = attention.build(name, 32, 2, causal=True, max_len=64 if cls.caps.bounded else None)
+            if not any("S" in shape for _, shape in layer.state_shapes()):
+                out.append(name)
+    return out
+
+
+def interleaved(calls: dict, repeats: int, warmup: int) -> dict:
+    """p50 ms of each zero-argument call, timed in turns (one call of each per round)."""
+    times = {key: [] for key in calls}
+    for r in range(warmup + repeats):
+        for key, call in calls.items():
+            start = time.perf_counter()
+            call()
+            if r >= warmup:
+                times[key].append((time.perf_counter() - start) * 1e3)
+    return {key: statistics.median(t) for key, t in times.items()}
+
+
+def layer_steps(name: str, contexts: list[int]) -> tuple[dict[int, callable], int]:
+    cls = attention.get(name)
+    torch.manual_seed(0)
+    layer = attention.build(name, D_MODEL, N_HEADS, causal=True,
+                            max_len=max(contexts) + 1 if cls.caps.bounded else None).eval()
+    x_t = torch.randn(1, D_MODEL)
+    steps, size = {}, 0
+    for C in contexts:
+        _, state = layer.prefill(torch.randn(1, C, D_MODEL))
+        steps[C] = (lambda s=state, c=C: layer.step(x_t, s, c))
+        size = decoding.state_bytes(state)
+    return steps, size
+
+
+def model_steps(layers: list[str], contexts: list[int]) -> tuple[dict[int, callable], dict[int, int]]:
+    text = MODEL.format(name="m", max_len=max(contexts) + 1, d=D_MODEL, h=N_HEADS,
+                        layers=", ".join(f"{{attention: {a}}}" for a in layers))
+    path = Path("/tmp") / f"nasgraph-decode-bench-{'-'.join(layers)}.yaml"
+    path.write_text(text)
+    torch.manual_seed(0)
+    model = GraphModule(compile_spec(load_spec(path), force=True)).eval()
+    token = torch.randint(2, 258, (1, 1))
+    steps, sizes = {}, {}
+    for C in contexts:
+        _, state = decoding.prefill(model, torch.randint(2, 258, (1, C)))
+        steps[C] = (lambda s=state, c=C: decoding.step(model, token, s, c))
+        sizes[C] = decoding.state_bytes(state)
+    return steps, sizes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--contexts", default="1024,2048,4096,8192")
+    ap.add_argument("--types", help="comma-separated fixed-state types (default: every one)")
+    ap.add_argument("--partner", default="gated_deltanet", help="the hybrid's non-softmax layer type")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path(__file__).parent / "out")
+    args = ap.parse_args()
+    contexts = sorted(int(c) for c in args.contexts.split(","))
+    lo, hi = contexts[0], contexts[-1]
+    torch.set_num_threads(args.threads)
+    result = {"contexts": contexts, "threads": args.threads, "repeats": args.repeats, "backend": "torch-eager",
+              "d_model": D_MODEL, "n_heads": N_HEADS, "torch": torch.__version__, "flat": {}, "models": {}}
+    with torch.no_grad():
+        for name in (args.types.split(",") if args.types else fixed_state_types()):
+            steps, size = layer_steps(name, contexts)
+            p50 = interleaved(steps, args.repeats, args.warmup)
+            result["flat"][name] = {"p50_ms": p50, "state_bytes": size, "ratio": p50[hi] / p50[lo]}
+            print(f"{name}: " + ", ".join(f"{C}: {p50[C]:.3f} ms" for C in contexts) + f"  ratio {p50[hi] / p50[lo]:.2f}",
+                  flush=True)
+        models = {"all-softmax": ["softmax"] * LAYERS,
+                  f"hybrid 1/4 softmax + {args.partner}": ["softmax"] + [args.partner] * (LAYERS - 1)}
+        calls, sizes = {}, {}
+        for label, layers in models.items():                 # both models timed in turns, call by call
+            steps, sizes[label] = model_steps(layers, contexts)
+            calls.update({(label, C): call for C, call in steps.items()})
+        p50 = interleaved(calls, args.repeats, args.warmup)
+        for label, layers in models.items():
+            result["models"][label] = {"layers": layers, "p50_ms": {C: p50[label, C] for C in contexts},
+                                       "state_bytes": sizes[label]}
+            print(f"{label}: " + ", ".join(f"{C}: {p50[label, C]:.3f} ms, {sizes[label][C] / 2 ** 20:.2f} MB"
+                                           for C in contexts), flush=True)
+    write(result, args.out, lo, hi)
+
+
+def write(result: dict, out: Path, lo: int, hi: int) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "decode_latency.json").write_text(json.dumps(result, indent=1))
+    flat = [[n, *(f"{r['p50_ms'][C]:.3f}" for C in result["contexts"]), f"{r['state_bytes'] / 1024:.1f}",
+             f"{r['ratio']:.2f}", "yes" if r["ratio"] <= 1.2 else "NO"] for n, r in result["flat"].items()]
+    (soft, s), (hyb, h) = result["models"].items()
+    speed, memory = s["p50_ms"][hi] / h["p50_ms"][hi], h["state_bytes"][hi] / s["state_bytes"][hi]
+    models = [[label, *(f"{r['p50_ms'][C]:.3f}" for C in result["contexts"]),
+               f"{r['state_bytes'][hi] / 2 ** 20:.2f}"] for label, r in result["models"].items()]
+    md = [f"# Decode latency (PyTorch eager, batch 1, {result['threads']} thread(s), p50 of {result['repeats']} "
+          f"interleaved calls)", "", f"## Fixed-state types: per-token ms (layer d_model {result['d_model']}, "
+          f"{result['n_heads']} heads); target {hi}/{lo} <= 1.2", "",
+          table(flat, ["type", *(str(C) for C in result["contexts"]), "state KB", f"{hi}/{lo}", "flat"],
+                markdown=True), "", f"## {LAYERS}-layer LM: per-token ms; state MB at {hi}", "",
+          table(models, ["model", *(str(C) for C in result["contexts"]), f"state MB at {hi}"], markdown=True), "",
+          f"Hybrid vs all-softmax at {hi}: {speed:.2f}x faster per token (target >= 2.5), "
+          f"{memory:.3f}x the state memory (target <= 0.3).", ""]
+    (out / "decode_latency.md").write_text("\n".join(md))
+    print("\n".join(md))
+
+
+if __name__ == "__main__":
+    main()

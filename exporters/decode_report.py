@@ -1,0 +1,99 @@
+"""Write a decode bench report: report.json (every row), report.md (tables and ratios), PNG plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from exporters.bench_report import MARKERS
+from nasgraph.plotting import finish_plot, plain_ticks, pyplot
+from nasgraph.textfmt import table
+
+ORT, EAGER = "onnxruntime", "torch-eager"
+STYLES = {ORT: ("ORT", "-"), EAGER: ("eager", "--")}
+
+
+def _mb(n: int | None) -> str:
+    return "" if n is None else f"{n / 2 ** 20:.3f}"
+
+
+def step_table(rows: list[dict]) -> str:
+    """Per-token decode: one line per (subject, context), ORT and eager side by side."""
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        if r["kind"] == "step":
+            out.setdefault((r["subject"], r["length"]), {})[r["backend"]] = r
+    lines = []
+    for (subject, C), by in out.items():
+        ort, eager = by.get(ORT), by.get(EAGER)
+        any_row = ort or eager
+        lines.append([subject, C, _ms(ort), _ms(eager), _tps(ort), _tps(eager), _mb(any_row.get("state_bytes"))])
+    return table(lines, ["subject", "context", "ORT ms/token", "eager ms/token", "ORT tokens/s",
+                         "eager tokens/s", "state MB"], markdown=True)
+
+
+def prefill_table(rows: list[dict]) -> str:
+    out: dict[tuple, dict] = {}
+    for r in rows:
+        if r["kind"] == "prefill":
+            out.setdefault((r["subject"], r["length"]), {})[r["backend"]] = r
+    return table([[s, T, _ms(by.get(ORT)), _ms(by.get(EAGER))] for (s, T), by in out.items()],
+                 ["subject", "prompt tokens", "ORT prefill ms", "eager prefill ms"], markdown=True)
+
+
+def _ms(r: dict | None) -> str:
+    return "" if r is None else f"{r['p50_ms']:.3f}"
+
+
+def _tps(r: dict | None) -> str:
+    return "" if r is None or not r.get("tokens_per_s") else f"{r['tokens_per_s']:.0f}"
+
+
+def plot_decode(rows: list[dict], path: Path, threads: int) -> Path:
+    """Three panels: prefill ms vs prompt length, ms per token vs context, state MB vs context."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
+    subjects = list(dict.fromkeys(r["subject"] for r in rows))
+    panels = (("prefill", "p50_ms", "prompt length (tokens)", "prefill p50 (ms)", axes[0]),
+              ("step", "p50_ms", "context length (tokens)", "per-token decode p50 (ms)", axes[1]),
+              ("step", "state_bytes", "context length (tokens)", "decoding state (MB, batch 1)", axes[2]))
+    for kind, key, xlabel, ylabel, ax in panels:
+        for i, s in enumerate(subjects):
+            for backend, (short, style) in STYLES.items():
+                if key == "state_bytes" and backend == ORT:
+                    continue                                   # the same state in both runtimes
+                pts = sorted((r["length"], r[key] / (2 ** 20 if key == "state_bytes" else 1)) for r in rows
+                             if r["subject"] == s and r["kind"] == kind and r["backend"] == backend
+                             and r.get(key) is not None)
+                if pts:
+                    label = s if key == "state_bytes" else f"{s} ({short})"
+                    ax.plot(*zip(*pts), style, marker=MARKERS[i % len(MARKERS)], ms=4, color=f"C{i % 10}",
+                            label=label)
+        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+        plain_ticks(ax)
+    axes[1].set_title(f"batch 1, {threads} threads")
+    return finish_plot(fig, path, *axes)
+
+
+def write_decode_report(report: dict, out: Path) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    rows, settings = report["rows"], report["settings"]
+    written = [out / "report.json"]
+    written[0].write_text(json.dumps(report, indent=1, default=str))
+    if rows:
+        written.append(plot_decode(rows, out / "decode.png", settings["threads"]))
+    md = [f"# Decode benchmark: {report['target']}", "",
+          f"Backends: {', '.join(report['backends'])}. {settings['threads']} threads, batch 1, p50 of up to "
+          f"{settings['repeats']} timed calls after {settings['warmup']} warm-up calls. Per-token latency at "
+          f"context C: one step from the state after C tokens. Weights: {report['weights']}.", ""]
+    if report.get("notes"):
+        md += [f"- {n}" for n in report["notes"]] + [""]
+    md += ["## Per-token decode", "", step_table(rows), "", "## Prefill", "", prefill_table(rows), ""]
+    if report.get("ratios"):
+        md += ["## Longest over shortest context (per-token p50)", "",
+               table([[s, b, f"{v:.2f}"] for s, b, v in report["ratios"]], ["subject", "backend", "ratio"],
+                     markdown=True), ""]
+    if rows:
+        md += ["![decode](decode.png)", ""]
+    written.append(out / "report.md")
+    written[-1].write_text("\n".join(md))
+    return written
