@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from nasgraph.tasks.batching import batch_order, collate
+from nasgraph.training.device import module_device, to_device
 from nasgraph.training.losses import IGNORE
 
 
@@ -37,17 +38,20 @@ def example_scores(model, split, batch_size: int, task, reference=None) -> dict:
     task's score of the whole slice) and, with a reference, "kl" (mean per labelled position) and "kl_se"."""
     was = model.training
     model.eval()
+    device = module_device(model)
+    if reference is not None:
+        reference.eval().to(device)
     n_ex = len(split)
     loss, correct, count, kl = [0.0] * n_ex, [0] * n_ex, [0] * n_ex, [0.0] * n_ex
     for group in batch_order([len(s) for s in split.ids], batch_size, shuffle=False):
-        tokens, labels = collate([split.ids[i] for i in group], [split.labels[i] for i in group])
+        tokens, labels = to_device(collate([split.ids[i] for i in group], [split.labels[i] for i in group]), device)
         logits = model(tokens)                                                   # (B, C) or (B, T, V)
         flat_logits, flat_labels = logits.flatten(0, -2), labels.flatten()         # (N, C), (N,)
-        rows = torch.arange(len(group)).repeat_interleave(flat_labels.numel() // len(group))   # (N,)
+        rows = torch.arange(len(group), device=device).repeat_interleave(flat_labels.numel() // len(group))  # (N,)
         keep = flat_labels != IGNORE
         ce = F.cross_entropy(flat_logits, flat_labels, ignore_index=IGNORE, reduction="none")   # (N,)
         hit = (flat_logits.argmax(-1) == flat_labels) & keep                                   # (N,)
-        per_row = lambda x: torch.zeros(len(group)).index_add_(0, rows, x.float())   # (N,) -> (B,)  # noqa: E731
+        per_row = lambda x: torch.zeros(len(group), device=device).index_add_(0, rows, x.float())  # (N,)->(B,) # noqa: E731
         row_loss, row_hit, row_n = per_row(ce * keep), per_row(hit), per_row(keep)       # (B,) each
         row_kl = None
         if reference is not None:
