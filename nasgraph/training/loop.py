@@ -20,7 +20,7 @@ from nasgraph.errors import NasgraphError
 from nasgraph.threads import set_torch_threads, thread_count
 from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
-from nasgraph.training.device import autocast, check_precision, resolve_device
+from nasgraph.training.device import announce, autocast, check_precision, resolve_device
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.step import WeightStep, rank_batch
 from nasgraph.training.tracking import Tracker
@@ -69,6 +69,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
     device = resolve_device(train.device)
     check_precision(train.precision, device)
+    announce(device)
     model.to(device)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
