@@ -69,7 +69,6 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
     device = resolve_device(train.device)
     check_precision(train.precision, device)
-    announce(device)
     model.to(device)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
@@ -114,6 +113,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         run.log("metrics.jsonl", record)
         tracker.log(record)
 
+    announce(device)                # after the resume checks: a refusal stays one line
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
                disable=not progress or not distributed.is_writer(), dynamic_ncols=True, leave=False)
