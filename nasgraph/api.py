@@ -257,18 +257,20 @@ def evaluate(run: str | Path, split: str = "test", device: str | None = None) ->
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
            overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
            weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
-           progress: bool = False):
+           progress: bool = False, decode: str = "auto"):
     """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
     graph at `output` and the unpadded one beside it (exporters.model_export).
 
     weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
     int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
-    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
-    parity report, metadata, unpadded path and report, quantization figures).
+    contrib_ops=False: standard ONNX ops only. decode: "auto" adds the prefill/step graphs of a
+    causal language model whose layers all decode (docs/decode_format.md), "always" requires them,
+    "never". Returns exporters.model_export.ExportResult (path, parity report, metadata, unpadded
+    path and report, quantization figures, decoding graphs and their parity).
     """
     from exporters.model_export import export_checkpoint, export_run
 
-    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress, decode=decode)
     source = Path(source)
     if source.is_dir():
         if checkpoint or overrides:
