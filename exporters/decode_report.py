@@ -68,8 +68,12 @@ def plot_decode(rows: list[dict], path: Path, threads: int) -> Path:
                     label = s if key == "state_bytes" else f"{s} ({short})"
                     ax.plot(*zip(*pts), style, marker=MARKERS[i % len(MARKERS)], ms=4, color=f"C{i % 10}",
                             label=label)
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+        ax.set(xscale="log", yscale="log" if key == "state_bytes" else "linear", xlabel=xlabel, ylabel=ylabel)
+        if key != "state_bytes":
+            ax.set_ylim(bottom=0)                              # flat vs growing reads best from zero
         plain_ticks(ax)
+        lengths = sorted({r["length"] for r in rows if r["kind"] == kind})
+        ax.set_xticks(lengths, [str(n) for n in lengths], minor=False)
     axes[1].set_title(f"batch 1, {threads} threads")
     return finish_plot(fig, path, *axes)
 
