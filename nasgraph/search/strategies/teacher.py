@@ -27,6 +27,7 @@ from nasgraph.search.strategies.registry import register
 from nasgraph.search.trials import TrialRequest, load_model, trial_name
 from nasgraph.tasks.batching import batches
 from nasgraph.training.losses import IGNORE
+from nasgraph.training.device import module_device, to_device
 from nasgraph.training.rundir import RunDir
 
 
@@ -43,8 +44,11 @@ class TeacherConfig(StrictConfig):
 def kl_to_teacher(teacher, student, split, batch_size: int) -> float:
     """Mean KL(teacher || student) of the output distributions over the labelled positions."""
     teacher.eval(), student.eval()
+    device = module_device(student)
+    teacher.to(device)
     total, n = 0.0, 0
     for tokens, labels in batches(split, batch_size, shuffle=False, seed=0, epoch=0):
+        tokens, labels = to_device((tokens, labels), device)
         keep = labels.flatten() != IGNORE
         p = F.log_softmax(teacher(tokens).flatten(0, -2)[keep], -1)           # (N, C)
         q = F.log_softmax(student(tokens).flatten(0, -2)[keep], -1)           # (N, C)
