@@ -111,7 +111,8 @@ def test_supernet_is_the_largest_sub_network(space):
 
 def test_sliced_sub_network_equals_the_standalone_derived_model(space):
     doc, graph = space
-    elastic = ElasticSupernet(GraphModule(graph), graph.graph["elastic"], lambda s: compile_subnet(doc, graph, s)).eval()
+    elastic = ElasticSupernet(GraphModule(graph), graph.graph["elastic"],
+                              lambda s: compile_subnet(doc, graph, s)).eval()
     tokens = torch.randint(2, 8, (3, 12))                                                  # (B, T)
     rng = random.Random(0)
     for sub in [smallest(elastic.space), *(sample(elastic.space, rng) for _ in range(4))]:
@@ -158,7 +159,7 @@ def test_search_respects_the_budget_and_encodes_round_trip(space):
     limit = params(largest(sp))["params"] / 2
     for method in ("evolution", "random"):
         search = Search(sp, lambda s: float(s.d_model * s.n_layers), params, {"params": limit}, random.Random(1))
-        points = search.evolve(6, 3, 2, 0.5) if method == "evolution" else search.random(8)
+        points = search.evolve(6, 3, 2, 0.5) if method == "evolution" else search.random_search(8)
         assert len(points) >= 4 and all(p.costs["params"] <= limit for p in points)
         assert all(decode(encode(p.sub, sp), sp) == p.sub for p in points)
     front = pareto_front(points, "params")
