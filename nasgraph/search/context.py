@@ -9,11 +9,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import networkx as nx
 
+from nasgraph.backends import TrialBackend, open_backend
 from nasgraph.search.evidence import Evidence, Measured
 from nasgraph.search.objective import CostTable
+from nasgraph.search.trials import run_trials
 from nasgraph.tasks.base import Split, Task, TaskData, carve
 from nasgraph.training.data import evaluate
 
@@ -30,6 +33,9 @@ class SearchContext:
     steps: int                          # the budget unit: search.steps or train.steps
     resume: bool = False
     progress: bool = True
+    runtime: object = None              # the TrainSpec with its device resolved (training.device.runtime_train)
+    latency_probe: Callable | None = None   # elastic search: ONNX Runtime ms of a model (exporters.subnet_latency)
+    backend: TrialBackend | None = field(default_factory=open_backend, repr=False)  # runs independent trials
     _splits: dict = field(default_factory=dict, repr=False)
 
     @property
@@ -38,7 +44,7 @@ class SearchContext:
 
     @property
     def train(self):
-        return self.doc.spec.train
+        return self.runtime if self.runtime is not None else self.doc.spec.train
 
     def splits(self, seed: int) -> dict[str, Split]:
         """train / val / test plus "arch": a held-out slice of train (search.arch_fraction)."""
@@ -53,6 +59,11 @@ class SearchContext:
         n = self.search.score_batches
         arch = splits["arch"]
         return arch if n is None else arch.subset(list(range(min(len(arch), n * self.train.batch_size))))
+
+    def run_trials(self, requests: list, desc: str = "trials") -> list[dict]:
+        """Records of a batch of independent `nasgraph.search.trials.TrialRequest`s, in order, run on
+        the backend (finished ones are read back, not rerun)."""
+        return run_trials(self, requests, desc)
 
     def score(self, model, split: Split) -> float:
         return self.task.score(evaluate(model, split, self.train.batch_size, task=self.task))

@@ -5,10 +5,18 @@ GraphModule, trained by `fit` on the search's train slice and scored on its held
 RUN/trials/<name>/ holds spec.yaml, metrics.jsonl, checkpoints/ and one `budget<steps>.json` per
 budget reached: a trial asked again for a budget it finished is not retrained (`--resume`), and a
 trial asked for a larger budget continues from its checkpoint (successive halving's rungs).
+
+Strategies hand a batch of independent `TrialRequest`s to `run_trials` (`ctx.run_trials`): finished
+ones are read back from their budget files, the rest go to the search's backend (nasgraph.backends:
+in-process, or Ray Tune), which runs `train_trial` on a copy of the context, in any order: every trial
+seeds itself, so its record does not depend on where or when it ran (at the same torch thread count).
 """
 from __future__ import annotations
 
+import dataclasses
+import functools
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +29,23 @@ from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir
 
 Choice = dict[str, list[int]]
+Measure = Callable[..., dict]      # measure(ctx, model, splits) -> numbers added to the record
+
+
+@dataclass(frozen=True)
+class TrialRequest:
+    """One training of `choice` at `seed` to `steps`, in RUN/trials/<name>/.
+
+    `init_from`: a finished trial's name; the new trial starts from its weights (matching tensors).
+    `measure(ctx, model, splits)`: extra numbers for the record (KL to a teacher); picklable (a
+    module-level function or a functools.partial of one) so that other processes can run it.
+    """
+    choice: Choice
+    seed: int
+    steps: int
+    name: str
+    init_from: str | None = None
+    measure: Measure | None = None
 
 
 def trial_name(ctx, choice: Choice, seed: int, prefix: str = "") -> str:
@@ -39,11 +64,12 @@ def build(ctx, choice: Choice, folder: Path):
     return doc, GraphModule(compile_spec(doc))
 
 
-def load_model(ctx, choice: Choice, folder: Path):
-    """The trained model of a finished trial (its last checkpoint), in eval mode."""
-    _, model = build(ctx, choice, folder)
-    state = RunDir(folder, resume=True).load_checkpoint()
-    model.load_state_dict(state["model"])
+def load_model(folder: Path):
+    """The trained model of a finished trial (its spec and last checkpoint), in eval mode."""
+    from nasgraph.spec import load_spec
+
+    model = GraphModule(compile_spec(load_spec(folder / "spec.yaml")))
+    model.load_state_dict(RunDir(folder, resume=True).load_checkpoint()["model"])
     return model.eval()
 
 
@@ -55,30 +81,55 @@ def inherit(model, state: dict[str, torch.Tensor]) -> int:
     return len(same)
 
 
-def train_trial(ctx, choice: Choice, seed: int, steps: int, name: str, *, init: dict | None = None,
-                measure: Callable[[torch.nn.Module, dict], dict] | None = None) -> dict:
-    """Train `choice` to `steps` at `seed` (continuing its folder if it holds fewer) and score it.
+def finished(ctx, request: TrialRequest) -> dict | None:
+    """The record of a trial that reached its budget (its budget file), else None."""
+    done = ctx.out / "trials" / request.name / f"budget{request.steps}.json"
+    return json.loads(done.read_text()) if done.exists() else None
 
-    `init`: a state dict to start from (matching tensors, e.g. a teacher's); `measure(model, splits)`
-    adds numbers to the record (KL to a teacher). Returns {name, seed, steps, score, seconds, ...}.
+
+def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[dict]:
+    """The records of `requests`, in order: finished ones read back, the others run on `ctx.backend`."""
+    names = [r.name for r in requests]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a batch names a trial twice: {sorted(n for n in set(names) if names.count(n) > 1)}")
+    records = [finished(ctx, r) for r in requests]
+    todo = [r for r, rec in zip(requests, records) if rec is None]
+    if todo:
+        # what a trial process gets: absolute paths, no backend, its own bars only when in this process
+        worker = dataclasses.replace(ctx, out=ctx.out.resolve(), backend=None, _splits={},
+                                     progress=ctx.progress and not ctx.backend.remote)
+        run = functools.partial(train_trial, worker, threads=ctx.backend.threads)
+        fresh = iter(ctx.backend.map(run, todo, names=[r.name for r in todo], desc=desc, progress=ctx.progress,
+                                     folder=ctx.out))
+        records = [rec if rec is not None else next(fresh) for rec in records]
+    return records
+
+
+def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
+    """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
+
+    `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`.
+    Returns {name, choice, seed, steps, score, eval_n, seconds, ...measured}.
     """
+    name, seed, steps = request.name, request.seed, request.steps
     folder = ctx.out / "trials" / name
-    done = folder / f"budget{steps}.json"
-    if done.exists():
-        return json.loads(done.read_text())
+    record = finished(ctx, request)
+    if record is not None:
+        return record
     seed_everything(seed)
-    _, model = build(ctx, choice, folder)
+    _, model = build(ctx, request.choice, folder)
     run = RunDir(folder, resume=True)
-    if init is not None and not run.resuming:
-        inherit(model, init)
+    if request.init_from is not None and not run.resuming:
+        inherit(model, RunDir(ctx.out / "trials" / request.init_from, resume=True).load_checkpoint()["model"])
     splits = ctx.splits(seed)
     scored = {"train": splits["train"], "val": ctx.score_split(splits)}
     # the score is the final evaluation of the held-out slice: no periodic evaluation in between
-    train = ctx.train.model_copy(update={"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps),
-                                         "eval_every": steps, "eval_batches": 1})
-    result = fit(model, scored, train, run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}",
-                 progress=ctx.progress, task=ctx.task)
-    record = {"name": name, "choice": choice, "seed": seed, "steps": steps, "score": ctx.task.score(result["val"]),
-              "eval_n": result["val"]["n"], "seconds": result["seconds"], **(measure(model, splits) if measure else {})}
-    run.write_json(done.name, record)
+    update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
+              "eval_batches": 1, **({"threads": threads} if threads else {})}
+    result = fit(model, scored, ctx.train.model_copy(update=update), run, steps=steps, resume=run.resuming,
+                 desc=f"trial {name} @{steps}", progress=ctx.progress, task=ctx.task)
+    record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps,
+              "score": ctx.task.score(result["val"]), "eval_n": result["val"]["n"], "seconds": result["seconds"],
+              **(request.measure(ctx, model, splits) if request.measure else {})}
+    run.write_json(f"budget{steps}.json", record)
     return record

@@ -1,5 +1,6 @@
 """The `search:` section against the strategy registry: name, the strategy's own options (flat,
-beside the shared keys), and cross-field checks such as a topk above a choice point's candidates.
+beside the shared keys), and cross-field checks such as a topk above a choice point's candidates;
+and the trial backend (name, workers, address) against the backend registry.
 
 The registry is the single source of truth: the schema lists no strategy names.
 """
@@ -26,9 +27,14 @@ def choice_sizes(model: Any) -> list[int]:
 
 
 def check_search(spec, raw: dict, error_at: ErrorAt) -> None:
+    from nasgraph.backends import get as get_backend
     from nasgraph.search.strategies import get   # torch-heavy: imported only when a spec is checked
 
     search = spec.search
+    try:
+        get_backend(search.backend).check(search.workers, search.address)
+    except ConfigError as err:
+        raise error_at(str(err), ("search", err.key or "backend")) from None
     try:
         cls = get(search.strategy)
     except ConfigError as err:

@@ -5,6 +5,9 @@ each seed; each rung keeps the better 1/eta by mean score over seeds (minus the 
 continues the survivors (from their checkpoints) to eta times the budget, up to `max_fraction`.
 With `refine`, the per-layer mixes of the two best types are trained at the last rung's budget and
 compete with them. Cost with 3 candidates and the defaults: 3 x 2 x 1/8 + 2 x 2 x 1/8 = 1.25 trainings.
+Each rung is one batch of independent trials (`ctx.run_trials`: in-process, or Ray Tune trials) and
+the cut between rungs waits for the whole rung (synchronous halving): asynchronous ASHA promotions
+would make the pick depend on which trial finished first.
 """
 from __future__ import annotations
 
@@ -14,14 +17,13 @@ import statistics
 import time
 
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
-from nasgraph.search.trials import train_trial, trial_name
+from nasgraph.search.trials import TrialRequest, trial_name
 from nasgraph.training.rundir import RunDir
 
 
@@ -69,8 +71,8 @@ class Halving(Strategy):
                               "use darts, gdas or fixed for this space", key="strategy")
         rungs, alive, history = rung_budgets(len(arms), self.total_steps, self.config), list(arms), []
         for r, (budget, _) in enumerate(rungs):
-            for label in tqdm(alive, desc=f"halving rung {r} ({budget} steps)", disable=not ctx.progress):
-                self.train(ctx, arms[label], seeds, budget, r)
+            self.train(ctx, [arms[label] for label in alive], seeds, budget, r, f"halving rung {r} ({budget} steps)")
+            for label in alive:
                 history.append({"rung": r, "steps": budget, "candidate": label,
                                 "scores": [x["score"] for x in arms[label]["records"]],
                                 "value": self.value(ctx, arms[label])})
@@ -79,9 +81,10 @@ class Halving(Strategy):
         last = len(rungs) - 1
         if self.config.refine:
             top = sorted((l for l in arms if arms[l]["rung"] == last), key=lambda l: -self.value(ctx, arms[l]))
-            for choice in self.mixes(ctx, [arms[l]["choice"] for l in top[:2]]):
-                arm = arms[trial_name(ctx, choice, 0)[:-3]] = {"choice": choice, "kind": "mixed", "records": []}
-                self.train(ctx, arm, seeds, rungs[-1][0], last)
+            mixes = self.mixes(ctx, [arms[l]["choice"] for l in top[:2]])
+            mixed = [arms.setdefault(trial_name(ctx, c, 0)[:-3], {"choice": c, "kind": "mixed", "records": []})
+                     for c in mixes]
+            self.train(ctx, mixed, seeds, rungs[-1][0], last, "halving refine")
         contenders = [a for a in arms.values() if a["rung"] == last]
         best = max(contenders, key=lambda a: self.value(ctx, a))
         picks = [max(contenders, key=lambda a: self.value(ctx, a, [a["records"][i]]))["choice"]
@@ -97,10 +100,12 @@ class Halving(Strategy):
                                    f"held-out metric after the candidate's last rung, not a full training"])
 
     @staticmethod
-    def train(ctx, arm: dict, seeds: list[int], budget: int, rung: int) -> None:
-        arm["records"] = [train_trial(ctx, arm["choice"], s, budget, trial_name(ctx, arm["choice"], s))
-                          for s in seeds]
-        arm["rung"] = rung
+    def train(ctx, arms: list[dict], seeds: list[int], budget: int, rung: int, desc: str) -> None:
+        """Train every arm at every seed to `budget`: one batch of independent trials."""
+        requests = [TrialRequest(a["choice"], s, budget, trial_name(ctx, a["choice"], s)) for a in arms for s in seeds]
+        records = ctx.run_trials(requests, desc)
+        for i, arm in enumerate(arms):
+            arm["records"], arm["rung"] = records[i * len(seeds):(i + 1) * len(seeds)], rung
 
     def value(self, ctx, arm: dict, records: list[dict] | None = None) -> float:
         """Mean score over seeds (or over `records`) minus the cost term."""

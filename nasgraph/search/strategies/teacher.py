@@ -12,11 +12,11 @@ students (every layer replaced) are scored too, for the ranking; one that beats 
 from __future__ import annotations
 
 import time
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
@@ -24,9 +24,10 @@ from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
-from nasgraph.search.trials import load_model, train_trial, trial_name
+from nasgraph.search.trials import TrialRequest, load_model, trial_name
 from nasgraph.tasks.batching import batches
 from nasgraph.training.losses import IGNORE
+from nasgraph.training.device import module_device, to_device
 from nasgraph.training.rundir import RunDir
 
 
@@ -43,8 +44,11 @@ class TeacherConfig(StrictConfig):
 def kl_to_teacher(teacher, student, split, batch_size: int) -> float:
     """Mean KL(teacher || student) of the output distributions over the labelled positions."""
     teacher.eval(), student.eval()
+    device = module_device(student)
+    teacher.to(device)
     total, n = 0.0, 0
     for tokens, labels in batches(split, batch_size, shuffle=False, seed=0, epoch=0):
+        tokens, labels = to_device((tokens, labels), device)
         keep = labels.flatten() != IGNORE
         p = F.log_softmax(teacher(tokens).flatten(0, -2)[keep], -1)           # (N, C)
         q = F.log_softmax(student(tokens).flatten(0, -2)[keep], -1)           # (N, C)
@@ -68,6 +72,12 @@ def greedy(replacements: list[dict], start_cost: float, cost_max: float, weight:
     return accepted
 
 
+def teacher_kl(teacher: str, ctx, model, splits) -> dict:
+    """A student's measure: KL to the teacher trial `teacher` on the scored slice of `splits`."""
+    reference = load_model(ctx.out / "trials" / teacher)
+    return {"kl": kl_to_teacher(reference, model, ctx.score_split(splits), ctx.train.batch_size)}
+
+
 @register("teacher")
 class Teacher(Strategy):
     Config = TeacherConfig
@@ -85,10 +95,13 @@ class Teacher(Strategy):
         return named[0] if named else max(labels, key=lambda l: ctx.cost.of_choice(ctx.homogeneous(l)))
 
     def run(self, ctx) -> Evidence:
-        t0 = time.perf_counter()
-        per_seed = [self.search_seed(ctx, seed) for seed in self.search.seeds]
+        t0, seeds = time.perf_counter(), list(self.search.seeds)
+        base = ctx.homogeneous(self.teacher_label(ctx))
+        teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
+                                   for s in seeds], f"teacher {self.teacher_label(ctx)}")
+        per_seed = [self.search_seed(ctx, seed, rec) for seed, rec in zip(seeds, teachers)]
         weight, _ = self.cost_term()
-        return ctx.evidence(self.name, seeds=list(self.search.seeds), picks=[p for p, _ in per_seed],
+        return ctx.evidence(self.name, seeds=seeds, picks=[p for p, _ in per_seed],
                             measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
                             wall_seconds=time.perf_counter() - t0,
                             notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
@@ -103,23 +116,20 @@ class Teacher(Strategy):
     def adapt_steps(self) -> int:
         return max(1, round(self.config.adapt_fraction * self.total_steps))
 
-    def search_seed(self, ctx, seed: int) -> tuple[dict, list[dict]]:
+    def search_seed(self, ctx, seed: int, rec: dict) -> tuple[dict, list[dict]]:
+        """The pick and the measured architectures of one seed, given its trained teacher's record."""
         label = self.teacher_label(ctx)
         base = ctx.homogeneous(label)
-        rec = train_trial(ctx, base, seed, self.teach_steps, trial_name(ctx, base, seed, "teacher-"))
-        folder = ctx.out / "trials" / rec["name"]
-        teacher = load_model(ctx, base, folder)
-        state = {k: v.clone() for k, v in teacher.state_dict().items()}
         split = ctx.score_split(ctx.splits(seed))
-        measure = lambda m, _: {"kl": kl_to_teacher(teacher, m, split, ctx.train.batch_size)}
-        adapt = lambda c, steps, tag: train_trial(ctx, c, seed, steps, trial_name(ctx, c, seed, tag), init=state,
-                                                  measure=measure)
+        request = lambda c, steps, tag: TrialRequest(c, seed, steps, trial_name(ctx, c, seed, tag),
+                                                     init_from=rec["name"], measure=partial(teacher_kl, rec["name"]))
+        adapt = lambda c, steps, tag: ctx.run_trials([request(c, steps, tag)], f"teacher {label}: pick")[0]
         measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0,
                      "steps": self.teach_steps}]
-        singles = []
-        for choice, single in tqdm(self.students(ctx, label, base), desc=f"teacher {label}: students",
-                                   disable=not ctx.progress):
-            r = adapt(choice, self.adapt_steps, "student-")
+        students, singles = self.students(ctx, label, base), []
+        records = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in students],
+                                 f"teacher {label}: students (seed {seed})")
+        for (choice, single), r in zip(students, records):
             m = {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"],
                  "steps": self.teach_steps + self.adapt_steps}
             measured.append(m)
