@@ -59,6 +59,7 @@ BAD = [
     ("model.attention={granularity: head, candidates: [softmax, linear]}", "model.attention",
      "per-head attention choices do not combine with elastic dimensions"),
     ("model.ffn.hidden=8", "model.ffn.hidden", "hides the elastic 'mult' choices"),
+    ("model.ffn.mult={choices: [1, 1e308]}", "model.ffn", "not a finite number of hidden units"),
     ("search.seeds=[0, 1]", "search.seeds", "give one seed"),
     ("search.budget={latency_ms: 1}", "search.latency_samples", "a latency budget needs a latency predictor"),
 ]
