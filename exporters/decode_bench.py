@@ -25,7 +25,7 @@ from exporters.latency import measure, torch_threads
 from nasgraph import decoding
 from nasgraph.errors import NasgraphError
 
-EAGER = "torch-eager"
+EAGER, ORT = "torch-eager", "onnxruntime"
 
 
 @dataclass
@@ -51,6 +51,8 @@ class DecodeSubject:
     prefill: Callable[[int], tuple]                  # T -> state after T random tokens (timed call too)
     step: Callable[[tuple, int], object]             # (state, pos) -> one step's output
     info: dict = field(default_factory=dict)
+    backend: str = EAGER
+    state_bytes: Callable[[object], int] = decoding.state_bytes
 
 
 def model_subject(name: str, model: nn.Module, vocab_size: int, seed: int = 0) -> DecodeSubject:
@@ -66,6 +68,35 @@ def model_subject(name: str, model: nn.Module, vocab_size: int, seed: int = 0) -
     return DecodeSubject(name, "model", prefill, lambda state, pos: decoding.step(model, token, state, pos),
                          {"layers": len(decoding.attention_layers(model)),
                           "state": [(s.name, s.shape) for s in decoding.state_spec(model, 1)]})
+
+
+def ort_available() -> bool:
+    """Whether an ONNX Runtime decode driver (exporters.decode_runtime) and onnxruntime are installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None
+               for m in ("onnxruntime", "exporters.decode_runtime", "exporters.decode_export"))
+
+
+def ort_model_subject(name: str, model: nn.Module, vocab_size: int, max_len: int, threads: int, workdir,
+                      seed: int = 0) -> DecodeSubject:
+    """The model exported as prefill/step graphs (parity-checked by the exporter), driven by ONNX Runtime."""
+    from pathlib import Path
+
+    import numpy as np
+
+    from exporters.decode_export import export_decode
+    from exporters.decode_runtime import OrtDecoder
+
+    gen = torch.Generator().manual_seed(seed)
+    checks = [torch.randint(2, vocab_size, (2, 12), generator=gen)]       # (B, T) parity batch
+    path = Path(workdir) / f"{len(list(Path(workdir).glob('*.onnx')))}-model.onnx"
+    export_decode(model, path, checks, max_len=max_len, overwrite=True)
+    decoder = OrtDecoder(path, threads=threads)
+    rng = np.random.default_rng(seed)
+    token = rng.integers(2, vocab_size, (1, 1))
+    return DecodeSubject(name, "model", lambda T: decoder.prefill(rng.integers(2, vocab_size, (1, T)))[1],
+                         lambda state, pos: decoder.step(token, state, pos), {}, ORT, decoder.state_bytes)
 
 
 def layer_subject(name: str, layer: nn.Module, d_model: int, seed: int = 0) -> DecodeSubject:
@@ -95,15 +126,14 @@ def measure_subject(subject: DecodeSubject, grid: DecodeGrid, on_point: Callable
             state = subject.prefill(C)
             stats = measure(lambda: subject.step(state, C), warmup=grid.warmup, repeats=grid.repeats,
                             budget_s=grid.budget_s)
-            rows.append(_row(subject, "step", C, stats, used, tokens=1,
-                             state_bytes=decoding.state_bytes(state)))
+            rows.append(_row(subject, "step", C, stats, used, tokens=1, state_bytes=subject.state_bytes(state)))
             if on_point:
                 on_point()
     return rows
 
 
 def _row(subject: DecodeSubject, kind: str, length: int, stats, threads: int, *, tokens: int, **extra) -> dict:
-    return {"subject": subject.name, "kind": kind, "length": length, "backend": EAGER, "threads": threads,
+    return {"subject": subject.name, "kind": kind, "length": length, "backend": subject.backend, "threads": threads,
             "p50_ms": stats.p50_ms, "p90_ms": stats.p90_ms, "repeats": stats.repeats,
             "tokens_per_s": tokens * 1e3 / stats.p50_ms if stats.p50_ms > 0 else None, **extra}
 
@@ -145,8 +175,9 @@ def decode_spec(target, longest: int):
     return load_spec(path, [f"task.max_len={max(longest, int(max_len or 0))}"])
 
 
-def decode_subjects(target, grid: DecodeGrid) -> tuple[list[DecodeSubject], list[str]]:
-    """Subjects of a target (see the module doc) and notes on what was left out."""
+def decode_subjects(target, grid: DecodeGrid, workdir=None) -> tuple[list[DecodeSubject], list[str]]:
+    """Subjects of a target (see the module doc) and notes on what was left out; a whole model also in
+    ONNX Runtime when a decode driver is installed and `workdir` is given (for its exported graphs)."""
     from nasgraph import attention
     from nasgraph.graph import compile_spec
     from nasgraph.model import GraphModule
@@ -161,7 +192,17 @@ def decode_subjects(target, grid: DecodeGrid) -> tuple[list[DecodeSubject], list
         if ctx.get("task_output") != "token":
             raise NasgraphError(f"{target}: a classifier does not generate; --decode needs a causal language "
                                 f"model (an lm or mqar task)")
-        return [model_subject(str(doc.spec.name), GraphModule(graph), ctx["vocab_size"])], []
+        model, name = GraphModule(graph).eval(), str(doc.spec.name)
+        subjects, notes = [model_subject(name, model, ctx["vocab_size"])], []
+        if workdir is not None and ort_available():
+            try:
+                subjects.insert(0, ort_model_subject(name, model, ctx["vocab_size"], ctx["max_len"], grid.threads,
+                                                     workdir))
+            except Exception as err:  # an export that fails its parity check: eager only, say why
+                notes.append(f"{name}: no ONNX Runtime column, the decode export failed: {err}")
+        elif workdir is not None:
+            notes.append("no ONNX Runtime column: no decode driver (exporters.decode_runtime) installed")
+        return subjects, notes
     subjects, notes, seen = [], [], set()
     for d in points:
         if not d["params"].get("causal"):
@@ -185,14 +226,18 @@ def decode_subjects(target, grid: DecodeGrid) -> tuple[list[DecodeSubject], list
 
 def bench_decode(target, grid: DecodeGrid, *, progress: bool = True) -> dict:
     """The report of a decode bench (see the module doc): settings, rows, ratios, notes."""
-    subjects, notes = decode_subjects(target, grid)
-    if not subjects:
-        raise NasgraphError(f"{target}: nothing decodes (" + "; ".join(notes) + ")")
-    rows = run_subjects(subjects, grid, progress)
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="nasgraph-decode-bench-") as workdir:
+        subjects, notes = decode_subjects(target, grid, workdir)
+        if not subjects:
+            raise NasgraphError(f"{target}: nothing decodes (" + "; ".join(notes) + ")")
+        rows = run_subjects(subjects, grid, progress)
     longest, shortest = max(grid.contexts), min(grid.contexts)
-    ratios = [(s.name, EAGER, r) for s in subjects
-              if longest != shortest and (r := ratio(rows, s.name, "step", longest, shortest)) is not None]
-    return {"target": str(target), "mode": "decode", "backends": [EAGER], "rows": rows, "ratios": ratios,
+    ratios = [(s.name, s.backend, r) for s in subjects if longest != shortest
+              and (r := ratio(rows, s.name, "step", longest, shortest, s.backend)) is not None]
+    backends = list(dict.fromkeys(s.backend for s in subjects))
+    return {"target": str(target), "mode": "decode", "backends": backends, "rows": rows, "ratios": ratios,
             "notes": notes, "subjects": [{"name": s.name, "kind": s.kind, **s.info} for s in subjects],
             "weights": "seeded random init (latency and state size depend on shapes, not values)",
             "settings": {"threads": grid.threads, "repeats": grid.repeats, "warmup": grid.warmup,

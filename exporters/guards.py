@@ -10,7 +10,8 @@ Cost: one pass over the (B, T) token ids.
 Guards:
 - `max_len`: the sequence axis must be <= max_len (beyond it learned positions fail with a
   broadcast error and unbounded attention types run silently on lengths never trained);
-- `no_padding`: no token may be the pad id (the unpadded variant attends to every position).
+- `no_padding`: no token may be the pad id (the unpadded variant attends to every position);
+- `position_guard`: a step graph's position must lie in 0 .. max_len - 1.
 
 Example:
     >>> write_onnx(..., graph_pass=token_guards("tokens", max_len=101, no_padding=True))
@@ -80,6 +81,36 @@ def token_guards(input_name: str, *, max_len: int | None = None, no_padding: boo
         graph.node.extend(nodes + rest)
 
     return apply
+
+
+def position_guard(input_name: str, max_len: int) -> Callable[[onnx.ModelProto], None]:
+    """A graph pass checking a scalar int64 position input: 0 <= position < max_len (the step graph's
+    position indexes learned positions; past max_len the model was never trained). The check is a
+    Gather of the position from the table 0 .. max_len - 1 (a negative position is sent past its end)
+    named by the message: a Reshape guard on a scalar is optimised away by ONNX Runtime. An exporter
+    that dropped the input as unused gets it back, so every step graph takes the same inputs."""
+
+    def apply(model: onnx.ModelProto) -> None:
+        graph, p = model.graph, f"{PREFIX}_pos"
+        if input_name not in {i.name for i in graph.input}:
+            graph.input.insert(1, helper.make_tensor_value_info(input_name, TensorProto.INT64, []))
+            return
+        for name, value in ((f"{p}_table", np.arange(max_len)), (f"{p}_zero", 0), (f"{p}_past_end", max_len)):
+            graph.initializer.append(numpy_helper.from_array(np.asarray(value, dtype=np.int64), name))
+        nodes = [helper.make_node("GreaterOrEqual", [input_name, f"{p}_zero"], [f"{p}_ok"], name=f"{p}_ok"),
+                 helper.make_node("Where", [f"{p}_ok", input_name, f"{p}_past_end"], [f"{p}_index"], name=f"{p}_index"),
+                 helper.make_node("Gather", [f"{p}_table", f"{p}_index"], [f"{p}_guarded"], name=position_message(max_len))]
+        for node in graph.node:
+            node.input[:] = [f"{p}_guarded" if i == input_name else i for i in node.input]
+        rest = list(graph.node)
+        del graph.node[:]
+        graph.node.extend(nodes + rest)
+
+    return apply
+
+
+def position_message(max_len: int) -> str:
+    return f"{PREFIX}: position outside 0..{max_len - 1} (the model's max_len {max_len}); re-prefill a shorter context"
 
 
 def _reshape_unless(nodes: list, tensor: str, ok: str, message: str) -> str:

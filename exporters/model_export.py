@@ -37,6 +37,7 @@ import yaml
 
 from exporters._files import check_target, move_all_into_place, staging_dir
 from exporters.checkpoints import load_checkpoint
+from exporters.decode_export import DecodeParity, decode_names, decode_skip_reason, stage_decode
 from exporters.fast_ops import export_translations
 from exporters.guards import token_guards
 from exporters.parity import ParityReport, stage_verified
@@ -95,6 +96,9 @@ class ExportResult:
     unpadded_path: Path | None = None
     unpadded_report: ParityReport | None = None
     quantization: QuantizeResult | None = None
+    decode_paths: tuple[Path, Path] | None = None     # prefill, step graphs (exporters.decode_export)
+    decode_report: DecodeParity | None = None
+    decode_skipped: str = ""                          # why a language model got no decoding graphs
 
 
 def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
@@ -187,14 +191,18 @@ class CheckInputs:
 
 def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs, *, max_len: int,
                   metadata: dict[str, str], atol: float, opset: int, overwrite: bool = False,
-                  contrib_ops: bool = True, quantize=None) -> tuple[Path, Path, ParityReport, ParityReport, Any]:
-    """Stage, parity-check and land the padded graph at `path` and the unpadded one beside it.
+                  contrib_ops: bool = True, quantize=None, decode: bool = False
+                  ) -> tuple[Path, Path, ParityReport, ParityReport, Any, DecodeParity | None]:
+    """Stage, parity-check and land the padded graph at `path` and the unpadded one beside it, with
+    `decode`, the prefill and step graphs too (checked on the unpadded batches).
 
     `quantize(staged_padded, staged_unpadded)` may replace the staged files (int8) before they land;
-    its return value is passed back. Returns (path, unpadded path, reports, quantize's result).
+    its return value is passed back. Returns (path, unpadded path, reports, quantize's result,
+    decoding parity or None).
     """
     dst = check_target(path, overwrite)
     dst_u = check_target(unpadded_path(dst), overwrite)
+    decode_dst = [check_target(p, overwrite) for p in decode_names(dst)] if decode else []
     common = dict(atol=atol, input_names=[INPUT], output_names=[OUTPUT], dynamic_axes={INPUT: {0: "batch", 1: "seq"}},
                   axis_max={"seq": max_len}, opset=opset, translations=export_translations(contrib_ops))
     model.eval()
@@ -212,17 +220,21 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
             metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
                       "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
         extra = quantize(staged, staged_u) if quantize is not None else None
-        move_all_into_place([(staged_u, dst_u), (staged, dst)], overwrite)
-    return dst, dst_u, report, report_u, extra
+        report_d = stage_decode(model, stage, tuple(p.name for p in decode_dst), inputs.unpadded_example,
+                                inputs.unpadded_checks, max_len=max_len, metadata=metadata, atol=atol,
+                                opset=opset) if decode else None
+        move_all_into_place([(stage / p.name, p) for p in decode_dst] + [(staged_u, dst_u), (staged, dst)], overwrite)
+    return dst, dst_u, report, report_u, extra, report_d
 
 
 def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, *, atol: float | None = None,
                  overwrite: bool = False, source: str = "", opset: int | None = None, contrib_ops: bool = True,
                  quantize: str | None = None, max_drop: float = 1.0, progress: bool = False,
-                 checkpoint: tuple[str, Path] | None = None) -> ExportResult:
+                 checkpoint: tuple[str, Path] | None = None, decode: str = "auto") -> ExportResult:
     """Export `model` (a GraphModule of `doc`) as padded and unpadded graphs, verified on
     `task.check_split` (int8: accuracy on `task.eval_split`); see the module doc. `checkpoint`
-    (description, file) of the weights is recorded as metadata."""
+    (description, file) of the weights is recorded as metadata. `decode`: "auto" adds the prefill
+    and step graphs for a language model whose layers all decode, "always" requires them, "never"."""
     check_target(path, overwrite)
     check_target(unpadded_path(path), overwrite)
     example, checks, described = parity_batches(task.check_split, task.max_len)
@@ -237,11 +249,13 @@ def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, 
     metadata = model_metadata(doc, task, source)
     if checkpoint is not None:
         metadata.update({"nasgraph.checkpoint": checkpoint[0], "nasgraph.checkpoint_path": str(checkpoint[1].resolve())})
-    dst, dst_u, report, report_u, quant = export_graphs(
+    skipped = decode_skip_reason(model, task.output, decode)
+    dst, dst_u, report, report_u, quant, report_d = export_graphs(
         model, path, inputs, max_len=task.max_len, metadata=metadata,
         atol=float(atol if atol is not None else doc.spec.export.atol), opset=opset or doc.spec.export.opset,
-        overwrite=overwrite, contrib_ops=contrib_ops, quantize=quantizer)
-    return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant)
+        overwrite=overwrite, contrib_ops=contrib_ops, quantize=quantizer, decode=skipped is None)
+    return ExportResult(dst, report, read_metadata(dst), dst_u, report_u, quant,
+                        decode_names(dst) if report_d else None, report_d, skipped or "")
 
 
 def export_run(run_dir: str | Path, path: str | Path, *, atol: float | None = None, overwrite: bool = False,

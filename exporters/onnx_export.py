@@ -158,12 +158,21 @@ def _dynamo(module, args, names, output_names, axes, opset, translations=None) -
     # Axis names as strings: torch.onnx turns them into Dim.DYNAMIC (guards narrow the range instead
     # of failing, e.g. a max_len check) and names the ONNX dims after them. Named torch.export.Dim
     # objects are stricter and torch.onnx "repairs" their violations by specialising the axis.
-    shapes = tuple(dict(axes[name]) if name in axes else None for name in names)
+    shapes = _nest_varargs(module, tuple(dict(axes[name]) if name in axes else None for name in names))
     program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
                                 input_names=names, output_names=output_names,
                                 dynamic_shapes=shapes if axes else None, verbose=False,
                                 custom_translation_table=dict(translations) if translations else None)
     return program.model_proto
+
+
+def _nest_varargs(module: torch.nn.Module, shapes: tuple) -> tuple:
+    """torch.export wants the shapes of a `forward(a, b, *rest)` as (a, b, (rest...))."""
+    params = list(inspect.signature(module.forward).parameters.values())
+    fixed = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not any(p.kind == p.VAR_POSITIONAL for p in params):
+        return shapes
+    return shapes[:len(fixed)] + (shapes[len(fixed):],)
 
 
 def _legacy(module, args, names, output_names, axes, opset) -> onnx.ModelProto:

@@ -50,9 +50,10 @@ class CompileResult:
     graph: Any            # networkx.DiGraph
     summary: Any          # nasgraph.graph.summary.Summary
     written: list[Path] = field(default_factory=list)
+    elastic: dict | None = None   # elastic dimensions: the space, its size, the smallest and largest sub-network
 
     def to_json(self) -> dict:
-        return self.summary.to_json()
+        return {**self.summary.to_json(), **({"elastic": self.elastic} if self.elastic else {})}
 
 
 def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | None = None,
@@ -62,12 +63,14 @@ def compile(spec: SpecLike, overrides: Sequence[str] = (), out: str | Path | Non
     resource estimate's limits (docs/spec.md, Limits)."""
     from nasgraph.graph import compile_spec
     from nasgraph.graph.io import write_artifacts
+    from nasgraph.graph.elastic import summarize_elastic
     from nasgraph.graph.summary import summarize
     from nasgraph.runfolder import claim
 
     doc = load(spec, overrides, force)
     graph = compile_spec(doc)
-    result = CompileResult(doc, graph, summarize(graph))
+    summary = summarize(graph)
+    result = CompileResult(doc, graph, summary, elastic=summarize_elastic(doc, graph, summary))
     if out is not None:
         claim(out, "compile", replace=overwrite)   # never the user's own folder or another kind of run
         result.written.extend(write_artifacts(graph, Path(out)) + [Path(out) / "summary.json"])
@@ -100,17 +103,19 @@ class SearchResult:
 
 
 def search(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-           progress: bool = True, force: bool = False) -> SearchResult:
-    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md)."""
-    from nasgraph.provenance import header, record_source
+           progress: bool = True, force: bool = False, device: str | None = None) -> SearchResult:
+    """Search the spec's choice points into run folder `out` (search.json, derived.yaml, report.md) on
+    `device` (auto | cpu | cuda | cuda:N; default train.device). Under torchrun: data-parallel, rank 0 writes."""
+    from nasgraph.provenance import mark_derived
     from nasgraph.report import write_search_report
     from nasgraph.search.run import run_search
 
     doc = load(spec, overrides, force)
-    outcome = run_search(doc, out, resume=resume, progress=progress)
-    record_source(Path(out), doc, overrides)
-    derived = Path(out) / "derived.yaml"
-    derived.write_text(header(Path(out), None, outcome["labels"]) + derived.read_text())
+    outcome = run_search(doc, out, resume=resume, progress=progress, device=device)
+    mark_derived(Path(out), doc, overrides, outcome["labels"])
+    if outcome.get("elastic"):
+        from nasgraph.elastic_report import write_elastic_report
+        return SearchResult(Path(out), outcome, write_elastic_report(out))
     return SearchResult(Path(out), outcome, write_search_report(out))
 
 
@@ -125,8 +130,10 @@ class DeriveResult:
         return {"path": str(self.path), "run": str(self.run), "seed": self.seed, "choice": self.choice}
 
 
-def derive(run: str | Path, output: str | Path, *, seed: int | None = None, overwrite: bool = False) -> DeriveResult:
-    """Write the architecture a search run picked (or one seed's pick) as a spec that compiles on its own."""
+def derive(run: str | Path, output: str | Path, *, seed: int | None = None, overwrite: bool = False,
+           point: int | None = None) -> DeriveResult:
+    """Write the architecture a search run picked (or one seed's pick; or, of an elastic search, the
+    Pareto front's point `point`) as a spec that compiles on its own."""
     from nasgraph.graph import compile_spec
     from nasgraph.runfolder import require
     from nasgraph.provenance import header
@@ -142,6 +149,8 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
         raise NasgraphError(f"{run}: not a finished search run (no search.json)")
     require(run, "search")
     outcome = read_json(result)
+    if outcome.get("elastic") or point is not None:
+        return _derive_elastic(run, output, outcome, point, overwrite)
     try:
         choice, by_seed = outcome["choice"], {r["seed"]: r["choice"] for r in outcome["per_seed"]}
     except (KeyError, TypeError):
@@ -164,6 +173,36 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
     return DeriveResult(output, run, choice, seed)
 
 
+def _derive_elastic(run: Path, output: Path, outcome: dict, point: int | None, overwrite: bool) -> DeriveResult:
+    """A sub-network of an elastic search: the pick, or front point `point`."""
+    from nasgraph.graph import compile_spec
+    from nasgraph.graph.subnet import SubNet
+    from nasgraph.provenance import header
+    from nasgraph.search.elastic_run import derive_subnet
+    from nasgraph.spec import dump_spec
+
+    if not outcome.get("elastic"):
+        raise NasgraphError(f"--point {point}: {run} is not an elastic search (only those have a Pareto front of "
+                            f"sub-networks); drop --point")
+    front = outcome.get("front") or []
+    if point is not None and not 0 <= point < len(front):
+        raise NasgraphError(f"--point {point}: the front of {run} has points 0..{len(front) - 1}")
+    try:
+        sub = SubNet.from_json(front[point]["subnet"] if point is not None else outcome["subnet"])
+    except (KeyError, TypeError, ValueError):
+        raise NasgraphError(f"{run / 'search.json'}: damaged elastic search result (no sub-network)") from None
+    doc = load_spec(run / "spec.yaml")
+    graph = compile_spec(doc)
+    dump_spec(derive_subnet(doc.raw, graph, sub), output, overwrite=overwrite)
+    output.write_text(header(run, None, {"subnet": [sub.label(outcome.get("candidates"))]}) + output.read_text())
+    try:
+        compile_spec(load_spec(output))  # the derived spec must compile on its own
+    except NasgraphError:
+        output.unlink()
+        raise
+    return DeriveResult(output, run, outcome["choice"] if point is None else {"point": [point]}, None)
+
+
 @dataclass(frozen=True)
 class TrainResult:
     name: str             # the spec's name
@@ -180,16 +219,16 @@ class TrainResult:
 
 
 def train(spec: SpecLike, out: str | Path, *, overrides: Sequence[str] = (), resume: bool = False,
-          extend: bool = False, progress: bool = True, force: bool = False) -> TrainResult:
+          extend: bool = False, progress: bool = True, force: bool = False, device: str | None = None) -> TrainResult:
     """Train a spec without choice points (e.g. a derived one) from scratch into run folder `out`.
 
-    resume: continue the run in `out` (the spec must equal its snapshot); with extend, train.steps
-    may grow (the learning-rate schedule is re-planned over the new total)."""
+    resume: continue the run in `out` (the spec must equal its snapshot; the device may change); with
+    extend, train.steps may grow (the schedule is re-planned over the new total). device: as `search`."""
     from nasgraph.report import write_train_report
     from nasgraph.training.run import run_train
 
     doc = load(spec, overrides, force)
-    result = run_train(doc, out, resume=resume, extend=extend, progress=progress)
+    result = run_train(doc, out, resume=resume, extend=extend, progress=progress, device=device)
     return TrainResult(doc.spec.name, Path(out), result, write_train_report(out))
 
 
@@ -207,29 +246,31 @@ class EvalResult:
                 "n": self.n}
 
 
-def evaluate(run: str | Path, split: str = "test") -> EvalResult:
-    """Accuracy, loss and the task's own metrics of a train run's last checkpoint on a split."""
+def evaluate(run: str | Path, split: str = "test", device: str | None = None) -> EvalResult:
+    """Accuracy, loss and the task's metrics of a train run's last checkpoint on a split, on `device`."""
     from nasgraph.training.run import run_eval
 
-    r = run_eval(run, split)
+    r = run_eval(run, split, device)
     return EvalResult(Path(run), split, r["acc"], r["loss"], r["n"], dict(r))
 
 
 def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | None = None,
            overrides: Sequence[str] = (), atol: float | None = None, overwrite: bool = False,
            weights: str = "best", quantize: str | None = None, max_drop: float = 1.0, contrib_ops: bool = True,
-           progress: bool = False):
+           progress: bool = False, decode: str = "auto"):
     """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
     graph at `output` and the unpadded one beside it (exporters.model_export).
 
     weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
     int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
-    contrib_ops=False: standard ONNX ops only. Returns exporters.model_export.ExportResult (path,
-    parity report, metadata, unpadded path and report, quantization figures).
+    contrib_ops=False: standard ONNX ops only. decode: "auto" adds the prefill/step graphs of a
+    causal language model whose layers all decode (docs/decode_format.md), "always" requires them,
+    "never". Returns exporters.model_export.ExportResult (path, parity report, metadata, unpadded
+    path and report, quantization figures, decoding graphs and their parity).
     """
     from exporters.model_export import export_checkpoint, export_run
 
-    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress)
+    options = dict(quantize=quantize, max_drop=max_drop, contrib_ops=contrib_ops, progress=progress, decode=decode)
     source = Path(source)
     if source.is_dir():
         if checkpoint or overrides:

@@ -18,6 +18,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from nasgraph.attention._decode import split_state
 from nasgraph.errors import NasgraphError
 from nasgraph.graph.expand import INPUT, module_key
 from nasgraph.model import GraphModule
@@ -109,12 +110,10 @@ def step(model: GraphModule, token: torch.Tensor, state: State, pos) -> tuple[to
     """token (B, 1) int64 at position pos (an int or a 0-d int64 tensor: the number of tokens before it)
     -> (logits (B, V), new state)."""
     layers, new = attention_layers(model), []
-    parts, at = {}, 0
-    for node, layer in layers.items():
-        count = len(layer.state_shapes())
-        parts[node], at = tuple(state[at:at + count]), at + count
-    if at != len(state):
-        raise NasgraphError(f"decoding state has {len(state)} tensors, the model's state_spec has {at}")
+    try:
+        parts = dict(zip(layers, split_state(layers.values(), state)))
+    except ValueError as err:
+        raise NasgraphError(f"{err} (see state_spec(model))") from None
 
     def attend(node: str, x: torch.Tensor) -> torch.Tensor:
         y, layer_state = layers[node].step(x, parts[node], pos)       # (B, 1, D)

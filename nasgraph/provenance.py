@@ -13,6 +13,17 @@ def record_source(run: Path, doc, overrides: Sequence[str]) -> None:
     (run / "source.json").write_text(json.dumps(source, indent=1))
 
 
+def mark_derived(run: Path, doc, overrides: Sequence[str], labels: dict[str, list[str]]) -> None:
+    """After a search: RUN/source.json and the header comment of RUN/derived.yaml (rank 0 under torchrun)."""
+    from nasgraph import distributed
+
+    if not distributed.is_writer():
+        return
+    record_source(run, doc, overrides)
+    derived = run / "derived.yaml"
+    derived.write_text(header(run, None, labels) + derived.read_text())
+
+
 def header(run: Path, seed: int | None, labels: dict[str, list[str]]) -> str:
     """The comment a derived spec starts with: which run, spec and overrides it came from, and the picks."""
     from nasgraph import __version__

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph import distributed
 from nasgraph.plotting import pyplot, finish_plot
 from nasgraph.search.verdicts import evidence_text
 from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_value, table
@@ -122,6 +123,8 @@ def _unit_score_lines(rec: dict) -> list[str]:
 
 def write_search_report(run: str | Path) -> Path:
     run = Path(run)
+    if not distributed.is_writer():      # torchrun: rank 0 writes the report
+        return run / "report.md"
     outcome = json.loads((run / "search.json").read_text())
     rec = json.loads((run / "recommendation.json").read_text())
     kind = outcome["cost_kind"]
@@ -154,6 +157,8 @@ def write_search_report(run: str | Path) -> Path:
 
 def write_train_report(run: str | Path) -> Path:
     run = Path(run)
+    if not distributed.is_writer():      # torchrun: rank 0 writes the report
+        return run / "report.md"
     result = json.loads((run / "result.json").read_text())
     test = result.get("test", {})
     m = result.get("metric", {}).get("name", "acc")             # the task's headline metric

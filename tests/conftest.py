@@ -9,6 +9,16 @@ import torch
 torch.set_num_threads(1)  # pytest-xdist runs 2 workers on 2 cores
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked `cuda` skip, with the reason, where torch sees no GPU."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason=f"needs a CUDA GPU; torch {torch.__version__} sees none")
+    for item in items:
+        if item.get_closest_marker("cuda") is not None:
+            item.add_marker(skip)
+
+
 TINY = """
 name: tiny
 task: {kind: tiny, max_len: 12, n_train: 256, n_val: 64, n_test: 64}

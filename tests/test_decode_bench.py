@@ -34,11 +34,17 @@ def test_bench_decode_of_a_model_reports_latency_tokens_per_s_and_state(tmp_path
     assert main(["bench", str(spec), "--decode", "--out", str(tmp_path / "b"), *FAST]) == 0
     assert "decode at context 64" in capsys.readouterr().out
     report = json.loads((tmp_path / "b" / "report.json").read_text())
-    steps = {r["length"]: r for r in report["rows"] if r["kind"] == "step"}
-    assert set(steps) == {16, 64} and [r["length"] for r in report["rows"] if r["kind"] == "prefill"] == [8]
-    assert all(r["p50_ms"] > 0 and r["tokens_per_s"] > 0 and r["backend"] == "torch-eager" for r in report["rows"])
-    # per layer: softmax head KV cache 2 x (1, 1, C, 8) + linear head (8 x 8 + 8), fp32, 2 layers
-    assert [steps[C]["state_bytes"] for C in (16, 64)] == [2 * 4 * (2 * C * 8 + 72) for C in (16, 64)]
+    from exporters.decode_bench import ort_available
+
+    backends = {"torch-eager", "onnxruntime"} if ort_available() else {"torch-eager"}  # + exported prefill/step
+    assert {r["backend"] for r in report["rows"]} == backends
+    for backend in backends:
+        rows = [r for r in report["rows"] if r["backend"] == backend]
+        steps = {r["length"]: r for r in rows if r["kind"] == "step"}
+        assert set(steps) == {16, 64} and [r["length"] for r in rows if r["kind"] == "prefill"] == [8]
+        assert all(r["p50_ms"] > 0 and r["tokens_per_s"] > 0 for r in rows)
+        # per layer: softmax head KV cache 2 x (1, 1, C, 8) + linear head (8 x 8 + 8), fp32, 2 layers
+        assert [steps[C]["state_bytes"] for C in (16, 64)] == [2 * 4 * (2 * C * 8 + 72) for C in (16, 64)]
     assert (tmp_path / "b" / "decode.png").stat().st_size > 0
     assert "| dec | 64 |" in (tmp_path / "b" / "report.md").read_text()
 

@@ -150,3 +150,12 @@ def test_generation_with_the_decoder_equals_full_forward_generation(write_spec, 
         expected = generate(scorer, prompt, 45, 40, **options)
         assert generate(decoder, prompt, 45, 40, **options) == expected
     assert generate(decoder, [], 3, 40) == generate(scorer, [], 3, 40)
+
+
+def test_a_state_of_the_wrong_length_is_refused(write_spec):
+    model = build(write_spec, "{heads: [softmax, gla]}")
+    with torch.no_grad():
+        _, state = decoding.prefill(model, torch.randint(2, 19, (1, 4)))
+        assert len(state) == len(decoding.state_spec(model)) == 2 * 3       # 2 layers x (k, v, S)
+        with pytest.raises(NasgraphError, match="state has 5 tensors, the layers describe 6"):
+            decoding.step(model, torch.randint(2, 19, (1, 1)), state[:-1], 4)

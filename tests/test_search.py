@@ -80,7 +80,7 @@ def test_resume_reproduces_the_uninterrupted_run(tiny_spec, tmp_path, monkeypatc
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(tiny_spec, tmp_path, monkeypatch, capsys):
-    import nasgraph.training.loop as loop
+    import nasgraph.training.step as loop   # where the weight step computes its loss
 
     calls = {"n": 0}
     real_loss = loop.task_loss

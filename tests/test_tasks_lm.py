@@ -210,13 +210,16 @@ def test_train_eval_export_generate_end_to_end(tmp_path, text_file, write_spec, 
     assert main(["eval", str(run), "--split", "val"]) == 0
     assert "bits_per_byte" in capsys.readouterr().out
     assert main(["export", str(run), "-o", str(onnx_path)]) == 0
-    assert "parity ok" in capsys.readouterr().out
-    args = ["--prompt", "the quick", "--max-new-tokens", "12", "--json"]
+    out = capsys.readouterr().out
+    assert "parity ok" in out and "decode parity ok" in out
+    assert (tmp_path / "lm.prefill.onnx").is_file() and (tmp_path / "lm.step.onnx").is_file()
+    args = ["--prompt", "the quick", "--max-new-tokens", "30", "--json"]      # past max_len 24
     assert main(["generate", str(run), *args]) == 0
     eager = json.loads(capsys.readouterr().out)
-    assert main(["generate", str(onnx_path), *args]) == 0
-    exported = json.loads(capsys.readouterr().out)
-    assert eager == exported and len(eager["ids"]) == 12 and all(i >= 2 for i in eager["ids"])
+    for exported_form in ([str(onnx_path)], [str(tmp_path / "lm.step.onnx")], [str(onnx_path), "--full-forward"]):
+        assert main(["generate", *exported_form, *args]) == 0                # prefill/step graphs, or full passes
+        assert json.loads(capsys.readouterr().out) == eager, exported_form
+    assert len(eager["ids"]) == 30 and all(i >= 2 for i in eager["ids"])
     sampled = [main(["generate", str(run), *args, "--temperature", "1.5", "--top-k", "5", "--seed", "3"])
                for _ in range(2)]
     first, second = capsys.readouterr().out.splitlines()

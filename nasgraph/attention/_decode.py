@@ -123,3 +123,15 @@ class AFTWindowDecoding(Attention):
         total, local, state = aft_window_sums(state, k, v, valid, band)  # (B, C) pairs
         num, den = (outside * t + l for t, l in zip(total, local))
         return aft_output(q, num, den, self.n_heads), state            # (B, H, dh)
+
+
+def split_state(modules, state: tuple) -> list[tuple]:
+    """A flat state tuple -> one tuple per module, in order, by the lengths of their state_shapes()."""
+    parts, at = [], 0
+    for m in modules:
+        n = len(m.state_shapes())
+        parts.append(tuple(state[at:at + n]))
+        at += n
+    if at != len(state):
+        raise ValueError(f"decoding state has {len(state)} tensors, the layers describe {at}")
+    return parts

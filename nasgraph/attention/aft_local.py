@@ -47,7 +47,7 @@ class AFTLocal(AFTWindowDecoding):
         at = (pos - s + 1 + torch.arange(s, device=pos.device)).clamp_min(0)  # (s,)
         w = self.pos_v.index_select(0, at) @ self.pos_u.index_select(0, pos[None])[0]  # (s,)
         w = torch.where(valid, w, w.new_zeros(()))
-        m = w.amax().clamp_min(0.0)                                       # the row's shift
+        m = w.amax(0).clamp_min(0.0)                                      # the row's shift (a dim: ONNX export)
         outside = torch.exp(-m)                                           # weight off the band
         return outside, ((torch.exp(w - m) - outside) * valid)[:, None]   # (s, 1)
 

@@ -23,3 +23,21 @@ def add_run_options(p) -> None:
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     p.add_argument("--force", action="store_true",
                    help="build a model past the machine's memory or nasgraph's size limits (docs/spec.md, Limits)")
+
+
+def device_name(text: str) -> str:
+    """argparse type of --device: auto, cpu, cuda or cuda:N."""
+    import argparse
+
+    from nasgraph.spec.schema import check_device
+
+    try:
+        return check_device(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def add_device(p) -> None:
+    p.add_argument("--device", type=device_name, default=None,
+                   help="auto | cpu | cuda | cuda:N: where to compute (default: the spec's train.device; auto: the "
+                        "GPU when there is one, else the CPU)")

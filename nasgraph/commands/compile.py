@@ -47,7 +47,7 @@ def run(args) -> int:
     from nasgraph.api import compile
 
     compiled = compile(args.spec, args.overrides, out=args.out, overwrite=args.force, force=args.force)
-    text = render(compiled.summary)
+    text = render(compiled.summary) + (render_elastic(compiled.elastic) if compiled.elastic else "")
     if args.out:
         compiled.written.append(args.out / "summary.md")
         compiled.written[-1].write_text(f"# {compiled.summary.name}\n\n```\n{text}\n```\n")
@@ -55,3 +55,20 @@ def run(args) -> int:
     if args.out and not args.json:
         print("wrote " + ", ".join(str(w) for w in compiled.written))
     return 0
+
+
+def render_elastic(e: dict) -> str:
+    """The elastic space: its dimensions, its size with the attention choices, and its two ends."""
+    sp = e["space"]
+    widths = sorted({m for layer in sp["ffn_mult"] for m in layer})
+    listed = lambda ms: "[" + ", ".join(f"{m:g}" for m in ms) + "]"  # noqa: E731
+    lines = ["", "", f"elastic dimensions: d_model {sp['d_model']}, n_heads {sp['n_heads']}, "
+             f"n_layers {sp['n_layers']}, "
+             f"ffn.mult per layer {listed(widths)}; the table above is the largest sub-network (the supernet)",
+             f"elastic search space: {count(e['space_size'])} sub-networks (with the per-layer attention choices)"]
+    for end in ("smallest", "largest"):
+        s = e[end]["subnet"]
+        lines.append(f"{end} sub-network: {human(e[end]['params'])} parameters, {human(e[end]['flops'])} FLOPs "
+                     f"(d_model {s['d_model']}, {s['n_heads']} heads, {s['n_layers']} layer(s), ffn.mult "
+                     f"{listed(s['ffn_mult'])})")
+    return "\n".join(lines)

@@ -1,7 +1,7 @@
 """`nasgraph eval RUN`: accuracy and loss of a trained run on a split."""
 from __future__ import annotations
 
-from nasgraph.commands._common import add_json, print_json
+from nasgraph.commands._common import add_device, add_json, print_json
 
 NAME = "eval"
 HELP = "evaluate a trained run's checkpoint on a split"
@@ -11,6 +11,7 @@ ORDER = 6
 def add_arguments(p) -> None:
     p.add_argument("run", help="a train run folder")
     p.add_argument("--split", default="test", help="train | val | test (default test)")
+    add_device(p)
     add_json(p, "run, split, acc, loss, n and the task's metrics (bits_per_byte, perplexity, answer_acc)")
 
 
@@ -23,7 +24,7 @@ def format_metrics(r: dict) -> str:
 def run(args) -> int:
     from nasgraph.api import evaluate
 
-    r = evaluate(args.run, args.split)
+    r = evaluate(args.run, args.split, device=args.device)
     if args.json:
         print_json(r.to_json())
     else:

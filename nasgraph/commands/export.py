@@ -26,6 +26,9 @@ def add_arguments(p) -> None:
                    help="refuse a --quantize export whose test accuracy drops by more (percentage points; default 1)")
     p.add_argument("--no-contrib-ops", dest="contrib_ops", action="store_false",
                    help="standard ONNX ops only (no com.microsoft fused attention; runs beyond ONNX Runtime, slower)")
+    p.add_argument("--decode", choices=["auto", "always", "never"], default="auto",
+                   help="prefill/step graphs for token-by-token generation (docs/decode_format.md): auto (default) "
+                        "writes them for a language model whose attention types all decode")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="hide progress bars")
     add_spec_overrides(p)
 
@@ -43,7 +46,8 @@ def run(args) -> int:
         raise NasgraphError(f"--max-accuracy-drop must be >= 0 points, got {args.max_accuracy_drop}")
     result = export(args.source, args.output, checkpoint=args.checkpoint, overrides=args.overrides, atol=args.atol,
                     overwrite=args.force, weights=args.weights, quantize=args.quantize,
-                    max_drop=args.max_accuracy_drop, contrib_ops=args.contrib_ops, progress=args.progress)
+                    max_drop=args.max_accuracy_drop, contrib_ops=args.contrib_ops, progress=args.progress,
+                    decode=args.decode)
     meta = result.metadata
     n = len(json.loads(meta["nasgraph.class_names"]))
     outputs = f"next-token logits over {n} tokens" if meta.get("nasgraph.output") == "token" else f"{n} classes"
@@ -58,6 +62,12 @@ def run(args) -> int:
         kernels = attention_kernels(result.unpadded_path)
         for scope, kernel in attention_kernels(result.path).items():
             print(f"attention {scope}: padded {kernel}; unpadded {kernels.get(scope, '?')}")
+    if result.decode_paths is not None and result.decode_report is not None:
+        prefill, step = result.decode_paths
+        print(f"wrote {prefill} and {step.name} (stateful generation: `nasgraph generate {result.path}`)")
+        print(f"{result.decode_report.summary()}")
+    elif result.decode_skipped:
+        print(f"no prefill/step graphs: {result.decode_skipped}")
     if result.quantization is not None:
         print(result.quantization.summary())
     return 0

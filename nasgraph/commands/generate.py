@@ -10,7 +10,9 @@ ORDER = 9
 
 
 def add_arguments(p) -> None:
-    p.add_argument("model", help="a `nasgraph train` run folder of an lm/mqar task, or its exported .onnx")
+    p.add_argument("model", help="a `nasgraph train` run folder of an lm/mqar task, its exported .onnx "
+                                 "(with model.prefill.onnx/model.step.onnx beside it: stateful decoding), "
+                                 "or a folder holding the prefill/step graphs")
     p.add_argument("--prompt", default="", help="the text to continue (default: empty, start from <cls>)")
     p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default 100)")
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
@@ -18,6 +20,8 @@ def add_arguments(p) -> None:
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
     p.add_argument("--provider", default="cpu", help=".onnx only: cpu | cuda (checked)")
     p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime)")
+    p.add_argument("--full-forward", action="store_true",
+                   help=".onnx only: rerun the whole context per token instead of the exported prefill/step graphs")
     p.add_argument("--json", action="store_true", help="print a JSON object: prompt, continuation, token ids")
 
 
@@ -60,18 +64,26 @@ def printable(text: str) -> str:
 
 
 def run(args) -> int:
+    from exporters.decode_runtime import has_decode_graphs
     from nasgraph.generation import generate
 
-    if Path(args.model).is_dir():
-        scorer, tok, max_len = eager_model(args.model, args.threads)
-    else:
-        from exporters.generate import OnnxLM
+    options = dict(temperature=args.temperature, top_k=args.top_k, seed=args.seed)
+    model = Path(args.model)
+    if has_decode_graphs(model) and not (model / "spec.yaml").exists() and not args.full_forward:
+        from exporters.decode_runtime import OrtDecoder
 
-        lm = OnnxLM(args.model, args.provider, threads=args.threads)
-        scorer, tok, max_len = lm.scorer, lm.tokenizer, lm.max_len
-    prompt = tok.ids(args.prompt)
-    new = generate(scorer, prompt, args.max_new_tokens, max_len, temperature=args.temperature,
-                   top_k=args.top_k, seed=args.seed)
+        decoder = OrtDecoder(model, args.threads, args.provider)     # prefill once, then a step per token
+        tok = decoder.tokenizer
+        new = decoder.generate(tok.ids(args.prompt), args.max_new_tokens, **options)
+    else:
+        if model.is_dir():
+            scorer, tok, max_len = eager_model(model, args.threads)
+        else:
+            from exporters.generate import OnnxLM
+
+            lm = OnnxLM(model, args.provider, threads=args.threads)
+            scorer, tok, max_len = lm.scorer, lm.tokenizer, lm.max_len
+        new = generate(scorer, tok.ids(args.prompt), args.max_new_tokens, max_len, **options)
     continuation = printable(tok.decode(new))
     if args.json:
         print(json.dumps({"prompt": args.prompt, "continuation": continuation, "ids": new}, ensure_ascii=False))

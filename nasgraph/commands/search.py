@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from nasgraph.commands._common import add_json, add_run_options, add_spec_overrides, print_json
+from nasgraph.commands._common import add_device, add_json, add_run_options, add_spec_overrides, print_json
 from nasgraph.textfmt import cost
 
 NAME = "search"
@@ -15,6 +15,7 @@ def add_arguments(p) -> None:
     p.add_argument("spec", help="spec YAML file with choice points")
     add_spec_overrides(p)
     add_run_options(p)
+    add_device(p)
     p.add_argument("--backend", help="where the search's independent trials run: in-process (default, one after "
                                      "another) or ray (Ray Tune trials, the [ray] extra); sets search.backend")
     p.add_argument("--workers", type=int, help="ray: trials at once (CPUs of the local Ray); sets search.workers")
@@ -30,13 +31,19 @@ def backend_overrides(args) -> list[str]:
 
 
 def run(args) -> int:
+    from nasgraph import distributed
     from nasgraph.api import search
     from nasgraph.report import recommendation_lines
 
     found = search(args.spec, args.out, overrides=args.overrides + backend_overrides(args), resume=args.resume,
-                   progress=args.progress, force=args.force)
+                   progress=args.progress, force=args.force, device=args.device)
+    if not distributed.is_writer():   # torchrun: rank 0 reports
+        return 0
     if args.json:
         print_json(found.to_json())
+        return 0
+    if found.outcome.get("elastic"):
+        print(elastic_lines(found))
         return 0
     outcome, rec = found.outcome, found.recommendation
     print("\n".join(recommendation_lines(rec)))
@@ -46,3 +53,18 @@ def run(args) -> int:
     print(f"wrote {found.derived} ({'the pick' if rec['confident'] else 'what the search leaned to'}), "
           f"{found.run / 'recommendation.json'}, {found.report}")
     return 0
+
+
+def elastic_lines(found) -> str:
+    """The Pareto front of an elastic search (strategy evolution), one line per point."""
+    o = found.outcome
+    key = o["cost_kind"]
+    lines = [f"pick (best {o['metric']} within the budget {o['budget'] or '(none)'}): {o['labels']['subnet'][0]}",
+             f"Pareto front ({o['metric']} on shared weights vs "
+             f"{'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
+    show = (lambda v: f"{v:.3g} ms") if key == "latency_ms" else (lambda v: cost(v, "flops"))  # noqa: E731
+    lines += [f"  point {p['point']}: {p['label']}  {o['metric']} {p['score']:.4f}  {show(p[key])}"
+              + ("  <- pick" if p["pick"] else "") for p in o["front"]]
+    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
+                 f"{found.report}")
+    return "\n".join(lines)

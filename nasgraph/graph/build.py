@@ -14,7 +14,9 @@ from nasgraph.errors import ConfigError
 from nasgraph.graph.expand import INPUT, NodeDef, expand, module_key
 from nasgraph.ops.attention import candidate_label, normalize_candidate
 from nasgraph.ops.base import ModelContext, ShapeError
+from nasgraph.graph.elastic import elastic_record
 from nasgraph.spec.checks import check_attention
+from nasgraph.spec.elastic import largest
 from nasgraph.config import did_you_mean
 from nasgraph.spec.limits import MAX_LISTED, MAX_NODES
 
@@ -30,10 +32,10 @@ def model_context(doc) -> ModelContext:
         output = tasks.get(task.kind).output
     except ConfigError as err:
         raise doc.error(str(err), ("task", err.key) if err.key else ("task",)) from None
-    return ModelContext(d_model=m.d_model, n_heads=m.n_heads, vocab_size=vocab, num_classes=classes,
-                        max_len=task.max_len, dropout=m.dropout, norm=m.norm.type, position=m.position,
-                        pooling=m.pooling, ffn_mult=m.ffn.mult, ffn_hidden=m.ffn.hidden,
-                        ffn_activation=m.ffn.activation, task_output=output)
+    return ModelContext(d_model=largest(m.d_model), n_heads=largest(m.n_heads),   # elastic: the largest
+                        vocab_size=vocab, num_classes=classes, max_len=task.max_len, dropout=m.dropout,
+                        norm=m.norm.type, position=m.position, pooling=m.pooling, ffn_mult=largest(m.ffn.mult),
+                        ffn_hidden=m.ffn.hidden, ffn_activation=m.ffn.activation, task_output=output)
 
 
 def _node_config(doc, nd: NodeDef, ctx: ModelContext):
@@ -156,6 +158,9 @@ def compile_spec(doc, force: bool | None = None) -> nx.DiGraph:
     g = build_graph(doc, expand(doc, ctx.task_output == "token", None if force else MAX_NODES), ctx)
     check_structure(doc, g)
     infer_shapes(doc, g, ctx)
+    space = elastic_record(doc.spec.model, g)     # elastic dimensions (standard encoder only)
+    if space is not None:
+        g.graph["elastic"] = space
     if not force:
         check_resources(doc, g)
     return g

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from nasgraph.spec.elastic import largest
 from nasgraph.spec.limits import MAX_NODES
 
 INPUT = "tokens"
@@ -136,7 +137,7 @@ class Expander:
 
     # -- standard encoder --------------------------------------------------------------------------
     def standard(self, model, token_output: bool = False) -> None:
-        layers = model.layers or _Nones(model.n_layers)
+        layers = model.layers or _Nones(largest(model.n_layers))   # elastic depth: the largest
         self.blame.append(("model", "layers" if model.layers else "n_layers"))
         prev = self.add("embedding", {}, [INPUT], ("model",), "embed")
         pre = model.norm.placement == "pre"
@@ -146,6 +147,8 @@ class Expander:
             ffn = layer.ffn if layer is not None and layer.ffn is not None else None
             ffn_path = ("model", "layers", i, "ffn") if ffn is not None else ("model", "ffn")
             ffn_params = ffn.model_dump(exclude_none=True) if ffn is not None else {}
+            if "mult" in ffn_params:
+                ffn_params["mult"] = largest(ffn.mult)                     # elastic width: the largest
             att_params = att.model_dump(exclude_none=True)
             if token_output and "causal" not in att.model_fields_set:
                 att_params["causal"] = True                  # a per-position task reads no future

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from nasgraph import attention
+from nasgraph.attention._decode import split_state
 from nasgraph.ops.base import Op, OpConfig, expect
 from nasgraph.ops.candidates import Candidate, candidate_label, normalize_candidate
 from nasgraph.ops.mixed_attention import MixedAttention
@@ -77,14 +78,6 @@ class HeteroAttention(nn.Module):
     def init_state(self, batch: int, **kwargs) -> tuple[torch.Tensor, ...]:
         return tuple(t for g in self.groups for t in g.init_state(batch, **kwargs))
 
-    def _split(self, state: tuple) -> list[tuple]:
-        parts, at = [], 0
-        for g in self.groups:
-            n = len(g.state_shapes())
-            parts.append(tuple(state[at:at + n]))
-            at += n
-        return parts
-
     def prefill(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         for g in self.groups:
             g.check_length(x.shape[1])
@@ -93,7 +86,7 @@ class HeteroAttention(nn.Module):
 
     def step(self, x_t: torch.Tensor, state: tuple, pos) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
         x2 = x_t.reshape(x_t.shape[0], -1)                               # (B, D)
-        outs = [g.step_heads(x2, s, pos) for g, s in zip(self.groups, self._split(state))]  # (B, H_g, dh)
+        outs = [g.step_heads(x2, s, pos) for g, s in zip(self.groups, split_state(self.groups, state))]  # (B, H_g, dh)
         y = self.combine([o for o, _ in outs]).reshape(x_t.shape)        # like x_t
         return y, tuple(t for _, s in outs for t in s)
 

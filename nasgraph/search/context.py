@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import networkx as nx
 
@@ -32,6 +33,8 @@ class SearchContext:
     steps: int                          # the budget unit: search.steps or train.steps
     resume: bool = False
     progress: bool = True
+    runtime: object = None              # the TrainSpec with its device resolved (training.device.runtime_train)
+    latency_probe: Callable | None = None   # elastic search: ONNX Runtime ms of a model (exporters.subnet_latency)
     backend: TrialBackend | None = field(default_factory=open_backend, repr=False)  # runs independent trials
     _splits: dict = field(default_factory=dict, repr=False)
 
@@ -41,7 +44,7 @@ class SearchContext:
 
     @property
     def train(self):
-        return self.doc.spec.train
+        return self.runtime if self.runtime is not None else self.doc.spec.train
 
     def splits(self, seed: int) -> dict[str, Split]:
         """train / val / test plus "arch": a held-out slice of train (search.arch_fraction)."""

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import math
+
 import torch
 
 
@@ -43,9 +45,10 @@ class CostTable:
 
     def expected(self, probs: dict[str, torch.Tensor]) -> torch.Tensor:
         """Expected total cost; probs: node -> (G, C) candidate probabilities."""
-        total = torch.tensor(self.shared)
+        device = next(iter(probs.values())).device if probs else None
+        total = torch.tensor(self.shared, device=device)
         for node, p in probs.items():
-            cost = torch.tensor(self.per_node[node], dtype=p.dtype)     # (C,)
+            cost = torch.tensor(self.per_node[node], dtype=p.dtype, device=p.device)     # (C,)
             total = total + (p * cost).sum() + self.fixed_per_node.get(node, 0.0)
         return total
 
@@ -64,4 +67,4 @@ def penalized(loss: torch.Tensor, expected: torch.Tensor, table: CostTable, weig
     if shape == "add":
         ratio = expected / ref
         return loss + weight * (torch.relu(ratio - 1.0) if target else ratio)
-    return loss * (torch.log(expected) / torch.log(torch.tensor(ref))) ** weight
+    return loss * (torch.log(expected) / math.log(ref)) ** weight

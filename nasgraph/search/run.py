@@ -10,16 +10,19 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from nasgraph import tasks
+from nasgraph import distributed, tasks
 from nasgraph.backends import open_backend
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
 from nasgraph.search.context import SearchContext
+from nasgraph.graph.subnet import elastic
 from nasgraph.search.derive import derive_spec
+from nasgraph.search.elastic_run import write_elastic_outcome
 from nasgraph.search.objective import CostTable
 from nasgraph.search.recommend import write_recommendation
 from nasgraph.search.strategies import get as get_strategy
+from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
 
@@ -39,42 +42,90 @@ def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]]
     return voted, agree / max(1, groups)
 
 
-def search_context(doc, out: str | Path, *, resume: bool, progress: bool) -> SearchContext:
+def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtime=None) -> SearchContext:
+    """Everything a strategy needs (`runtime`: the TrainSpec with its device resolved); under torchrun
+    identical on every rank (rank 0 measures latency and loads the data first; its progress bars alone)."""
     spec = doc.spec
     graph = compile_spec(doc)
     summary = summarize(graph)
-    if not summary.choice_points:
+    check_elastic_strategy(doc, graph)
+    if not summary.choice_points and elastic(graph) is None:
         raise NasgraphError(f"{doc.path}: the spec has no choice point (no attention with several candidates): "
                             f"nothing to search; use `nasgraph train`")
     run = RunDir(out, kind="search", resume=resume)   # refuse a used or foreign folder before any long work
     # a resumed run must be the same search; where its trials run may change (same records)
     if run.snapshot_spec(doc.raw, resume=resume, extend=RUN_WHERE):
         run.write_spec(doc.raw)
-    latency = spec.search.objective.latency
-    if latency is not None and latency.mode == "decode":  # per-token decode latency (cached per machine)
-        from exporters.decode_cost import decode_cost_table
-        cost = decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
-                                 progress=progress)
-    elif latency is not None:  # measured ONNX Runtime latency of a forward pass (cached per machine)
-        from exporters.latency_table import latency_cost_table
-        cost = latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
-    else:
-        cost = CostTable.from_summary(summary)
+    cost = distributed.from_rank0(lambda: cost_table(spec, summary, graph, progress))   # torchrun: measured once
     task_config = tasks.parse_task(spec.task)
-    data, task = tasks.load_task(task_config), tasks.get(task_config.kind)(task_config)
+    with distributed.rank0_first():          # a download or cache the other ranks then read
+        data = tasks.load_task(task_config)
+    task = tasks.get(task_config.kind)(task_config)
     check_head(doc, graph, data.class_names)
     return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,
-                         task=task, out=Path(out), resume=resume, progress=progress,
+                         task=task, out=Path(out), resume=resume, progress=progress and distributed.is_writer(),
+                         runtime=runtime,
                          labels={cp.node: cp.candidates for cp in summary.choice_points},
-                         steps=spec.search.steps or spec.train.steps)
+                         steps=spec.search.steps or spec.train.steps, latency_probe=latency_probe(graph))
 
 
-def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True) -> dict:
-    ctx = search_context(doc, out, resume=resume, progress=progress)
+def check_elastic_strategy(doc, graph) -> None:
+    """Elastic dimensions need an elastic strategy (evolution), and such a strategy needs them."""
+    strategy = doc.spec.search.strategy
+    wants = getattr(get_strategy(strategy), "elastic", False)
+    if wants and elastic(graph) is None:
+        raise doc.error(f"strategy '{strategy}' searches elastic dimensions, and the model has none: give d_model, "
+                        f"n_heads, n_layers or ffn.mult as {{choices: [...]}}", ("search", "strategy"))
+    if not wants and elastic(graph) is not None:
+        raise doc.error(f"the model has elastic dimensions ({{choices: [...]}}), which strategy '{strategy}' does not "
+                        f"search: use strategy: evolution", ("search", "strategy"))
+
+
+def latency_probe(graph):
+    """ONNX Runtime latency of a whole sub-network (exporters), for elastic searches; None otherwise."""
+    if elastic(graph) is None:
+        return None
+    from exporters.subnet_latency import onnx_latency_ms
+    return onnx_latency_ms
+
+
+def cost_table(spec, summary, graph, progress: bool) -> CostTable:
+    """The objective's cost table: FLOPs, or measured latency (cached per machine)."""
+    latency = spec.search.objective.latency
+    if latency is not None and latency.mode == "decode":  # per-token decode latency
+        from exporters.decode_cost import decode_cost_table
+        return decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
+                                 progress=progress)
+    if latency is not None:  # measured ONNX Runtime latency of a forward pass
+        from exporters.latency_table import latency_cost_table
+        return latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)
+    return CostTable.from_summary(summary)
+
+
+def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = True, device: str | None = None) -> dict:
+    """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
+    ranks search data-parallel and rank 0 writes the folder."""
+    runtime = runtime_train(doc, device)
+    if getattr(get_strategy(doc.spec.search.strategy), "elastic", False) and \
+            (distributed.launched() or resolve_device(runtime.device).type != "cpu"):
+        raise doc.error(f"strategy '{doc.spec.search.strategy}' (elastic dimensions) runs as one process on the CPU "
+                        f"for now (its sandwich training follows neither train.device nor torchrun): run it without "
+                        f"torchrun, with --device cpu", ("search", "strategy"))
+    if distributed.launched() and doc.spec.search.backend != "in-process":
+        raise doc.error(f"under torchrun the ranks train every trial together (data-parallel); the "
+                        f"'{doc.spec.search.backend}' backend runs trials in processes of its own: use one or the "
+                        f"other (valid under torchrun: in-process)", ("search", "backend"))
+    with distributed.group(resolve_device(runtime.device)):   # torchrun's ranks; a no-op in one process
+        return _search(doc, out, search_context(doc, out, resume=resume, progress=progress, runtime=runtime))
+
+
+def _search(doc, out: str | Path, ctx: SearchContext) -> dict:
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
     search = doc.spec.search
     with open_backend(search.backend, search.workers, search.address) as ctx.backend:
         evidence = strategy.run(ctx)
+    if elastic(ctx.graph) is not None:
+        return write_elastic_outcome(doc, ctx, evidence, out)
     voted, agree = agreement(evidence.picks)
     choice = evidence.chosen or voted
     outcome = {"strategy": evidence.strategy, "metric": evidence.metric, "seeds": evidence.seeds,

@@ -10,6 +10,7 @@ from typing import Any, Callable
 from nasgraph import attention
 from nasgraph.ops.attention import normalize_candidate as split_candidate
 from nasgraph.errors import ConfigError, SpecError
+from nasgraph.spec.elastic import check_elastic, largest
 from nasgraph.spec.paths import KeyPath
 
 ErrorAt = Callable[[str, KeyPath], SpecError]
@@ -83,9 +84,7 @@ def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None, causal_
     """
     model = spec.model
     _check_form_keys(model, raw.get("model") or {}, error_at)
-    if model.d_model % model.n_heads:
-        raise error_at(f"d_model {model.d_model} is not divisible by n_heads {model.n_heads}",
-                       ("model", "n_heads"))
+    check_elastic(model, error_at)   # every d_model / n_heads pair divides (one pair without choices)
     sites: list[tuple[Any, KeyPath]] = []
     if model.attention is not None:
         sites.append((model.attention, ("model", "attention")))
@@ -93,7 +92,7 @@ def check_model(spec, raw: dict, error_at: ErrorAt, max_len: int | None, causal_
         if layer.attention is not None:
             sites.append((layer.attention, ("model", "layers", i, "attention")))
     for attn, path in sites:
-        check_attention(attn, path, error_at, n_heads=model.n_heads, max_len=max_len, raw=_get(raw, path),
+        check_attention(attn, path, error_at, n_heads=largest(model.n_heads), max_len=max_len, raw=_get(raw, path),
                         causal_task=causal_task)
 
 

@@ -38,7 +38,7 @@ def apply_override(raw: dict, locations: dict[KeyPath, Location], text: str) -> 
     """
     path, value, origin = parse_override(text)
     nearest = nearest_path(path, raw)
-    if nearest is not None:
+    if nearest is not None and not _scalar_at(raw, nearest, len(path)):   # a scalar: the walk says so below
         keys = field_names(nearest) or sorted(task_fields(raw))
         hint = (f"the nearest valid path is {format_path(nearest)}" if len(nearest) == len(path) else
                 f"valid keys in {format_path(nearest) or 'the top level'}: {', '.join(keys)}")
@@ -56,6 +56,18 @@ def apply_override(raw: dict, locations: dict[KeyPath, Location], text: str) -> 
     for p in [p for p in locations if p[:len(path)] == path]:
         del locations[p]
     locations[path] = Location(origin)
+
+
+def _scalar_at(raw: Any, path: KeyPath, depth: int) -> bool:
+    """The spec holds a scalar at `path`, above a key `depth` deep (e.g. `d_model: 32` under `d_model.x`)."""
+    for element in path:
+        if not isinstance(raw, (dict, list)):
+            return False
+        try:
+            raw = raw[element]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return len(path) < depth and raw is not None and not isinstance(raw, (dict, list))
 
 
 def _check_container(node: Any, element: str | int, path: KeyPath, origin: str) -> None:

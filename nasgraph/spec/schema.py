@@ -6,15 +6,26 @@ Top level: name, task, model, search, train, export, bench. `model` is either th
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal, Union
 
 from pydantic import ConfigDict, Field, field_validator, model_validator
 
-from nasgraph.config import StrictConfig
+from nasgraph.config import StrictConfig, parse_config
+from nasgraph.errors import ConfigError
 
 Candidate = Union[str, dict[str, dict[str, Any]]]  # "softmax" or {local: {window: 32}}
 Seed = Annotated[int, Field(ge=0, le=2**32 - 1)]    # what every RNG we seed (numpy too) accepts
 Size = Annotated[int, Field(gt=0)]
+DEVICE_CHOICES = "auto, cpu, cuda, cuda:N (N = a GPU index)"
+
+
+def check_device(text: str) -> str:
+    """`text` when it names a device nasgraph runs on (train.device, --device); ValueError listing the valid ones."""
+    m = re.fullmatch(r"(auto|cpu|cuda)(:\d+)?", str(text).strip())
+    if m is None or (m.group(2) and m.group(1) != "cuda"):
+        raise ValueError(f"unknown device '{text}'; valid: {DEVICE_CHOICES}")
+    return str(text).strip()
 
 
 class AttentionSpec(StrictConfig):
@@ -34,10 +45,44 @@ class AttentionSpec(StrictConfig):
         return self
 
 
+class IntChoice(StrictConfig):
+    """An elastic dimension: the search (strategy evolution) picks one of `choices` (mixFormer)."""
+
+    choices: list[Annotated[int, Field(gt=0)]] = Field(min_length=1)
+
+    @field_validator("choices")
+    @classmethod
+    def _distinct(cls, v):
+        if len(set(v)) != len(v):
+            raise ValueError(f"choices {v} repeat a value: list each once")
+        return v
+
+
+class MultChoice(IntChoice):
+    """Elastic FFN width: each layer picks one multiplier of d_model."""
+
+    choices: list[Annotated[float, Field(gt=0)]] = Field(min_length=1)
+
+
+def _elastic(cls: type[IntChoice], v: Any) -> Any:
+    """A mapping is an elastic dimension: checked as one, so the error names its own key."""
+    if not isinstance(v, dict):
+        return v
+    try:
+        return parse_config(cls, v, "elastic dimension {choices: [...]}")
+    except ConfigError as err:
+        raise ValueError(str(err)) from None
+
+
 class FFNSpec(StrictConfig):
-    mult: float = Field(4.0, gt=0)         # hidden = mult * d_model unless `hidden` is given
+    mult: Annotated[float, Field(gt=0)] | MultChoice = 4.0  # hidden = mult * d_model unless `hidden` is given; {choices: [...]}: elastic
     hidden: int | None = Field(None, gt=0)
     activation: Literal["gelu", "relu", "swiglu"] = "gelu"
+
+    @field_validator("mult", mode="before")
+    @classmethod
+    def _choices(cls, v):
+        return _elastic(MultChoice, v)
 
 
 class NormSpec(StrictConfig):
@@ -65,9 +110,9 @@ class LayerSpec(StrictConfig):
 
 
 class ModelSpec(StrictConfig):
-    d_model: int = Field(gt=0)
-    n_heads: int = Field(gt=0)
-    n_layers: int | None = Field(None, gt=0)
+    d_model: Annotated[int, Field(gt=0)] | IntChoice          # {choices: [...]}: an elastic dimension
+    n_heads: Annotated[int, Field(gt=0)] | IntChoice
+    n_layers: Annotated[int, Field(gt=0)] | IntChoice | None = None
     layers: list[LayerSpec] | None = Field(None, min_length=1)
     attention: AttentionSpec | None = None
     ffn: FFNSpec = FFNSpec()
@@ -83,6 +128,11 @@ class ModelSpec(StrictConfig):
     def _shorthand(cls, v):
         return _attention_shorthand(v)
 
+    @field_validator("d_model", "n_heads", "n_layers", mode="before")
+    @classmethod
+    def _choices(cls, v):
+        return _elastic(IntChoice, v)
+
     @model_validator(mode="after")
     def _consistent(self):
         forms = [f for f in ("graph", "nodes") if getattr(self, f) is not None]
@@ -91,6 +141,8 @@ class ModelSpec(StrictConfig):
         if not forms:
             if self.n_layers is None and self.layers is None:
                 raise ValueError("missing 'n_layers' (or an explicit 'layers' list, 'graph' or 'nodes')")
+            if isinstance(self.n_layers, IntChoice) and self.layers is not None:
+                raise ValueError("n_layers with choices takes its layers from the model-wide keys: drop 'layers'")
             if self.n_layers is not None and self.layers is not None and self.n_layers != len(self.layers):
                 raise ValueError(f"n_layers is {self.n_layers} but 'layers' lists {len(self.layers)}")
             if self.attention is None and (self.layers is None or any(l.attention is None for l in self.layers)):
@@ -169,6 +221,13 @@ class TrainSpec(StrictConfig):
     seed: Seed = 0
     threads: int | None = Field(None, gt=0)   # capped at the usable cores (with a note)
     log_to: list[Literal["tensorboard", "mlflow"]] = []  # metrics also to these (extras), besides the run files
+    device: str = "auto"      # auto | cpu | cuda | cuda:N (`--device` overrides; a resumed run may change it)
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"  # bf16/fp16: autocast; fp16 with a grad scaler (CUDA)
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        return check_device(v)
 
 
 class ExportSpec(StrictConfig):

@@ -42,7 +42,8 @@ def rng_state() -> dict:
     kind, keys, pos, has_gauss, gauss = np.random.get_state()
     return {"torch": torch.get_rng_state(), "python": random.getstate(),
             "numpy": {"kind": str(kind), "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
-                      "has_gauss": int(has_gauss), "gauss": float(gauss)}}
+                      "has_gauss": int(has_gauss), "gauss": float(gauss)},
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else []}
 
 
 def set_rng_state(s: dict) -> None:
@@ -51,6 +52,10 @@ def set_rng_state(s: dict) -> None:
     random.setstate((version, tuple(internal), gauss))
     n = s["numpy"]
     np.random.set_state((n["kind"], n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    cuda = s.get("cuda") or []      # a run resumed on another device (or another GPU count) keeps what fits
+    if cuda and torch.cuda.is_available():
+        for i, state in enumerate(cuda[:torch.cuda.device_count()]):
+            torch.cuda.set_rng_state(state, i)
 
 
 def _describe(err: Exception) -> str:
@@ -134,10 +139,11 @@ def _fsync_dir(path: Path) -> None:
 class Checkpoints:
     """The two newest checkpoints of a run (`last.pt`, `prev.pt`) in `folder`."""
 
-    def __init__(self, folder: str | Path):
+    def __init__(self, folder: str | Path, clean: bool = True):
+        """`clean`: remove a temporary file a killed save left (only the process that writes does)."""
         self.folder = Path(folder)
         self.last, self.prev, self.tmp = self.folder / LAST, self.folder / PREV, self.folder / f".{LAST}.tmp"
-        if self.folder.is_dir():
+        if clean and self.folder.is_dir():
             for stale in self.folder.glob(f".{LAST}.*"):   # a kill mid-save (older versions: mkstemp names)
                 stale.unlink(missing_ok=True)
 

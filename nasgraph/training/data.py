@@ -5,6 +5,7 @@ import torch
 
 from nasgraph.errors import NasgraphError
 from nasgraph.tasks.base import Split
+from nasgraph.training.device import module_device, to_device
 from nasgraph.training.losses import loss_and_correct
 
 
@@ -51,15 +52,18 @@ class BatchStream:
 def evaluate(model: torch.nn.Module, split: Split, batch_size: int, max_batches: int | None = None,
              task=None) -> dict:
     """Mean cross-entropy and accuracy (per labelled example or position) of `model` on `split`, plus
-    the task's own metrics when `task` (a nasgraph.tasks.Task) is given (eval mode, restored afterwards)."""
+    the task's own metrics when `task` (a nasgraph.tasks.Task) is given (eval mode, restored afterwards;
+    on the model's device, in fp32)."""
     from nasgraph.tasks.batching import batches
 
     was_training = model.training
+    device = module_device(model)
     model.eval()
     loss_sum, correct, n = 0.0, 0, 0
     for i, (tokens, labels) in enumerate(batches(split, batch_size, shuffle=False, seed=0, epoch=0)):
         if max_batches is not None and i >= max_batches:
             break
+        tokens, labels = to_device((tokens, labels), device)
         batch_loss, batch_correct, batch_n = loss_and_correct(model(tokens), labels)   # logits (B, C) or (B, T, V)
         loss_sum, correct, n = loss_sum + batch_loss, correct + batch_correct, n + batch_n
     model.train(was_training)

@@ -15,12 +15,14 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from nasgraph import distributed
 from nasgraph.errors import NasgraphError
 from nasgraph.threads import set_torch_threads, thread_count
 from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
-from nasgraph.training.losses import IGNORE, task_loss
+from nasgraph.training.device import announce, autocast, check_precision, resolve_device
 from nasgraph.training.rundir import RunDir
+from nasgraph.training.step import WeightStep, rank_batch
 from nasgraph.training.tracking import Tracker
 
 
@@ -53,6 +55,9 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     `splits` holds "train" and "val" (and "test"); with a strategy, "arch" (the slice the alphas
     learn from). `train` is the spec's TrainSpec. `task` (a nasgraph.tasks.Task): evaluations report
     its metrics and the best validation step is the best on its headline metric (default: acc).
+
+    The model trains on train.device (resolved: cpu, cuda:N) at train.precision; under torchrun each
+    rank trains on its shard of every batch (nasgraph.training.step) and only rank 0 writes.
     """
     metric = task.metric if task is not None else "acc"
     better = task.better if task is not None else (lambda a, b: a > b)
@@ -62,9 +67,13 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             print(f"nasgraph: note: train.threads {train.threads} > the {thread_count()} usable cores; using "
                   f"{thread_count()}", file=sys.stderr)
         set_torch_threads(train.threads)     # min(cores available to the process, train.threads)
+    device = resolve_device(train.device)
+    check_precision(train.precision, device)
+    model.to(device)
     opt = torch.optim.AdamW(model.weight_parameters() if hasattr(model, "weight_parameters") else model.parameters(),
                             lr=train.lr, weight_decay=train.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_lambda(train.warmup_steps, steps))
+    weights = WeightStep(model, opt, train, device, strategy)
     stream = BatchStream(splits["train"], train.batch_size, train.seed, "train")
     arch_stream = BatchStream(splits["arch"], train.batch_size, train.seed + 1, "arch") \
         if strategy is not None and strategy.has_arch_step else None
@@ -83,6 +92,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 strategy.load_state_dict(state["strategy"])
             start, best = int(state["step"]), dict(state["best"])
             window = [tuple(w) for w in state.get("window", [])]
+            weights.load_state_dict(state.get("scaler"))
             set_rng_state(state["rng"])
         except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as err:
             raise NasgraphError(f"{run.checkpoint_path.parent}: the checkpoint does not fit this run's model or "
@@ -93,42 +103,41 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         run.save_checkpoint({"model": model.state_dict(), "opt": opt.state_dict(), "sched": sched.state_dict(),
                              "stream": stream.state(), "arch_stream": arch_stream.state() if arch_stream else None,
                              "strategy": strategy.state_dict() if strategy else None, "step": step,
-                             "best": best, "window": list(window), "rng": rng_state()})
+                             "best": best, "window": list(window), "rng": rng_state(),
+                             "scaler": weights.state_dict()})
 
-    tracker = Tracker(train.log_to, run.path, desc, resume_step=start if resume else None)
+    tracker = Tracker(train.log_to if distributed.is_writer() else [], run.path, desc,
+                      resume_step=start if resume else None)
 
     def log(record: dict) -> None:  # the run folder's metrics.jsonl, and TensorBoard / MLflow when asked
         run.log("metrics.jsonl", record)
         tracker.log(record)
 
+    announce(device)                # after the resume checks: a refusal stays one line
     model.train()
-    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps, disable=not progress,
-               dynamic_ncols=True, leave=False)
+    bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
+               disable=not progress or not distributed.is_writer(), dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
     for step in bar:
         arch_info = {}
-        tokens, labels = stream.next()
+        batch = stream.next()                                               # the global batch, on the CPU
         if strategy is not None:
             strategy.before_step(step, steps, stream.epoch_progress)
             if arch_stream is not None and strategy.arch_active(step, stream.epoch_progress):
-                arch_info = strategy.arch_step(model, (tokens, labels), arch_stream.next(),
-                                               opt.param_groups[0]["lr"])
-        logits = model(tokens)                                              # (B, C) or (B, T, V)
-        loss = task_loss(logits, labels)
-        if not torch.isfinite(loss):
-            log({"step": step + 1, "split": "train", "loss": loss.item(), "status": "diverged"})
+                (part, w_train), (arch, w_arch) = rank_batch(batch, device), rank_batch(arch_stream.next(), device)
+                with autocast(device, "bf16" if train.precision == "bf16" else "fp32"):  # fp16: alphas in fp32
+                    arch_info = strategy.arch_step(model, part, arch, opt.param_groups[0]["lr"],
+                                                   weights=(w_train, w_arch))
+        loss, logits, weight, mean_loss, acc = weights.loss(batch)
+        if not math.isfinite(mean_loss):
+            log({"step": step + 1, "split": "train", "loss": mean_loss, "status": "diverged"})
             tracker.close()
             where = f"step {best.get('checkpoint_step', 0)}" if run.checkpoint_path.exists() else "none yet"
-            raise TrainingDiverged(f"loss became {loss.item()} at step {step + 1}; stopped. Last good checkpoint: "
+            raise TrainingDiverged(f"loss became {mean_loss} at step {step + 1}; stopped. Last good checkpoint: "
                                    f"{run.checkpoint_path} ({where}). Lower train.lr or set train.grad_clip.")
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        if train.grad_clip:
-            torch.nn.utils.clip_grad_norm_(opt.param_groups[0]["params"], train.grad_clip)
-        opt.step()
+        weights.step(loss, logits, weight)
         sched.step()
-        labelled = labels != IGNORE
-        window.append((loss.item(), (logits.argmax(-1) == labels)[labelled].float().mean().item()))
+        window.append((mean_loss, acc))
         done = step + 1
         if done % max(1, min(50, steps // 20)) == 0 or done == steps:
             rec = {"step": done, "split": "train", "loss": float(np.mean([w[0] for w in window])),
@@ -151,6 +160,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
             best["checkpoint_step"] = done
             checkpoint(done)
     bar.close()
+    distributed.check_same(model.state_dict(), "weights and alphas")
     result = {"steps": steps, "seconds": round(time.perf_counter() - t0, 2), "best_val": best,
               "val": evaluate(model, splits["val"], train.batch_size, task=task)}
     if "test" in splits and len(splits["test"]):

@@ -4,13 +4,14 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from nasgraph import tasks
+from nasgraph import distributed, tasks
 from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.runfolder import require
 from nasgraph.training.checkpoint import CheckpointError, model_weights, read_state
 from nasgraph.training.data import evaluate
+from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir, read_json
 
@@ -20,6 +21,9 @@ EXTENDABLE = ("train.steps",)   # what `train --resume --extend` may change
 def build_discrete(doc):
     """Compile a spec without choice points into (graph, GraphModule)."""
     graph = compile_spec(doc)
+    if graph.graph.get("elastic"):
+        raise NasgraphError(f"{doc.path}: the model has elastic dimensions ({{choices: [...]}}): search them "
+                            f"(strategy: evolution) and train a derived spec, or give each dimension one value")
     choices = [n for n, d in graph.nodes(data=True) if d.get("choice")]
     if choices:
         raise NasgraphError(f"{doc.path}: {len(choices)} choice point(s) ({', '.join(choices[:3])}"
@@ -38,9 +42,18 @@ def check_head(doc, graph, class_names) -> None:
                         graph.nodes[out].get("path", ("model",)))
 
 
-def run_train(doc, out: str | Path, *, resume: bool = False, extend: bool = False, progress: bool = True) -> dict:
+def run_train(doc, out: str | Path, *, resume: bool = False, extend: bool = False, progress: bool = True,
+              device: str | None = None) -> dict:
+    """Train `doc` into run folder `out` on `device` (--device; default train.device). Under torchrun the
+    ranks train data-parallel and rank 0 writes the folder."""
     if extend and not resume:
         raise NasgraphError("--extend continues a run: pass it with --resume")
+    train = runtime_train(doc, device)
+    with distributed.group(resolve_device(train.device)):     # torchrun's ranks; a no-op in one process
+        return _train(doc, out, train, resume=resume, extend=extend, progress=progress)
+
+
+def _train(doc, out: str | Path, train, *, resume: bool, extend: bool, progress: bool) -> dict:
     seed_everything(doc.spec.train.seed)
     graph, model = build_discrete(doc)
     run = RunDir(out, kind="train", resume=resume)       # refuses other kinds and used folders first
@@ -50,11 +63,12 @@ def run_train(doc, out: str | Path, *, resume: bool = False, extend: bool = Fals
         _check_extension(run, doc, changed)
         run.write_spec(doc.raw)
     config = tasks.parse_task(doc.spec.task)
-    data = tasks.load_task(config)
+    with distributed.rank0_first():          # a download or cache the other ranks then read
+        data = tasks.load_task(config)
     check_head(doc, graph, data.class_names)
     task = tasks.get(config.kind)(config)
-    result = fit(model, data.splits, doc.spec.train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
-                 progress=progress, task=task)
+    result = fit(model, data.splits, train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
+                 progress=progress and distributed.is_writer(), task=task)
     result["metric"] = {"name": task.metric, "higher_is_better": task.higher_is_better}
     result["params"] = sum(p.numel() for p in model.parameters())
     run.write_json("result.json", result)
@@ -108,8 +122,10 @@ def _readable(path: Path) -> bool:
         return False
 
 
-def run_eval(run_dir: str | Path, split: str = "test") -> dict:
+def run_eval(run_dir: str | Path, split: str = "test", device: str | None = None) -> dict:
+    """Metrics of a train run's last checkpoint on `split`, computed on `device` (default: the run's train.device)."""
     doc, model = load_trained(run_dir)
+    model.to(resolve_device(runtime_train(doc, device).device))
     config = tasks.parse_task(doc.spec.task)
     data = tasks.load_task(config)
     if split not in data.splits:

@@ -10,11 +10,13 @@ from typing import Any
 
 import yaml
 
+from nasgraph import distributed
 from nasgraph.errors import NasgraphError
 from nasgraph.runfolder import claim
 from nasgraph.training.checkpoint import Checkpoints
 
 LOGS = ("metrics.jsonl", "alphas.jsonl")
+MOVABLE = ("train.device",)   # a resumed run may change these: where it computes, not what
 
 
 def atomic_write_bytes(path: Path, write) -> None:
@@ -71,18 +73,25 @@ class RunDir:
     non-empty folder that is no run, or (without `resume`) a used run folder is refused before
     anything is written. `kind=None` is a sub-run inside a claimed folder (a search seed).
     `resuming` tells whether there is a checkpoint to continue from.
+
+    Under torchrun only rank 0 writes (`nasgraph.distributed.is_writer`); the constructor,
+    `write_spec`, `write_json` and `save_checkpoint` are collective (every rank calls them at the
+    same point: a barrier, rank 0 acts, a barrier), so a file one rank reads to decide what to do
+    next reads the same on every rank. Logs and best.pt are rank 0's alone (no rank reads them back).
     """
 
     def __init__(self, path: str | Path, *, kind: str | None = None, resume: bool = False):
         self.path = Path(path)
-        if kind is not None:
-            claim(self.path, kind, resume=resume)
-        elif resume and not self.path.is_dir():
-            raise NasgraphError(f"{self.path}: nothing to resume (no such run folder)")
-        self.path.mkdir(parents=True, exist_ok=True)
-        for stale in self.path.glob(".*.tmp"):   # left by a kill during an atomic write
-            stale.unlink(missing_ok=True)
-        self.checkpoints = Checkpoints(self.path / "checkpoints")
+        with distributed.rank0_writes():
+            if distributed.is_writer():
+                if kind is not None:
+                    claim(self.path, kind, resume=resume)
+                elif resume and not self.path.is_dir():
+                    raise NasgraphError(f"{self.path}: nothing to resume (no such run folder)")
+                self.path.mkdir(parents=True, exist_ok=True)
+                for stale in self.path.glob(".*.tmp"):   # left by a kill during an atomic write
+                    stale.unlink(missing_ok=True)
+        self.checkpoints = Checkpoints(self.path / "checkpoints", clean=distributed.is_writer())
         self.checkpoint_path = self.checkpoints.last
         self.resuming = resume and self.checkpoints.exists()
 
@@ -97,14 +106,18 @@ class RunDir:
 
     def write_spec(self, raw: dict, name: str = "spec.yaml") -> Path:
         p = self.file(name)
-        atomic_write_bytes(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False, allow_unicode=True).encode()))
+        with distributed.rank0_writes():
+            if distributed.is_writer():
+                atomic_write_bytes(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False,
+                                                                        allow_unicode=True).encode()))
         return p
 
     def snapshot_spec(self, raw: dict, *, resume: bool, extend: tuple[str, ...] = (), hint: str = "") -> list[str]:
         """Write the spec snapshot of a fresh run; on resume compare with it first.
 
         The requested spec (after --set) must equal the snapshot, except the dotted keys in `extend`;
-        returns those that differ (the caller rewrites the snapshot once it accepts them). Any other
+        returns those that differ (the caller rewrites the snapshot once it accepts them); MOVABLE keys
+        may always differ. Any other
         difference: NasgraphError naming the keys, the snapshot untouched.
         """
         p = self.file("spec.yaml")
@@ -117,7 +130,7 @@ class RunDir:
             raise NasgraphError(f"{p}: damaged spec snapshot ({type(err).__name__}); cannot check the resumed "
                                 f"spec against it") from None
         diffs = spec_differences(old, raw)
-        allowed = [d for d in diffs if d.split(":")[0].split(" (")[0] in extend]
+        allowed = [d for d in diffs if d.split(":")[0].split(" (")[0] in tuple(extend) + MOVABLE]
         others = [d for d in diffs if d not in allowed]
         if others:
             raise NasgraphError(f"{self.path}: the spec differs from the run's snapshot {p.name} in "
@@ -126,6 +139,8 @@ class RunDir:
         return allowed
 
     def log(self, name: str, record: dict) -> None:
+        if not distributed.is_writer():
+            return
         with open(self.file(name), "a", encoding="utf-8") as f:
             f.write(json.dumps(_clean(record)) + "\n")
 
@@ -134,6 +149,8 @@ class RunDir:
 
         A torn last line (a kill mid-write) is dropped; a damaged line elsewhere is an error.
         """
+        if not distributed.is_writer():
+            return
         for name in LOGS:
             p = self.file(name)
             if not p.exists():
@@ -143,7 +160,9 @@ class RunDir:
                 atomic_write_bytes(p, lambda f: f.write(text.encode()))
 
     def save_checkpoint(self, state: dict) -> None:
-        self.checkpoints.save(state)
+        with distributed.rank0_writes():
+            if distributed.is_writer():
+                self.checkpoints.save(state)
 
     @property
     def best_path(self) -> Path:
@@ -155,18 +174,23 @@ class RunDir:
         plain data only, so it loads with weights_only=True."""
         import torch
 
+        if not distributed.is_writer():
+            return
         atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
                                                                  "val": dict(val)}, f))
 
     def load_checkpoint(self) -> dict:
-        state = self.checkpoints.load()
+        with distributed.rank0_first():   # rank 0 may set a damaged last.pt aside; the others then read the same
+            state = self.checkpoints.load()
         if state is None:
             raise NasgraphError(f"{self.checkpoints.folder}: no checkpoint to resume from")
         return state
 
     def write_json(self, name: str, data: dict) -> Path:
         p = self.file(name)
-        atomic_write_bytes(p, lambda f: f.write(json.dumps(_clean(data), indent=1).encode()))
+        with distributed.rank0_writes():
+            if distributed.is_writer():
+                atomic_write_bytes(p, lambda f: f.write(json.dumps(_clean(data), indent=1).encode()))
         return p
 
 

@@ -24,7 +24,7 @@ class UnitMasking:
     def score(self, model, accuracy) -> dict[str, torch.Tensor]:
         """Metric drop per enabled unit in a group with more than one left (others: +inf)."""
         base = accuracy(model)
-        scores = {n: torch.full(on.shape, float("inf")) for n, on in self.enabled.items()}
+        scores = {n: torch.full(on.shape, float("inf"), device=on.device) for n, on in self.enabled.items()}
         units = [(n, g, c) for n, on in self.enabled.items()
                  for g, c in (on & (on.sum(-1, keepdim=True) > 1)).nonzero().tolist()]
         for node, g, c in tqdm(units, desc="scoring units", disable=not self.progress, leave=False):
@@ -46,4 +46,5 @@ class UnitMasking:
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self.enabled.update((state or {}).get("enabled", {}))
+        for node, on in (state or {}).get("enabled", {}).items():   # on the alphas' device: a resumed run may move
+            self.enabled[node] = on.to(self.enabled[node].device) if node in self.enabled else on

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from pydantic import Field
 
+from nasgraph import distributed
 from nasgraph.config import StrictConfig
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import choice_mixing
@@ -21,7 +22,9 @@ from nasgraph.search.objective import penalized
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.training.data import BatchStream
 from nasgraph.training.loop import fit, seed_everything
+from nasgraph.training.device import module_device, resolve_device, to_device
 from nasgraph.training.losses import task_loss
+from nasgraph.training.step import weighted
 from nasgraph.training.rundir import RunDir
 
 
@@ -36,6 +39,7 @@ class AlphaConfig(StrictConfig):
 
 class SupernetStrategy(Strategy):
     has_arch_step = True
+    skips_candidates = False     # True: a weight step may leave candidates out of the forward (GDAS)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -66,24 +70,29 @@ class SupernetStrategy(Strategy):
 
     # -- the architecture objective ------------------------------------------------------------------
     def objective(self, model, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-        loss = task_loss(logits, labels)
+        loss = task_loss(logits.float(), labels)
         term = self.search.objective.latency or self.search.objective.flops
         if term is None or self.cost is None or term.weight == 0:
             return loss
         expected = self.cost.expected(self.probabilities(model))
         return penalized(loss, expected, self.cost, term.weight, term.shape, term.target)
 
-    def arch_step(self, model, train_batch, arch_batch, lr: float) -> dict:
-        """One alpha update on an arch batch (first order)."""
+    def arch_step(self, model, train_batch, arch_batch, lr: float, weights: tuple[float, float] = (1.0, 1.0)) -> dict:
+        """One alpha update on an arch batch (first order).
+
+        Under torchrun the batches are this rank's shards and `weights` their loss weights
+        (nasgraph.distributed.shard); the alpha gradients are averaged over the ranks, so every rank
+        takes the step one process takes on the whole batch."""
         tokens, labels = arch_batch
         self.arch_opt.zero_grad(set_to_none=True)
-        loss = self.objective(model, model(tokens), labels)
+        logits = model(tokens)
+        loss = self.objective(model, logits, labels)
         alphas = model.arch_parameters()
-        grads = torch.autograd.grad(loss, alphas)
-        for a, g in zip(alphas, grads):
+        grads = torch.autograd.grad(weighted(loss, logits, weights[1]), alphas)
+        for a, g in zip(alphas, distributed.all_reduce_mean(list(grads))):
             a.grad = g
         self.arch_opt.step()
-        return {"arch_loss": loss.item()}
+        return {"arch_loss": distributed.weighted_mean(loss.item(), weights[1], loss.device)}
 
     # -- reading the alphas ----------------------------------------------------------------------------
     def probabilities(self, model) -> dict[str, torch.Tensor]:
@@ -135,11 +144,12 @@ class SupernetStrategy(Strategy):
         self.progress = ctx.progress
         seed_everything(seed)
         splits = ctx.splits(seed)
-        model = GraphModule(ctx.graph)
+        model = GraphModule(ctx.graph).to(resolve_device(ctx.train.device))   # before attach: masks follow alphas
         self.attach(model)
         train = ctx.train.model_copy(update={"seed": seed})
         result = fit(model, splits, train, run, steps=self.total_steps, strategy=self, resume=run.resuming,
                      desc=f"search {self.name} seed {seed}", progress=ctx.progress, task=ctx.task)
+        distributed.debug_dump(f"seed{seed}-alphas", {n: m.alpha.tolist() for n, m in model.mixed_layers().items()})
         scored = ctx.score_split(splits)
         choice = self.choose(model, accuracy=lambda m: ctx.score(m, scored),
                              finetune=lambda m, n: finetune(m, splits, train, n))
@@ -148,6 +158,7 @@ class SupernetStrategy(Strategy):
                   "cost": ctx.cost.of_choice(choice), "cost_kind": ctx.cost.kind, "final": result,
                   "probs": {n: p.detach().tolist() for n, p in self.probabilities(model).items()},
                   "scores": getattr(self, "scores", {}), **self.metrics(model), "measured": measured}
+        record = distributed.from_rank0(lambda: record)   # torchrun: every rank returns what rank 0 writes
         run.write_json("result.json", record)
         return record
 
@@ -189,8 +200,9 @@ def finetune(model, splits, train_spec, steps: int) -> None:
     opt = torch.optim.AdamW(model.weight_parameters(), lr=train_spec.lr * 0.5, weight_decay=train_spec.weight_decay)
     stream = BatchStream(splits["train"], train_spec.batch_size, train_spec.seed + 7)
     model.train()
+    device = module_device(model)
     for _ in range(steps):
-        x, y = stream.next()
+        x, y = to_device(stream.next(), device)
         opt.zero_grad(set_to_none=True)
         task_loss(model(x), y).backward()
         opt.step()

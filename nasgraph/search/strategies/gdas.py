@@ -16,6 +16,7 @@ class GdasConfig(AlphaConfig):
 @register("gdas")
 class Gdas(SupernetStrategy):
     Config = GdasConfig
+    skips_candidates = True      # a step runs only the sampled candidates (DDP: find_unused_parameters)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
