@@ -23,7 +23,8 @@ def plot_front(outcome: dict, out: Path) -> Path:
     ax.plot([p[key] for p in front], [scale * p["score"] for p in front], "o--", color="C1", ms=5, lw=1,
             label="Pareto front")
     for p in front:
-        ax.annotate(str(p["point"]), (p[key], scale * p["score"]), fontsize=7, xytext=(3, 4), textcoords="offset points")
+        ax.annotate(str(p["point"]), (p[key], scale * p["score"]), fontsize=7, xytext=(3, 4),
+                    textcoords="offset points")
     pick = [p for p in front if p["pick"]]
     if pick:
         ax.plot(pick[0][key], scale * pick[0]["score"], "*", ms=15, color="C3", label="pick")
@@ -52,7 +53,7 @@ def plot_sandwich(run: Path, out: Path) -> Path | None:
 def write_elastic_report(run: str | Path) -> Path:
     run = Path(run)
     o = json.loads((run / "search.json").read_text())
-    key, m = o["cost_kind"], o["metric"]
+    m = o["metric"]
     rows = [[p["point"], p["label"], f"{p['score']:.4f}", f"{p['latency_ms']:.3f}" if "latency_ms" in p else "-",
              human(p["flops"]), human(p["params"]), "pick" if p["pick"] else "", f"front/point{p['point']}.yaml"]
             for p in o["front"]]
@@ -62,19 +63,20 @@ def write_elastic_report(run: str | Path) -> Path:
              f"scored in {o['wall_seconds']:.0f} s. Budget: {o['budget'] or 'none'}.", "",
              f"**Pick** (best {m} within the budget): `{o['labels']['subnet'][0]}` -> derived.yaml", "",
              "## Pareto front", "",
-             f"Scores are read off the supernet (shared weights) on the search's held-out slice: they rank "
-             f"sub-networks, they are not what each reaches trained on its own. Retrain a point with "
-             f"`nasgraph train RUN/front/pointK.yaml --out runs/pK` (or `nasgraph derive RUN --point K -o p.yaml`).", "",
-             table(rows, ["point", "sub-network", m, "latency ms (pred.)", "FLOPs", "params", "", "spec"], markdown=True),
+             "Scores are read off the supernet (shared weights) on the search's held-out slice: they rank "
+             "sub-networks, they are not what each reaches trained on its own. Retrain a point with "
+             "`nasgraph train RUN/front/pointK.yaml --out runs/pK` (or `nasgraph derive RUN --point K -o p.yaml`).",
+             "", table(rows, ["point", "sub-network", m, "latency ms (pred.)", "FLOPs", "params", "", "spec"],
+                       markdown=True),
              ""]
     lat = json.loads((run / "latency.json").read_text()) if (run / "latency.json").exists() else None
     if lat and "model" in lat:
         err = lat.get("cv_median_rel_error")
         lines += ["## Latency predictor", "",
                   f"Ridge model fit to {len(lat['samples'])} sub-networks timed with ONNX Runtime on this machine "
-                  f"(batch {lat['batch']}, T={lat['seq_len']}, {lat['threads']} thread(s), p{lat.get('percentile', 50):g} of the "
-                  f"timed calls); median relative error on "
-                  f"held-out sub-networks (5-fold): " + (f"{100 * err:.1f}%" if err is not None else "too few samples"), ""]
+                  f"(batch {lat['batch']}, T={lat['seq_len']}, {lat['threads']} thread(s), "
+                  f"p{lat.get('percentile', 50):g} of the timed calls); median relative error on held-out "
+                  f"sub-networks (5-fold): " + (f"{100 * err:.1f}%" if err is not None else "too few samples"), ""]
     plots = [plot_front(o, run / "front.png"), plot_sandwich(run, run / "sandwich.png")]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"

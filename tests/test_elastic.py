@@ -59,6 +59,7 @@ BAD = [
     ("model.attention={granularity: head, candidates: [softmax, linear]}", "model.attention",
      "per-head attention choices do not combine with elastic dimensions"),
     ("model.ffn.hidden=8", "model.ffn.hidden", "hides the elastic 'mult' choices"),
+    ("model.ffn.mult={choices: [1, 1e308]}", "model.ffn", "not a finite number of hidden units"),
     ("search.seeds=[0, 1]", "search.seeds", "give one seed"),
     ("search.budget={latency_ms: 1}", "search.latency_samples", "a latency budget needs a latency predictor"),
 ]
@@ -111,7 +112,8 @@ def test_supernet_is_the_largest_sub_network(space):
 
 def test_sliced_sub_network_equals_the_standalone_derived_model(space):
     doc, graph = space
-    elastic = ElasticSupernet(GraphModule(graph), graph.graph["elastic"], lambda s: compile_subnet(doc, graph, s)).eval()
+    elastic = ElasticSupernet(GraphModule(graph), graph.graph["elastic"],
+                              lambda s: compile_subnet(doc, graph, s)).eval()
     tokens = torch.randint(2, 8, (3, 12))                                                  # (B, T)
     rng = random.Random(0)
     for sub in [smallest(elastic.space), *(sample(elastic.space, rng) for _ in range(4))]:
@@ -158,7 +160,7 @@ def test_search_respects_the_budget_and_encodes_round_trip(space):
     limit = params(largest(sp))["params"] / 2
     for method in ("evolution", "random"):
         search = Search(sp, lambda s: float(s.d_model * s.n_layers), params, {"params": limit}, random.Random(1))
-        points = search.evolve(6, 3, 2, 0.5) if method == "evolution" else search.random(8)
+        points = search.evolve(6, 3, 2, 0.5) if method == "evolution" else search.random_search(8)
         assert len(points) >= 4 and all(p.costs["params"] <= limit for p in points)
         assert all(decode(encode(p.sub, sp), sp) == p.sub for p in points)
     front = pareto_front(points, "params")

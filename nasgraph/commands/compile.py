@@ -62,7 +62,8 @@ def render_elastic(e: dict) -> str:
     sp = e["space"]
     widths = sorted({m for layer in sp["ffn_mult"] for m in layer})
     listed = lambda ms: "[" + ", ".join(f"{m:g}" for m in ms) + "]"  # noqa: E731
-    lines = ["", "", f"elastic dimensions: d_model {sp['d_model']}, n_heads {sp['n_heads']}, n_layers {sp['n_layers']}, "
+    lines = ["", "", f"elastic dimensions: d_model {sp['d_model']}, n_heads {sp['n_heads']}, "
+             f"n_layers {sp['n_layers']}, "
              f"ffn.mult per layer {listed(widths)}; the table above is the largest sub-network (the supernet)",
              f"elastic search space: {count(e['space_size'])} sub-networks (with the per-layer attention choices)"]
     for end in ("smallest", "largest"):

@@ -60,9 +60,11 @@ def elastic_lines(found) -> str:
     o = found.outcome
     key = o["cost_kind"]
     lines = [f"pick (best {o['metric']} within the budget {o['budget'] or '(none)'}): {o['labels']['subnet'][0]}",
-             f"Pareto front ({o['metric']} on shared weights vs {'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
+             f"Pareto front ({o['metric']} on shared weights vs "
+             f"{'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
     show = (lambda v: f"{v:.3g} ms") if key == "latency_ms" else (lambda v: cost(v, "flops"))  # noqa: E731
     lines += [f"  point {p['point']}: {p['label']}  {o['metric']} {p['score']:.4f}  {show(p[key])}"
               + ("  <- pick" if p["pick"] else "") for p in o["front"]]
-    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), {found.report}")
+    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
+                 f"{found.report}")
     return "\n".join(lines)

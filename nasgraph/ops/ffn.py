@@ -1,6 +1,7 @@
 """Position-wise feed-forward: GELU/ReLU MLP or SwiGLU. (B, T, D) -> (B, T, D)."""
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import torch
@@ -30,6 +31,10 @@ class FFN(Op):
 
     @classmethod
     def infer_shape(cls, config, inputs, ctx):
+        mult = config.mult or ctx.ffn_mult
+        if not config.hidden and not math.isfinite(ctx.d_model * mult):
+            raise ShapeError(f"ffn: mult {mult} x d_model {ctx.d_model} is not a finite number of hidden units; "
+                             f"lower mult or give hidden")
         if cls.hidden_units(config, ctx) < 1:
             raise ShapeError(f"ffn: mult {config.mult or ctx.ffn_mult} x d_model {ctx.d_model} gives 0 hidden "
                              f"units; raise mult or give hidden")

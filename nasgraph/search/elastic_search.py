@@ -83,7 +83,7 @@ class Search:
     def _smallest_costs(self) -> dict:
         return {k: round(v, 4) for k, v in self.costs(smallest(self.space)).items()}
 
-    def random(self, n: int) -> list[Scored]:
+    def random_search(self, n: int) -> list[Scored]:
         """The baseline: `n` distinct feasible random sub-networks (fewer when the space has fewer)."""
         for _ in range(n * 20):
             if len(self.scored) >= n:

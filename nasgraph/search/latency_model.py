@@ -33,7 +33,8 @@ class LatencyModel:
     ridge: float
 
     @classmethod
-    def fit(cls, subs: list[SubNet], ms: list[float], candidates: list[list[str]], ridge: float = 1e-3) -> "LatencyModel":
+    def fit(cls, subs: list[SubNet], ms: list[float], candidates: list[list[str]],
+            ridge: float = 1e-3) -> "LatencyModel":
         """Weighted ridge fit of latency `ms` (one per sub-network)."""
         labels = sorted({l for layer in candidates for l in layer})
         X = np.stack([features(s, labels, candidates) for s in subs])             # (N, F)
@@ -55,11 +56,13 @@ class LatencyModel:
         return {"labels": self.labels, "coef": self.coef, "scale": self.scale, "ridge": self.ridge}
 
 
-def relative_errors(model: LatencyModel, subs: list[SubNet], ms: list[float], candidates: list[list[str]]) -> list[float]:
+def relative_errors(model: LatencyModel, subs: list[SubNet], ms: list[float],
+                    candidates: list[list[str]]) -> list[float]:
     return [abs(model.predict(s, candidates) - m) / m for s, m in zip(subs, ms)]
 
 
-def cross_validated_error(subs: list[SubNet], ms: list[float], candidates: list[list[str]], folds: int = 5) -> float | None:
+def cross_validated_error(subs: list[SubNet], ms: list[float], candidates: list[list[str]],
+                          folds: int = 5) -> float | None:
     """Median relative error on held-out sub-networks (k-fold); None with fewer than 2 * folds samples."""
     if len(subs) < 2 * folds:
         return None

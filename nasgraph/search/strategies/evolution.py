@@ -99,7 +99,8 @@ class Evolution(Strategy):
         supernet = ElasticSupernet(GraphModule(ctx.graph), space, build)
         splits = ctx.splits(seed)
         self.train_supernet(ctx, supernet, splits["train"], seed)
-        predictor = self.fit_latency(ctx, supernet, candidates, random.Random(seed + 1)) if cfg.latency_samples else None
+        rng = random.Random(seed + 1)
+        predictor = self.fit_latency(ctx, supernet, candidates, rng) if cfg.latency_samples else None
 
         def costs(sub) -> dict:
             s = summarize(build(sub))
@@ -113,7 +114,7 @@ class Evolution(Strategy):
         search = Search(space, lambda sub: ctx.score(supernet.extract(sub), scored_split), costs,
                         cfg.budget.limits() if cfg.budget else {}, random.Random(seed + 2), progress=bar.update)
         points = search.evolve(cfg.population, cfg.generations, cfg.parents, cfg.mutation_prob) \
-            if cfg.method == "evolution" else search.random(cfg.evaluations)
+            if cfg.method == "evolution" else search.random_search(cfg.evaluations)
         bar.close()
         cost_key = "latency_ms" if predictor is not None else "flops"
         best = max(points, key=lambda p: (p.score, -p.costs[cost_key]))
