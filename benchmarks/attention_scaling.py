@@ -116,7 +116,8 @@ def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
     if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
         row["ort_by_level_ms"] = {
             level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
-                               repeats=max(3, opts["repeats"] // 2), budget_s=opts["budget_s"]).stats.p50_ms
+                               repeats=max(3, opts["repeats"] // 2),
+                               budget_s=opts["budget_s"]).row()[statistic(opts)]
             for level in GRAPH_OPT_LEVELS}
     return row
 
@@ -157,8 +158,13 @@ def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[
     return info, rows
 
 
-def summarise(name: str, rows: list[dict], lengths: list[int], linear: bool) -> dict:
-    p50 = {be: {r["T"]: r[be]["p50_ms"] for r in rows if be in r} for be in ("eager", "ort")}
+def statistic(opts: dict) -> str:
+    """The per-call figure compared: wall-clock p50, or (--clock cpu) the calling thread's CPU time p50."""
+    return "cpu_p50_ms" if opts["clock"] == "cpu" else "p50_ms"
+
+
+def summarise(name: str, rows: list[dict], lengths: list[int], linear: bool, opts: dict) -> dict:
+    p50 = {be: {r["T"]: r[be][statistic(opts)] for r in rows if be in r} for be in ("eager", "ort")}
     t_max, ratio = max(lengths), {}
     for be, times in p50.items():
         if 1024 in times and t_max in times and t_max > 1024:
@@ -177,8 +183,8 @@ def markdown(summaries: list[dict], rows: list[dict], infos: dict, lengths: list
     t_max = max(lengths)
     head = ["type"] + [str(T) for T in lengths] + [f"{t_max}/1024 eager", f"{t_max}/1024 ORT",
                                                   f"peak MB @{t_max} eager/ORT", "flags"]
-    lines = [f"# Attention scaling: eager / ONNX Runtime p50 ms (batch 1, d_model {D_MODEL}, {N_HEADS} heads, "
-             f"{opts['threads']} threads, graph_opt {opts['graph_opt']})", "",
+    lines = [f"# Attention scaling: eager / ONNX Runtime p50 ms of {opts['clock']} time (batch 1, d_model "
+             f"{D_MODEL}, {N_HEADS} heads, {opts['threads']} threads, graph_opt {opts['graph_opt']})", "",
              f"env {env['hash']}: {env['cpu']}, {env['cores']} cores, torch {env['torch']}, "
              f"onnxruntime {env['onnxruntime']}; load average {opts['load_avg_start']:.1f} at start, "
              f"{opts['load_avg_end']:.1f} at end" + (" (BUSY MACHINE: timings inflated)"
@@ -252,6 +258,17 @@ def plot(summaries: list[dict], path: Path) -> None:
     plt.close(fig)
 
 
+def write_outputs(out: Path, summaries, rows, infos, lengths, opts, env) -> str:
+    """attention_scaling.{md,json} of the types measured so far; returns the markdown."""
+    opts["load_avg_end"] = os.getloadavg()[0]
+    table = markdown(summaries, rows, infos, lengths, opts, env)
+    (out / "attention_scaling.md").write_text(table)
+    (out / "attention_scaling.json").write_text(json.dumps(
+        {"env": env, "settings": {**opts, "lengths": lengths, "d_model": D_MODEL, "heads": N_HEADS, "batch": 1},
+         "types": infos, "summaries": summaries, "rows": rows}, indent=1, default=str))
+    return table
+
+
 def main(argv: list[str] | None = None) -> int:
     from nasgraph.attention import get, names
 
@@ -259,10 +276,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'")
     parser.add_argument("--min-t", type=int, default=256)
     parser.add_argument("--max-t", type=int, default=8192)
+    parser.add_argument("--lengths", help="comma-separated T values instead of the doublings from --min-t to --max-t")
     parser.add_argument("--repeats", type=int, default=12, help="timed calls per backend and T")
     parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
+    parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
+                        help="cpu: compare the calling thread's CPU time per call (with --threads 1 the call's "
+                             "work, steady on a shared machine)")
     parser.add_argument("--causal", action="store_true",
                         help="causal form of every type that has one (causal-only types always are)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
@@ -274,26 +295,23 @@ def main(argv: list[str] | None = None) -> int:
     for t in types:
         if t != BASELINE:
             get(t)  # ConfigError listing the valid names
-    lengths = [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t]
+    lengths = ([int(T) for T in args.lengths.split(",")] if args.lengths
+               else [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t])
     opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
-                                          "explain_t", "causal")}
+                                          "explain_t", "causal", "clock")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []
+    args.out.mkdir(parents=True, exist_ok=True)
     for name in types:
         start = time.perf_counter()
         info, type_rows = measure_type(name, lengths, opts)
         infos[name], rows = info, rows + type_rows
         linear = name != BASELINE and get(name).caps.linear
-        summaries.append(summarise(name, type_rows, lengths, linear))
+        summaries.append(summarise(name, type_rows, lengths, linear, opts))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
-    opts["load_avg_end"] = os.getloadavg()[0]
-    args.out.mkdir(parents=True, exist_ok=True)
-    table = markdown(summaries, rows, infos, lengths, opts, env)
-    (args.out / "attention_scaling.md").write_text(table)
-    (args.out / "attention_scaling.json").write_text(json.dumps(
-        {"env": env, "settings": {**opts, "lengths": lengths, "d_model": D_MODEL, "heads": N_HEADS, "batch": 1},
-         "types": infos, "summaries": summaries, "rows": rows}, indent=1, default=str))
+        # written after every type: a run killed part-way keeps what it measured
+        table = write_outputs(args.out, summaries, rows, infos, lengths, opts, env)
     plot(summaries, args.out / "attention_scaling.png")
     print(table)
     return 0

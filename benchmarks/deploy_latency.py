@@ -23,7 +23,9 @@ Writes benchmarks/out/deploy_latency.{md,json}.
 
 On an oversubscribed machine libgomp's spinning barriers make multi-threaded eager runs 10-100x slower
 (a descheduled thread stalls every parallel region); OMP_WAIT_POLICY=PASSIVE removes most of that, so
-use it there and read the header's load average before trusting a ratio.
+use it there and read the header's load average before trusting a ratio. With 1 thread every point
+also has the ratio of the calling thread's CPU time (both runtimes compute on that thread): the work
+of a call without the time slices other processes took, steadier on a shared machine (+-10%).
 """
 from __future__ import annotations
 

@@ -26,15 +26,20 @@ from pathlib import Path
 
 import yaml
 
+from fidelity_report import markdown
 from fidelity_tasks import CANDIDATES, FULL, QUICK, spec_template
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
+from nasgraph.search.evidence import Evidence, Measured
+from nasgraph.search.recommend import recommend
 from nasgraph.search.run import run_search
 from nasgraph.spec import load_spec
 from nasgraph.training.run import run_train
 
 OUT = Path(__file__).parent / "out" / "fidelity"
 TIE = 0.01   # one point of accuracy
+# a strategy whose method changed since its cached searches: the revision enters their cache key
+REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
               "gdas": {"strategy": "gdas"}, "fixed": {"strategy": "fixed"}}
@@ -79,7 +84,7 @@ def train_standalone(spec: dict, seed: int, progress: bool) -> dict:
     return cached("train", spec, compute)
 
 
-def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
+def run_strategy(spec: dict, seed: int, progress: bool, revision: int | None = None) -> dict:
     def compute(key: str) -> dict:
         doc = load(spec, OUT / "specs" / f"{key}.yaml")
         out = OUT / "runs" / f"search-{key}"
@@ -90,7 +95,8 @@ def run_strategy(spec: dict, seed: int, progress: bool) -> dict:
         return {"seconds": seconds, "cpu_seconds": cpu, "labels": outcome["labels"], "choice": outcome["choice"],
                 "evidence": json.loads((out / "evidence.json").read_text()), "derived": derived}
 
-    return cached("search", {**spec, "bench_seed": seed}, compute)
+    key = {**spec, "bench_seed": seed, **({"revision": revision} if revision else {})}
+    return cached("search", key, compute)
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -115,7 +121,7 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     labels = [label(c) for c in CANDIDATES]
     if args.phase == "search":          # fill the search cache only (brute force may run beside it)
         for variant, weight, seed in search_plan(regime, args):
-            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+            run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         return {}
     alone = {}
     for c in CANDIDATES:
@@ -123,18 +129,31 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
         alone[label(c)] = [train_standalone(spec, s, args.progress) for s in args.seeds]
         print(f"[{name}] standalone {label(c)}: test " + ", ".join(f"{r['test']:.4f}" for r in alone[label(c)]),
               flush=True)
+    mixes = {"+".join(m): train_mix(base, m, args) for m in args.mixes}
     mean = {l: statistics.mean(r["test"] for r in alone[l]) for l in labels}
     flops = {l: alone[l][0]["flops"] for l in labels}
     ranking = sorted(labels, key=lambda l: -mean[l])
     one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
     rows = []
     for variant, weight, seed in search_plan(regime, args):
-        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress)
+        r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
         print(f"[{name}] {variant}{' +cost' if weight else ''} seed {seed}: {rows[-1]['pick']} "
               f"delta {rows[-1]['delta']:+.4f} tau {rows[-1]['tau']} cost {rows[-1]['cost_x']:.2f}x", flush=True)
-    return {"regime": regime, "seeds": args.seeds, "standalone": alone, "mean_test": mean, "flops": flops,
+    return {"regime": regime, "seeds": args.seeds, "standalone": alone, "mixes": mixes, "mean_test": mean, "flops": flops,
             "ranking": ranking, "one_training_cpu_s": one_training, "rows": rows}
+
+
+def train_mix(base: dict, types: list[str], args) -> list[dict]:
+    """A per-layer mix (one candidate label per layer) trained standalone at every seed, as a derived
+    spec has it (so a search that picks the same mix reuses these trainings)."""
+    by_label = {label(c): c for c in CANDIDATES}
+    model = {k: v for k, v in base["model"].items() if k != "attention"}
+    model["layers"] = [{"attention": {"candidates": [by_label[t]], "causal": False}} for t in types]
+    runs = [train_standalone({**base, "model": model}, s, args.progress) for s in args.seeds]
+    print(f"[{base['name']}] standalone mix {'+'.join(types)}: test " + ", ".join(f"{r['test']:.4f}" for r in runs),
+          flush=True)
+    return runs
 
 
 def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
@@ -149,6 +168,23 @@ def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> di
     if weight:
         search["objective"] = {"flops": {"weight": weight}}
     return {**base, "model": {**base["model"], "attention": {"candidates": CANDIDATES}}, "search": search}
+
+
+def confidence_of(evidence: dict) -> str:
+    """The recommendation's confidence for a stored evidence, by the current rule (docs/recommendation.md)."""
+    ev = Evidence(**{**evidence, "measured": [Measured(**m) for m in evidence["measured"]]})
+    return recommend(ev).confidence
+
+
+def paired_gaps(evidence: dict) -> dict[str, list[float]]:
+    """{architecture: [gap, se]} of the teacher over each student, paired on the same held-out examples."""
+    out = {}
+    for m in evidence["measured"]:
+        drop, se = m["detail"].get("drop"), m["detail"].get("drop_se")
+        if drop and se and drop[0] is not None:
+            out["; ".join(f"{n.removesuffix('.attention')} {'/'.join(ls)}" for n, ls in m["labels"].items())] = \
+                [drop[0], se[0]]
+    return out
 
 
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
@@ -169,44 +205,8 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
             "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
             "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
-            "flops_x": pick_flops / max(flops.values()),
-            "retrained": retrained}
-
-
-def markdown(results: dict, args) -> str:
-    lines = [f"# Search fidelity ({'quick' if args.quick else 'full'}; seeds {args.seeds})", ""]
-    for name, t in results.items():
-        reg = t["regime"]
-        lines += [f"## {name}: {json.dumps(reg['task'])}, model {json.dumps(reg['model'])}, "
-                  f"{reg['train']['steps']} steps x batch {reg['train']['batch_size']}", "",
-                  "| candidate | standalone test acc (per seed) | mean | FLOPs | CPU seconds |", "|---|---|---|---|---|"]
-        for l in t["ranking"]:
-            runs = t["standalone"][l]
-            lines.append(f"| {l} | {', '.join(format(r['test'], '.4f') for r in runs)} | {t['mean_test'][l]:.4f} | "
-                         f"{t['flops'][l]:.3g} | {statistics.mean(r['cpu_seconds'] for r in runs):.0f} |")
-        lines += ["", "| strategy | cost term | seed | pick | rank | retrained - best | within 1 pt | tau | "
-                      "on Pareto front | search cost (x one training, CPU) |", "|---|---|---|---|---|---|---|---|---|---|"]
-        for r in t["rows"]:
-            lines.append(f"| {r['strategy']} | {r['cost_weight'] or '-'} | {r['seed']} | {r['pick']} | {r['rank']} | "
-                         f"{r['delta']:+.4f} | {'yes' if r['within_1pt'] else 'no'} | {r['tau']} | "
-                         f"{'yes' if r['pareto'] else 'no'} | {r['cost_x']:.2f} |")
-        lines.append("")
-    lines += ["## Summary per strategy (no cost term: within 1 pt; with a cost term: on the Pareto front)", "",
-              "| strategy | within 1 pt | on Pareto front (cost term) | mean tau | mean cost (x) | max cost (x) | "
-              "seeds agree (tasks) |", "|---|---|---|---|---|---|---|"]
-    rows = [r for t in results.values() for r in t["rows"]]
-    for s in dict.fromkeys(r["strategy"] for r in rows):
-        plain = [r for r in rows if r["strategy"] == s and not r["cost_weight"]]
-        cost = [r for r in rows if r["strategy"] == s and r["cost_weight"]]
-        taus = [r["tau"] for r in plain if r["tau"] is not None]
-        agree = [len(p) == 1 for t in results.values()
-                 if (p := {r["pick"] for r in t["rows"] if r["strategy"] == s and not r["cost_weight"]})]
-        lines.append(f"| {s} | {sum(r['within_1pt'] for r in plain)}/{len(plain)} | "
-                     f"{sum(r['pareto'] for r in cost)}/{len(cost)} | "
-                     f"{statistics.mean(taus) if taus else float('nan'):.2f} | "
-                     f"{statistics.mean(r['cost_x'] for r in plain + cost):.2f} | "
-                     f"{max(r['cost_x'] for r in plain + cost):.2f} | {sum(agree)}/{len(agree)} |")
-    return "\n".join(lines) + "\n"
+            "flops_x": pick_flops / max(flops.values()), "confidence": confidence_of(r["evidence"]),
+            "gaps": paired_gaps(r["evidence"]), "retrained": retrained}
 
 
 def main() -> None:
@@ -216,6 +216,8 @@ def main() -> None:
     ap.add_argument("--strategies", nargs="+", default=["halving", "teacher", "darts", "darts_perturb"],
                     choices=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--mixes", nargs="*", default=[], type=lambda v: v.split("+"),
+                    help="per-layer mixes also trained standalone, e.g. softmax+local (the heterogeneous check)")
     ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
                     help="standalone / search: fill that cache only (two processes can share the work)")
     ap.add_argument("--progress", action="store_true")

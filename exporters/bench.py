@@ -147,7 +147,7 @@ def export_twin(doc, model: nn.Module, path: Path, contrib_ops: bool = True) -> 
         t[1:, max(1, T // 2):] = PAD_ID                                   # rows after the first: half padding
         return t
 
-    example = tokens(2, max(2, lens[0]))
+    example = tokens(2, max(2, lens[-1]))                                  # max_len: no size traced as 1
     inputs = CheckInputs(example, [padded(3, T) for T in lens], example, [tokens(1, T) for T in lens],
                          "random tokens, rows half padded", "random tokens, batch 1")
     export_graphs(model, path, inputs, max_len=ctx.max_len, metadata={"nasgraph.name": str(doc.spec.name)},

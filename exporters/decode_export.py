@@ -41,6 +41,7 @@ from exporters.parity import stamp
 TOKENS, POSITION, LOGITS = "tokens", "position", "logits"
 FORMAT = 1
 DECODE_MODES = ("auto", "always", "never")
+TRACE_LEN = 1024   # tokens traced (at most max_len): several chunks/blocks of every type's default size
 
 
 class PrefillGraph(nn.Module):
@@ -181,12 +182,13 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
     return report
 
 
-def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, length: int = 5) -> torch.Tensor:
-    """Rows to trace with: `batch` rows (not 1: torch.export would fix the batch axis) of `length`
-    tokens or more (the step's cache then holds >= 4 positions: neither 0/1, which torch.export
-    specialises, nor the batch size, which it could assume equal), within max_len."""
+def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, longest: int = TRACE_LEN) -> torch.Tensor:
+    """`batch` rows to trace with (not 1: torch.export would fix the batch axis), as long as max_len
+    allows up to `longest` (the example's tokens repeated): torch.export specialises a size seen as 1,
+    so a trace on a prompt shorter than one chunk of a recurrence (or one block of a windowed type)
+    would fix the graph to one chunk and fail on longer prompts."""
     rows = example[:batch] if example.shape[0] >= batch else example.repeat(batch, 1)[:batch]   # (2, T)
-    T = min(max(rows.shape[1], length), max_len)
+    T = max(min(max_len, longest), 3)
     return rows.repeat(1, -(-T // rows.shape[1]))[:, :T]                  # (2, T)
 
 

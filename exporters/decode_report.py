@@ -16,28 +16,32 @@ def _mb(n: int | None) -> str:
     return "" if n is None else f"{n / 2 ** 20:.3f}"
 
 
-def step_table(rows: list[dict]) -> str:
-    """Per-token decode: one line per (subject, context), ORT and eager side by side."""
+def _by_point(rows: list[dict], kind: str) -> dict[tuple, dict]:
     out: dict[tuple, dict] = {}
     for r in rows:
-        if r["kind"] == "step":
+        if r["kind"] == kind:
             out.setdefault((r["subject"], r["length"]), {})[r["backend"]] = r
-    lines = []
-    for (subject, C), by in out.items():
-        ort, eager = by.get(ORT), by.get(EAGER)
-        any_row = ort or eager
-        lines.append([subject, C, _ms(ort), _ms(eager), _tps(ort), _tps(eager), _mb(any_row.get("state_bytes"))])
-    return table(lines, ["subject", "context", "ORT ms/token", "eager ms/token", "ORT tokens/s",
-                         "eager tokens/s", "state MB"], markdown=True)
+    return out
+
+
+def _backends(rows: list[dict]) -> list[str]:
+    return [b for b in (ORT, EAGER) if any(r["backend"] == b for r in rows)]
+
+
+def step_table(rows: list[dict]) -> str:
+    """Per-token decode: one line per (subject, context), the backends side by side."""
+    backends = _backends(rows)
+    lines = [[subject, C, *(_ms(by.get(b)) for b in backends), *(_tps(by.get(b)) for b in backends),
+              _mb(next(iter(by.values())).get("state_bytes"))] for (subject, C), by in _by_point(rows, "step").items()]
+    names = [STYLES[b][0] for b in backends]
+    return table(lines, ["subject", "context", *(f"{n} ms/token" for n in names), *(f"{n} tokens/s" for n in names),
+                         "state MB"], markdown=True)
 
 
 def prefill_table(rows: list[dict]) -> str:
-    out: dict[tuple, dict] = {}
-    for r in rows:
-        if r["kind"] == "prefill":
-            out.setdefault((r["subject"], r["length"]), {})[r["backend"]] = r
-    return table([[s, T, _ms(by.get(ORT)), _ms(by.get(EAGER))] for (s, T), by in out.items()],
-                 ["subject", "prompt tokens", "ORT prefill ms", "eager prefill ms"], markdown=True)
+    backends = _backends(rows)
+    return table([[s, T, *(_ms(by.get(b)) for b in backends)] for (s, T), by in _by_point(rows, "prefill").items()],
+                 ["subject", "prompt tokens", *(f"{STYLES[b][0]} prefill ms" for b in backends)], markdown=True)
 
 
 def _ms(r: dict | None) -> str:
@@ -68,8 +72,12 @@ def plot_decode(rows: list[dict], path: Path, threads: int) -> Path:
                     label = s if key == "state_bytes" else f"{s} ({short})"
                     ax.plot(*zip(*pts), style, marker=MARKERS[i % len(MARKERS)], ms=4, color=f"C{i % 10}",
                             label=label)
-        ax.set(xscale="log", yscale="log", xlabel=xlabel, ylabel=ylabel)
+        ax.set(xscale="log", yscale="log" if key == "state_bytes" else "linear", xlabel=xlabel, ylabel=ylabel)
+        if key != "state_bytes":
+            ax.set_ylim(bottom=0)                              # flat vs growing reads best from zero
         plain_ticks(ax)
+        lengths = sorted({r["length"] for r in rows if r["kind"] == kind})
+        ax.set_xticks(lengths, [str(n) for n in lengths], minor=False)
     axes[1].set_title(f"batch 1, {threads} threads")
     return finish_plot(fig, path, *axes)
 

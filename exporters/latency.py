@@ -17,11 +17,11 @@ Example:
 from __future__ import annotations
 
 import contextlib
+import gc
 import hashlib
 import json
 import os
 import platform
-import gc
 import resource
 import time
 from dataclasses import asdict, dataclass, field

@@ -8,7 +8,7 @@ from pathlib import Path
 from nasgraph import distributed
 from nasgraph.plotting import pyplot, finish_plot
 from nasgraph.search.verdicts import evidence_text
-from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_value, table
+from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_label, metric_value, shown, table
 from nasgraph.training.rundir import read_jsonl
 
 
@@ -73,7 +73,7 @@ def recommendation_lines(rec: dict, markdown: bool = False) -> list[str]:
         rows.append([a["name"], ", ".join(a["roles"]), metric_value(m, a["mean"], a["sd"]) + seeds,
                      human(a["flops"]) if a["flops"] is not None else "-",
                      f"{a['latency_ms']:.3g}" if a["latency_ms"] is not None else "-", "yes" if a["pareto"] else ""])
-    heads = ["architecture", "role", f"{m} (+-sd over seeds)", "FLOPs", "ORT ms" if has_latency else "ORT ms (n/a)",
+    heads = ["architecture", "role", f"{metric_label(m)} (+-sd over seeds)", "FLOPs", "ORT ms" if has_latency else "ORT ms (n/a)",
              "Pareto"]
     lines += [table(rows, heads, markdown=markdown), ""]
     for w in rec["warnings"]:
@@ -88,23 +88,26 @@ def plot_pareto(rec: dict, out: Path) -> Path | None:
         return None
     use_latency = all(a["latency_ms"] is not None for a in pts)
     x = lambda a: a["latency_ms"] if use_latency else a["flops"] if a["flops"] is not None else a["cost"]  # noqa: E731
-    scale = 100 if is_fraction(rec["metric"]) else 1
+    m = rec["metric"]
+    scale = 100 if is_fraction(m) else 1
+    y = lambda a: scale * shown(m, a["mean"])  # noqa: E731 - in the metric's own units (bits per byte, not its negation)
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for i, a in enumerate(sorted(pts, key=x)):
-        ax.errorbar(x(a), scale * a["mean"], yerr=scale * (a["sd"] or 0), fmt="o", ms=5, capsize=3,
+        ax.errorbar(x(a), y(a), yerr=scale * (a["sd"] or 0), fmt="o", ms=5, capsize=3,
                     color="C1" if a["pareto"] else "C0", alpha=0.9)
-        ax.annotate(a["name"], (x(a), scale * a["mean"]), fontsize=7, xytext=(4, 6 if i % 2 else -11),
+        ax.annotate(a["name"], (x(a), y(a)), fontsize=7, xytext=(4, 6 if i % 2 else -11),
                     textcoords="offset points")
     front = sorted((a for a in pts if a["pareto"]), key=x)
-    ax.plot([x(a) for a in front], [scale * a["mean"] for a in front], "--", color="C1", lw=1, label="Pareto front")
+    ax.plot([x(a) for a in front], [y(a) for a in front], "--", color="C1", lw=1, label="Pareto front")
     pick = rec["pick"]
     if pick["mean"] is not None:
-        ax.plot(x(pick), scale * pick["mean"], "*", ms=16, color="C3",
+        ax.plot(x(pick), y(pick), "*", ms=16, color="C3",
                 label="pick" if rec["confident"] else "leaning (no confident pick)")
+    name = metric_label(m)
     ax.set(xlabel="ONNX Runtime latency (ms, measured)" if use_latency else "FLOPs per sequence",
-           ylabel=f"{rec['metric']}{' (%)' if scale == 100 else ''}, mean (bars: sd) over seeds",
-           title=f"{rec['strategy']} search: {rec['metric']} vs {'latency' if use_latency else 'FLOPs'}")
+           ylabel=f"{name}{' (%)' if scale == 100 else ''}, mean (bars: sd) over seeds",
+           title=f"{rec['strategy']} search: {m.lstrip('-')} vs {'latency' if use_latency else 'FLOPs'}")
     return finish_plot(fig, out, ax)
 
 
@@ -135,15 +138,15 @@ def write_search_report(run: str | Path) -> Path:
              f"How the confidence is decided: docs/recommendation.md.", "",
              "## Recommendation", "", *recommendation_lines(rec, markdown=True), ""]
     lines += _unit_score_lines(rec)
-    rows = []
+    rows, m = [], rec["metric"].lstrip("-")                       # the task's metric: acc, bits_per_byte, ...
     for r in (r for r in outcome["per_seed"] if "final" in r):   # trial strategies' seeds have no supernet
-        test = r["final"].get("test", {}).get("acc")
-        rows.append([r["seed"], f"{r['final']['val']['acc']:.4f}", f"{test:.4f}" if test is not None else "-",
+        val, test = r["final"]["val"].get(m), r["final"].get("test", {}).get(m)
+        rows.append([r["seed"], f"{val:.4f}" if val is not None else "-", f"{test:.4f}" if test is not None else "-",
                      f"{r.get('alpha_entropy', float('nan')):.3f}", f"{r['final']['seconds']:.0f}"])
     if rows:
         lines += ["## Per seed (the supernet itself)", "",
-                  table(rows, ["seed", "val acc", "test acc", "alpha entropy (1 = uniform)", "seconds"], markdown=True),
-                  ""]
+                  table(rows, ["seed", f"val {m}", f"test {m}", "alpha entropy (1 = uniform)", "seconds"],
+                        markdown=True), ""]
     seeds = [s for s in outcome["seeds"] if (run / f"seed{s}" / "metrics.jsonl").exists()]   # supernet seeds
     plots = [plot_pareto(rec, run / "pareto.png")]
     if seeds:

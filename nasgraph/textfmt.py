@@ -50,10 +50,22 @@ def is_fraction(metric: str) -> bool:
     return metric.endswith("acc") or metric.endswith("accuracy")
 
 
+def metric_label(metric: str) -> str:
+    """A score's name as a person reads it: "-bits_per_byte" (a negated lower-is-better metric, the
+    search's higher-is-better score) -> "bits_per_byte (lower is better)"; others unchanged."""
+    return f"{metric[1:]} (lower is better)" if metric.startswith("-") else metric
+
+
+def shown(metric: str, v: float | None) -> float | None:
+    """A score in the metric's own units: a "-bits_per_byte" score -> bits per byte."""
+    return -v if v is not None and metric.startswith("-") else v
+
+
 def metric_value(metric: str, v: float | None, sd: float | None = None) -> str:
-    """0.8123 -> 81.2% (acc), with "+-sd" when given; other metrics as they are."""
+    """0.8123 -> 81.2% (acc), with "+-sd" when given; a "-x" score as x (-3.21 -> 3.21); others as they are."""
     if v is None:
         return "not scored"
+    v = shown(metric, v)
     if is_fraction(metric):
         return f"{100 * v:.1f}%" + (f" +-{100 * sd:.1f}" if sd is not None else "")
     return f"{v:.4g}" + (f" +-{sd:.2g}" if sd is not None else "")

@@ -52,12 +52,12 @@ def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int) -> int:
 
 
 def delta_rule(P: int, Tc: int, dk: int, dv: int, C: int, gated: bool) -> int:
-    """_recurrent.delta_rule: WY/UT chunk form, forward substitution over C - 1 columns, scan."""
+    """_recurrent.delta_rule: WY/UT chunk form, (I + L)^-1 by a triangular solve (eager), scan."""
     n = Tc // C
     flops = P * Tc * dk + 2 * P * Tc * C * dk        # k * beta; (k beta) k^T, q k^T
     if gated:                                        # decays: * pairs on both, k beta, k, q scaled
         flops += chunk_decays(P, Tc, C, 1) + 2 * P * Tc * C + 3 * P * Tc * dk
-    flops += 2 * (C - 1) * P * Tc * C                # unit_lower_inverse: a product and a difference
+    flops += P * Tc * C + P * Tc * C * (C - 1) // 2  # unit_lower_inverse: L + I, unit triangular solve
     flops += P * Tc * C * dk + P * Tc * dv + P * Tc * C * dv  # W = T kb; v * beta; U = T (v beta)
     update = P * dk * dv * C + P * dk * dv + (P * dk * dv if gated else 0)  # (d *) S + kd^T u~
     step = P * C * dk * dv + P * C * dv + P * dk * dv  # u~ = u - w S; S + 0

@@ -20,6 +20,25 @@ def lin(layer, x: Tensor) -> Tensor:
     return F.linear(x.double(), layer.weight.double(), bias)
 
 
+def projected(module, x: Tensor, *layers) -> list[Tensor]:
+    """Each layer's projection of x (B, T, c), then the short convolution when the module has one:
+    y_t = silu(b + sum_j w_j u_{t-K+1+j}) per channel, over the concatenated projections, zeros before t=0."""
+    parts = [lin(layer, x) for layer in layers]
+    if module.short_conv is None:
+        return parts
+    u = torch.cat(parts, -1)                                          # (B, T, C)
+    w, b = module.short_conv.conv.weight.double()[:, 0], module.short_conv.conv.bias.double()  # (C, K), (C,)
+    K, T = w.shape[1], u.shape[1]
+    y = torch.stack([b + sum(w[:, j] * u[:, t - K + 1 + j] for j in range(K) if t - K + 1 + j >= 0)
+                     for t in range(T)], 1)                           # (B, T, C)
+    return list(F.silu(y).split([p.shape[-1] for p in parts], -1))
+
+
+def qkv(module, x: Tensor) -> list[Tensor]:
+    """(B, T, H, dh) each."""
+    return [heads(t, module.n_heads) for t in projected(module, x, module.q_proj, module.k_proj, module.v_proj)]
+
+
 def heads(t: Tensor, H: int) -> Tensor:
     """(B, T, H*d) -> (B, T, H, d)."""
     return t.unflatten(-1, (H, -1))
@@ -51,7 +70,7 @@ def run(module, x, mask, per_token) -> Tensor:
 def retention_ref(module, x, mask):
     """S_t = gamma_h S_{t-1} + k_t^T v_t, o_t = q_t S_t / sqrt(dk), gamma_h = 1 - 2^(-5-h)."""
     H = module.n_heads
-    q, k, v = (heads(lin(p, x), H) for p in (module.q_proj, module.k_proj, module.v_proj))
+    q, k, v = qkv(module, x)
     gamma = torch.tensor([1 - 2.0 ** (-5 - h) for h in range(H)], dtype=torch.float64)
 
     def per_token(S, b, t):
@@ -64,7 +83,7 @@ def retention_ref(module, x, mask):
 def gla_ref(module, x, mask):
     """S_t = diag(a_t) S_{t-1} + k_t^T v_t, a_t = sigmoid(x W_a)^(1/tau), o_t = q_t S_t / sqrt(dk)."""
     H = module.n_heads
-    q, k, v = (heads(lin(p, x), H) for p in (module.q_proj, module.k_proj, module.v_proj))
+    q, k, v = qkv(module, x)
     a = torch.sigmoid(heads(lin(module.decay_proj, x), H)) ** (1 / module.config.gate_temperature)
 
     def per_token(S, b, t):
@@ -77,7 +96,7 @@ def gla_ref(module, x, mask):
 def delta_ref(module, x, mask, decay=None):
     """S_t = a_t (I - b_t k_t^T k_t) S_{t-1} + b_t k_t^T v_t with unit q, k; b = sigmoid(x W_b)."""
     H, dk = module.n_heads, module.head_dim
-    q, k, v = (heads(lin(p, x), H) for p in (module.q_proj, module.k_proj, module.v_proj))
+    q, k, v = qkv(module, x)
     q, k = q / q.norm(dim=-1, keepdim=True), k / k.norm(dim=-1, keepdim=True)
     beta = torch.sigmoid(lin(module.beta_proj, x))                    # (B, T, H)
     eye = torch.eye(dk, dtype=torch.float64)
@@ -105,8 +124,8 @@ def gated_delta_ref(module, x, mask):
 
 def ssd_ref(module, x, mask):
     """S_t = a_t S_{t-1} + dt_t B_t^T x_t, y_t = C_t S_t + D x_t (B, C shared by the heads)."""
-    xv = heads(lin(module.v_proj, x), module.n_heads)                 # (B, T, H, dh)
-    Bt, Ct = lin(module.b_proj, x), lin(module.c_proj, x)             # (B, T, N)
+    xv, Bt, Ct = projected(module, x, module.v_proj, module.b_proj, module.c_proj)  # (B, T, H*dh | N | N)
+    xv = heads(xv, module.n_heads)                                    # (B, T, H, dh)
     dt, a = mamba_decay(module, x)                                    # (B, T, H)
     D = module.D.double()
 

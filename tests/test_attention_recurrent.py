@@ -56,6 +56,30 @@ def test_chunked_equals_recurrent_equals_reference(name, chunk):
 
 
 @pytest.mark.parametrize("name", RECURRENT)
+def test_short_conv_chunked_form_equals_the_reference(name):
+    """short_conv: 4 (Mamba-2's conv over x, B, C; fla's over q, k, v): chunked == stepped == prefill then
+    steps == the per-token reference."""
+    module = build(name, chunk=5, short_conv=4).double()
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    with torch.no_grad():
+        got, expected = module(x), REFERENCES[name](module, x, None)
+        plain = build(name, chunk=5).double()
+        plain.load_state_dict({k: v for k, v in module.state_dict().items() if "short_conv" not in k})
+        torch.testing.assert_close(got, expected, rtol=1e-9, atol=1e-10)
+        assert not torch.allclose(plain(x), got)                      # the conv is in use
+        head = module(x[:, :7])                                        # causal: a prefix sees no later token
+    torch.testing.assert_close(head, got[:, :7], rtol=1e-9, atol=1e-10)
+    with torch.no_grad():
+        torch.testing.assert_close(stepped(module, x), expected, rtol=1e-9, atol=1e-10)
+        _, state = module.prefill(x[:, :7])                            # chunked prefix, then token steps
+        assert [n for n, _ in module.state_shapes()] == ["state", "conv"] and state[1].shape[1] == 3
+        for t in range(7, T):
+            y, state = module.step(x[:, t], state, t)
+            torch.testing.assert_close(y, expected[:, t], rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", RECURRENT)
 def test_state_layout_is_per_head_dk_by_dv(name):
     module = build(name)
     state = module.init_state(3)

@@ -217,3 +217,15 @@ def test_which_models_get_decoding_graphs(tmp_path):
             decode_skip_reason(other, "token", "always")
     with pytest.raises(ExportError, match="valid: auto, always, never"):
         decode_skip_reason(lm, "token", "sometimes")
+
+
+def test_a_short_example_still_gives_graphs_for_prompts_of_several_chunks(tmp_path):
+    """torch.export fixes a size it sees as 1: traced on fewer tokens than one chunk, the prefill graph
+    of a chunked recurrence failed on any longer prompt. The export traces at max_len instead."""
+    model = model_of(tmp_path / "spec.yaml", ["{retention: {chunk: 4}}"])
+    short = tokens(2, 3, 1)                                                # (2, 3): inside one chunk
+    export_decode(model, tmp_path / "model.onnx", [short], max_len=MAX_LEN, example=short)
+    ids = tokens(1, 21, 2)                                                 # 6 chunks
+    logits, _ = OrtDecoder(tmp_path, threads=1).prefill(ids.numpy())
+    with torch.no_grad():
+        assert np.abs(logits - model(ids, padded=False).numpy()).max() <= ATOL

@@ -29,7 +29,7 @@ def train_spec(write_spec):
 @pytest.fixture
 def no_cuda(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    dev._note_cpu_fallback.cache_clear()
+    dev._say_cpu_fallback.cache_clear()
 
 
 def cli(*argv) -> int:
@@ -65,8 +65,10 @@ def test_bad_device_option_exits_2_in_one_line(train_spec, tmp_path, capsys):
     assert not (tmp_path / "run").exists()
 
 
-def test_auto_falls_back_to_the_cpu_and_says_so(no_cuda, capsys):
+def test_auto_falls_back_to_the_cpu_and_says_so_when_training_starts(no_cuda, capsys):
     assert dev.resolve_device("auto") == torch.device("cpu")
+    assert capsys.readouterr().err == ""                 # not yet: a refusal after this must stay one line
+    dev.announce(torch.device("cpu"))
     assert "no CUDA device available; running on the CPU" in capsys.readouterr().err
 
 

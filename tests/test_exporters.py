@@ -15,6 +15,7 @@ from exporters import (ExportError, LatencyResult, ParityError, ProviderError, b
                        ort_latency, peak_rss_mb, read_metadata, run, run_with_iobinding,
                        session_settings, torch_latency)
 from exporters.onnx_export import LegacyExporterWarning
+from exporters.runtime import spinning_default
 
 
 class Tiny(torch.nn.Module):
@@ -194,7 +195,7 @@ def test_cpu_session_settings_and_runs(tiny_onnx):
     module, path = tiny_onnx
     sess = make_session(path, "cpu", threads=1, graph_opt="basic")
     assert session_settings(sess) == {"provider": "cpu", "threads": 1, "inter_op_threads": 1,
-                                      "graph_opt": "basic"}
+                                      "graph_opt": "basic", "spinning": spinning_default()}
     x = torch.randn(2, 9, 8)
     with torch.no_grad():
         expected = module(x).numpy()

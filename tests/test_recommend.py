@@ -149,3 +149,34 @@ def test_a_pick_that_is_not_the_argmax_is_not_decided():
     rec = recommend(evidence([LIN], probabilities=[moved]))
     assert not any(p["decided"] for p in rec.choice_points) and rec.confidence == "none"
     assert rec.choice_points[0]["runner_up"] == "softmax"
+
+
+def test_a_lower_is_better_metric_reads_in_its_own_units(tmp_path, monkeypatch):
+    """Bits per byte: the search scores -bpb (higher is better); the pick is the lowest bpb, and the
+    table and the Pareto plot show bpb itself, labelled lower is better."""
+    import matplotlib.axes
+
+    from nasgraph.report import plot_pareto, recommendation_lines
+
+    measured = [arch(SOFT, [-2.10, -2.12]), arch(LOC, [-2.40, -2.41]), arch(LIN, [-2.90, -2.88])]
+    ev = Evidence("test", "-bits_per_byte", "flops", (100.0, 200.0), CANDS, [0, 1], [SOFT] * 2, measured, 10.0)
+    rec = recommend(ev)
+    assert rec.pick.name == "softmax" and rec.runner_up.name == "local"
+    text = "\n".join(recommendation_lines(rec.to_json()))
+    assert "bits_per_byte (lower is better)" in text and "2.11 +-" in text and "-2.11" not in text
+    drawn, labels = [], {}
+    errorbar, axes_set = matplotlib.axes.Axes.errorbar, matplotlib.axes.Axes.set
+
+    def record_point(self, x, y, **kw):
+        drawn.append(round(y, 3))
+        return errorbar(self, x, y, **kw)
+
+    def record_labels(self, **kw):
+        labels.update(kw)
+        return axes_set(self, **kw)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "errorbar", record_point)
+    monkeypatch.setattr(matplotlib.axes.Axes, "set", record_labels)
+    assert plot_pareto(rec.to_json(), tmp_path / "pareto.png").stat().st_size > 0
+    assert sorted(drawn) == [2.11, 2.405, 2.89]
+    assert labels["ylabel"].startswith("bits_per_byte (lower is better)")

@@ -138,9 +138,16 @@ def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: in
 
 
 def unit_lower_inverse(L: Tensor) -> Tensor:
-    """(I + L)^{-1} for strictly lower-triangular L: (..., C, C), by forward substitution (C - 1 steps)."""
+    """(I + L)^{-1} for strictly lower-triangular L: (..., C, C).
+
+    Eager: one batched triangular solve (LAPACK; ~4x faster training steps than the loop). Under
+    torch.export: forward substitution (C - 1 steps of plain ops), since ONNX has no triangular solve.
+    """
     C = L.shape[-1]
-    inv = torch.eye(C, dtype=L.dtype, device=L.device).expand_as(L)   # (..., C, C)
+    eye = torch.eye(C, dtype=L.dtype, device=L.device)
+    if not torch.compiler.is_exporting():
+        return torch.linalg.solve_triangular(L + eye, eye.expand_as(L), upper=False, unitriangular=True)
+    inv = eye.expand_as(L)                                            # (..., C, C)
     for j in range(C - 1):                                            # row j of inv is final here
         inv = inv - L[..., :, j:j + 1] * inv[..., j:j + 1, :]         # remove its share from later rows
     return inv

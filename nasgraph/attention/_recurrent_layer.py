@@ -8,6 +8,13 @@ the chunked training form (`heads`, see `_recurrent`) and the token-by-token dec
 
 Causal only: a recurrence reads the past. Padded positions are neutral: their keys, values, write
 strengths (beta) and log-decays are zeroed, so the state passes over them unchanged.
+
+`short_conv: K` adds the short causal convolution of Mamba-2 and of the flash-linear-attention layers:
+a depthwise convolution over the last K positions plus SiLU on the projected q, k, v (ssd: x, B, C),
+before the normalisations. It lets one layer mix a token with its predecessors (the key-value
+binding that recall needs). Exact in the chunked form (a zero history at the start; padding sits
+after the real tokens, so no real position reads it); the decoding form carries the last K - 1
+projections as a second state tensor ("conv").
 """
 from __future__ import annotations
 
@@ -16,7 +23,7 @@ from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
@@ -29,6 +36,23 @@ class RecurrentConfig(AttentionConfig):
     chunk: PositiveInt = 64  # positions per chunk of the training form (speed/memory only, same math)
     norm: bool = True        # per-head RMS norm of the output (RetNet's group norm, GLA/GDN head norm)
     gate: bool = True        # output gate silu(x W_gate) (RetNet, GLA, Gated DeltaNet, Mamba-2)
+    short_conv: int = Field(0, ge=0, le=16)  # K: causal depthwise conv + SiLU on q, k, v (ssd: x, B, C); 0: none
+
+
+class ShortConv(nn.Module):
+    """Depthwise causal convolution over time plus SiLU: (B, T, C) -> (B, T, C); y_t reads u_{t-K+1..t}."""
+
+    def __init__(self, channels: int, kernel: int):
+        super().__init__()
+        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels)
+        self.kernel = kernel
+
+    def forward(self, u: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
+        """u (B, T, C), history (B, K-1, C) (None: zeros before the start) -> (y (B, T, C), the inputs at
+        the last K - 1 positions (B, K-1, C): the history of the next call)."""
+        full = F.pad(u, (0, 0, self.kernel - 1, 0)) if history is None else torch.cat([history, u], 1)  # (B, K-1+T, C)
+        y = self.conv(full.transpose(1, 2))                             # (B, C, T)
+        return F.silu(y).transpose(1, 2), full[:, full.shape[1] - (self.kernel - 1):]
 
 
 @dataclass
@@ -41,6 +65,7 @@ class Inputs:
     g: Tensor | None = None     # (B, H, T, 1 or dk) log-decay <= 0; None: no decay
     beta: Tensor | None = None  # (B, H, T, 1) delta-rule write strength; None: decayed (additive) form
     skip: Tensor | None = None  # (B, H, T, dv) added to the output (SSD's D x)
+    conv_tail: Tensor | None = None  # (B, K-1, c) the short convolution's inputs at the last K - 1 positions
 
 
 class RecurrentAttention(Attention):
@@ -52,10 +77,35 @@ class RecurrentAttention(Attention):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.gate_proj = nn.Linear(self.d_model, self.inner) if self.config.gate else None
+        self.short_conv: ShortConv | None = None                      # made by conv_over(channels)
+
+    def conv_over(self, channels: int) -> None:
+        """Create the short convolution (config.short_conv > 0) over `channels` projected features."""
+        if self.config.short_conv:
+            self.short_conv = ShortConv(channels, self.config.short_conv)
+
+    def convolved(self, *parts: Tensor, history: Tensor | None = None) -> tuple[list[Tensor], Tensor | None]:
+        """The short convolution over the concatenated parts (each (B, T, c)), split back, and its next
+        history (see ShortConv); the parts as they are and None without one."""
+        if self.short_conv is None:
+            return list(parts), None
+        y, tail = self.short_conv(torch.cat(parts, -1), history)        # (B, T, c total), (B, K-1, c total)
+        return list(y.split([p.shape[-1] for p in parts], -1)), tail
+
+    def qkv_projections(self, bias: bool = True) -> None:
+        super().qkv_projections(bias)
+        self.conv_over(3 * self.inner)
+
+    def conv_qkv(self, x: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:
+        """Projected (and short-convolved) queries, keys and values, each (B, H, T, dh), and the
+        convolution's next history (None without one)."""
+        (q, k, v), tail = self.convolved(self.q_proj(x), self.k_proj(x), self.v_proj(x), history=history)
+        return self.split(q), self.split(k), self.split(v), tail
 
     # -- what a subclass gives ----------------------------------------------------------------------
-    def inputs(self, x: Tensor) -> Inputs:
-        """x: (B, T, d_model) -> the recurrence's inputs (B, H, T, .)."""
+    def inputs(self, x: Tensor, history: Tensor | None = None) -> Inputs:
+        """x: (B, T, d_model) -> the recurrence's inputs (B, H, T, .); history: the short convolution's
+        inputs before x (decoding), None at the start."""
         raise NotImplementedError
 
     @property
@@ -67,8 +117,9 @@ class RecurrentAttention(Attention):
     def heads(self, x: Tensor, mask: Tensor | None = None) -> Tensor:
         return self.heads_and_state(x, mask)[0]
 
-    def heads_and_state(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """The chunked form: heads (B, T, H, dv) and the state after the last position (B, H, dk, dv)."""
+    def heads_and_state(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """The chunked form: heads (B, T, H, dv) and the state after the last position: ((B, H, dk, dv),
+        plus the short convolution's last K - 1 projections (B, K-1, c) when it has one)."""
         T, C = x.shape[1], self.config.chunk
         inp = self.inputs(x)                                           # (B, H, T, .)
         keep = None if mask is None else mask[:, None, :, None].to(x.dtype)  # (B, 1, T, 1)
@@ -83,7 +134,7 @@ class RecurrentAttention(Attention):
         o = o[:, :, :T]                                                # (B, H, T, dv)
         if inp.skip is not None:
             o = o + inp.skip
-        return self.finish(o.transpose(1, 2), x), state                # (B, T, H, dv)
+        return self.finish(o.transpose(1, 2), x), (state,) + self.conv_state(inp)  # (B, T, H, dv)
 
     def finish(self, o: Tensor, x: Tensor) -> Tensor:
         """Per-head RMS norm and output gate: o (..., H, dv), x (..., d_model) -> (..., H, dv)."""
@@ -95,15 +146,21 @@ class RecurrentAttention(Attention):
 
     # -- decoding form: one (dk, dv) state per head -----------------------------------------------------
     def state_shapes(self, batch="B"):
-        return [("state", (batch, self.n_heads, self.key_dim, self.head_dim))]
+        conv = self.short_conv
+        return [("state", (batch, self.n_heads, self.key_dim, self.head_dim))] + (
+            [("conv", (batch, conv.kernel - 1, conv.conv.in_channels))] if conv is not None else [])
 
-    def prefill_heads(self, x: Tensor) -> tuple[Tensor, tuple[Tensor]]:
+    def conv_state(self, inp: Inputs) -> tuple[Tensor, ...]:
+        """The short convolution's part of the state: (the last K - 1 projections,), or () without one."""
+        return () if self.short_conv is None else (inp.conv_tail,)
+
+    def prefill_heads(self, x: Tensor) -> tuple[Tensor, tuple[Tensor, ...]]:
         h, state = self.heads_and_state(x)
-        return h, (state,)
+        return h, state
 
-    def step_heads(self, x_t: Tensor, state: tuple[Tensor], pos=None) -> tuple[Tensor, tuple[Tensor]]:
-        """One token: x_t (B, d_model), state ((B, H, dk, dv),) -> per-head output (B, H, dv), new state."""
-        inp = self.inputs(x_t[:, None])                                # (B, H, 1, .)
+    def step_heads(self, x_t: Tensor, state: tuple[Tensor, ...], pos=None) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """One token: x_t (B, d_model), state ((B, H, dk, dv)[, conv (B, K-1, c)]) -> (B, H, dv), new state."""
+        inp = self.inputs(x_t[:, None], *state[1:])                    # (B, H, 1, .)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
         if inp.beta is None:
@@ -112,4 +169,4 @@ class RecurrentAttention(Attention):
             o, S = delta_step(state[0], q, k, v, inp.beta[:, :, 0], g)
         if inp.skip is not None:
             o = o + inp.skip[:, :, 0]
-        return self.finish(o, x_t), (S,)                               # (B, H, dv)
+        return self.finish(o, x_t), (S,) + self.conv_state(inp)        # (B, H, dv)

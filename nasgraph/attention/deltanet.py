@@ -31,10 +31,10 @@ class DeltaNet(RecurrentAttention):
         self.qkv_projections()
         self.beta_proj = nn.Linear(self.d_model, self.n_heads)
 
-    def delta_inputs(self, x: torch.Tensor) -> Inputs:
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+    def delta_inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
+        q, k, v, tail = self.conv_qkv(x, history)                      # (B, H, T, dh)
         beta = torch.sigmoid(self.beta_proj(x)).transpose(1, 2)[..., None]  # (B, H, T, 1)
-        return Inputs(q=F.normalize(q, dim=-1), k=F.normalize(k, dim=-1), v=v, beta=beta)
+        return Inputs(q=F.normalize(q, dim=-1), k=F.normalize(k, dim=-1), v=v, beta=beta, conv_tail=tail)
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
-        return self.delta_inputs(x)
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
+        return self.delta_inputs(x, history)

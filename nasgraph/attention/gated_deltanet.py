@@ -41,8 +41,8 @@ class GatedDeltaNet(DeltaNet):
         self.decay_proj = nn.Linear(self.d_model, self.n_heads)
         self.A_log, self.dt_bias = mamba_gate_parameters(self.n_heads)
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
-        inp = self.delta_inputs(x)
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
+        inp = self.delta_inputs(x, history)
         dt = F.softplus(self.decay_proj(x) + self.dt_bias)             # (B, T, H)
         inp.g = (-torch.exp(self.A_log) * dt).transpose(1, 2)[..., None]  # (B, H, T, 1)
         return inp

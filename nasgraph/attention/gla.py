@@ -32,7 +32,7 @@ class GatedLinearAttention(RecurrentAttention):
         self.qkv_projections()
         self.decay_proj = nn.Linear(self.d_model, self.inner)
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
+        q, k, v, tail = self.conv_qkv(x, history)                      # (B, H, T, dh)
         g = self.split(F.logsigmoid(self.decay_proj(x))) / self.config.gate_temperature  # (B, H, T, dh)
-        return Inputs(q=q * self.scale, k=k, v=v, g=g)
+        return Inputs(q=q * self.scale, k=k, v=v, g=g, conv_tail=tail)

@@ -36,7 +36,7 @@ class Retention(RecurrentAttention):
         self.qkv_projections()
         self.register_buffer("log_gamma", retention_log_decays(self.n_heads), persistent=False)  # (H,)
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
-        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
+        q, k, v, tail = self.conv_qkv(x, history)                      # (B, H, T, dh)
         g = self.log_gamma.to(x.dtype)[:, None, None].expand(x.shape[0], -1, x.shape[1], 1)  # (B, H, T, 1)
-        return Inputs(q=q * self.scale, k=k, v=v, g=g)
+        return Inputs(q=q * self.scale, k=k, v=v, g=g, conv_tail=tail)

@@ -4,8 +4,9 @@
     dt_t = softplus(x W_dt + dt_bias_h),   log a_t = -exp(A_h) dt_t      (a scalar decay per head),
 
 with B_t, C_t in R^N shared by all heads (one group), x_t the head's value; then the per-head norm and
-the z gate (norm before the gate, where Mamba-2 gates first). Not included: Mamba-2's short causal
-convolution over x, B, C. Causal only; the state per head is (d_state, head_dim).
+the z gate (norm before the gate, where Mamba-2 gates first). Mamba-2's short causal convolution
+over x, B, C (then SiLU) is the option `short_conv: 4` (off by default; dt reads x unconvolved, as in
+Mamba-2). Causal only; the state per head is (d_state, head_dim).
 """
 from __future__ import annotations
 
@@ -37,17 +38,19 @@ class SSD(RecurrentAttention):
         self.dt_proj = nn.Linear(self.d_model, self.n_heads)
         self.A_log, self.dt_bias = mamba_gate_parameters(self.n_heads)
         self.D = nn.Parameter(torch.ones(self.n_heads))
+        self.conv_over(self.inner + 2 * N)
 
     @property
     def key_dim(self) -> int:
         return self.config.d_state
 
-    def inputs(self, x: torch.Tensor) -> Inputs:
+    def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
         B, T, _ = x.shape
         H = self.n_heads
         dt = F.softplus(self.dt_proj(x) + self.dt_bias).transpose(1, 2)[..., None]  # (B, H, T, 1)
         g = -torch.exp(self.A_log)[:, None, None] * dt                # (B, H, T, 1)
-        xv = self.split(self.v_proj(x))                                # (B, H, T, dh)
-        k = self.b_proj(x)[:, None].expand(B, H, T, -1)                # (B, H, T, N)
-        q = self.c_proj(x)[:, None].expand(B, H, T, -1)                # (B, H, T, N)
-        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv)
+        (xv, Bt, Ct), tail = self.convolved(self.v_proj(x), self.b_proj(x), self.c_proj(x), history=history)
+        xv = self.split(xv)                                            # (B, H, T, dh)
+        k = Bt[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
+        q = Ct[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
+        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv, conv_tail=tail)

@@ -112,6 +112,15 @@ def sdpa(inputs: list[Any], outputs: list[Any]) -> int:
     return logits * (e + ev) + logits * (SDPA_LOGIT_FLOPS + mask)
 
 
+def triangular_solve(inputs: list[Any], outputs: list[Any]) -> int:
+    """A X = B with A (..., n, n) triangular, B (..., n, k): n (n - 1) / 2 multiply-adds per right-hand
+    column (back substitution), plus n divisions per column unless unitriangular (input 4)."""
+    n = shape(inputs[0])[-1]
+    columns = numel(outputs[0]) // n                                 # batch * k
+    unit = len(inputs) > 4 and inputs[4].toIValue() is True
+    return columns * (n * (n - 1) // 2 + (0 if unit else n))
+
+
 def _with_inplace(table: dict[str, Handle]) -> dict[str, Handle]:
     """Add the in-place variant `aten::op_` of every `aten::op`."""
     return {**table, **{f"{k}_": h for k, h in table.items()}}
@@ -145,6 +154,7 @@ HANDLES: dict[str, Handle] = {
     "aten::conv1d": convolution,
     "aten::conv2d": convolution,
     "aten::scaled_dot_product_attention": sdpa,
+    "aten::linalg_solve_triangular": triangular_solve,
 }
 
 # Ops that do no arithmetic: views and reshapes, copies and assembly, indexing and selection,

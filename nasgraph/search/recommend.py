@@ -5,7 +5,9 @@ warning names what to change. A pick with no real evidence is "no confident pick
 
 Measured.detail keys read here: "source" (or "scored"; a value or one per seed): "shared-weights" or
 "one-shot" mark scores read off the supernet, anything else (or none) an architecture trained on its
-own; "eval_n": examples behind each score (binomial noise of accuracy-like metrics).
+own ("adapted ..." one adapted briefly from another's weights, e.g. a teacher's); "eval_n": examples
+behind each score (binomial noise of accuracy-like metrics); "examples": per seed, the per-example
+scores on the held-out slice (nasgraph.search.paired), which make comparisons paired.
 """
 from __future__ import annotations
 
@@ -15,12 +17,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, compare, cost_axis
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
-from nasgraph.search.verdicts import Warn, cheaper_or_equal, choice_point_verdicts, cost_axis, pooled_sd, warnings_for
+from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
+from nasgraph.textfmt import metric_delta
 
 LEVELS = ("none", "weak", "moderate", "strong")
 SHARED = {"shared-weights", "one-shot"}   # Measured.detail["source"] of scores read off the supernet
+TRIAL = {"standalone", "adapted"}         # scores of a discrete architecture (trained, or adapted from another)
 
 
 def key(choice: Choice) -> str:
@@ -33,8 +38,15 @@ def _one(v):
 
 
 def score_source(detail: dict) -> str:
-    """"shared-weights" (a supernet estimate) or "standalone"."""
-    return "shared-weights" if _one(detail.get("source", detail.get("scored"))) in SHARED else "standalone"
+    """"shared-weights" (a supernet estimate), "adapted" (briefly adapted from another's weights) or "standalone"."""
+    source = _one(detail.get("source", detail.get("scored")))
+    return "shared-weights" if source in SHARED else "adapted" if "adapted" in str(source) else "standalone"
+
+
+def _examples(detail: dict) -> list:
+    """The per-seed examples records of a detail (one record or a list of them)."""
+    ex = detail.get("examples")
+    return [ex] if isinstance(ex, dict) else [x for x in (ex or []) if x]
 
 
 @dataclass
@@ -45,12 +57,14 @@ class Architecture:
     choice: Choice
     roles: list[str]                       # "pick", "runner-up", "homogeneous", "seed N pick", "measured"
     scores: list[float] = field(default_factory=list)
-    source: str = ""                       # "standalone" | "shared-weights" | "" (not scored)
+    source: str = ""                       # "standalone" | "adapted" | "shared-weights" | "" (not scored)
     eval_n: int | None = None              # examples behind each score (binomial noise), when known
     cost: float | None = None              # the evidence's cost unit
     flops: float | None = None
     latency_ms: float | None = None
     pareto: bool = False
+    examples: list = field(default_factory=list, repr=False)   # per-seed held-out example scores (paired)
+    kl: float | None = None                # mean KL divergence to a teacher over seeds, when measured
 
     @property
     def mean(self) -> float | None:
@@ -64,7 +78,8 @@ class Architecture:
         return math.sqrt(sum((s - m) ** 2 for s in self.scores) / (len(self.scores) - 1))
 
     def to_json(self) -> dict:
-        return {**asdict(self), "mean": self.mean, "sd": self.sd}
+        out = {k: v for k, v in asdict(self).items() if k != "examples"}
+        return {**out, "mean": self.mean, "sd": self.sd, "paired": bool(self.examples)}
 
 
 @dataclass
@@ -136,6 +151,10 @@ def gather(ev: Evidence, pick: Choice, flops: CostTable | None, latency: CostTab
         a.scores += list(m.scores)
         a.source = score_source(m.detail)
         a.eval_n = _one(m.detail.get("eval_n")) or a.eval_n
+        a.examples += _examples(m.detail)
+        kls = [x for x in (m.detail.get("kl") if isinstance(m.detail.get("kl"), list) else [m.detail.get("kl")])
+               if isinstance(x, (int, float))]
+        a.kl = sum(kls) / len(kls) if kls else a.kl
         a.cost = m.cost
     get(pick, "pick")
     for choice in homogeneous(ev.candidates, {n: len(c) for n, c in ev.picks[0].items()}):
@@ -160,18 +179,6 @@ def mark_pareto(archs: list[Architecture]) -> None:
             a.pareto, best = True, a.mean
 
 
-def difference_se(a: Architecture, b: Architecture, noise: float | None) -> float | None:
-    """Standard error of mean(a) - mean(b): seed spread (pooled) and evaluation noise, the larger."""
-    parts = []
-    if noise is not None:
-        parts.append(noise * math.sqrt(1 / len(a.scores) + 1 / len(b.scores)))
-    if a.eval_n and b.eval_n:   # binomial noise of an accuracy on eval_n examples
-        binom = lambda x: x.mean * (1 - x.mean) / (x.eval_n * len(x.scores))  # noqa: E731
-        if all(0 <= x.mean <= 1 for x in (a, b)):
-            parts.append(math.sqrt(binom(a) + binom(b)))
-    return max(parts) if parts else None
-
-
 def recommend(evidence: Evidence, latency_table: CostTable | None = None,
               flops_table: CostTable | None = None) -> Recommendation:
     """The pick (vote over seeds), its runner-up, the confidence and the warnings (docs/recommendation.md)."""
@@ -185,10 +192,12 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
         runner.roles.append("runner-up")
     agreeing = sum(p == pick_choice for p in ev.picks)
     noise = pooled_sd([a.scores for a in archs])
-    margin = pick.mean - runner.mean if pick.scores and runner else None
-    se = difference_se(pick, runner, noise) if margin is not None else None
+    contrasts = [compare(pick, a, noise) for a in scored] if pick.scores else []
+    lead = next((c for c in contrasts if c.other is runner), None)
+    margin, se = (lead.margin, lead.se) if lead else (None, None)
     points = choice_point_verdicts(ev, pick_choice)
-    level, why = confidence(ev, pick, runner, margin, se, agreeing, points, archs)
+    add_point_contrasts(points, pick, archs, noise)
+    level, why = confidence(ev, pick, contrasts, agreeing, points)
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")
@@ -197,35 +206,52 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
                           agreeing, margin, se, points, archs, warns, steps, ev.wall_seconds, ev.reference_seconds)
 
 
-def confidence(ev: Evidence, pick: Architecture, runner: Architecture | None, margin: float | None,
-               se: float | None, agreeing: int, points: list[dict], archs: list[Architecture]) -> tuple[str, str]:
+def _gap(c: Contrast, metric: str) -> str:
+    se = f" +-{metric_delta(metric, c.se)}" if c.se else ""
+    return f"{'+' if c.margin <= 0 else '-'}{metric_delta(metric, abs(c.margin))}{se}"
+
+
+def confidence(ev: Evidence, pick: Architecture, contrasts: list[Contrast], agreeing: int,
+               points: list[dict]) -> tuple[str, str]:
     """(level, a short reason); the rule is docs/recommendation.md."""
-    n = len(ev.picks)
+    n, m = len(ev.picks), ev.metric
     if n > 1 and agreeing * 2 <= n:
         return "none", f"only {agreeing}/{n} seeds picked it"
-    z = margin / se if margin is not None and se else None
-    if z is not None and z <= -1 and cheaper_or_equal(runner, pick):
-        return "none", f"{runner.name} scores higher at no more cost"
-    standalone = pick.source == "standalone" and runner is not None and runner.source == "standalone"
-    if standalone and z is not None:
-        if z >= 2 and n > 1 and agreeing == n and len(pick.scores) > 1:
-            return "strong", f"{agreeing}/{n} seeds, margin {z:.1f} standard errors"
-        if z >= 1:
-            return "moderate", f"margin {z:.1f} standard errors" + ("" if n > 1 else ", one seed")
-        if z <= -1:
-            return "weak", f"{runner.name} scores higher at a higher cost: the pick trades metric for cost"
-        tied = [a for a in archs if a.scores and a is not pick and abs(pick.mean - a.mean) < se]
-        if all(cheaper_or_equal(pick, a) and cost_axis(pick) < cost_axis(a) for a in tied):
-            return "moderate", "tied within noise with the best, and the cheapest of the tie"
-        return "weak", f"margin {z:.1f} standard errors: within noise"
-    if standalone and margin is not None and margin > 0:
-        return "weak", "ahead on standalone scores, but the noise is unknown (one seed, evaluation size not given)"
-    if z is not None and z >= 1:
-        return "weak", f"supernet estimate {z:.1f} standard errors ahead; no standalone score"
+    beaten = [c for c in contrasts if c.verdict == "better" and not cheaper(pick, c.other)]
+    if beaten:
+        return "none", f"{beaten[0].other.name} scores higher ({_gap(beaten[0], m)}) at no more cost"
+    trial = [c for c in contrasts if c.other.source in TRIAL]
+    runner = max(contrasts, key=lambda c: c.other.mean, default=None)
+    if pick.source in TRIAL and runner is not None and runner.other.source in TRIAL:
+        if all(c.se is None for c in trial):
+            return ("weak", "ahead on its own scores, but the noise is unknown (one seed, evaluation size not given)"
+                    if runner.margin > 0 else "the evidence does not separate the candidates")
+        decisive = [p["node"] for p in points if p["contrasts"] and p["decided"]]
+        also = f"; decided at {', '.join(decisive)}" if decisive and len(decisive) < len(points) else ""
+        known = [c for c in trial if c.se is not None]
+        better = [c for c in known if c.verdict == "better"]
+        if better:
+            return "weak", f"{better[0].other.name} scores higher ({_gap(better[0], m)}) at a higher cost: the pick " \
+                           f"trades metric for cost"
+        tied = [c for c in known if c.verdict == "tied"]
+        lower = [c for c in tied if cheaper(c.other, pick)]
+        if lower:
+            best = min(lower, key=lambda c: c.margin)
+            return "weak", f"{best.other.name} ties it within noise ({_gap(best, m)}) at lower cost{also}"
+        if tied:
+            names = ", ".join(c.other.name for c in tied[:2]) + (f" and {len(tied) - 2} more" if len(tied) > 2 else "")
+            return "moderate", f"tied within noise with {names}, and the cheapest of the tie{also}"
+        z = min(c.z for c in known)
+        if n > 1 and agreeing == n and len(pick.scores) > 1:
+            return "strong", f"{agreeing}/{n} seeds, every other architecture at least {z:.1f} standard errors below"
+        return "moderate", f"every other architecture at least {z:.1f} standard errors below" + \
+            ("" if n > 1 else ", one seed")
+    if runner is not None and runner.z is not None and runner.z >= 1:
+        return "weak", f"supernet estimate {runner.z:.1f} standard errors ahead; no standalone score"
     decided = [p for p in points if p["decided"]]
     if decided and len(decided) == len(points):
         return "weak", "decisive supernet weights; no standalone score"
-    if margin is not None and margin > 0:
+    if runner is not None and runner.margin > 0:
         return "weak", "ahead within noise on supernet estimates"
     return "none", "the evidence does not separate the candidates"
 

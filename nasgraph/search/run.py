@@ -106,9 +106,11 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
     """Search `doc` into run folder `out` on `device` (--device; default train.device); under torchrun the
     ranks search data-parallel and rank 0 writes the folder."""
     runtime = runtime_train(doc, device)
-    if distributed.launched() and getattr(get_strategy(doc.spec.search.strategy), "elastic", False):
-        raise doc.error(f"strategy '{doc.spec.search.strategy}' (elastic dimensions) does not run data-parallel yet; "
-                        f"run it as one process (without torchrun)", ("search", "strategy"))
+    if getattr(get_strategy(doc.spec.search.strategy), "elastic", False) and \
+            (distributed.launched() or resolve_device(runtime.device).type != "cpu"):
+        raise doc.error(f"strategy '{doc.spec.search.strategy}' (elastic dimensions) runs as one process on the CPU "
+                        f"for now (its sandwich training follows neither train.device nor torchrun): run it without "
+                        f"torchrun, with --device cpu", ("search", "strategy"))
     if distributed.launched() and doc.spec.search.backend != "in-process":
         raise doc.error(f"under torchrun the ranks train every trial together (data-parallel); the "
                         f"'{doc.spec.search.backend}' backend runs trials in processes of its own: use one or the "

@@ -25,6 +25,7 @@ import torch
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import derive_spec
+from nasgraph.search.paired import example_scores
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir
 
@@ -37,14 +38,16 @@ class TrialRequest:
     """One training of `choice` at `seed` to `steps`, in RUN/trials/<name>/.
 
     `init_from`: a finished trial's name; the new trial starts from its weights (matching tensors).
-    `measure(ctx, model, splits)`: extra numbers for the record (KL to a teacher); picklable (a
-    module-level function or a functools.partial of one) so that other processes can run it.
+    `reference`: a finished trial's name; the record gets the KL divergence to its outputs ("kl",
+    "kl_se", on the held-out slice). `measure(ctx, model, splits)`: extra numbers for the record;
+    picklable (a module-level function or a functools.partial of one) so that other processes can run it.
     """
     choice: Choice
     seed: int
     steps: int
     name: str
     init_from: str | None = None
+    reference: str | None = None
     measure: Measure | None = None
 
 
@@ -109,7 +112,9 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
     """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
 
     `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`.
-    Returns {name, choice, seed, steps, score, eval_n, seconds, ...measured}.
+    Returns {name, choice, seed, steps, score, eval_n, seconds, examples[, kl, kl_se], ...measured}:
+    "examples" holds the per-example scores on the held-out slice (nasgraph.search.paired), for
+    paired comparisons of the trials of one seed.
     """
     name, seed, steps = request.name, request.seed, request.steps
     folder = ctx.out / "trials" / name
@@ -122,14 +127,20 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
     if request.init_from is not None and not run.resuming:
         inherit(model, RunDir(ctx.out / "trials" / request.init_from, resume=True).load_checkpoint()["model"])
     splits = ctx.splits(seed)
-    scored = {"train": splits["train"], "val": ctx.score_split(splits)}
-    # the score is the final evaluation of the held-out slice: no periodic evaluation in between
+    held_out = ctx.score_split(splits)
+    # the score is one per-example evaluation of the held-out slice after training (fit's own
+    # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
               "eval_batches": 1, **({"threads": threads} if threads else {})}
-    result = fit(model, scored, ctx.train.model_copy(update=update), run, steps=steps, resume=run.resuming,
-                 desc=f"trial {name} @{steps}", progress=ctx.progress, task=ctx.task)
-    record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps,
-              "score": ctx.task.score(result["val"]), "eval_n": result["val"]["n"], "seconds": result["seconds"],
+    result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
+                 run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
+                 task=ctx.task)
+    reference = load_model(ctx.out / "trials" / request.reference) if request.reference else None
+    scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
+    record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
+              "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
+              **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
+              "examples": {k: scores[k] for k in ("key", "values", "counts")},
               **(request.measure(ctx, model, splits) if request.measure else {})}
     run.write_json(f"budget{steps}.json", record)
     return record

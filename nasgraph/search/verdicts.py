@@ -12,6 +12,7 @@ import json
 import math
 from dataclasses import dataclass
 
+from nasgraph.search.contrasts import cheaper_or_equal, contrast_text
 from nasgraph.textfmt import metric_delta
 
 FLAT_ENTROPY = 0.99
@@ -24,16 +25,6 @@ class Warn:
                      # no_standalone_score | outscored | collapse
     message: str
     fix: str
-
-
-def cost_axis(a) -> float | None:
-    """The cost every comparison of architectures uses: measured latency, else FLOPs, else the evidence's."""
-    return a.latency_ms if a.latency_ms is not None else a.flops if a.flops is not None else a.cost
-
-
-def cheaper_or_equal(a, b) -> bool:
-    ca, cb = cost_axis(a), cost_axis(b)
-    return ca is not None and cb is not None and ca <= cb
 
 
 def pooled_sd(score_lists: list[list[float]]) -> float | None:
@@ -64,7 +55,8 @@ def choice_point_verdicts(ev, pick: dict[str, list[int]]) -> list[dict]:
         k = sum(p[node] == pick[node] for p in ev.picks)
         row = {"node": node, "candidates": cands, "pick": [cands[i] for i in pick[node]], "seeds_agreeing": k,
                "seeds": n, "runner_up": None, "decided": False, "entropy": None, "gap": None,
-               "probabilities": None, "unit_scores": None, "unit_sd": None, "values": None}
+               "probabilities": None, "unit_scores": None, "unit_sd": None, "values": None,
+               "contrasts": None}
         units = [s[node] for s in (ev.unit_scores or []) if s and node in s]
         probs = [p[node] for p in (ev.probabilities or []) if p and node in p]
         others = [c for c in range(len(cands)) if c not in pick[node]]
@@ -98,9 +90,12 @@ def _finite_mean(xs: list[float]) -> float:
 
 
 def evidence_text(row: dict, metric: str) -> str:
-    """ "3/3 seeds, p 0.52 vs 0.31" | "1/1 seed, unit score 4.1 pts vs 0.2 pts" | "2/2 seeds, weights flat":
-    the pick's value against the runner-up's."""
+    """ "3/3 seeds, p 0.52 vs 0.31" | "1/1 seed, unit score 4.1 pts vs 0.2 pts" | "2/2 seeds, weights flat" |
+    "1/1 seed; linear -29.0 +-1.3 pts (decisive)": the pick's value against the runner-up's, or each
+    other type's measured gap there."""
     seeds = f"{row['seeds_agreeing']}/{row['seeds']} seed{'s' if row['seeds'] > 1 else ''}"
+    if row.get("contrasts"):
+        return seeds + "; " + "; ".join(contrast_text(c, metric) for c in row["contrasts"])
     if row["probabilities"] is not None and row["entropy"] >= FLAT_ENTROPY:
         return seeds + f", weights flat (entropy {row['entropy']:.3f})"
     if row["values"] is None:
@@ -126,11 +121,12 @@ def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -
                         "or use a strategy that scores the candidates"))
     else:
         undecided = [p["node"] for p in points if not p["decided"]]
-        if undecided and not pick.source == "standalone":
+        if undecided and pick.source not in ("standalone", "adapted"):
             out.append(Warn("undecided", f"{', '.join(undecided)}: the supernet does not separate the top two "
                             f"candidates (or the seeds differ there)", "raise search.steps; add seeds"))
     if n == 1:
-        out.append(Warn("one_seed", "one seed: the spread over seeds is unknown",
+        paired = " (the errors shown cover the held-out examples only)" if pick.examples else ""
+        out.append(Warn("one_seed", f"one seed: the spread over training seeds is unknown{paired}",
                         "set search.seeds: [0, 1, 2] to see whether the pick holds"))
     elif agreeing < n:
         name = {json.dumps(a.choice, sort_keys=True): a.name for a in archs}
@@ -153,7 +149,7 @@ def warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level) -
         if len(scored) > 2 and max(a.mean for a in scored) - min(a.mean for a in scored) < 2 * se:
             out.append(Warn("short_budget", f"{budget} did not separate the candidates: all {len(scored)} "
                             f"scored architectures lie within {metric_delta(m, 2 * se)}", "raise search.steps"))
-    if pick.source != "standalone":
+    if pick.source not in ("standalone", "adapted"):
         how = "shared-weight scores read off the supernet" if pick.scores else "the supernet's mixing weights"
         out.append(Warn("no_standalone_score", f"the pick rests on {how}, not on a score of the architecture "
                         f"trained on its own", "train the pick and the runner-up standalone (nasgraph derive RUN "

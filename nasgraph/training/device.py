@@ -34,10 +34,20 @@ def _local_rank() -> int | None:
     return None
 
 
+_FELL_BACK: list[bool] = []      # set when `auto` resolved to the CPU; announced when training starts
+
+
 @functools.lru_cache(maxsize=None)
-def _note_cpu_fallback() -> None:
-    if os.environ.get("RANK", "0") == "0":        # once per run, not once per rank
+def _say_cpu_fallback() -> None:
+    if os.environ.get("RANK", "0") == "0":        # once per process, by rank 0 only
         print("nasgraph: note: device auto: no CUDA device available; running on the CPU", file=sys.stderr)
+
+
+def announce(device: torch.device) -> None:
+    """Say, once, that `auto` fell back to the CPU: called when training starts, after every check of the
+    input, so that a refusal stays one line."""
+    if _FELL_BACK and device.type == "cpu":
+        _say_cpu_fallback()
 
 
 def resolve_device(text: str) -> torch.device:
@@ -47,7 +57,7 @@ def resolve_device(text: str) -> torch.device:
     name = check_device(text)
     if name == "auto":
         if not torch.cuda.is_available():
-            _note_cpu_fallback()
+            _FELL_BACK.append(True)
             return torch.device("cpu")
         name = "cuda"
     if name == "cpu":

@@ -20,7 +20,7 @@ from nasgraph.errors import NasgraphError
 from nasgraph.threads import set_torch_threads, thread_count
 from nasgraph.training.checkpoint import rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
-from nasgraph.training.device import autocast, check_precision, resolve_device
+from nasgraph.training.device import announce, autocast, check_precision, resolve_device
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.step import WeightStep, rank_batch
 from nasgraph.training.tracking import Tracker
@@ -113,6 +113,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
         run.log("metrics.jsonl", record)
         tracker.log(record)
 
+    announce(device)                # after the resume checks: a refusal stays one line
     model.train()
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
                disable=not progress or not distributed.is_writer(), dynamic_ncols=True, leave=False)

@@ -92,7 +92,8 @@ class Halving(Strategy):
         RunDir(ctx.out, resume=True).write_json("rungs.json", {"rungs": rungs, "seeds": seeds, "history": history})
         measured = [ctx.measured(a["choice"], [x["score"] for x in a["records"]], a["records"][0]["steps"], a["kind"],
                                  {"source": "trial", "eval_n": a["records"][0]["eval_n"], "rung": a["rung"],
-                                  "seconds": sum(x["seconds"] for x in a["records"])})
+                                  "seconds": sum(x["seconds"] for x in a["records"]),
+                                  "examples": [x.get("examples") for x in a["records"]]})
                     for a in arms.values()]
         return ctx.evidence(self.name, seeds=seeds, picks=picks, measured=measured,
                             wall_seconds=time.perf_counter() - t0, chosen=best["choice"],

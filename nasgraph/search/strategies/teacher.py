@@ -3,31 +3,31 @@
 Train the most expressive candidate once (the teacher: `teacher`, default softmax if offered, else
 the costliest type). Then, for each layer and each cheaper type, start a student from the teacher's
 weights with that one layer replaced, adapt it briefly, and measure the KL divergence of its output
-distribution to the teacher's on the search's held-out slice. Replacements are taken greedily, lowest
-KL first: while the cost is above `objective.*.target` (a share of the costliest architecture), and
-after that whenever KL <= kl_tolerance + weight x (cost saved / costliest architecture). Homogeneous
-students (every layer replaced) are scored too, for the ranking; one that beats the pick by more than
-`margin` on the task metric (minus the cost term) replaces it. About one training in all.
+distribution to the teacher's on the search's held-out slice, and its paired drop on the task
+metric (nasgraph.search.paired: same examples as the teacher, so the error is that of per-example
+differences). Replacements are taken greedily, lowest KL first, at most one per layer: while the cost
+is above `objective.*.target` (a share of the costliest architecture); after that when the KL is at
+most kl_tolerance + weight x (cost saved / costliest architecture), or when the replacement ties the
+teacher on the task metric: its drop is below `tie_margin` (plus the same cost share) at one-sided
+95%. Several replacements are adapted together and must pass the same tie test, else the best single
+one is kept. Homogeneous students (every layer replaced) are scored too, for the ranking; one that
+beats the pick by more than `margin` on the task metric (minus the cost term) replaces it. About one
+training in all.
 """
 from __future__ import annotations
 
 import time
-from functools import partial
 
-import torch
-import torch.nn.functional as F
 from pydantic import Field
 
 from nasgraph.config import StrictConfig
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
+from nasgraph.search.paired import paired_difference
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.base import Strategy
 from nasgraph.search.strategies.registry import register
-from nasgraph.search.trials import TrialRequest, load_model, trial_name
-from nasgraph.tasks.batching import batches
-from nasgraph.training.losses import IGNORE
-from nasgraph.training.device import module_device, to_device
+from nasgraph.search.trials import TrialRequest, trial_name
 from nasgraph.training.rundir import RunDir
 
 
@@ -38,44 +38,35 @@ class TeacherConfig(StrictConfig):
     final_fraction: float = Field(0.1, ge=0, le=1)     # adaptation of a pick with several replacements
     kl_tolerance: float = Field(0.02, ge=0)       # nats: a replacement this close to the teacher is free
     margin: float = Field(0.02, ge=0)             # a homogeneous student must beat the pick by this much
+    tie_margin: float = Field(0.01, ge=0)         # a replacement losing less than this (95%) ties the teacher
 
 
-@torch.no_grad()
-def kl_to_teacher(teacher, student, split, batch_size: int) -> float:
-    """Mean KL(teacher || student) of the output distributions over the labelled positions."""
-    teacher.eval(), student.eval()
-    device = module_device(student)
-    teacher.to(device)
-    total, n = 0.0, 0
-    for tokens, labels in batches(split, batch_size, shuffle=False, seed=0, epoch=0):
-        tokens, labels = to_device((tokens, labels), device)
-        keep = labels.flatten() != IGNORE
-        p = F.log_softmax(teacher(tokens).flatten(0, -2)[keep], -1)           # (N, C)
-        q = F.log_softmax(student(tokens).flatten(0, -2)[keep], -1)           # (N, C)
-        total += float(F.kl_div(q, p, log_target=True, reduction="sum"))
-        n += int(keep.sum())
-    return total / max(1, n)
+ONE_SIDED_95 = 1.645
+
+
+def ties(r: dict, cost_max: float, weight: float, tie_margin: float) -> bool:
+    """Whether replacement `r` ({drop, drop_se, saving}) loses less than tie_margin (plus the cost it
+    saves, weighted) on the task metric at one-sided 95%."""
+    if r.get("drop") is None or r.get("drop_se") is None:
+        return False
+    return r["drop"] + ONE_SIDED_95 * r["drop_se"] < tie_margin + weight * r["saving"] / cost_max
 
 
 def greedy(replacements: list[dict], start_cost: float, cost_max: float, weight: float, target: float | None,
-           tolerance: float) -> list[dict]:
-    """Accepted replacements ({node, label, kl, saving}), lowest KL first, at most one per node."""
+           tolerance: float, tie_margin: float = 0.0) -> list[dict]:
+    """Accepted replacements ({node, label, kl, saving[, drop, drop_se]}), lowest KL first, at most one
+    per node: forced while over the cost target, else when close in KL or tied on the task metric."""
     accepted, cost, taken = [], start_cost, set()
     for r in sorted(replacements, key=lambda r: (r["kl"], -r["saving"])):
         if r["node"] in taken:
             continue
         over_budget = target is not None and cost > target * cost_max
-        if over_budget or r["kl"] <= tolerance + weight * r["saving"] / cost_max:
+        close = r["kl"] <= tolerance + weight * r["saving"] / cost_max
+        if over_budget or close or (tie_margin > 0 and ties(r, cost_max, weight, tie_margin)):
             accepted.append(r)
             taken.add(r["node"])
             cost -= r["saving"]
     return accepted
-
-
-def teacher_kl(teacher: str, ctx, model, splits) -> dict:
-    """A student's measure: KL to the teacher trial `teacher` on the scored slice of `splits`."""
-    reference = load_model(ctx.out / "trials" / teacher)
-    return {"kl": kl_to_teacher(reference, model, ctx.score_split(splits), ctx.train.batch_size)}
 
 
 @register("teacher")
@@ -106,7 +97,8 @@ class Teacher(Strategy):
                             wall_seconds=time.perf_counter() - t0,
                             notes=[f"teacher {self.teacher_label(ctx)} trained {self.teach_steps} steps; students "
                                    f"adapted {self.adapt_steps} steps from its weights (their scores are not full "
-                                   f"trainings); KL tolerance {self.config.kl_tolerance}, cost weight {weight}"])
+                                   f"trainings), all scored on the teacher's held-out examples; KL tolerance "
+                                   f"{self.config.kl_tolerance}, tie margin {self.config.tie_margin}, cost weight {weight}"])
 
     @property
     def teach_steps(self) -> int:
@@ -120,28 +112,36 @@ class Teacher(Strategy):
         """The pick and the measured architectures of one seed, given its trained teacher's record."""
         label = self.teacher_label(ctx)
         base = ctx.homogeneous(label)
-        split = ctx.score_split(ctx.splits(seed))
-        request = lambda c, steps, tag: TrialRequest(c, seed, steps, trial_name(ctx, c, seed, tag),
-                                                     init_from=rec["name"], measure=partial(teacher_kl, rec["name"]))
-        adapt = lambda c, steps, tag: ctx.run_trials([request(c, steps, tag)], f"teacher {label}: pick")[0]
-        measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0,
-                     "steps": self.teach_steps}]
+        request = lambda c, steps, tag: TrialRequest(c, seed, steps, trial_name(ctx, c, seed, tag),  # noqa: E731
+                                                     init_from=rec["name"], reference=rec["name"])
+
+        def measured_student(choice: dict, steps: int, r: dict) -> dict:
+            drop = paired_difference(rec["examples"], r["examples"])    # teacher - student, same examples
+            return {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"], "kl_se": r["kl_se"],
+                    "drop": drop and drop[0], "drop_se": drop and drop[1], "steps": self.teach_steps + steps,
+                    "examples": r["examples"]}
+
+        def adapt(choice: dict, steps: int, tag: str) -> dict:
+            return measured_student(choice, steps, ctx.run_trials([request(choice, steps, tag)], f"teacher {label}: pick")[0])
+
+        measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps,
+                     "examples": rec["examples"]}]
         students, singles = self.students(ctx, label, base), []
         records = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in students],
                                  f"teacher {label}: students (seed {seed})")
         for (choice, single), r in zip(students, records):
-            m = {"choice": choice, "kind": ctx.kind(choice), "score": r["score"], "kl": r["kl"],
-                 "steps": self.teach_steps + self.adapt_steps}
+            m = measured_student(choice, self.adapt_steps, r)
             measured.append(m)
             if single is not None:
                 singles.append({**single, **m})
-        pick = self.assemble(ctx, base, singles, rec["score"], adapt)
+        pick = self.assemble(ctx, base, singles, measured[0], adapt)
+        brief = lambda r: {k: v for k, v in r.items() if k != "examples"}  # noqa: E731
         RunDir(ctx.out, resume=True).write_json(f"teacher_seed{seed}.json", {
-            "teacher": label, "teacher_score": rec["score"], "replacements": singles,
-            "pick": ctx.label_choice(pick["choice"]), "pick_score": pick["score"]})
+            "teacher": label, "teacher_score": rec["score"], "replacements": [brief(r) for r in singles],
+            "pick": ctx.label_choice(pick["choice"]), "pick_score": pick["score"], "pick_drop": pick.get("drop")})
         measured += [pick] if all(m["choice"] != pick["choice"] for m in measured) else []
         for m in measured:
-            m.update(source="trial" if m["choice"] == base else "adapted from the teacher", eval_n=len(split))
+            m.update(source="trial" if m["choice"] == base else "adapted from the teacher", eval_n=rec["eval_n"])
         homo = [m for m in measured if m["kind"] == "homogeneous"]
         best = max(homo, key=lambda m: self.utility(m["score"], ctx.cost.of_choice(m["choice"])))
         if self.utility(best["score"], ctx.cost.of_choice(best["choice"])) > \
@@ -166,23 +166,28 @@ class Teacher(Strategy):
                 out.append((choice, None))
         return out
 
-    def assemble(self, ctx, base: dict, singles: list[dict], teacher_score: float, adapt) -> dict:
-        """The greedy pick, measured: the teacher, one scored replacement, or the adapted combination."""
+    def assemble(self, ctx, base: dict, singles: list[dict], teacher: dict, adapt) -> dict:
+        """The greedy pick, measured: the teacher, one scored replacement, or the adapted combination
+        (kept only if it still ties the teacher, unless the cost target forced it; else the first single)."""
         weight, target = self.cost_term()
-        accepted = greedy(singles, ctx.cost.of_choice(base), ctx.cost.max_total, weight, target,
-                          self.config.kl_tolerance)
+        cost_max = ctx.cost.max_total
+        accepted = greedy(singles, ctx.cost.of_choice(base), cost_max, weight, target, self.config.kl_tolerance,
+                          self.config.tie_margin)
         if not accepted:
-            return {"choice": base, "kind": "homogeneous", "score": teacher_score, "kl": 0.0, "steps": self.teach_steps}
+            return teacher
+        first = {k: v for k, v in accepted[0].items() if k not in ("node", "index", "label", "saving")}
         if len(accepted) == 1:
-            one = accepted[0]
-            return {"choice": one["choice"], "kind": ctx.kind(one["choice"]), "score": one["score"], "kl": one["kl"],
-                    "steps": one["steps"]}
+            return first
         choice = dict(base)
         for r in accepted:
             choice[r["node"]] = [r["index"]] * len(base[r["node"]])
         if not self.config.final_fraction:
             return {"choice": choice, "kind": "pick", "score": min(r["score"] for r in accepted), "kl": None,
                     "steps": self.teach_steps + self.adapt_steps}
-        steps = max(1, round(self.config.final_fraction * self.total_steps))
-        r = adapt(choice, steps, "pick-")
-        return {"choice": choice, "kind": "pick", "score": r["score"], "kl": r["kl"], "steps": self.teach_steps + steps}
+        pick = {**adapt(choice, max(1, round(self.config.final_fraction * self.total_steps)), "pick-"), "kind": "pick"}
+        saving = ctx.cost.of_choice(base) - ctx.cost.of_choice(choice)
+        forced = target is not None and ctx.cost.of_choice(base) > target * cost_max
+        close = pick["kl"] <= self.config.kl_tolerance + weight * saving / cost_max
+        if forced or close or ties({**pick, "saving": saving}, cost_max, weight, self.config.tie_margin):
+            return pick
+        return first
