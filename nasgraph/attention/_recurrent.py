@@ -142,11 +142,15 @@ def unit_lower_inverse(L: Tensor) -> Tensor:
 
     Eager: one batched triangular solve (LAPACK; ~4x faster training steps than the loop). Under
     torch.export: forward substitution (C - 1 steps of plain ops), since ONNX has no triangular solve.
+    LAPACK has no bf16/fp16 solve: half precision (autocast) solves in fp32 and casts back.
     """
     C = L.shape[-1]
     eye = torch.eye(C, dtype=L.dtype, device=L.device)
     if not torch.compiler.is_exporting():
-        return torch.linalg.solve_triangular(L + eye, eye.expand_as(L), upper=False, unitriangular=True)
+        work = torch.float32 if L.dtype in (torch.bfloat16, torch.float16) else L.dtype
+        inv = torch.linalg.solve_triangular((L + eye).to(work), eye.expand_as(L).to(work), upper=False,
+                                            unitriangular=True)                       # (..., C, C)
+        return inv.to(L.dtype)
     inv = eye.expand_as(L)                                            # (..., C, C)
     for j in range(C - 1):                                            # row j of inv is final here
         inv = inv - L[..., :, j:j + 1] * inv[..., j:j + 1, :]         # remove its share from later rows
