@@ -218,7 +218,7 @@ def test_measure_records_the_calling_threads_cpu_time():
     """CPU time counts work, not waiting: a sleep takes wall time and (almost) no CPU time."""
     stats = measure(lambda: time.sleep(0.02), warmup=0, repeats=3)
     assert stats.cpu_p50_ms is not None and stats.cpu_min_ms <= stats.cpu_p50_ms
-    assert stats.cpu_p50_ms < 10 <= stats.min_ms
+    assert stats.cpu_p50_ms < stats.min_ms    # the sleeping thread used less CPU than the wall clock saw
     busy = measure(lambda: sum(range(200_000)), warmup=1, repeats=3)
     assert busy.cpu_p50_ms > 0 and "cpu_samples_ms" not in LatencyResult(busy, {}).row()
 

@@ -18,6 +18,12 @@ def as_position(pos, ref: Tensor) -> Tensor:
     return torch.as_tensor(pos, dtype=torch.int64, device=ref.device)
 
 
+def kv_cache_shapes(batch, heads: int, head_dim: int) -> list[tuple[str, tuple]]:
+    """state_shapes() of a KV cache (batch, heads, S, head_dim) that grows by one position per token."""
+    shape = (batch, heads, "S", head_dim)
+    return [("k_cache", shape), ("v_cache", shape)]
+
+
 def push_window(buffer: Tensor, new: Tensor) -> tuple[Tensor, Tensor]:
     """A window of the last W positions (..., W, d) plus the current one (..., 1, d).
 

@@ -20,7 +20,7 @@ from pydantic import Field
 
 from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
                                         merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
-from nasgraph.attention._decode import as_position, attend_one
+from nasgraph.attention._decode import as_position, attend_one, kv_cache_shapes
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -99,8 +99,7 @@ class BigBirdAttention(Attention):
     # Causal rows of the random pattern only draw key blocks before the window, so a query block's
     # random blocks do not depend on how many blocks follow it: the cache reproduces heads() exactly.
     def state_shapes(self, batch="B"):
-        shape = (batch, self.n_heads, "S", self.head_dim)
-        return [("k_cache", shape), ("v_cache", shape)]
+        return kv_cache_shapes(batch, self.n_heads, self.head_dim)
 
     def prefill_heads(self, x):
         return self.heads(x), (self.split(self.k_proj(x)), self.split(self.v_proj(x)))

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from pydantic import PositiveInt, field_validator
 from torch import nn
 
+from nasgraph.attention._decode import kv_cache_shapes
 from nasgraph.attention.base import NEG_INF, Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -109,8 +110,7 @@ class ReformerAttention(Attention):
     # The causal form's key set of a query depends only on earlier tokens: per hash round, the last C
     # same-bucket positions before it (their rank gap within the bucket) and itself.
     def state_shapes(self, batch="B"):
-        shape = (batch, self.n_heads, "S", self.head_dim)
-        return [("k_cache", shape), ("v_cache", shape)]
+        return kv_cache_shapes(batch, self.n_heads, self.head_dim)
 
     def prefill_heads(self, x):
         return self.heads(x), (F.normalize(self.split(self.q_proj(x)), dim=-1), self.split(self.v_proj(x)))

@@ -14,7 +14,7 @@ from torch import nn
 
 from pydantic import PositiveInt
 
-from nasgraph.attention._decode import attend_one
+from nasgraph.attention._decode import attend_one, kv_cache_shapes
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities, causal_bias, key_padding_bias
 from nasgraph.attention.registry import register
 from nasgraph.errors import ConfigError
@@ -78,8 +78,7 @@ class SoftmaxAttention(Attention):
 
     # -- decoding: a KV cache (B, n_kv, S, dh) that grows by one position per token --------------------
     def state_shapes(self, batch="B"):
-        shape = (batch, self.n_kv, "S", self.head_dim)
-        return [("k_cache", shape), ("v_cache", shape)]
+        return kv_cache_shapes(batch, self.n_kv, self.head_dim)
 
     def prefill_heads(self, x):
         return self.heads_and_cache(x)

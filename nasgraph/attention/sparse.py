@@ -13,7 +13,7 @@ from pydantic import Field, ValidationInfo, field_validator
 
 from nasgraph.attention._blocks import (block_attention, block_flags, head_major, merge_heads, real_tokens,
                                         to_blocks)
-from nasgraph.attention._decode import attend_one, as_position
+from nasgraph.attention._decode import attend_one, as_position, kv_cache_shapes
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
 
@@ -68,8 +68,7 @@ class SparseAttention(Attention):
 
     # -- decoding: a KV cache (B, H, S, dh), read through the pattern ------------------------------------
     def state_shapes(self, batch="B"):
-        shape = (batch, self.n_heads, "S", self.head_dim)
-        return [("k_cache", shape), ("v_cache", shape)]
+        return kv_cache_shapes(batch, self.n_heads, self.head_dim)
 
     def prefill_heads(self, x):
         return self.heads(x), (self.split(self.k_proj(x)), self.split(self.v_proj(x)))
