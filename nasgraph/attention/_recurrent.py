@@ -16,13 +16,14 @@ torch.export, which becomes one ONNX Scan node, so the exported graph keeps a dy
 
 The delta rule's chunk form is the WY/UT representation of Yang et al. 2024 (arXiv 2406.06484):
 U~ = T (b V - b k exp(G) S) with T = (I + tril(diag(b) K K^T * decay, -1))^{-1}, the inverse by
-forward substitution over the C rows (a fixed count, so it exports).
+a triangular solve (eager) or in halves, log2(C) levels of products (exported: a fixed count).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 NEG_BIG = -1e9  # exp(NEG_BIG) == 0: log-decay differences of pairs that must not interact
@@ -141,20 +142,46 @@ def unit_lower_inverse(L: Tensor) -> Tensor:
     """(I + L)^{-1} for strictly lower-triangular L: (..., C, C).
 
     Eager: one batched triangular solve (LAPACK; ~4x faster training steps than the loop). Under
-    torch.export: forward substitution (C - 1 steps of plain ops), since ONNX has no triangular solve.
+    torch.export (ONNX has no triangular solve): `blocked_unit_lower_inverse`.
     LAPACK has no bf16/fp16 solve: half precision (autocast) solves in fp32 and casts back.
     """
     C = L.shape[-1]
+    if torch.compiler.is_exporting():
+        return blocked_unit_lower_inverse(L)
     eye = torch.eye(C, dtype=L.dtype, device=L.device)
-    if not torch.compiler.is_exporting():
-        work = torch.float32 if L.dtype in (torch.bfloat16, torch.float16) else L.dtype
-        inv = torch.linalg.solve_triangular((L + eye).to(work), eye.expand_as(L).to(work), upper=False,
-                                            unitriangular=True)                       # (..., C, C)
-        return inv.to(L.dtype)
-    inv = eye.expand_as(L)                                            # (..., C, C)
-    for j in range(C - 1):                                            # row j of inv is final here
-        inv = inv - L[..., :, j:j + 1] * inv[..., j:j + 1, :]         # remove its share from later rows
-    return inv
+    work = torch.float32 if L.dtype in (torch.bfloat16, torch.float16) else L.dtype
+    inv = torch.linalg.solve_triangular((L + eye).to(work), eye.expand_as(L).to(work), upper=False,
+                                        unitriangular=True)                           # (..., C, C)
+    return inv.to(L.dtype)
+
+
+def blocked_unit_lower_inverse(L: Tensor) -> Tensor:
+    """(I + L)^{-1} for strictly lower-triangular L (..., C, C) in plain ops, by halves (as LAPACK's
+    trtri): inv [[I + A, 0], [B, I + D]] = [[A', 0], [-D' B A', D']] with A', D' the halves' inverses,
+    both found by one recursion on the two stacked halves.
+
+    log2(C) levels of a few batched products over (..., C, C) in all, where forward substitution
+    makes C passes over the whole (..., C, C) tensor: at T=8192 that tensor outgrows the cache and
+    those passes cost ONNX Runtime more per chunk than at T=1024. C is padded to a power of two
+    (zero rows of L: the identity there).
+    """
+    C = L.shape[-1]
+    P = 1 << (C - 1).bit_length()                                     # next power of two >= C
+    if P != C:
+        L = F.pad(L, (0, P - C, 0, P - C))                            # (..., P, P)
+    return _halves_inverse(L)[..., :C, :C]                            # (..., C, C)
+
+
+def _halves_inverse(L: Tensor) -> Tensor:
+    n = L.shape[-1]
+    if n == 1:
+        return torch.ones_like(L)                                     # (..., 1, 1)
+    h = n // 2
+    both = _halves_inverse(torch.stack([L[..., :h, :h], L[..., h:, h:]]))  # (2, ..., h, h)
+    A, D = both[0], both[1]                                           # (..., h, h)
+    low = -(D @ L[..., h:, :h] @ A)                                   # (..., h, h)
+    top = torch.cat([A, torch.zeros_like(A)], -1)                     # (..., h, n)
+    return torch.cat([top, torch.cat([low, D], -1)], -2)              # (..., n, n)
 
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int
