@@ -29,6 +29,12 @@ FULL = {
                              "n_train": 8000, "n_val": 500, "n_test": 1000},
                     "model": {"pooling": "mean", "d_model": 32, "n_heads": 2},
                     "train": {"steps": 800, "batch_size": 8}, "cost_weight": 0.5, "cost_only": True},
+    # the same task read through <cls>: local structure (the motifs) and a global read-out (the counts
+    # must reach <cls>, 511 positions away), the mix 2025-26 hybrids exploit: the heterogeneous check
+    "motif_cls": {"task": {"kind": "local_motif", "max_len": 512, "n_planted": 24, "n_distractor": 8,
+                           "n_train": 8000, "n_val": 500, "n_test": 1000},
+                  "model": {"pooling": "cls", "d_model": 32, "n_heads": 2},
+                  "train": {"steps": 800, "batch_size": 8}, "cost_weight": 0.5, "cost_only": True},
     # byte-level reviews: 4-8 filler words and 3 or 5 sentiment words, one in five negated. With 30-40
     # fillers (T=256) and 40% negations every type stayed at chance (the sign ignoring negations is right
     # only 57% of the time, and one sentiment word in ~200 bytes); here ignoring them gives 74%
@@ -45,6 +51,10 @@ QUICK = {
                              "n_distractor": 1, "n_train": 1500, "n_val": 200, "n_test": 300},
                     "model": {"pooling": "mean", "d_model": 32, "n_heads": 2},
                     "train": {"steps": 150, "batch_size": 16}, "cost_weight": 0.5},
+    "motif_cls": {"task": {**FULL["motif_cls"]["task"], "max_len": 64, "n_symbols": 6, "n_planted": 4,
+                           "n_distractor": 1, "n_train": 1500, "n_val": 200, "n_test": 300},
+                  "model": {"pooling": "cls", "d_model": 32, "n_heads": 2},
+                  "train": {"steps": 150, "batch_size": 16}, "cost_weight": 0.5, "cost_only": True},
     "text_synth": {"task": {**FULL["text_synth"]["task"], "max_len": 64, "n_examples": 2000, "words": [2, 4]},
                    "model": {"pooling": "mean", "d_model": 32, "n_heads": 2}, "train": {"steps": 150, "batch_size": 16}},
     "listops": {"task": {**FULL["listops"]["task"], "max_len": 48, "n_train": 3000, "n_val": 200, "n_test": 300},
