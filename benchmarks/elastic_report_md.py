@@ -27,6 +27,14 @@ def summary(r: dict) -> str:
     lines += [f"- ({q['i']},{q['j']}): {q['truth_diff']:+.4f} +- {q['truth_se']:.4f} "
               f"{'resolved' if q['resolved'] else 'not resolved'}, supernet {'agrees' if q['agree'] else 'disagrees'}"
               for q in rk["supernet"]["pairs"]]
+    lat = r["latency"]
+    err = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
+    lines += ["", "## Latency predictor (target: median error <= 10% on held-out sub-networks)", "",
+              f"- {lat['fit_samples']} sub-networks timed to fit; held-out: the {len(lat['held_out'])} front points "
+              f"outside them (timed after the search): median relative error **{err(lat['median_rel_error'])}**; "
+              f"5-fold over the fit samples {err(lat['cv_median_rel_error'])}, leave-one-out "
+              f"{err(lat['loo_median_rel_error'])}", ""]
+    lines += [f"- {h['subnet']}: measured {h['ms']:.3f} ms, predicted {h['predicted']:.3f} ms" for h in lat["held_out"]]
     lines += ["", "## Pick vs hand-written spec at its latency", "",
               f"- hand-written {r['hand_spec']}: {h['latency_ms_measured']:.3f} ms measured (the budget); test {m} "
               f"{mean(h['test']):.4f} (seeds: {', '.join(f'{x:.4f}' for x in h['test'])})",

@@ -90,9 +90,43 @@ def write(raw: dict, path: Path) -> Path:
 
 
 def trained(spec: Path, out: Path, seed: int = 0) -> Path:
+    """The finished train run of `spec` in `out` (trained here, or waited for while a --worker trains it)."""
+    while (out.parent / f"{out.name}.busy").exists() and not (out / "result.json").exists():
+        time.sleep(10)
     if not (out / "result.json").exists():
         train(spec, out, progress=False, overrides=[f"train.seed={seed}"], force=True)
     return out
+
+
+def rank_sample(size: dict, space: dict, build) -> list[SubNet]:
+    """The ranking's sub-networks: stratified by FLOPs, drawn before anything is trained."""
+    flops = lambda sub: float(summarize(build(sub)).flops_shared)  # noqa: E731
+    return stratified_sample(space, flops, size["rank"], random.Random(11), pool=200)
+
+
+def worker(size: dict, out: Path, which: str) -> None:
+    """Train standalone runs the main run reads, beside it: 'hand' (every seed) or 'rank:I/N' (every N-th
+    sub-network of the ranking sample from the I-th; needs the search's spec.yaml, written at its start)."""
+    jobs = []
+    if which == "hand":
+        jobs = [(out / "hand.yaml", out / f"hand_s{seed}", seed) for seed in size["seeds"]]
+    else:
+        i, n = map(int, which.split(":")[1].split("/"))
+        doc = load_spec(out / "search" / "spec.yaml")
+        graph = compile_spec(doc)
+        subs = rank_sample(size, graph.graph["elastic"], lambda sub: compile_subnet(doc, graph, sub))
+        for k in range(i, len(subs), n):
+            path = write(derive_subnet(doc.raw, graph, subs[k]), out / "rank" / f"sub{k}.yaml")
+            jobs.append((path, out / "rank" / f"sub{k}", 0))
+    for spec, run, seed in jobs:
+        busy = run.parent / f"{run.name}.busy"
+        if (run / "result.json").exists() or busy.exists():
+            continue
+        busy.write_text("training\n")
+        try:
+            train(spec, run, progress=False, overrides=[f"train.seed={seed}"], force=True)
+        finally:
+            busy.unlink()
 
 
 def scores_of(model, split, task, batch: int) -> dict:
@@ -112,14 +146,34 @@ def finetune(model, train_split, lr: float, steps: int, batch: int, seed: int):
     return model.eval()
 
 
+def predictor_check(run: Path, front: list[dict]) -> dict:
+    """The latency predictor on the front points it was not fit to (each exported and timed by the search)."""
+    lat = json.loads((run / "latency.json").read_text())
+    fitted = {json.dumps(x["subnet"], sort_keys=True) for x in lat["samples"]}
+    subnets = {p["point"]: q["subnet"] for p, q in zip(front, json.loads((run / "search.json").read_text())["front"])}
+    held = [{"subnet": p["label"], "ms": p["latency_ms_measured"], "predicted": p["latency_ms_predicted"]}
+            for p in front if json.dumps(subnets[p["point"]], sort_keys=True) not in fitted]
+    errors = sorted(abs(h["predicted"] - h["ms"]) / h["ms"] for h in held)
+    return {"fit_samples": len(lat["samples"]), "cv_median_rel_error": lat["cv_median_rel_error"],
+            "loo_median_rel_error": lat["model"].get("loo_median_rel_error"), "held_out": held,
+            "median_rel_error": errors[len(errors) // 2] if len(errors) % 2 else
+            (sum(errors[len(errors) // 2 - 1:len(errors) // 2 + 1]) / 2 if errors else None)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--worker", help="only train standalone runs the main run reads, beside it (more cores): "
+                                     "'hand' or 'rank:I/N'")
+    ap.add_argument("--seeds", type=int, nargs="+", help="seeds of the pick vs hand-written retraining")
     args = ap.parse_args()
     size = QUICK if args.quick else FULL
+    size = {**size, "seeds": args.seeds or size["seeds"]}
     out = args.out or ROOT / "out" / ("elastic_quick" if args.quick else "elastic")
     out.mkdir(parents=True, exist_ok=True)
+    if args.worker:
+        return worker(size, out, args.worker)
     t0, report = time.perf_counter(), {"size": size, "space": SPACE, "hand_spec": "specs/lm_bytes.yaml, softmax"}
     cpu0 = time.process_time()
 
@@ -144,7 +198,7 @@ def main() -> None:
 
     # 1. ranking: sub-networks stratified by FLOPs, supernet (and fine-tuned) scores vs standalone
     flops = lambda sub: float(summarize(build(sub)).flops_shared)  # noqa: E731
-    subs = stratified_sample(space, flops, size["rank"], random.Random(11), pool=200)
+    subs = rank_sample(size, space, build)
     rows, est, tuned, truth = [], [], [], []
     for k, sub in enumerate(subs):
         est.append(scores_of(supernet.extract(sub), val, task, B))
@@ -173,6 +227,7 @@ def main() -> None:
     report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_ms}
     report["pick_minus_hand"] = {"mean": diff[0], "se": diff[1], "seeds": diff[2]} if diff else None
     report["front"] = json.loads((run / "recommendation.json").read_text())["front"]
+    report["latency"] = predictor_check(run, report["front"])
     report["seconds"], report["cpu_seconds"] = round(time.perf_counter() - t0), round(time.process_time() - cpu0)
     (out.parent / f"{out.name}.json").write_text(json.dumps(report, indent=1))
     (out.parent / f"{out.name}.md").write_text(summary(report))
