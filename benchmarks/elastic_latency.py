@@ -11,6 +11,7 @@ same timings.
 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/elastic_latency.py          # ~10 min, loaded
     python benchmarks/elastic_latency.py --fit 5 --held 3                           # a quick look
+    for i in 0 1 2 3; do python benchmarks/elastic_latency.py --part $i/4 & done; wait; python benchmarks/elastic_latency.py
 Writes benchmarks/out/elastic_latency.{json,md}.
 """
 from __future__ import annotations
@@ -61,6 +62,8 @@ def main() -> None:
     ap.add_argument("--fit", type=int, default=20)
     ap.add_argument("--held", type=int, default=12)
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "elastic_latency")
+    ap.add_argument("--part", help="I/N: export and time only every N-th sub-network from the I-th (run N parts "
+                                   "at once on a shared machine, then once without --part to fit and report)")
     args = ap.parse_args()
     t0, cpu0 = time.perf_counter(), time.process_time()
     doc = load_spec(write(elastic_raw(FULL, 1.0), args.out / "elastic.yaml"))
@@ -72,13 +75,26 @@ def main() -> None:
         if sub not in subs:
             subs.append(sub)
     T, vocab = FULL["max_len"], graph.graph["ctx"]["vocab_size"]
-    (args.out / "onnx").mkdir(parents=True, exist_ok=True)
-    paths = [export_subnet(GraphModule(compile_subnet(doc, graph, s)), args.out / "onnx" / f"sub{i}.onnx")
-             if not (args.out / "onnx" / f"sub{i}.onnx").exists() else args.out / "onnx" / f"sub{i}.onnx"
-             for i, s in enumerate(subs)]
-    timed = lambda i: time_onnx(paths[i], vocab, batch=1, seq_len=T)  # noqa: E731
-    first = [timed(i) for i in range(len(subs))]
-    again = {i: timed(i) for i in reversed(range(args.fit, len(subs)))}           # the held-out ones, re-timed
+    (args.out / "timings").mkdir(parents=True, exist_ok=True)
+    i0, n = map(int, (args.part or "0/1").split("/"))
+    mine = list(range(i0, len(subs), n))
+    for i in mine:                                 # export once, time; held-out ones again after the rest
+        path = args.out / "timings" / f"sub{i}.onnx"
+        if not path.exists():
+            export_subnet(GraphModule(compile_subnet(doc, graph, subs[i])), path)
+    timed = lambda i: time_onnx(args.out / "timings" / f"sub{i}.onnx", vocab, batch=1, seq_len=T).tolist()  # noqa: E731
+    record = lambda i: args.out / "timings" / f"sub{i}.json"  # noqa: E731
+    first = {i: timed(i) for i in mine if not record(i).exists()}
+    for i in reversed(mine):
+        if i in first:
+            record(i).write_text(json.dumps({"first": first[i], "again": timed(i) if i >= args.fit else None}))
+    if args.part:
+        return
+    while not all(record(i).exists() for i in range(len(subs))):        # parts still running
+        time.sleep(10)
+    data = [json.loads(record(i).read_text()) for i in range(len(subs))]
+    first = [np.asarray(d["first"]) for d in data]
+    again = {i: np.asarray(data[i]["again"]) for i in range(args.fit, len(subs))}
     fit, held = subs[:args.fit], subs[args.fit:]
     report = {"fit": args.fit, "held": args.held, "seq_len": T, "percentiles": {}}
     for q in (10, 50):

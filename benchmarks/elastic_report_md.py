@@ -12,7 +12,7 @@ def _tau(name: str, a: dict) -> str:
 
 
 def summary(r: dict) -> str:
-    rk, p, h, d = r["ranking"], r["pick"], r["hand"], r["pick_minus_hand"]
+    rk = r["ranking"]
     m = rk["metric"]
     mean = lambda xs: sum(xs) / len(xs)  # noqa: E731
     lines = [f"# Elastic search benchmark ({r['seconds']} s wall, {r['cpu_seconds']} s CPU of this process)", "",
@@ -27,7 +27,10 @@ def summary(r: dict) -> str:
     lines += [f"- ({q['i']},{q['j']}): {q['truth_diff']:+.4f} +- {q['truth_se']:.4f} "
               f"{'resolved' if q['resolved'] else 'not resolved'}, supernet {'agrees' if q['agree'] else 'disagrees'}"
               for q in rk["supernet"]["pairs"]]
-    lat = r["latency"]
+    if "pick" not in r:
+        return "\n".join(lines + ["", "(The search did not finish within this run: no pick, front or predictor "
+                                       "check.)"]) + "\n"
+    p, h, d, lat = r["pick"], r["hand"], r["pick_minus_hand"], r["latency"]
     err = lambda v: "n/a" if v is None else f"{100 * v:.1f}%"  # noqa: E731
     lines += ["", "## Latency predictor (target: median error <= 10% on held-out sub-networks)", "",
               f"- {lat['fit_samples']} sub-networks timed to fit; held-out: the {len(lat['held_out'])} front points "

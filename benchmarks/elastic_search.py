@@ -52,9 +52,10 @@ from nasgraph.training.run import load_trained  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 HAND = ROOT.parent / "specs" / "lm_bytes.yaml"
 FULL = {"text_bytes": 1_000_000, "max_len": 64, "batch": 16, "steps": 600, "search_steps": 600, "rank": 8,
-        "finetune": 40, "eval_n": 400, "latency_samples": 16, "population": 12, "generations": 4, "parents": 4,
+        "rank_steps": 200, "finetune": 40, "eval_n": 200, "latency_samples": 16, "population": 12, "generations": 4, "parents": 4,
         "score_batches": 8, "seeds": [0, 1]}
-QUICK = {"text_bytes": 60_000, "max_len": 16, "batch": 8, "steps": 6, "search_steps": 6, "rank": 3, "finetune": 2,
+QUICK = {"text_bytes": 60_000, "max_len": 16, "batch": 8, "steps": 6, "search_steps": 6, "rank": 3, "rank_steps": 4,
+         "finetune": 2,
          "eval_n": 24, "latency_samples": 5, "population": 4, "generations": 2, "parents": 2, "score_batches": 2,
          "seeds": [0]}
 SPACE = {"d_model": {"choices": [64, 96, 128, 160]}, "n_heads": {"choices": [2, 4]}, "n_layers": {"choices": [2, 3, 4]}}
@@ -91,10 +92,15 @@ def write(raw: dict, path: Path) -> Path:
 
 def trained(spec: Path, out: Path, seed: int = 0) -> Path:
     """The finished train run of `spec` in `out` (trained here, or waited for while a --worker trains it)."""
-    while (out.parent / f"{out.name}.busy").exists() and not (out / "result.json").exists():
+    busy = out.parent / f"{out.name}.busy"
+    while busy.exists() and not (out / "result.json").exists():
         time.sleep(10)
     if not (out / "result.json").exists():
-        train(spec, out, progress=False, overrides=[f"train.seed={seed}"], force=True)
+        busy.write_text("training\n")
+        try:
+            train(spec, out, progress=False, overrides=[f"train.seed={seed}"], force=True)
+        finally:
+            busy.unlink()
     return out
 
 
@@ -104,29 +110,61 @@ def rank_sample(size: dict, space: dict, build) -> list[SubNet]:
     return stratified_sample(space, flops, size["rank"], random.Random(11), pool=200)
 
 
+class Setup:
+    """What every phase reads: the search's spec and space, the data, the ranking sample."""
+
+    def __init__(self, size: dict, out: Path):
+        self.size, self.out, self.run = size, out, out / "search"
+        self.doc = load_spec(self.run / "spec.yaml")                   # written when the search starts
+        self.graph = compile_spec(self.doc)
+        self.space, self.cands = self.graph.graph["elastic"], attention_candidates(self.graph)
+        self.build = lambda sub: compile_subnet(self.doc, self.graph, sub)  # noqa: E731
+        self.subs = rank_sample(size, self.space, self.build)
+        config = tasks.parse_task(self.doc.spec.task)
+        self.task, self.data = tasks.get(config.kind)(config), tasks.load_task(config)
+        val = self.data.splits["val"]
+        self.val = val.subset(list(range(min(size["eval_n"], len(val)))))
+
+    def standalone(self, k: int) -> Path:
+        """Sub-network k trained on its own for rank_steps steps (seed 0)."""
+        raw = derive_subnet(self.doc.raw, self.graph, self.subs[k])
+        steps = self.size["rank_steps"]
+        raw["train"].update(steps=steps, eval_every=steps, checkpoint_every=steps, warmup_steps=min(100, steps // 6))
+        return trained(write(raw, self.out / "rank" / f"sub{k}.yaml"), self.out / "rank" / f"sub{k}")
+
+    def scores(self, k: int) -> dict:
+        """Sub-network k's examples records on the validation slice: supernet, fine-tuned, standalone."""
+        path = self.out / "rank" / f"sub{k}.scores.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        while not (self.run / "supernet.pt").exists():
+            time.sleep(20)
+        supernet = ElasticSupernet(GraphModule(self.graph), self.space, self.build)
+        supernet.supernet.load_state_dict(torch.load(self.run / "supernet.pt", weights_only=True))
+        supernet.eval()
+        sub, B, lr = self.subs[k], self.size["batch"], self.doc.spec.train.lr
+        tuned = finetune(supernet.extract(sub), self.data.splits["train"], lr, self.size["finetune"], B, k)
+        rec = {"subnet": sub.label(self.cands), "flops": float(summarize(self.build(sub)).flops_shared),
+               "supernet": scores_of(supernet.extract(sub), self.val, self.task, B),
+               "finetuned": scores_of(tuned, self.val, self.task, B),
+               "standalone": scores_of(load_trained(self.standalone(k))[1], self.val, self.task, B)}
+        path.write_text(json.dumps(rec))
+        return rec
+
+
 def worker(size: dict, out: Path, which: str) -> None:
-    """Train standalone runs the main run reads, beside it: 'hand' (every seed) or 'rank:I/N' (every N-th
-    sub-network of the ranking sample from the I-th; needs the search's spec.yaml, written at its start)."""
-    jobs = []
+    """Phases beside the main run (more cores on a shared machine), resumable by their files:
+    'rank:I/N' trains every N-th sub-network of the ranking sample from the I-th, 'score:I/N' scores them
+    (waits for the supernet), 'hand' trains the hand-written spec at every seed."""
     if which == "hand":
-        jobs = [(out / "hand.yaml", out / f"hand_s{seed}", seed) for seed in size["seeds"]]
-    else:
-        i, n = map(int, which.split(":")[1].split("/"))
-        doc = load_spec(out / "search" / "spec.yaml")
-        graph = compile_spec(doc)
-        subs = rank_sample(size, graph.graph["elastic"], lambda sub: compile_subnet(doc, graph, sub))
-        for k in range(i, len(subs), n):
-            path = write(derive_subnet(doc.raw, graph, subs[k]), out / "rank" / f"sub{k}.yaml")
-            jobs.append((path, out / "rank" / f"sub{k}", 0))
-    for spec, run, seed in jobs:
-        busy = run.parent / f"{run.name}.busy"
-        if (run / "result.json").exists() or busy.exists():
-            continue
-        busy.write_text("training\n")
-        try:
-            train(spec, run, progress=False, overrides=[f"train.seed={seed}"], force=True)
-        finally:
-            busy.unlink()
+        for seed in size["seeds"]:
+            trained(out / "hand.yaml", out / f"hand_s{seed}", seed)
+        return
+    kind, share = which.split(":")
+    i, n = map(int, share.split("/"))
+    setup = Setup(size, out)
+    for k in range(i, len(setup.subs), n):
+        setup.standalone(k) if kind == "rank" else setup.scores(k)
 
 
 def scores_of(model, split, task, batch: int) -> dict:
@@ -164,9 +202,10 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--worker", help="only train standalone runs the main run reads, beside it (more cores): "
-                                     "'hand' or 'rank:I/N'")
+    ap.add_argument("--worker", help="one phase beside the main run (more cores): 'rank:I/N', 'score:I/N', 'hand'")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds of the pick vs hand-written retraining")
+    ap.add_argument("--no-search", action="store_true", help="report the ranking from the supernet alone, without "
+                                                             "waiting for the search's end (pick, front, predictor)")
     args = ap.parse_args()
     size = QUICK if args.quick else FULL
     size = {**size, "seeds": args.seeds or size["seeds"]}
@@ -174,60 +213,40 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     if args.worker:
         return worker(size, out, args.worker)
-    t0, report = time.perf_counter(), {"size": size, "space": SPACE, "hand_spec": "specs/lm_bytes.yaml, softmax"}
-    cpu0 = time.process_time()
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    report = {"size": size, "space": SPACE, "hand_spec": "specs/lm_bytes.yaml, softmax"}
 
     hand = write(hand_raw(size), out / "hand.yaml")
     hand_ms = onnx_latency_ms(GraphModule(compile_spec(load_spec(hand))), seq_len=size["max_len"])
-    spec = write(elastic_raw(size, hand_ms), out / "elastic.yaml")
-    run = out / "search"
-    if not (run / "search.json").exists():
+    spec, run = write(elastic_raw(size, hand_ms), out / "elastic.yaml"), out / "search"
+    if not args.no_search and not (run / "search.json").exists():
         search(spec, run, progress=False, resume=run.exists())
-    outcome = json.loads((run / "search.json").read_text())
-    doc = load_spec(run / "spec.yaml")
-    graph = compile_spec(doc)
-    cands, space = attention_candidates(graph), graph.graph["elastic"]
-    build = lambda sub: compile_subnet(doc, graph, sub)  # noqa: E731
-    supernet = ElasticSupernet(GraphModule(graph), space, build)
-    supernet.supernet.load_state_dict(torch.load(run / "supernet.pt", weights_only=True))
-    supernet.eval()
-    config = tasks.parse_task(doc.spec.task)
-    task, data = tasks.get(config.kind)(config), tasks.load_task(config)
-    val = data.splits["val"].subset(list(range(min(size["eval_n"], len(data.splits["val"])))))
-    B, lr = size["batch"], doc.spec.train.lr
+    setup = Setup(size, out)
 
     # 1. ranking: sub-networks stratified by FLOPs, supernet (and fine-tuned) scores vs standalone
-    flops = lambda sub: float(summarize(build(sub)).flops_shared)  # noqa: E731
-    subs = rank_sample(size, space, build)
-    rows, est, tuned, truth = [], [], [], []
-    for k, sub in enumerate(subs):
-        est.append(scores_of(supernet.extract(sub), val, task, B))
-        tuned.append(scores_of(finetune(supernet.extract(sub), data.splits["train"], lr, size["finetune"], B, k),
-                               val, task, B))
-        path = write(derive_subnet(doc.raw, graph, sub), out / "rank" / f"sub{k}.yaml")
-        truth.append(scores_of(load_trained(trained(path, out / "rank" / f"sub{k}"))[1], val, task, B))
-        rows.append({"subnet": sub.label(cands), "flops": flops(sub), "supernet": est[-1]["score"],
-                     "finetuned": tuned[-1]["score"], "standalone": truth[-1]["score"]})
-        print(f"rank {k}: {rows[-1]}", flush=True)
-    report["ranking"] = {"metric": task.score_name, "eval_n": len(val), "rows": rows,
-                         "supernet": rank_agreement(est, truth), "finetuned": rank_agreement(tuned, truth)}
+    recs = [setup.scores(k) for k in range(len(setup.subs))]
+    report["ranking"] = {
+        "metric": setup.task.score_name, "eval_n": len(setup.val),
+        "rows": [{"subnet": r["subnet"], "flops": r["flops"],
+                  **{k: r[k]["score"] for k in ("supernet", "finetuned", "standalone")}} for r in recs],
+        **{k: rank_agreement([r[k] for r in recs], [r["standalone"] for r in recs]) for k in ("supernet", "finetuned")}}
 
     # 2. the pick (within the hand-written spec's measured latency) retrained vs the hand-written spec
-    pick = SubNet.from_json(outcome["subnet"])
-    test = data.splits["test"]
-    pick_rec, hand_rec = [], []
-    for seed in size["seeds"]:
-        pick_rec.append(scores_of(load_trained(trained(run / "derived.yaml", out / f"pick_s{seed}", seed))[1],
-                                  test, task, B))
-        hand_rec.append(scores_of(load_trained(trained(hand, out / f"hand_s{seed}", seed))[1], test, task, B))
-    diff = paired_over_seeds(pick_rec, hand_rec)
-    report["pick"] = {"subnet": pick.label(cands), "test": [r["score"] for r in pick_rec],
-                      "latency_ms_measured": onnx_latency_ms(GraphModule(build(pick)), seq_len=size["max_len"]),
-                      "latency_ms_predicted": next((p["latency_ms"] for p in outcome["front"] if p["pick"]), None)}
-    report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_ms}
-    report["pick_minus_hand"] = {"mean": diff[0], "se": diff[1], "seeds": diff[2]} if diff else None
-    report["front"] = json.loads((run / "recommendation.json").read_text())["front"]
-    report["latency"] = predictor_check(run, report["front"])
+    if (run / "search.json").exists():
+        outcome = json.loads((run / "search.json").read_text())
+        pick, B, test = SubNet.from_json(outcome["subnet"]), size["batch"], setup.data.splits["test"]
+        model = lambda path: load_trained(path)[1]  # noqa: E731
+        pick_rec = [scores_of(model(trained(run / "derived.yaml", out / f"pick_s{s}", s)), test, setup.task, B)
+                    for s in size["seeds"]]
+        hand_rec = [scores_of(model(trained(hand, out / f"hand_s{s}", s)), test, setup.task, B) for s in size["seeds"]]
+        diff = paired_over_seeds(pick_rec, hand_rec)
+        report["pick"] = {"subnet": pick.label(setup.cands), "test": [r["score"] for r in pick_rec],
+                          "latency_ms_measured": onnx_latency_ms(GraphModule(setup.build(pick)), seq_len=size["max_len"]),
+                          "latency_ms_predicted": next((p["latency_ms"] for p in outcome["front"] if p["pick"]), None)}
+        report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_ms}
+        report["pick_minus_hand"] = {"mean": diff[0], "se": diff[1], "seeds": diff[2]} if diff else None
+        report["front"] = json.loads((run / "recommendation.json").read_text())["front"]
+        report["latency"] = predictor_check(run, report["front"])
     report["seconds"], report["cpu_seconds"] = round(time.perf_counter() - t0), round(time.process_time() - cpu0)
     (out.parent / f"{out.name}.json").write_text(json.dumps(report, indent=1))
     (out.parent / f"{out.name}.md").write_text(summary(report))
