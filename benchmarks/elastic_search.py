@@ -52,9 +52,10 @@ from nasgraph.training.run import load_trained  # noqa: E402
 ROOT = Path(__file__).resolve().parent
 HAND = ROOT.parent / "specs" / "lm_bytes.yaml"
 FULL = {"text_bytes": 1_000_000, "max_len": 64, "batch": 16, "steps": 600, "search_steps": 600, "rank": 8,
-        "rank_steps": 200, "finetune": 40, "eval_n": 200, "latency_samples": 16, "population": 12, "generations": 4, "parents": 4,
+        "rank_steps": 200, "pick_steps": 200, "finetune": 40, "eval_n": 200, "latency_samples": 16, "population": 12, "generations": 4, "parents": 4,
         "score_batches": 8, "seeds": [0, 1]}
 QUICK = {"text_bytes": 60_000, "max_len": 16, "batch": 8, "steps": 6, "search_steps": 6, "rank": 3, "rank_steps": 4,
+         "pick_steps": 4,
          "finetune": 2,
          "eval_n": 24, "latency_samples": 5, "population": 4, "generations": 2, "parents": 2, "score_batches": 2,
          "seeds": [0]}
@@ -90,7 +91,12 @@ def write(raw: dict, path: Path) -> Path:
     return path
 
 
-def trained(spec: Path, out: Path, seed: int = 0) -> Path:
+def steps_override(steps: int) -> list[str]:
+    return [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}",
+            f"train.warmup_steps={min(100, steps // 6)}"]
+
+
+def trained(spec: Path, out: Path, seed: int = 0, overrides: list[str] = ()) -> Path:
     """The finished train run of `spec` in `out` (trained here, or waited for while a --worker trains it)."""
     busy = out.parent / f"{out.name}.busy"
     while busy.exists() and not (out / "result.json").exists():
@@ -98,7 +104,7 @@ def trained(spec: Path, out: Path, seed: int = 0) -> Path:
     if not (out / "result.json").exists():
         busy.write_text("training\n")
         try:
-            train(spec, out, progress=False, overrides=[f"train.seed={seed}"], force=True)
+            train(spec, out, progress=False, overrides=[f"train.seed={seed}", *overrides], force=True)
         finally:
             busy.unlink()
     return out
@@ -155,10 +161,17 @@ class Setup:
 def worker(size: dict, out: Path, which: str) -> None:
     """Phases beside the main run (more cores on a shared machine), resumable by their files:
     'rank:I/N' trains every N-th sub-network of the ranking sample from the I-th, 'score:I/N' scores them
-    (waits for the supernet), 'hand' trains the hand-written spec at every seed."""
+    (waits for the supernet), 'hand' trains the hand-written spec at every seed, 'pick' the search's pick
+    (waits for it)."""
     if which == "hand":
         for seed in size["seeds"]:
-            trained(out / "hand.yaml", out / f"hand_s{seed}", seed)
+            trained(out / "hand.yaml", out / f"hand_s{seed}", seed, steps_override(size["pick_steps"]))
+        return
+    if which == "pick":                         # as soon as the search has written its pick
+        while not (out / "search" / "derived.yaml").exists():
+            time.sleep(20)
+        for seed in size["seeds"]:
+            trained(out / "search" / "derived.yaml", out / f"pick_s{seed}", seed, steps_override(size["pick_steps"]))
         return
     kind, share = which.split(":")
     i, n = map(int, share.split("/"))
@@ -202,7 +215,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--worker", help="one phase beside the main run (more cores): 'rank:I/N', 'score:I/N', 'hand'")
+    ap.add_argument("--worker", help="one phase beside the main run (more cores): 'rank:I/N', 'score:I/N', 'hand', "
+                                     "'pick'")
     ap.add_argument("--seeds", type=int, nargs="+", help="seeds of the pick vs hand-written retraining")
     ap.add_argument("--no-search", action="store_true", help="report the ranking from the supernet alone, without "
                                                              "waiting for the search's end (pick, front, predictor)")
@@ -216,9 +230,13 @@ def main() -> None:
     t0, cpu0 = time.perf_counter(), time.process_time()
     report = {"size": size, "space": SPACE, "hand_spec": "specs/lm_bytes.yaml, softmax"}
 
-    hand = write(hand_raw(size), out / "hand.yaml")
-    hand_ms = onnx_latency_ms(GraphModule(compile_spec(load_spec(hand))), seq_len=size["max_len"])
-    spec, run = write(elastic_raw(size, hand_ms), out / "elastic.yaml"), out / "search"
+    hand, spec, run = out / "hand.yaml", out / "elastic.yaml", out / "search"
+    if spec.exists():                           # measured once: a resumed search needs the same budget
+        hand_ms = yaml.safe_load(spec.read_text())["search"]["budget"]["latency_ms"]
+    else:
+        write(hand_raw(size), hand)
+        hand_ms = onnx_latency_ms(GraphModule(compile_spec(load_spec(hand))), seq_len=size["max_len"])
+        write(elastic_raw(size, hand_ms), spec)
     if not args.no_search and not (run / "search.json").exists():
         search(spec, run, progress=False, resume=run.exists())
     setup = Setup(size, out)
@@ -236,9 +254,11 @@ def main() -> None:
         outcome = json.loads((run / "search.json").read_text())
         pick, B, test = SubNet.from_json(outcome["subnet"]), size["batch"], setup.data.splits["test"]
         model = lambda path: load_trained(path)[1]  # noqa: E731
-        pick_rec = [scores_of(model(trained(run / "derived.yaml", out / f"pick_s{s}", s)), test, setup.task, B)
+        steps = steps_override(size["pick_steps"])
+        pick_rec = [scores_of(model(trained(run / "derived.yaml", out / f"pick_s{s}", s, steps)), test, setup.task, B)
                     for s in size["seeds"]]
-        hand_rec = [scores_of(model(trained(hand, out / f"hand_s{s}", s)), test, setup.task, B) for s in size["seeds"]]
+        hand_rec = [scores_of(model(trained(hand, out / f"hand_s{s}", s, steps)), test, setup.task, B)
+                    for s in size["seeds"]]
         diff = paired_over_seeds(pick_rec, hand_rec)
         report["pick"] = {"subnet": pick.label(setup.cands), "test": [r["score"] for r in pick_rec],
                           "latency_ms_measured": onnx_latency_ms(GraphModule(setup.build(pick)), seq_len=size["max_len"]),
