@@ -94,6 +94,8 @@ def main() -> None:
         time.sleep(10)
     data = [json.loads(record(i).read_text()) for i in range(len(subs))]
     first = [np.asarray(d["first"]) for d in data]
+    (args.out / "samples.json").write_text(json.dumps({"samples": [       # the search's latency.json form (p10)
+        {"subnet": s.to_json(), "ms": float(np.percentile(x, 10))} for s, x in zip(subs, first)]}))
     again = {i: np.asarray(data[i]["again"]) for i in range(args.fit, len(subs))}
     fit, held = subs[:args.fit], subs[args.fit:]
     report = {"fit": args.fit, "held": args.held, "seq_len": T, "percentiles": {}}
