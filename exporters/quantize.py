@@ -65,8 +65,9 @@ class QuantizeResult:
         return {"nasgraph.quantization": json.dumps({**asdict(self), "drop_points": self.drop_points}, sort_keys=True)}
 
 
-def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Dynamic int8 quantization of `src`'s MatMuls with constant weights into `dst`."""
+def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike, activations: bool = False) -> Path:
+    """Dynamic int8 quantization of `src`'s MatMuls with constant weights into `dst`; `activations`:
+    also the MatMuls of two activations (both inputs get a DynamicQuantizeLinear per call)."""
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     root = logging.getLogger()
@@ -74,7 +75,7 @@ def quantize_int8(src: str | os.PathLike, dst: str | os.PathLike) -> Path:
     root.setLevel(logging.ERROR)  # "consider pre-processing" is logged on every call; it changes nothing here
     try:
         quantize_dynamic(Path(src), Path(dst), op_types_to_quantize=["MatMul"], weight_type=QuantType.QInt8,
-                         extra_options={"MatMulConstBOnly": True})
+                         extra_options={"MatMulConstBOnly": not activations})
     finally:
         root.setLevel(level)
     return Path(dst)
