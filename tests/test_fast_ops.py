@@ -93,3 +93,28 @@ def test_sessions_keep_layer_norm_unfused(tmp_path):
     onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
     make_session(path, optimized_model_path=optimized)
     assert "SkipLayerNormalization" not in ops(optimized) and "LayerNormalization" in ops(optimized)
+
+
+def test_int8_quantizes_activation_matmuls_only_when_asked(tmp_path):
+    """Default int8 quantizes MatMuls with constant weights; activations=True also x @ y of two
+    activations (a DynamicQuantizeLinear on each input), and both still compute x @ W and x @ y."""
+    import numpy as np
+
+    from exporters.quantize import quantize_int8
+
+    rng = np.random.default_rng(0)
+    w = numpy_helper.from_array(rng.standard_normal((D, D)).astype("float32"), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["xw"]), helper.make_node("Transpose", ["x"], ["xt"], perm=[0, 2, 1]),
+             helper.make_node("MatMul", ["xt", "xw"], ["y"])]                   # (B, D, D): activations only
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["B", "T", D])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["B", D, D])], [w])
+    path = tmp_path / "mm.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), str(path))
+    x = rng.standard_normal((2, 32, D)).astype("float32")
+    expect = make_session(path).run(None, {"x": x})[0]
+    for activations, integer_matmuls in ((False, 1), (True, 2)):
+        q = quantize_int8(path, tmp_path / f"q{activations}.onnx", activations=activations)
+        kinds = ops(q)
+        assert kinds.count("MatMulInteger") + kinds.count("DynamicQuantizeMatMul") == integer_matmuls, kinds
+        got = make_session(q).run(None, {"x": x})[0]
+        assert np.abs(got - expect).max() <= 0.05 * np.abs(expect).max()      # int8 error, not a wrong graph
