@@ -21,12 +21,17 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, help="ray: trials at once (CPUs of the local Ray); sets search.workers")
     p.add_argument("--address", help="ray: connect to a running cluster ('auto', 'host:port') instead of starting "
                                      "a local Ray; sets search.address")
+    p.add_argument("--gpus-per-trial", type=float, dest="gpus_per_trial",
+                   help="ray: GPUs each trial holds (0.25: four trials share a GPU) and trains on; "
+                        "sets search.gpus_per_trial")
     add_json(p, "search.json")
 
 
 def backend_overrides(args) -> list[str]:
-    """--backend/--workers/--address as spec overrides (checked with the spec; a resume may change them)."""
-    given = {"backend": args.backend, "workers": args.workers, "address": args.address}
+    """--backend/--workers/--address/--gpus-per-trial as spec overrides (checked with the spec; a resume may
+    change them)."""
+    given = {"backend": args.backend, "workers": args.workers, "address": args.address,
+             "gpus_per_trial": args.gpus_per_trial}
     return [f"search.{k}={json.dumps(v)}" for k, v in given.items() if v is not None]
 
 
@@ -56,15 +61,14 @@ def run(args) -> int:
 
 
 def elastic_lines(found) -> str:
-    """The Pareto front of an elastic search (strategy evolution), one line per point."""
-    o = found.outcome
-    key = o["cost_kind"]
-    lines = [f"pick (best {o['metric']} within the budget {o['budget'] or '(none)'}): {o['labels']['subnet'][0]}",
-             f"Pareto front ({o['metric']} on shared weights vs "
-             f"{'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
-    show = (lambda v: f"{v:.3g} ms") if key == "latency_ms" else (lambda v: cost(v, "flops"))  # noqa: E731
-    lines += [f"  point {p['point']}: {p['label']}  {o['metric']} {p['score']:.4f}  {show(p[key])}"
-              + ("  <- pick" if p["pick"] else "") for p in o["front"]]
-    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
-                 f"{found.report}")
+    """The Pareto front of an elastic search (strategy evolution) from its recommendation.json."""
+    from nasgraph.search.elastic_recommend import front_lines
+
+    rec = found.recommendation
+    key = rec["cost_kind"]
+    lines = [rec["headline"], f"Pareto front ({rec['metric']} on shared weights vs "
+                              f"{'latency, predicted and measured' if key == 'latency_ms' else 'FLOPs'}):",
+             *("  " + line for line in front_lines(rec)), *(f"note: {w['message']}" for w in rec["warnings"]),
+             f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
+             f"{found.run / 'recommendation.json'}, {found.report}"]
     return "\n".join(lines)

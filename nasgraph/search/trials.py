@@ -25,11 +25,15 @@ import torch
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import derive_spec
-from nasgraph.search.paired import example_scores
+from nasgraph.search.paired import ReferenceOutputs, example_scores, fingerprint
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir
 
 Choice = dict[str, list[int]]
+# this process's reference outputs, by (reference trial's checkpoint, its mtime, slice, batch size): a
+# teacher scored once for all of its students; the latest few are kept
+_REFERENCES: dict[tuple, ReferenceOutputs] = {}
+KEEP_REFERENCES = 2
 Measure = Callable[..., dict]      # measure(ctx, model, splits) -> numbers added to the record
 
 
@@ -76,6 +80,17 @@ def load_model(folder: Path):
     return model.eval()
 
 
+def reference_outputs(folder: Path, split, batch_size: int) -> ReferenceOutputs:
+    """The outputs of the finished trial in `folder` on `split`, shared by every trial scored against it."""
+    last = folder / "checkpoints" / "last.pt"
+    key = (str(folder.resolve()), last.stat().st_mtime_ns if last.exists() else 0, fingerprint(split), batch_size)
+    if key not in _REFERENCES:
+        while len(_REFERENCES) >= KEEP_REFERENCES:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = ReferenceOutputs(lambda: load_model(folder))
+    return _REFERENCES[key]
+
+
 def inherit(model, state: dict[str, torch.Tensor]) -> int:
     """Copy every tensor of `state` whose name and shape match into `model`; returns how many."""
     own = model.state_dict()
@@ -101,17 +116,18 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
         # what a trial process gets: absolute paths, no backend, its own bars only when in this process
         worker = dataclasses.replace(ctx, out=ctx.out.resolve(), backend=None, _splits={},
                                      progress=ctx.progress and not ctx.backend.remote)
-        run = functools.partial(train_trial, worker, threads=ctx.backend.threads)
+        run = functools.partial(train_trial, worker, threads=ctx.backend.threads, device=ctx.backend.device)
         fresh = iter(ctx.backend.map(run, todo, names=[r.name for r in todo], desc=desc, progress=ctx.progress,
                                      folder=ctx.out))
         records = [rec if rec is not None else next(fresh) for rec in records]
     return records
 
 
-def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
+def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
     """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
 
-    `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`.
+    `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`; `device`:
+    where the backend placed it (a Ray trial holding a GPU share: cuda), else the search's device.
     Returns {name, choice, seed, steps, score, eval_n, seconds, examples[, kl, kl_se], ...measured}:
     "examples" holds the per-example scores on the held-out slice (nasgraph.search.paired), for
     paired comparisons of the trials of one seed.
@@ -131,11 +147,12 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
     # the score is one per-example evaluation of the held-out slice after training (fit's own
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
-              "eval_batches": 1, **({"threads": threads} if threads else {})}
+              "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
                  task=ctx.task)
-    reference = load_model(ctx.out / "trials" / request.reference) if request.reference else None
+    reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
+        if request.reference else None
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
     record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
               "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
