@@ -11,6 +11,7 @@ import pytest
 from nasgraph.backends import open_backend
 from nasgraph.backends.in_process import InProcess
 from nasgraph.cli import main
+from nasgraph.errors import NasgraphError
 
 TWO = "candidates: [softmax, linear]"
 
@@ -33,6 +34,9 @@ def _records(run) -> dict[str, float]:
     (", workers: 4", "search.workers", "workers 4 does not apply to backend 'in-process'"),
     (", address: auto", "search.address", "address 'auto' does not apply to backend 'in-process'"),
     (", backend: ray, workers: 0", "search.workers", "greater than 0"),
+    (", gpus_per_trial: 0.5", "search.gpus_per_trial", "gpus_per_trial 0.5 does not apply to backend 'in-process'"),
+    (", backend: ray, gpus_per_trial: 1.5", "search.gpus_per_trial", "a whole number of GPUs"),
+    (", backend: ray, gpus_per_trial: 0", "search.gpus_per_trial", "greater than 0"),
 ])
 def test_backend_options_are_checked_with_the_spec(tiny_spec, tmp_path, capsys, extra, key, message):
     assert main(["search", str(_spec(tiny_spec, extra=extra)), "--out", str(tmp_path / "run")]) == 2
@@ -46,6 +50,63 @@ def test_ray_backend_without_ray_says_how_to_install(tiny_spec, tmp_path, capsys
     spec = _spec(tiny_spec)
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--backend", "ray", "--no-progress"]) == 2
     assert "pip install 'nasgraph[ray]'" in capsys.readouterr().err
+
+
+class FakeRay:
+    """The few `ray` calls the backend makes when it opens, on a cluster of `gpus` GPUs."""
+
+    def __init__(self, gpus: float):
+        self.gpus, self.started = gpus, False
+
+    def is_initialized(self):
+        return self.started
+
+    def init(self, **kwargs):
+        self.started = True
+
+    def cluster_resources(self):
+        return {"CPU": 2.0, **({"GPU": self.gpus} if self.gpus else {})}
+
+    def shutdown(self):
+        self.started = False
+
+
+@pytest.mark.parametrize("gpus", [0, 0.5])
+def test_a_gpu_share_the_cluster_lacks_is_refused_before_any_trial_waits(monkeypatch, gpus):
+    fake = FakeRay(gpus)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    backend = open_backend("ray", workers=2, gpus_per_trial=1)
+    with pytest.raises(NasgraphError, match=f"gpus_per_trial 1: the local Ray .* has {gpus:g} GPUs; drop"):
+        backend.open()
+    assert not fake.started                       # the Ray nasgraph started is shut down again
+
+
+def test_trials_holding_a_gpu_share_ask_ray_for_it_and_train_on_cuda(monkeypatch):
+    fake = FakeRay(1)
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    with open_backend("ray", workers=4, gpus_per_trial=0.25) as backend:
+        assert backend.resources() == {"cpu": 1, "gpu": 0.25} and backend.device == "cuda"
+    assert not fake.started
+    cpu_only = open_backend("ray", workers=2)
+    assert cpu_only.resources() == {"cpu": 1} and cpu_only.device is None
+    assert open_backend().device is None          # in-process: the search's own train.device
+
+
+def test_a_trial_trains_where_the_backend_placed_it(tiny_spec, tmp_path, monkeypatch):
+    import nasgraph.search.run as runner
+    import nasgraph.search.trials as trials
+
+    placed = []
+    real = trials.train_trial
+    monkeypatch.setattr(trials, "train_trial", lambda ctx, r, threads=None, device=None:
+                        placed.append(device) or real(ctx, r, threads, device))
+
+    class OnCpu(Recording):
+        device = "cpu"               # what a GPU-share backend says ("cuda"), here a device this machine has
+
+    monkeypatch.setattr(runner, "open_backend", lambda *a: OnCpu())
+    assert main(["search", str(_spec(tiny_spec, "teacher")), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    assert placed and set(placed) == {"cpu"}
 
 
 class Recording(InProcess):

@@ -13,19 +13,21 @@ class TrialBackend:
     backend that runs them in other processes. `threads` is the torch thread count each trial should
     use (None: the trial's own `train.threads`): a trial's numbers depend on it, so a backend that
     runs trials on one CPU each says 1. `remote`: trials run in other processes (their own progress
-    bars are hidden; the backend shows one for the batch).
+    bars are hidden; the backend shows one for the batch). `device`: where each trial trains when the
+    backend places it (e.g. "cuda" for a trial holding a GPU share), None: the search's train.device.
     """
 
     name: ClassVar[str] = ""
     threads: int | None = None
     remote: bool = False
+    device: str | None = None
 
-    def __init__(self, workers: int | None = None, address: str | None = None):
-        self.check(workers, address)
-        self.workers, self.address = workers, address
+    def __init__(self, workers: int | None = None, address: str | None = None, gpus_per_trial: float | None = None):
+        self.check(workers, address, gpus_per_trial)
+        self.workers, self.address, self.gpus_per_trial = workers, address, gpus_per_trial
 
     @classmethod
-    def check(cls, workers: int | None, address: str | None) -> None:
+    def check(cls, workers: int | None, address: str | None, gpus_per_trial: float | None = None) -> None:
         """Reject options this backend does not take (ConfigError keyed by the option)."""
 
     def open(self) -> "TrialBackend":

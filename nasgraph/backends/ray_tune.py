@@ -1,5 +1,9 @@
 """Trials as Ray Tune trials (the `[ray]` extra): one CPU each, on a local Ray or a running cluster.
 
+`gpus_per_trial` adds a GPU share to each trial (0.25: four trials share one GPU; Ray sets each trial's
+CUDA_VISIBLE_DEVICES) and trains it on `cuda`; a cluster without that many GPUs is refused when the
+backend opens, before any trial waits for resources it will never get.
+
 nasgraph starts a local Ray with `workers` CPUs (no dashboard, errors only) and shuts it down after
 the search; `address` ("auto", "host:port", "ray://host:10001") connects to a running cluster instead
 (every node needs nasgraph installed and the run folder on a shared file system: trials write there).
@@ -19,7 +23,7 @@ from tqdm.auto import tqdm
 
 from nasgraph.backends.base import TrialBackend
 from nasgraph.backends.registry import register
-from nasgraph.errors import NasgraphError
+from nasgraph.errors import ConfigError, NasgraphError
 from nasgraph.threads import available_cores
 
 QUIET = {"RAY_AIR_NEW_OUTPUT": "0", "RAY_USAGE_STATS_ENABLED": "0"}
@@ -36,6 +40,20 @@ def _trial(config: dict, fn, items) -> None:
 class RayTune(TrialBackend):
     threads = 1      # one CPU per trial
     remote = True
+
+    @classmethod
+    def check(cls, workers, address, gpus_per_trial=None) -> None:
+        if gpus_per_trial is not None and gpus_per_trial > 1 and gpus_per_trial != int(gpus_per_trial):
+            raise ConfigError(f"gpus_per_trial {gpus_per_trial}: a share of one GPU (0 < x <= 1) or a whole number "
+                              f"of GPUs (Ray cannot split a trial over part of a second GPU)", key="gpus_per_trial")
+
+    @property
+    def device(self) -> str | None:
+        return "cuda" if self.gpus_per_trial else None
+
+    def resources(self) -> dict[str, float]:
+        """What each trial holds: one CPU, plus its GPU share."""
+        return {"cpu": 1, **({"gpu": self.gpus_per_trial} if self.gpus_per_trial else {})}
 
     def open(self) -> "RayTune":
         for k, v in QUIET.items():
@@ -54,7 +72,17 @@ class RayTune(TrialBackend):
             except ConnectionError as err:
                 raise NasgraphError(f"backend 'ray': cannot connect to the Ray cluster at {self.address!r}: "
                                     f"{err}") from None
+        self._check_gpus(ray.cluster_resources())
         return self
+
+    def _check_gpus(self, cluster: dict) -> None:
+        """Refuse a GPU share the cluster cannot give (its trials would wait forever)."""
+        if self.gpus_per_trial and cluster.get("GPU", 0) < self.gpus_per_trial:
+            where = f"the Ray cluster at {self.address!r}" if self.address else "the local Ray (this machine)"
+            self.close()
+            raise NasgraphError(f"gpus_per_trial {self.gpus_per_trial}: {where} has {cluster.get('GPU', 0):g} GPUs; "
+                                f"drop --gpus-per-trial to train trials on CPUs, or connect to a cluster with GPUs "
+                                f"(--address)")
 
     def close(self) -> None:
         import ray
@@ -74,7 +102,7 @@ class RayTune(TrialBackend):
             def on_trial_complete(self, iteration, trials, trial, **info):
                 bar.update(1)
 
-        trainable = tune.with_resources(tune.with_parameters(_trial, fn=fn, items=list(items)), {"cpu": 1})
+        trainable = tune.with_resources(tune.with_parameters(_trial, fn=fn, items=list(items)), self.resources())
         label = lambda trial: names[trial.config["index"]]
         storage = Path(folder or Path.cwd()).resolve() / "ray"
         batch = time.strftime("%Y%m%d-%H%M%S-") + re.sub(r"[^A-Za-z0-9_.-]+", "-", desc).strip("-")

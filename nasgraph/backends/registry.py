@@ -8,6 +8,7 @@ BACKENDS = Registry("trial backend", TrialBackend, key="backend")
 register, get = BACKENDS.register, BACKENDS.get
 
 
-def open_backend(name: str = "in-process", workers: int | None = None, address: str | None = None) -> TrialBackend:
+def open_backend(name: str = "in-process", workers: int | None = None, address: str | None = None,
+                 gpus_per_trial: float | None = None) -> TrialBackend:
     """The backend `name` with its options checked, not yet started (use it as a context manager)."""
-    return get(name)(workers=workers, address=address)
+    return get(name)(workers=workers, address=address, gpus_per_trial=gpus_per_trial)

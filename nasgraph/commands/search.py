@@ -21,12 +21,17 @@ def add_arguments(p) -> None:
     p.add_argument("--workers", type=int, help="ray: trials at once (CPUs of the local Ray); sets search.workers")
     p.add_argument("--address", help="ray: connect to a running cluster ('auto', 'host:port') instead of starting "
                                      "a local Ray; sets search.address")
+    p.add_argument("--gpus-per-trial", type=float, dest="gpus_per_trial",
+                   help="ray: GPUs each trial holds (0.25: four trials share a GPU) and trains on; "
+                        "sets search.gpus_per_trial")
     add_json(p, "search.json")
 
 
 def backend_overrides(args) -> list[str]:
-    """--backend/--workers/--address as spec overrides (checked with the spec; a resume may change them)."""
-    given = {"backend": args.backend, "workers": args.workers, "address": args.address}
+    """--backend/--workers/--address/--gpus-per-trial as spec overrides (checked with the spec; a resume may
+    change them)."""
+    given = {"backend": args.backend, "workers": args.workers, "address": args.address,
+             "gpus_per_trial": args.gpus_per_trial}
     return [f"search.{k}={json.dumps(v)}" for k, v in given.items() if v is not None]
 
 

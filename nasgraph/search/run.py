@@ -26,7 +26,7 @@ from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.rundir import RunDir
 from nasgraph.training.run import check_head
 
-RUN_WHERE = ("search.backend", "search.workers", "search.address")   # may change on --resume
+RUN_WHERE = ("search.backend", "search.workers", "search.address", "search.gpus_per_trial")   # may change on --resume
 
 
 def agreement(choices: list[dict[str, list[int]]]) -> tuple[dict[str, list[int]], float]:
@@ -122,7 +122,7 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
 def _search(doc, out: str | Path, ctx: SearchContext) -> dict:
     strategy = get_strategy(doc.spec.search.strategy)(doc.spec.search, ctx.steps, ctx.cost)
     search = doc.spec.search
-    with open_backend(search.backend, search.workers, search.address) as ctx.backend:
+    with open_backend(search.backend, search.workers, search.address, search.gpus_per_trial) as ctx.backend:
         evidence = strategy.run(ctx)
     if elastic(ctx.graph) is not None:
         return write_elastic_outcome(doc, ctx, evidence, out)

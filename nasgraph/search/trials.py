@@ -101,17 +101,18 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
         # what a trial process gets: absolute paths, no backend, its own bars only when in this process
         worker = dataclasses.replace(ctx, out=ctx.out.resolve(), backend=None, _splits={},
                                      progress=ctx.progress and not ctx.backend.remote)
-        run = functools.partial(train_trial, worker, threads=ctx.backend.threads)
+        run = functools.partial(train_trial, worker, threads=ctx.backend.threads, device=ctx.backend.device)
         fresh = iter(ctx.backend.map(run, todo, names=[r.name for r in todo], desc=desc, progress=ctx.progress,
                                      folder=ctx.out))
         records = [rec if rec is not None else next(fresh) for rec in records]
     return records
 
 
-def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
+def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
     """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
 
-    `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`.
+    `threads`: torch threads for this trial (a backend's per-trial CPUs), else `train.threads`; `device`:
+    where the backend placed it (a Ray trial holding a GPU share: cuda), else the search's device.
     Returns {name, choice, seed, steps, score, eval_n, seconds, examples[, kl, kl_se], ...measured}:
     "examples" holds the per-example scores on the held-out slice (nasgraph.search.paired), for
     paired comparisons of the trials of one seed.
@@ -131,7 +132,7 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None) -> dict:
     # the score is one per-example evaluation of the held-out slice after training (fit's own
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
-              "eval_batches": 1, **({"threads": threads} if threads else {})}
+              "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
                  task=ctx.task)

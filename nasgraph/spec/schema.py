@@ -205,6 +205,7 @@ class SearchSpec(StrictConfig):
     backend: str = "in-process"                   # where independent trials run (nasgraph.backends): in-process, ray
     workers: int | None = Field(None, gt=0)       # ray: trials at once (a local Ray's CPUs; default: usable cores)
     address: str | None = None                    # ray: a running cluster ("auto", "host:port") instead of a local Ray
+    gpus_per_trial: float | None = Field(None, gt=0)  # ray: GPUs each trial holds (0.25: four share one); trials on cuda
 
     @property
     def options(self) -> dict[str, Any]:

@@ -32,7 +32,7 @@ def check_search(spec, raw: dict, error_at: ErrorAt) -> None:
 
     search = spec.search
     try:
-        get_backend(search.backend).check(search.workers, search.address)
+        get_backend(search.backend).check(search.workers, search.address, search.gpus_per_trial)
     except ConfigError as err:
         raise error_at(str(err), ("search", err.key or "backend")) from None
     try:
