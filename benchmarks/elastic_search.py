@@ -1,84 +1,81 @@
-"""Issue 14 targets for the elastic (mixFormer) search, at a small CPU size:
+"""Issue 14 targets for the elastic (mixFormer) search, on byte-level language modelling (a task where
+sub-networks of different size really differ: bits per byte moves with capacity, and per-sequence
+losses give small paired errors), at a size the shared CPU allows:
 
-1. latency predictor: median relative error on held-out sub-networks (ONNX Runtime, this machine), target <= 10%;
-2. supernet ranking: Kendall tau between the sandwich supernet's scores of ~6 sub-networks and their
-   standalone training, target >= 0.5;
-3. at the measured latency of the hand-written spec (specs/listops_homogeneous.yaml with softmax
-   attention), the searched architecture retrained vs that spec trained the same way.
+1. ranking: Kendall tau between the sandwich supernet's scores of `rank` sub-networks (stratified by
+   FLOPs, drawn before any training) and their standalone training, target >= 0.5; also after a short
+   per-sub-network fine-tune from the shared weights (HAT / OFA), its steps counted;
+2. at the measured ONNX Runtime latency of the hand-written spec (specs/lm_bytes.yaml with softmax
+   attention), the searched pick retrained vs that spec, at `seeds` seeds, paired test difference.
+(The latency predictor's held-out error: benchmarks/elastic_latency.py.)
 
-The search space: d_model {32, 64, 96}, n_heads {2, 4}, n_layers {1, 2, 3}, ffn.mult {1, 2, 4} per layer,
-attention {softmax, linear} per layer, on ListOps cut to the sizes below; every training uses the same
-steps, batch and seed.
+Text: the installed torch package's .py sources (benchmarks/lm_tasks.py); every training uses the
+same steps, batch and lr; the supernet's sandwich training as many steps.
 
-    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/elastic_search.py            # ~30 min, 2 cores
-    python benchmarks/elastic_search.py --quick                                        # minutes, end to end
-    python benchmarks/elastic_search.py --latency-only    # target 1 alone: fit and held-out sets timed afresh
-Writes benchmarks/out/elastic[_quick|_latency].{json,md}.
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/elastic_search.py     # ~1 h on 2 shared cores
+    python benchmarks/elastic_search.py --quick                                 # minutes, end to end
+Writes benchmarks/out/elastic[_quick].{json,md}; reruns reuse finished runs in the out folder.
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
-import statistics
+import sys
 import time
-from itertools import combinations
 from pathlib import Path
 
+import torch
 import yaml
 
-from exporters.subnet_latency import onnx_latency_ms
-from nasgraph.api import search, train
-from nasgraph.graph import compile_spec
-from nasgraph.graph.elastic import compile_subnet
-from nasgraph.graph.subnet import SubNet, attention_candidates, largest, random_attention, sample, smallest
-from nasgraph.model import GraphModule
-from nasgraph.search.elastic_run import derive_subnet
-from nasgraph.search.latency_model import LatencyModel, cross_validated_error
-from nasgraph.spec import dump_spec, load_spec
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from elastic_report_md import summary  # noqa: E402
+from lm_tasks import default_text  # noqa: E402
+
+from exporters.subnet_latency import onnx_latency_ms  # noqa: E402
+from nasgraph import tasks  # noqa: E402
+from nasgraph.api import search, train  # noqa: E402
+from nasgraph.elastic import ElasticSupernet  # noqa: E402
+from nasgraph.graph import compile_spec  # noqa: E402
+from nasgraph.graph.elastic import compile_subnet  # noqa: E402
+from nasgraph.graph.subnet import SubNet, attention_candidates  # noqa: E402
+from nasgraph.graph.summary import summarize  # noqa: E402
+from nasgraph.model import GraphModule  # noqa: E402
+from nasgraph.search.elastic_run import derive_subnet  # noqa: E402
+from nasgraph.search.paired import example_scores, paired_over_seeds  # noqa: E402
+from nasgraph.search.ranking import rank_agreement, stratified_sample  # noqa: E402
+from nasgraph.spec import dump_spec, load_spec  # noqa: E402
+from nasgraph.training.data import BatchStream  # noqa: E402
+from nasgraph.training.losses import task_loss  # noqa: E402
+from nasgraph.training.run import load_trained  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent
-HAND = ROOT.parent / "specs" / "listops_homogeneous.yaml"
-FULL = {"task": {"max_len": 64, "n_train": 20000, "n_val": 1000, "n_test": 1000}, "steps": 600, "search_steps": 600,
-        "latency_samples": 14, "held_out": 6, "rank": 6, "population": 12, "generations": 4, "parents": 4,
-        "score_batches": 16}
-QUICK = {"task": {"max_len": 32, "n_train": 2000, "n_val": 200, "n_test": 200}, "steps": 20, "search_steps": 20,
-         "latency_samples": 5, "held_out": 2, "rank": 3, "population": 4, "generations": 2, "parents": 2,
-         "score_batches": 2}
-SPACE = {"d_model": {"choices": [32, 64, 96]}, "n_heads": {"choices": [2, 4]}, "n_layers": {"choices": [1, 2, 3]}}
+HAND = ROOT.parent / "specs" / "lm_bytes.yaml"
+FULL = {"text_bytes": 1_000_000, "max_len": 64, "batch": 16, "steps": 600, "search_steps": 600, "rank": 8,
+        "rank_steps": 200, "pick_steps": 200, "finetune": 40, "eval_n": 200, "latency_samples": 16, "population": 12, "generations": 4, "parents": 4,
+        "score_batches": 8, "seeds": [0, 1]}
+QUICK = {"text_bytes": 60_000, "max_len": 16, "batch": 8, "steps": 6, "search_steps": 6, "rank": 3, "rank_steps": 4,
+         "pick_steps": 4,
+         "finetune": 2,
+         "eval_n": 24, "latency_samples": 5, "population": 4, "generations": 2, "parents": 2, "score_batches": 2,
+         "seeds": [0]}
+SPACE = {"d_model": {"choices": [64, 96, 128, 160]}, "n_heads": {"choices": [2, 4]}, "n_layers": {"choices": [2, 3, 4]}}
 
 
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    """Kendall tau-b (ties in either list count as neither concordant nor discordant)."""
-    conc = disc = ties_a = ties_b = 0
-    for i, j in combinations(range(len(a)), 2):
-        da, db = a[i] - a[j], b[i] - b[j]
-        if da == 0 and db == 0:
-            continue
-        if da == 0:
-            ties_a += 1
-        elif db == 0:
-            ties_b += 1
-        elif (da > 0) == (db > 0):
-            conc += 1
-        else:
-            disc += 1
-    denom = ((conc + disc + ties_a) * (conc + disc + ties_b)) ** 0.5
-    return (conc - disc) / denom if denom else 0.0
-
-
-def base_raw(size: dict) -> dict:
+def hand_raw(size: dict) -> dict:
     raw = yaml.safe_load(HAND.read_text())
-    raw["task"].update(size["task"])
-    raw["train"].update(steps=size["steps"], eval_every=size["steps"], checkpoint_every=size["steps"])
+    raw["task"].update(path=str(default_text(size["text_bytes"])), max_len=size["max_len"],
+                       max_bytes=size["text_bytes"])
+    raw["train"].update(steps=size["steps"], batch_size=size["batch"], eval_every=size["steps"],
+                        checkpoint_every=size["steps"], warmup_steps=min(100, size["steps"] // 6))
     raw["model"]["attention"] = "softmax"
     raw.pop("search", None)
     return raw
 
 
 def elastic_raw(size: dict, budget_ms: float) -> dict:
-    raw = base_raw(size)
-    raw["name"] = "listops-elastic"
+    raw = hand_raw(size)
+    raw["name"] = "lm-elastic"
     raw["model"].update(SPACE, attention=["softmax", "linear"])
     raw["model"]["ffn"]["mult"] = {"choices": [1, 2, 4]}
     raw["search"] = {"strategy": "evolution", "seeds": [0], "steps": size["search_steps"],
@@ -94,130 +91,186 @@ def write(raw: dict, path: Path) -> Path:
     return path
 
 
-def trained(spec: Path, out: Path) -> dict:
-    if (out / "result.json").exists():
-        return json.loads((out / "result.json").read_text())
-    return train(spec, out, progress=False).result
+def steps_override(steps: int) -> list[str]:
+    return [f"train.steps={steps}", f"train.eval_every={steps}", f"train.checkpoint_every={steps}",
+            f"train.warmup_steps={min(100, steps // 6)}"]
+
+
+def trained(spec: Path, out: Path, seed: int = 0, overrides: list[str] = ()) -> Path:
+    """The finished train run of `spec` in `out` (trained here, or waited for while a --worker trains it)."""
+    busy = out.parent / f"{out.name}.busy"
+    while busy.exists() and not (out / "result.json").exists():
+        time.sleep(10)
+    if not (out / "result.json").exists():
+        busy.write_text("training\n")
+        try:
+            train(spec, out, progress=False, overrides=[f"train.seed={seed}", *overrides], force=True)
+        finally:
+            busy.unlink()
+    return out
+
+
+def rank_sample(size: dict, space: dict, build) -> list[SubNet]:
+    """The ranking's sub-networks: stratified by FLOPs, drawn before anything is trained."""
+    flops = lambda sub: float(summarize(build(sub)).flops_shared)  # noqa: E731
+    return stratified_sample(space, flops, size["rank"], random.Random(11), pool=200)
+
+
+class Setup:
+    """What every phase reads: the search's spec and space, the data, the ranking sample."""
+
+    def __init__(self, size: dict, out: Path):
+        self.size, self.out, self.run = size, out, out / "search"
+        self.doc = load_spec(self.run / "spec.yaml")                   # written when the search starts
+        self.graph = compile_spec(self.doc)
+        self.space, self.cands = self.graph.graph["elastic"], attention_candidates(self.graph)
+        self.build = lambda sub: compile_subnet(self.doc, self.graph, sub)  # noqa: E731
+        self.subs = rank_sample(size, self.space, self.build)
+        config = tasks.parse_task(self.doc.spec.task)
+        self.task, self.data = tasks.get(config.kind)(config), tasks.load_task(config)
+        val = self.data.splits["val"]
+        self.val = val.subset(list(range(min(size["eval_n"], len(val)))))
+
+    def standalone(self, k: int) -> Path:
+        """Sub-network k trained on its own for rank_steps steps (seed 0)."""
+        raw = derive_subnet(self.doc.raw, self.graph, self.subs[k])
+        steps = self.size["rank_steps"]
+        raw["train"].update(steps=steps, eval_every=steps, checkpoint_every=steps, warmup_steps=min(100, steps // 6))
+        return trained(write(raw, self.out / "rank" / f"sub{k}.yaml"), self.out / "rank" / f"sub{k}")
+
+    def scores(self, k: int) -> dict:
+        """Sub-network k's examples records on the validation slice: supernet, fine-tuned, standalone."""
+        path = self.out / "rank" / f"sub{k}.scores.json"
+        if path.exists():
+            return json.loads(path.read_text())
+        while not (self.run / "supernet.pt").exists():
+            time.sleep(20)
+        supernet = ElasticSupernet(GraphModule(self.graph), self.space, self.build)
+        supernet.supernet.load_state_dict(torch.load(self.run / "supernet.pt", weights_only=True))
+        supernet.eval()
+        sub, B, lr = self.subs[k], self.size["batch"], self.doc.spec.train.lr
+        tuned = finetune(supernet.extract(sub), self.data.splits["train"], lr, self.size["finetune"], B, k)
+        rec = {"subnet": sub.label(self.cands), "flops": float(summarize(self.build(sub)).flops_shared),
+               "supernet": scores_of(supernet.extract(sub), self.val, self.task, B),
+               "finetuned": scores_of(tuned, self.val, self.task, B),
+               "standalone": scores_of(load_trained(self.standalone(k))[1], self.val, self.task, B)}
+        path.write_text(json.dumps(rec))
+        return rec
+
+
+def worker(size: dict, out: Path, which: str) -> None:
+    """Phases beside the main run (more cores on a shared machine), resumable by their files:
+    'rank:I/N' trains every N-th sub-network of the ranking sample from the I-th, 'score:I/N' scores them
+    (waits for the supernet), 'hand' trains the hand-written spec at every seed, 'pick' the search's pick
+    (waits for it)."""
+    if which == "hand":
+        for seed in size["seeds"]:
+            trained(out / "hand.yaml", out / f"hand_s{seed}", seed, steps_override(size["pick_steps"]))
+        return
+    if which == "pick":                         # as soon as the search has written its pick
+        while not (out / "search" / "derived.yaml").exists():
+            time.sleep(20)
+        for seed in size["seeds"]:
+            trained(out / "search" / "derived.yaml", out / f"pick_s{seed}", seed, steps_override(size["pick_steps"]))
+        return
+    kind, share = which.split(":")
+    i, n = map(int, share.split("/"))
+    setup = Setup(size, out)
+    for k in range(i, len(setup.subs), n):
+        setup.standalone(k) if kind == "rank" else setup.scores(k)
+
+
+def scores_of(model, split, task, batch: int) -> dict:
+    return example_scores(model.eval(), split, batch, task)
+
+
+def finetune(model, train_split, lr: float, steps: int, batch: int, seed: int):
+    """`steps` AdamW steps of a sub-network extracted from the supernet (HAT / OFA's short fine-tune)."""
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    stream = BatchStream(train_split, batch, seed, "train")
+    model.train()
+    for _ in range(steps):
+        tokens, labels = stream.next()
+        opt.zero_grad(set_to_none=True)
+        task_loss(model(tokens), labels).backward()
+        opt.step()
+    return model.eval()
+
+
+def predictor_check(run: Path, front: list[dict]) -> dict:
+    """The latency predictor on the front points it was not fit to (each exported and timed by the search)."""
+    lat = json.loads((run / "latency.json").read_text())
+    fitted = {json.dumps(x["subnet"], sort_keys=True) for x in lat["samples"]}
+    subnets = {p["point"]: q["subnet"] for p, q in zip(front, json.loads((run / "search.json").read_text())["front"])}
+    held = [{"subnet": p["label"], "ms": p["latency_ms_measured"], "predicted": p["latency_ms_predicted"]}
+            for p in front if json.dumps(subnets[p["point"]], sort_keys=True) not in fitted]
+    errors = sorted(abs(h["predicted"] - h["ms"]) / h["ms"] for h in held)
+    return {"fit_samples": len(lat["samples"]), "cv_median_rel_error": lat["cv_median_rel_error"],
+            "loo_median_rel_error": lat["model"].get("loo_median_rel_error"), "held_out": held,
+            "median_rel_error": errors[len(errors) // 2] if len(errors) % 2 else
+            (sum(errors[len(errors) // 2 - 1:len(errors) // 2 + 1]) / 2 if errors else None)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--latency-only", action="store_true", help="only target 1, on sub-networks timed afresh")
+    ap.add_argument("--worker", help="one phase beside the main run (more cores): 'rank:I/N', 'score:I/N', 'hand', "
+                                     "'pick'")
+    ap.add_argument("--seeds", type=int, nargs="+", help="seeds of the pick vs hand-written retraining")
+    ap.add_argument("--no-search", action="store_true", help="report the ranking from the supernet alone, without "
+                                                             "waiting for the search's end (pick, front, predictor)")
     args = ap.parse_args()
     size = QUICK if args.quick else FULL
-    if args.latency_only:
-        return latency_only(size, args.out or ROOT / "out" / "elastic_latency")
+    size = {**size, "seeds": args.seeds or size["seeds"]}
     out = args.out or ROOT / "out" / ("elastic_quick" if args.quick else "elastic")
     out.mkdir(parents=True, exist_ok=True)
-    t0, report = time.perf_counter(), {"size": size}
+    if args.worker:
+        return worker(size, out, args.worker)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    report = {"size": size, "space": SPACE, "hand_spec": "specs/lm_bytes.yaml, softmax"}
 
-    hand = write(base_raw(size), out / "hand.yaml")
-    hand_ms = onnx_latency_ms(GraphModule(compile_spec(load_spec(hand))), seq_len=size["task"]["max_len"])
-    report["hand_latency_ms"] = hand_ms
-    spec = write(elastic_raw(size, hand_ms), out / "elastic.yaml")
-    run = out / "search"
-    if not (run / "search.json").exists():
+    hand, spec, run = out / "hand.yaml", out / "elastic.yaml", out / "search"
+    if spec.exists():                           # measured once: a resumed search needs the same budget
+        hand_ms = yaml.safe_load(spec.read_text())["search"]["budget"]["latency_ms"]
+    else:
+        write(hand_raw(size), hand)
+        hand_ms = onnx_latency_ms(GraphModule(compile_spec(load_spec(hand))), seq_len=size["max_len"])
+        write(elastic_raw(size, hand_ms), spec)
+    if not args.no_search and not (run / "search.json").exists():
         search(spec, run, progress=False, resume=run.exists())
-    outcome = json.loads((run / "search.json").read_text())
-    doc = load_spec(run / "spec.yaml")
-    graph = compile_spec(doc)
-    cands = attention_candidates(graph)
+    setup = Setup(size, out)
 
-    # 1. the latency predictor on sub-networks it was not fit to
-    lat = json.loads((run / "latency.json").read_text())
-    model = LatencyModel(**lat["model"])
-    rng, fitted = random.Random(123), {json.dumps(s["subnet"]) for s in lat["samples"]}
-    held = []
-    while len(held) < size["held_out"]:
-        sub = sample(graph.graph["elastic"], rng)
-        if json.dumps(sub.to_json()) not in fitted:
-            fitted.add(json.dumps(sub.to_json()))                       # each held-out sub-network once
-            ms = onnx_latency_ms(GraphModule(compile_subnet(doc, graph, sub)), seq_len=size["task"]["max_len"],
-                                 percentile=lat.get("percentile", 50))
-            held.append({"subnet": sub.label(cands), "ms": ms, "predicted": model.predict(sub, cands)})
-    errors = [abs(h["predicted"] - h["ms"]) / h["ms"] for h in held]
-    report["latency"] = {"held_out": held, "median_rel_error": statistics.median(errors),
-                         "cv_median_rel_error": lat["cv_median_rel_error"], "fit_samples": len(lat["samples"])}
+    # 1. ranking: sub-networks stratified by FLOPs, supernet (and fine-tuned) scores vs standalone
+    recs = [setup.scores(k) for k in range(len(setup.subs))]
+    report["ranking"] = {
+        "metric": setup.task.score_name, "eval_n": len(setup.val),
+        "rows": [{"subnet": r["subnet"], "flops": r["flops"],
+                  **{k: r[k]["score"] for k in ("supernet", "finetuned", "standalone")}} for r in recs],
+        **{k: rank_agreement([r[k] for r in recs], [r["standalone"] for r in recs]) for k in ("supernet", "finetuned")}}
 
-    # 2. ranking: sub-networks spread over the supernet's scores, each trained on its own
-    scored = sorted(outcome["scored"], key=lambda s: s["score"])
-    idx = sorted({round(i * (len(scored) - 1) / (size["rank"] - 1)) for i in range(size["rank"])})
-    rows = []
-    for k, i in enumerate(idx):
-        sub = SubNet.from_json(scored[i]["subnet"])
-        path = write(derive_subnet(doc.raw, graph, sub), out / "rank" / f"sub{k}.yaml")
-        res = trained(path, out / "rank" / f"sub{k}")
-        rows.append({"subnet": sub.label(cands), "supernet": scored[i]["score"], "standalone_val": res["val"]["acc"],
-                     "standalone_test": res["test"]["acc"]})
-    report["ranking"] = {"rows": rows, "kendall_tau": kendall_tau([r["supernet"] for r in rows],
-                                                                    [r["standalone_val"] for r in rows])}
-
-    # 3. the pick (within the hand-written spec's latency) retrained vs the hand-written spec
-    pick = SubNet.from_json(outcome["subnet"])
-    pick_res = trained(run / "derived.yaml", out / "pick")
-    hand_res = trained(hand, out / "hand")
-    pick_ms = onnx_latency_ms(GraphModule(compile_subnet(doc, graph, pick)), seq_len=size["task"]["max_len"])
-    report["pick"] = {"subnet": pick.label(cands), "test_acc": pick_res["test"]["acc"], "val_acc": pick_res["val"]["acc"],
-                      "latency_ms_measured": pick_ms,
-                      "latency_ms_predicted": model.predict(pick, cands)}
-    report["hand"] = {"spec": "specs/listops_homogeneous.yaml, attention softmax", "test_acc": hand_res["test"]["acc"],
-                      "val_acc": hand_res["val"]["acc"], "latency_ms_measured": hand_ms}
-    report["front"] = outcome["front"]
-    report["seconds"] = round(time.perf_counter() - t0)
+    # 2. the pick (within the hand-written spec's measured latency) retrained vs the hand-written spec
+    if (run / "search.json").exists():
+        outcome = json.loads((run / "search.json").read_text())
+        pick, B, test = SubNet.from_json(outcome["subnet"]), size["batch"], setup.data.splits["test"]
+        model = lambda path: load_trained(path)[1]  # noqa: E731
+        steps = steps_override(size["pick_steps"])
+        pick_rec = [scores_of(model(trained(run / "derived.yaml", out / f"pick_s{s}", s, steps)), test, setup.task, B)
+                    for s in size["seeds"]]
+        hand_rec = [scores_of(model(trained(hand, out / f"hand_s{s}", s, steps)), test, setup.task, B)
+                    for s in size["seeds"]]
+        diff = paired_over_seeds(pick_rec, hand_rec)
+        report["pick"] = {"subnet": pick.label(setup.cands), "test": [r["score"] for r in pick_rec],
+                          "latency_ms_measured": onnx_latency_ms(GraphModule(setup.build(pick)), seq_len=size["max_len"]),
+                          "latency_ms_predicted": next((p["latency_ms"] for p in outcome["front"] if p["pick"]), None)}
+        report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_ms}
+        report["pick_minus_hand"] = {"mean": diff[0], "se": diff[1], "seeds": diff[2]} if diff else None
+        report["front"] = json.loads((run / "recommendation.json").read_text())["front"]
+        report["latency"] = predictor_check(run, report["front"])
+    report["seconds"], report["cpu_seconds"] = round(time.perf_counter() - t0), round(time.process_time() - cpu0)
     (out.parent / f"{out.name}.json").write_text(json.dumps(report, indent=1))
     (out.parent / f"{out.name}.md").write_text(summary(report))
     print(summary(report))
-
-
-def latency_only(size: dict, out: Path) -> None:
-    """Time `latency_samples` sub-networks (smallest and largest among them) to fit the predictor and
-    `held_out` others to test it, as the strategy does (nasgraph.search.strategies.evolution)."""
-    t0 = time.perf_counter()
-    doc = load_spec(write(elastic_raw(size, 1.0), out / "elastic.yaml"))
-    graph = compile_spec(doc)
-    space, cands, rng = graph.graph["elastic"], attention_candidates(graph), random.Random(7)
-    subs = [smallest(space, random_attention(space, rng)), largest(space, random_attention(space, rng))]
-    while len(subs) < size["latency_samples"] + size["held_out"]:
-        sub = sample(space, rng)
-        if sub not in subs:
-            subs.append(sub)
-    ms = [onnx_latency_ms(GraphModule(compile_subnet(doc, graph, s)), seq_len=size["task"]["max_len"]) for s in subs]
-    k = size["latency_samples"]
-    model = LatencyModel.fit(subs[:k], ms[:k], cands)
-    held = [{"subnet": s.label(cands), "ms": m, "predicted": model.predict(s, cands)} for s, m in zip(subs[k:], ms[k:])]
-    report = {"fit": [{"subnet": s.label(cands), "ms": m} for s, m in zip(subs[:k], ms[:k])], "held_out": held,
-              "median_rel_error": statistics.median(abs(h["predicted"] - h["ms"]) / h["ms"] for h in held),
-              "cv_median_rel_error": cross_validated_error(subs[:k], ms[:k], cands), "percentile": 10,
-              "seconds": round(time.perf_counter() - t0)}
-    text = (f"# Latency predictor ({report['seconds']} s)\n\nmedian relative error {100 * report['median_rel_error']:.1f}% "
-            f"on {len(held)} held-out sub-networks; 5-fold CV over the {k} fit samples: "
-            + (f"{100 * report['cv_median_rel_error']:.1f}%" if report["cv_median_rel_error"] is not None else "n/a")
-            + "\n\n| held-out sub-network | measured ms (p10) | predicted ms |\n|---|---|---|\n"
-            + "".join(f"| {h['subnet']} | {h['ms']:.3f} | {h['predicted']:.3f} |\n" for h in held))
-    (out.parent / f"{out.name}.json").write_text(json.dumps(report, indent=1))
-    (out.parent / f"{out.name}.md").write_text(text)
-    print(text)
-
-
-def summary(r: dict) -> str:
-    lat, rk, p, h = r["latency"], r["ranking"], r["pick"], r["hand"]
-    lines = [f"# Elastic search benchmark ({r['seconds']} s)", "",
-             f"- latency predictor: median relative error {100 * lat['median_rel_error']:.1f}% on {len(lat['held_out'])} "
-             f"held-out sub-networks (5-fold CV over the {lat['fit_samples']} fit samples: "
-             + (f"{100 * lat['cv_median_rel_error']:.1f}%" if lat["cv_median_rel_error"] is not None else "n/a")
-             + "); target <= 10%",
-             f"- supernet ranking: Kendall tau {rk['kendall_tau']:.2f} over {len(rk['rows'])} sub-networks; target >= 0.5",
-             f"- at the hand-written spec's latency ({h['latency_ms_measured']:.3f} ms): searched `{p['subnet']}` "
-             f"test acc {p['test_acc']:.4f} ({p['latency_ms_measured']:.3f} ms measured, {p['latency_ms_predicted']:.3f} "
-             f"predicted) vs hand-written {h['test_acc']:.4f}", "",
-             "| sub-network | supernet score | standalone val | standalone test |", "|---|---|---|---|"]
-    lines += [f"| {x['subnet']} | {x['supernet']:.4f} | {x['standalone_val']:.4f} | {x['standalone_test']:.4f} |"
-              for x in rk["rows"]]
-    lines += ["", "| held-out sub-network | measured ms | predicted ms |", "|---|---|---|"]
-    lines += [f"| {x['subnet']} | {x['ms']:.3f} | {x['predicted']:.3f} |" for x in lat["held_out"]]
-    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

@@ -6,14 +6,16 @@ import json
 from pathlib import Path
 
 from nasgraph.plotting import finish_plot, plain_ticks, pyplot
-from nasgraph.textfmt import human, is_fraction, table
+from nasgraph.search.elastic_recommend import front_lines
+from nasgraph.textfmt import is_fraction
 from nasgraph.training.rundir import read_jsonl
 
-AXIS = {"latency_ms": "predicted ONNX Runtime latency (ms)", "flops": "FLOPs per sequence"}
+AXIS = {"latency_ms": "ONNX Runtime latency (ms; predicted unless marked measured)", "flops": "FLOPs per sequence"}
 
 
-def plot_front(outcome: dict, out: Path) -> Path:
-    """Every scored sub-network (grey), the Pareto front (line, numbered), the pick (star), the budget."""
+def plot_front(outcome: dict, out: Path, rec: dict | None = None) -> Path:
+    """Every scored sub-network (grey), the Pareto front (line, numbered), the pick (star), the budget,
+    and the front points' measured latency (x) where recommendation.json `rec` has it."""
     key, scale = outcome["cost_kind"], 100 if is_fraction(outcome["metric"]) else 1
     plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
@@ -28,6 +30,10 @@ def plot_front(outcome: dict, out: Path) -> Path:
     pick = [p for p in front if p["pick"]]
     if pick:
         ax.plot(pick[0][key], scale * pick[0]["score"], "*", ms=15, color="C3", label="pick")
+    timed = [p for p in (rec or {}).get("front", []) if p.get("latency_ms_measured") is not None]
+    if key == "latency_ms" and timed:
+        ax.plot([p["latency_ms_measured"] for p in timed], [scale * p[outcome["metric"]] for p in timed], "x",
+                color="C0", ms=7, label="front, measured latency")
     limit = (outcome.get("budget") or {}).get(key)
     if limit:
         ax.axvline(limit, color="C3", lw=1, ls=":", label="budget")
@@ -54,21 +60,20 @@ def write_elastic_report(run: str | Path) -> Path:
     run = Path(run)
     o = json.loads((run / "search.json").read_text())
     m = o["metric"]
-    rows = [[p["point"], p["label"], f"{p['score']:.4f}", f"{p['latency_ms']:.3f}" if "latency_ms" in p else "-",
-             human(p["flops"]), human(p["params"]), "pick" if p["pick"] else "", f"front/point{p['point']}.yaml"]
-            for p in o["front"]]
+    rec = json.loads((run / "recommendation.json").read_text())
     lines = [f"# Elastic search report: {run.name}", "",
              f"Strategy **{o['strategy']}** over d_model {o['space']['d_model']}, n_heads {o['space']['n_heads']}, "
              f"n_layers {o['space']['n_layers']}, per-layer ffn.mult and attention; {len(o['scored'])} sub-networks "
              f"scored in {o['wall_seconds']:.0f} s. Budget: {o['budget'] or 'none'}.", "",
              f"**Pick** (best {m} within the budget): `{o['labels']['subnet'][0]}` -> derived.yaml", "",
+             *[f"- {w['message']}" for w in rec["warnings"]], "",
              "## Pareto front", "",
              "Scores are read off the supernet (shared weights) on the search's held-out slice: they rank "
              "sub-networks, they are not what each reaches trained on its own. Retrain a point with "
              "`nasgraph train RUN/front/pointK.yaml --out runs/pK` (or `nasgraph derive RUN --point K -o p.yaml`).",
-             "", table(rows, ["point", "sub-network", m, "latency ms (pred.)", "FLOPs", "params", "", "spec"],
-                       markdown=True),
-             ""]
+             "", *front_lines(rec, markdown=True), "",
+             "ms pred.: the latency predictor's; ms meas.: the point exported and timed with ONNX Runtime on "
+             "this machine (as the predictor's samples). The same front is in recommendation.json.", ""]
     lat = json.loads((run / "latency.json").read_text()) if (run / "latency.json").exists() else None
     if lat and "model" in lat:
         err = lat.get("cv_median_rel_error")
@@ -77,7 +82,7 @@ def write_elastic_report(run: str | Path) -> Path:
                   f"(batch {lat['batch']}, T={lat['seq_len']}, {lat['threads']} thread(s), "
                   f"p{lat.get('percentile', 50):g} of the timed calls); median relative error on held-out "
                   f"sub-networks (5-fold): " + (f"{100 * err:.1f}%" if err is not None else "too few samples"), ""]
-    plots = [plot_front(o, run / "front.png"), plot_sandwich(run, run / "sandwich.png")]
+    plots = [plot_front(o, run / "front.png", rec), plot_sandwich(run, run / "sandwich.png")]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"
     out.write_text("\n".join(lines) + "\n")

@@ -18,7 +18,7 @@ from nasgraph.graph.summary import summarize
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import choice_mixing
 from nasgraph.search.elastic_search import Search, decode, encode, pareto_front
-from nasgraph.search.latency_model import LatencyModel, cross_validated_error
+from nasgraph.search.latency_model import RIDGES, LatencyModel, cross_validated_error
 from nasgraph.search.sandwich import sandwich, sandwich_step
 from nasgraph.spec import load_spec
 
@@ -209,3 +209,19 @@ def test_elastic_spaces_and_strategies_must_match(elastic_spec, tiny_spec, tmp_p
     assert "searches elastic dimensions" in capsys.readouterr().err
     assert main(["train", str(elastic_spec(name="f.yaml")), "--out", str(tmp_path / "c"), "--no-progress"]) == 2
     assert "elastic dimensions" in capsys.readouterr().err
+
+
+def test_latency_model_picks_its_ridge_by_leave_one_out():
+    cands = [["softmax", "linear"]] * 3
+    rng = random.Random(1)
+    space = {"d_model": [32, 64, 96], "n_heads": [2, 4], "n_layers": [1, 2, 3], "ffn_mult": [[1, 2, 4]] * 3,
+             "attention": [2, 2, 2]}
+    subs = list(dict.fromkeys(sample(space, rng) for _ in range(60)))[:30]
+    # a per-head softmax term and a d^2 / heads linear-attention term, as the features describe
+    truth = lambda s: 0.05 + 1e-3 * s.d_model + sum(  # noqa: E731
+        2e-3 * s.n_heads if a == 0 else 2e-6 * s.d_model ** 2 / s.n_heads for a in s.attention)
+    model = LatencyModel.fit(subs[:20], [truth(s) for s in subs[:20]], cands)
+    assert model.ridge in RIDGES and model.loo_median_rel_error < 0.01
+    assert max(abs(model.predict(s, cands) - truth(s)) / truth(s) for s in subs[20:]) < 0.02
+    noisy = [truth(s) * (1 + 0.3 * rng.random()) for s in subs[:20]]
+    assert LatencyModel.fit(subs[:20], noisy, cands).loo_median_rel_error > model.loo_median_rel_error

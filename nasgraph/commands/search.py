@@ -61,15 +61,14 @@ def run(args) -> int:
 
 
 def elastic_lines(found) -> str:
-    """The Pareto front of an elastic search (strategy evolution), one line per point."""
-    o = found.outcome
-    key = o["cost_kind"]
-    lines = [f"pick (best {o['metric']} within the budget {o['budget'] or '(none)'}): {o['labels']['subnet'][0]}",
-             f"Pareto front ({o['metric']} on shared weights vs "
-             f"{'predicted latency' if key == 'latency_ms' else 'FLOPs'}):"]
-    show = (lambda v: f"{v:.3g} ms") if key == "latency_ms" else (lambda v: cost(v, "flops"))  # noqa: E731
-    lines += [f"  point {p['point']}: {p['label']}  {o['metric']} {p['score']:.4f}  {show(p[key])}"
-              + ("  <- pick" if p["pick"] else "") for p in o["front"]]
-    lines.append(f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
-                 f"{found.report}")
+    """The Pareto front of an elastic search (strategy evolution) from its recommendation.json."""
+    from nasgraph.search.elastic_recommend import front_lines
+
+    rec = found.recommendation
+    key = rec["cost_kind"]
+    lines = [rec["headline"], f"Pareto front ({rec['metric']} on shared weights vs "
+                              f"{'latency, predicted and measured' if key == 'latency_ms' else 'FLOPs'}):",
+             *("  " + line for line in front_lines(rec)), *(f"note: {w['message']}" for w in rec["warnings"]),
+             f"wrote {found.derived} (the pick), {found.run / 'front'}/pointK.yaml (each front point), "
+             f"{found.run / 'recommendation.json'}, {found.report}"]
     return "\n".join(lines)

@@ -3,14 +3,19 @@
 the budget) as derived.yaml.
 
 RUN/search.json holds `elastic: true`, the space, the pick and the front; RUN/front/pointK.yaml the
-derived spec of front point K (`nasgraph derive RUN --point K` writes the same).
+derived spec of front point K (`nasgraph derive RUN --point K` writes the same); RUN/recommendation.json
+the front as a user reads it, with each point's measured ONNX Runtime latency
+(nasgraph.search.elastic_recommend).
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
-from nasgraph.graph.elastic import subnet_model
+from nasgraph.graph.elastic import compile_subnet, subnet_model
 from nasgraph.graph.subnet import SubNet, attention_candidates, elastic
+from nasgraph.model import GraphModule
+from nasgraph.search.elastic_recommend import elastic_recommendation, measure_front
 from nasgraph.search.elastic_search import Scored, decode, pareto_front
 from nasgraph.search.evidence import Evidence
 from nasgraph.training.rundir import RunDir
@@ -53,4 +58,9 @@ def write_elastic_outcome(doc, ctx, evidence: Evidence, out: str | Path) -> dict
     (run.path / "front").mkdir(exist_ok=True)
     for k, p in enumerate(front):
         run.write_spec(derive_subnet(doc.raw, ctx.graph, p.sub), f"front/point{k}.yaml")
+    latency_path = run.path / "latency.json"
+    latency = json.loads(latency_path.read_text()) if latency_path.exists() else None
+    measured = measure_front(rows, latency, ctx.latency_probe,
+                             lambda sub: GraphModule(compile_subnet(doc, ctx.graph, sub)))
+    run.write_json("recommendation.json", elastic_recommendation(outcome, candidates, latency, measured))
     return outcome
