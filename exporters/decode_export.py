@@ -11,13 +11,16 @@ goes into both graphs' metadata (`nasgraph.decode`, JSON; docs/decode_format.md)
 Runtime client can build the initial state and drive generation (exporters.decode_runtime does).
 
 Both graphs land only when ONNX Runtime decoding reproduces the eager full forward pass: prefill on
-the first half of each check batch then one step per remaining token, and steps from the initial
-(empty) state, all within atol of the full forward's logits.
+the first half of each check batch then one step per remaining token, steps from the initial
+(empty) state, and prefill at prompt lengths around and past the traced one (`probe_lengths`: a
+size the trace fixed in the graph fails there, not in a user's generation), all within atol of the
+full forward's logits.
 
 Example:
     >>> paths, report = export_decode(model, "out/model.onnx", [tokens], max_len=256)
     >>> report.summary()
-    'decode parity ok (atol 0.0001): prefill 4x6 1.2e-07; steps 6..11 2.4e-07; from empty state 0..3 1.8e-07'
+    'decode parity ok (atol 0.0001): prefill 4x6 1.2e-07; steps 6..11 2.4e-07; from empty state 0..3 1.8e-07;
+     prefill lengths 1,7,129,256 (per unit of the largest logit) 3.1e-07'
 """
 from __future__ import annotations
 
@@ -144,6 +147,34 @@ def check_decode_parity(model: nn.Module, decoder: OrtDecoder, checks: Sequence[
     return report
 
 
+def probe_lengths(traced: int, max_len: int) -> list[int]:
+    """Prompt lengths that a graph traced at `traced` tokens must also run: one token, a few (inside one
+    chunk or block), about half the trace and over twice it (a chunk count of 1 in the trace is then
+    at least 2), odd so that none is a multiple of a chunk; at most max_len."""
+    return sorted({min(n, max_len) for n in (1, 7, traced // 2 + 1, 2 * traced + 13)})
+
+
+def check_prompt_lengths(model: nn.Module, decoder: OrtDecoder, tokens: torch.Tensor, lengths: Sequence[int],
+                         traced: int, report: DecodeParity) -> None:
+    """ORT prefill of the first T of `tokens` (1, >= max(lengths)) for each T in `lengths`, against the
+    eager full forward of a graph traced at `traced` tokens (the difference relative to the largest
+    |logit| when above 1: fp32 rounding over thousands of positions grows with the logits' scale): a size that the trace fixed (torch.export specialises sizes it sees as 0 or 1,
+    and Python branches on a length follow the traced one) fails here, not in a user's generation."""
+    worst = 0.0
+    for T in lengths:
+        ids = tokens[:, :T]                                                # (1, T)
+        with torch.no_grad():
+            full = model(ids, padded=False).numpy()                        # (1, T, V)
+        try:
+            logits, _ = decoder.prefill(ids.numpy())                       # (1, T, V)
+        except Exception as err:  # noqa: BLE001 - onnxruntime's own error types
+            first = (str(err).strip().splitlines() or [""])[0][:300]
+            raise ParityError(f"the prefill graph fails on a {T}-token prompt ({type(err).__name__}: {first}); "
+                              f"a size of the {traced}-token trace is fixed in the graph") from None
+        worst = max(worst, _diff(logits, full) / max(1.0, float(np.abs(full).max())))
+    report.phases.append((f"prefill lengths {','.join(map(str, lengths))} (per unit of the largest logit)", worst))
+
+
 def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example: torch.Tensor,
                  checks: Sequence[torch.Tensor], *, max_len: int, metadata: dict[str, str] | None = None,
                  atol: float = 1e-4, opset: int = 18) -> DecodeParity:
@@ -169,7 +200,11 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
                dynamic_axes={TOKENS: {0: "batch"}, **layout.dynamic_axes()}, opset=opset,
                graph_pass=position_guard(POSITION, max_len), metadata={**meta, "nasgraph.decode_role": "step"})
     try:
-        report = check_decode_parity(model, OrtDecoder(step_path, threads=1), checks, atol)
+        decoder = OrtDecoder(step_path, threads=1)
+        report = check_decode_parity(model, decoder, checks, atol)
+        lengths = probe_lengths(example.shape[1], max_len)
+        probe = trace_tokens(example[:1], max_len, 1, max(lengths))           # (1, max(lengths))
+        check_prompt_lengths(model, decoder, probe, lengths, example.shape[1], report)
     except ExportError:
         raise
     except Exception as err:  # noqa: BLE001 - onnxruntime's own error types: the graphs do not run
@@ -182,13 +217,13 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
     return report
 
 
-def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, longest: int = TRACE_LEN) -> torch.Tensor:
+def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, longest: int | None = None) -> torch.Tensor:
     """`batch` rows to trace with (not 1: torch.export would fix the batch axis), as long as max_len
-    allows up to `longest` (the example's tokens repeated): torch.export specialises a size seen as 1,
+    allows up to `longest` (default TRACE_LEN; the example's tokens repeated): torch.export specialises a size seen as 1,
     so a trace on a prompt shorter than one chunk of a recurrence (or one block of a windowed type)
     would fix the graph to one chunk and fail on longer prompts."""
     rows = example[:batch] if example.shape[0] >= batch else example.repeat(batch, 1)[:batch]   # (2, T)
-    T = max(min(max_len, longest), 3)
+    T = max(min(max_len, TRACE_LEN if longest is None else longest), 3)
     return rows.repeat(1, -(-T // rows.shape[1]))[:, :T]                  # (2, T)
 
 

@@ -8,7 +8,7 @@ import textwrap
 import pytest
 
 from nasgraph.cli import main
-from nasgraph.errors import SpecError
+from nasgraph.errors import NasgraphError, SpecError
 from nasgraph.spec import load_spec
 
 LM = """
@@ -100,16 +100,48 @@ def test_decode_cost_table_is_measured_per_candidate_and_cached(tmp_path, monkey
     from nasgraph.graph.summary import summarize
 
     monkeypatch.setenv("NASGRAPH_CACHE", str(tmp_path / "cache"))
-    spec = write(tmp_path, SEARCH % ("{candidates: [softmax, gla]}", "{mode: decode, context: 64}"))
+    spec = write(tmp_path, SEARCH % ("{candidates: [softmax, gla]}", "{mode: decode, context: 64, backend: torch-eager}"))
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     outcome = json.loads((tmp_path / "run" / "search.json").read_text())
     assert outcome["cost_kind"] == "latency" and 0 < outcome["cost_range"][0] <= outcome["cost_range"][1]
     graph = compile_spec(load_spec(spec))
     table = LatencyTable(repeats=3, warmup=0)
-    cost = decode_cost_table(summarize(graph), graph, 64, table=table)   # every number from the search's cache
+    cost = decode_cost_table(summarize(graph), graph, 64, table=table, backend="torch-eager")  # from the search's cache
     assert table.misses == 0 and table.hits == 2 * 2 + 1                 # 2 layers x 2 candidates + shared
     assert all(len(v) == 2 and min(v) > 0 for v in cost.per_node.values()) and cost.shared > 0
     stored = json.loads(next((tmp_path / "cache" / "latency").glob("*.json")).read_text())["entries"]
     decode_keys = [json.loads(k) for k in stored if '"decode"' in k]
     assert {k["candidate"] for k in decode_keys} == {"softmax", "gla"}
     assert all(k["seq_len"] == 64 and k["backend"] == "torch-eager" for k in decode_keys)
+
+
+def test_decode_cost_from_onnx_runtime_times_the_exported_step_of_each_candidate(tmp_path, monkeypatch):
+    """The default decode backend: a candidate's decoding step exported, checked against eager's step and
+    timed in ONNX Runtime; eager stays selectable; both cached apart. A diverging graph is refused."""
+    pytest.importorskip("onnxruntime")
+    import exporters.decode_cost as decode_cost
+    from exporters.errors import ParityError
+    from exporters.latency_table import LatencyTable
+
+    table = LatencyTable(tmp_path / "table.json", threads=1, repeats=3, warmup=0)
+    assert decode_cost.decode_ms(table, "softmax", d_model=16, n_heads=2, context=32) > 0
+    assert decode_cost.decode_ms(table, "softmax", d_model=16, n_heads=2, context=32, backend="torch-eager") > 0
+    assert table.misses == 2 and decode_cost.decode_ms(table, "softmax", d_model=16, n_heads=2, context=32) > 0
+    assert table.hits == 1
+    stored = [json.loads(k) for k in json.loads((tmp_path / "table.json").read_text())["entries"]]
+    assert sorted(k["backend"] for k in stored) == ["onnxruntime", "torch-eager"]
+    assert all(k["candidate"] == "softmax" and k["seq_len"] == 32 for k in stored)
+    traced = decode_cost.export_step
+    monkeypatch.setattr(decode_cost, "export_step", lambda layer, *a: (traced(layer, *a),
+                                                                       layer.out_proj.bias.data.add_(0.1))[0])
+    with pytest.raises(ParityError, match="decode step of linear: ONNX Runtime differs from eager by 0.1"):
+        decode_cost.decode_ms(table, "linear", d_model=16, n_heads=2, context=8)
+    with pytest.raises(NasgraphError, match="valid: onnxruntime, torch-eager"):
+        decode_cost.decode_ms(table, "linear", d_model=16, n_heads=2, context=8, backend="ort")
+
+
+def test_decode_backend_is_checked_at_spec_load(tmp_path):
+    with pytest.raises(SpecError, match="backend 'torch-eager' applies to mode: decode"):
+        load_spec(write(tmp_path, SEARCH % ("{candidates: [softmax, linear]}", "{backend: torch-eager}")))
+    doc = load_spec(write(tmp_path, SEARCH % ("{candidates: [softmax, linear]}", "{mode: decode, backend: torch-eager}")))
+    assert doc.spec.search.objective.latency.backend == "torch-eager"

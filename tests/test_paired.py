@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import torch
 
 from nasgraph.search.evidence import Evidence, Measured
-from nasgraph.search.paired import example_scores, paired_difference, paired_over_seeds
+from nasgraph.search.paired import ReferenceOutputs, example_scores, paired_difference, paired_over_seeds
 from nasgraph.search.recommend import recommend
 from nasgraph.search.strategies.teacher import greedy, ties
 from nasgraph.tasks.base import Split
@@ -81,6 +81,26 @@ def test_example_scores_sum_to_the_score_and_kl_to_itself_is_zero():
     assert len(out["values"]) == 50 and out["counts"] is None
     assert abs(sum(out["values"]) / 50 - out["score"]) < 1e-9
     assert abs(out["kl"]) < 1e-6
+
+
+def test_reference_outputs_are_computed_once_and_give_the_same_kl():
+    torch.manual_seed(0)
+    emb, head, other = torch.nn.Embedding(12, 8), torch.nn.Linear(8, 3), torch.nn.Linear(8, 3)
+    student, teacher = torch.nn.Sequential(), torch.nn.Sequential()
+    student.forward = lambda tokens: other(emb(tokens).mean(1))                # (B, T) -> (B, 3)
+    teacher.forward = lambda tokens: head(emb(tokens).mean(1))
+    student.training = teacher.training = False
+    teacher.eval = teacher.to = lambda *a: teacher
+    rng = random.Random(1)
+    split = Split([[1] + [rng.randrange(2, 12) for _ in range(6)] for _ in range(30)], [rng.randrange(3)] * 30)
+    task = SimpleNamespace(metric="acc", score=lambda m: m["acc"],
+                           metrics_from=lambda loss, correct, n, split: {"loss": loss / n, "acc": correct / n, "n": n})
+    loads = []
+    shared = ReferenceOutputs(lambda: loads.append(1) or teacher)
+    direct = example_scores(student, split, 8, task, reference=teacher)
+    first, again = (example_scores(student, split, 8, task, reference=shared) for _ in range(2))
+    assert loads == [1] and direct["kl"] > 0
+    assert abs(first["kl"] - direct["kl"]) < 1e-9 and abs(again["kl"] - direct["kl"]) < 1e-9
 
 
 def _teacher_evidence(l1_local_flips: int) -> Evidence:

@@ -80,6 +80,11 @@ def test_assoc_recall_layout():
     assert set(data.splits["train"].labels) == set(range(5))
 
 
+def motif_counts(ids: list[int], motifs: list[tuple[int, ...]]) -> list[int]:
+    windows = [tuple(ids[i:i + 3]) for i in range(1, len(ids) - 2)]
+    return [windows.count(m) for m in motifs]
+
+
 def test_local_motif_plants_exactly_one_motif():
     from nasgraph.tasks.local_motif import LocalMotifTask
 
@@ -88,10 +93,25 @@ def test_local_motif_plants_exactly_one_motif():
     motifs = LocalMotifTask(config).motifs
     data = load_task(config)
     for ids, label in zip(data.splits["train"].ids, data.splits["train"].labels):
-        windows = [tuple(ids[i:i + 3]) for i in range(1, len(ids) - 2)]
-        found = [m for m in motifs if m in windows]
-        assert len(ids) == 96 and found == [motifs[label]] and windows.count(motifs[label]) == 1
+        expected = [1 if m == label else 0 for m in range(4)]
+        assert len(ids) == 96 and motif_counts(ids, motifs) == expected
     assert set(data.splits["train"].labels) == set(range(4))
+
+
+def test_local_motif_label_is_the_motif_planted_most_often():
+    from nasgraph.tasks.local_motif import LocalMotifTask
+
+    config = parse_task({"kind": "local_motif", "max_len": 128, "n_symbols": 4, "n_planted": 6,
+                         "n_distractor": 3, "n_train": 300, "n_val": 10, "n_test": 10})
+    motifs = LocalMotifTask(config).motifs
+    data = load_task(config)
+    seen_distractors = 0
+    for ids, label in zip(data.splits["train"].ids, data.splits["train"].labels):
+        counts = motif_counts(ids, motifs)    # exactly as planted: no accidental occurrence anywhere
+        assert len(ids) == 128 and counts[label] == 6
+        assert all(0 <= n <= 3 for m, n in enumerate(counts) if m != label)
+        seen_distractors += sum(counts) - 6
+    assert seen_distractors > 0 and set(data.splits["train"].labels) == set(range(4))
 
 
 @pytest.mark.parametrize("raw, key", [
@@ -99,6 +119,8 @@ def test_local_motif_plants_exactly_one_motif():
     ({"kind": "assoc_recall", "max_len": 20, "n_pairs": 12}, "max_len"),
     ({"kind": "tiny", "max_len": 8, "min_len": 9}, "min_len"),
     ({"kind": "tiny", "n_symbols": 30}, "n_symbols"),
+    ({"kind": "local_motif", "n_planted": 2, "n_distractor": 2}, "n_distractor"),
+    ({"kind": "local_motif", "max_len": 32, "n_planted": 8}, "max_len"),
 ])
 def test_synthetic_config_errors(raw, key):
     with pytest.raises(ConfigError) as err:
@@ -166,3 +188,10 @@ def test_a_one_layer_model_learns_tiny(one_thread):
     with torch.no_grad():
         hits = sum((logits(t).argmax(-1) == y).sum().item() for t, y in batches(data.splits["test"], 100, shuffle=False))
     assert step < 200 and hits / len(data.splits["test"]) > 0.9
+
+
+def test_local_motif_errors_name_the_valid_values():
+    with pytest.raises(ConfigError, match=r"valid: 0\.\.1"):
+        parse_task({"kind": "local_motif", "n_planted": 2, "n_distractor": 5})
+    with pytest.raises(ConfigError, match=r"valid: max_len >= 81"):
+        parse_task({"kind": "local_motif", "max_len": 64, "n_planted": 8, "n_distractor": 4})

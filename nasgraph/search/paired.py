@@ -31,19 +31,41 @@ def fingerprint(split) -> str:
     return f"{len(split)}:{h.hexdigest()[:12]}"
 
 
+class ReferenceOutputs:
+    """A reference model's log-probabilities on the batches of one slice, computed once and reused by
+    every model scored against it (a teacher's outputs for all of its students). `load()` builds the
+    model on first need; batches past `limit` floats in all (per-token outputs of a long LM slice) are
+    recomputed instead of kept."""
+
+    def __init__(self, load, limit: int = 2 ** 24):
+        self.load, self.limit, self.model, self.kept, self.batches = load, limit, None, 0, {}
+
+    def log_probs(self, b: int, tokens: torch.Tensor) -> torch.Tensor:
+        """(N, C) log-probabilities of batch number b (its `tokens`) of the slice."""
+        if b in self.batches:
+            return self.batches[b].to(tokens.device)
+        if self.model is None:
+            self.model = self.load().eval()
+        p = F.log_softmax(self.model.to(tokens.device)(tokens).flatten(0, -2), -1)   # (N, C)
+        if self.kept + p.numel() <= self.limit:
+            self.batches[b], self.kept = p, self.kept + p.numel()
+        return p
+
+
 @torch.no_grad()
 def example_scores(model, split, batch_size: int, task, reference=None) -> dict:
-    """Per example of `split` (in its order): the task metric's share and, with `reference`, the summed
-    KL(reference || model) over its labelled positions. Returns the examples record plus "score" (the
-    task's score of the whole slice) and, with a reference, "kl" (mean per labelled position) and "kl_se"."""
+    """Per example of `split` (in its order): the task metric's share and, with `reference` (a model,
+    or a ReferenceOutputs of this split and batch size), the summed KL(reference || model) over its
+    labelled positions. Returns the examples record plus "score" (the task's score of the whole slice)
+    and, with a reference, "kl" (mean per labelled position) and "kl_se"."""
     was = model.training
     model.eval()
     device = module_device(model)
-    if reference is not None:
-        reference.eval().to(device)
+    if reference is not None and not isinstance(reference, ReferenceOutputs):
+        reference = ReferenceOutputs(lambda model=reference: model, limit=0)
     n_ex = len(split)
     loss, correct, count, kl = [0.0] * n_ex, [0] * n_ex, [0] * n_ex, [0.0] * n_ex
-    for group in batch_order([len(s) for s in split.ids], batch_size, shuffle=False):
+    for b, group in enumerate(batch_order([len(s) for s in split.ids], batch_size, shuffle=False)):
         tokens, labels = to_device(collate([split.ids[i] for i in group], [split.labels[i] for i in group]), device)
         logits = model(tokens)                                                   # (B, C) or (B, T, V)
         flat_logits, flat_labels = logits.flatten(0, -2), labels.flatten()         # (N, C), (N,)
@@ -55,7 +77,7 @@ def example_scores(model, split, batch_size: int, task, reference=None) -> dict:
         row_loss, row_hit, row_n = per_row(ce * keep), per_row(hit), per_row(keep)       # (B,) each
         row_kl = None
         if reference is not None:
-            p = F.log_softmax(reference(tokens).flatten(0, -2), -1)                # (N, C)
+            p = reference.log_probs(b, tokens)                                    # (N, C)
             q = F.log_softmax(flat_logits, -1)                                     # (N, C)
             row_kl = per_row((p.exp() * (p - q)).sum(-1) * keep)                   # (B,)
         for j, i in enumerate(group):

@@ -95,7 +95,7 @@ def cost_table(spec, summary, graph, progress: bool) -> CostTable:
     if latency is not None and latency.mode == "decode":  # per-token decode latency
         from exporters.decode_cost import decode_cost_table
         return decode_cost_table(summary, graph, latency.decode_context, threads=spec.bench.threads,
-                                 progress=progress)
+                                 progress=progress, backend=latency.backend)
     if latency is not None:  # measured ONNX Runtime latency of a forward pass
         from exporters.latency_table import latency_cost_table
         return latency_cost_table(summary, graph, threads=spec.bench.threads, progress=progress)

@@ -25,11 +25,15 @@ import torch
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.search.derive import derive_spec
-from nasgraph.search.paired import example_scores
+from nasgraph.search.paired import ReferenceOutputs, example_scores, fingerprint
 from nasgraph.training.loop import fit, seed_everything
 from nasgraph.training.rundir import RunDir
 
 Choice = dict[str, list[int]]
+# this process's reference outputs, by (reference trial's checkpoint, its mtime, slice, batch size): a
+# teacher scored once for all of its students; the latest few are kept
+_REFERENCES: dict[tuple, ReferenceOutputs] = {}
+KEEP_REFERENCES = 2
 Measure = Callable[..., dict]      # measure(ctx, model, splits) -> numbers added to the record
 
 
@@ -74,6 +78,17 @@ def load_model(folder: Path):
     model = GraphModule(compile_spec(load_spec(folder / "spec.yaml")))
     model.load_state_dict(RunDir(folder, resume=True).load_checkpoint()["model"])
     return model.eval()
+
+
+def reference_outputs(folder: Path, split, batch_size: int) -> ReferenceOutputs:
+    """The outputs of the finished trial in `folder` on `split`, shared by every trial scored against it."""
+    last = folder / "checkpoints" / "last.pt"
+    key = (str(folder.resolve()), last.stat().st_mtime_ns if last.exists() else 0, fingerprint(split), batch_size)
+    if key not in _REFERENCES:
+        while len(_REFERENCES) >= KEEP_REFERENCES:
+            _REFERENCES.pop(next(iter(_REFERENCES)))
+        _REFERENCES[key] = ReferenceOutputs(lambda: load_model(folder))
+    return _REFERENCES[key]
 
 
 def inherit(model, state: dict[str, torch.Tensor]) -> int:
@@ -136,7 +151,8 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
                  task=ctx.task)
-    reference = load_model(ctx.out / "trials" / request.reference) if request.reference else None
+    reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
+        if request.reference else None
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
     record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
               "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],

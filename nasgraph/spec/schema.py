@@ -166,11 +166,15 @@ DEFAULT_DECODE_CONTEXT = 4096
 class LatencyObjective(FlopsObjective):
     mode: Literal["forward", "decode"] = "forward"  # forward: one pass over the sequence; decode: one token
     context: int | None = Field(None, gt=0)         # decode: tokens already in the context (default 4096)
+    backend: Literal["onnxruntime", "torch-eager"] = "onnxruntime"  # decode: the engine whose step is timed
 
     @model_validator(mode="after")
     def _context_for_decode(self):
         if self.context is not None and self.mode != "decode":
             raise ValueError("'context' applies to mode: decode (the per-token cost after that many tokens)")
+        if self.backend != "onnxruntime" and self.mode != "decode":
+            raise ValueError(f"backend '{self.backend}' applies to mode: decode (a forward pass is timed in "
+                             f"onnxruntime)")
         return self
 
     @property
