@@ -16,6 +16,9 @@ recurrences without their short convolution sit there longer, with it they solve
 (see the README); below ~1500 steps softmax is not yet told apart from types that never leave the
 plateau. Each row keeps its val curve; "first val >= 0.95 at step" reads it.
 Prints a markdown table per part and writes benchmarks/out/lm_tasks_<part><tag>.{md,json}.
+Runs split over several processes (one --tag each) are joined into one table by
+    .venv/bin/python benchmarks/lm_tasks.py --part lm --tag _all --from-json benchmarks/out/lm_tasks_lm_a.json ...
+(refused unless every file has the same part and sizes).
 """
 from __future__ import annotations
 
@@ -130,7 +133,7 @@ def render(part: str, rows: list[dict], args) -> str:
     groups = by_type(rows)
     seeds = "/".join(str(s) for s in args.seeds)
     if part == "mqar":
-        head = [f"type", f"test answer acc (seed {seeds})", "solved (>= 0.95)", "first val >= 0.95 at step",
+        head = ["type", f"test answer acc (seed {seeds})", "solved (>= 0.95)", "first val >= 0.95 at step",
                 "test loss", "train s"]
         order = sorted(groups, key=lambda k: -min(r["test"]["answer_acc"] for r in groups[k]))
         body = [[k, " / ".join(f"{r['test']['answer_acc']:.3f}" for r in groups[k]),
@@ -154,7 +157,36 @@ def render(part: str, rows: list[dict], args) -> str:
     return f"{what}; {model}\n\n" + table(body, head, markdown=True) + "\n"
 
 
-def main() -> None:
+# the settings that must agree for rows of several runs to share one table
+SHARED = ("part", "steps", "batch_size", "lr", "d_model", "heads", "layers", "pairs", "mqar_len", "symbols",
+          "window", "lm_len", "text", "text_bytes", "threads")
+
+
+def joined(part: str, paths: list[Path], tag: str) -> tuple[argparse.Namespace, list[dict]]:
+    """The rows of several lm_tasks json outputs and their common settings; SystemExit naming the first
+    file and setting that differ."""
+    runs = [json.loads(path.read_text()) for path in paths]
+    first = runs[0]["args"]
+    for path, run in zip(paths, runs):
+        differ = [k for k in SHARED if run["args"].get(k) != (part if k == "part" else first.get(k))]
+        if differ:
+            raise SystemExit(f"lm_tasks: {path} differs from {paths[0]} (or --part {part}) in {', '.join(differ)}; "
+                             f"only runs with the same settings share a table")
+    seeds = sorted({s for run in runs for s in run["args"]["seeds"]})
+    args = argparse.Namespace(**{**first, "seeds": seeds, "tag": tag, "types": None})
+    return args, [row for run in runs for row in run["rows"]]
+
+
+def write(part: str, rows: list[dict], args) -> None:
+    text = render(part, rows, args)
+    print(text)
+    OUT.mkdir(exist_ok=True)
+    (OUT / f"lm_tasks_{part}{args.tag}.md").write_text(text)
+    (OUT / f"lm_tasks_{part}{args.tag}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1,
+                                                                    default=str))
+
+
+def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--part", choices=["mqar", "lm"], required=True)
     p.add_argument("--types", nargs="*", help="attention types, each optionally with options, e.g. "
@@ -177,15 +209,20 @@ def main() -> None:
     p.add_argument("--eval-every", type=int, help="val evaluation interval (default: once, at the end)")
     p.add_argument("--eval-batches", type=int, help="val batches per interval evaluation (default: all)")
     p.add_argument("--tag", default="", help="suffix of the output files")
-    args = p.parse_args()
+    p.add_argument("--from-json", nargs="+", type=Path, help="join these runs' rows into one table (no training)")
+    return p
+
+
+def main() -> None:
+    args = parser().parse_args()
+    if args.from_json:
+        args, rows = joined(args.part, args.from_json, args.tag)
+        return write(args.part, rows, args)
     kinds = args.types or (causal_types() if args.part == "mqar" else ["softmax", "linear", "local"])
     OUT.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
         rows = [run_one(args.part, kind, args, Path(tmp), seed) for seed in args.seeds for kind in kinds]
-    text = render(args.part, rows, args)
-    print(text)
-    (OUT / f"lm_tasks_{args.part}{args.tag}.md").write_text(text)
-    (OUT / f"lm_tasks_{args.part}{args.tag}.json").write_text(json.dumps({"args": vars(args), "rows": rows}, indent=1))
+    write(args.part, rows, args)
 
 
 if __name__ == "__main__":

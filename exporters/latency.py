@@ -5,7 +5,8 @@ Timing follows ONNX Runtime's transformers benchmark: warm-up calls, then single
 on the calling thread (time.thread_time) is recorded too: with one thread (torch.set_num_threads(1),
 ORT intra_op_num_threads=1 both compute on the caller) it is the work of the call without the time
 the OS gave to other processes, the steadier figure on a shared machine; with more threads it
-misses the helper threads' work. Every result records the settings it ran with (threads, provider,
+misses the helper threads' work, which the process's CPU time (time.process_time) counts (with
+passive waits, OMP_WAIT_POLICY=PASSIVE and ORT without spinning, idle threads add nothing). Every result records the settings it ran with (threads, provider,
 graph optimisation level, shapes, versions).
 
 Example:
@@ -49,21 +50,28 @@ class LatencyStats:
     items: int = 1
     cpu_p50_ms: float | None = None  # the calling thread's CPU time per call (1 thread: the call's work)
     cpu_min_ms: float | None = None
+    proc_p50_ms: float | None = None  # the process's CPU time per call: all threads' work (idle waits passive)
+    proc_min_ms: float | None = None
     samples_ms: tuple[float, ...] = field(default=(), repr=False)  # the raw per-call times
     cpu_samples_ms: tuple[float, ...] = field(default=(), repr=False)
+    proc_samples_ms: tuple[float, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_seconds(cls, times: Sequence[float], warmup: int, items: int = 1,
-                     cpu_times: Sequence[float] = ()) -> "LatencyStats":
+                     cpu_times: Sequence[float] = (), proc_times: Sequence[float] = ()) -> "LatencyStats":
         ms = np.asarray(times, dtype=np.float64) * 1e3
         cpu = np.asarray(cpu_times, dtype=np.float64) * 1e3
+        proc = np.asarray(proc_times, dtype=np.float64) * 1e3
         p50, p90, p99 = np.percentile(ms, [50, 90, 99])
         return cls(p50_ms=float(p50), p90_ms=float(p90), p99_ms=float(p99), mean_ms=float(ms.mean()),
                    min_ms=float(ms.min()), std_ms=float(ms.std()), repeats=len(ms), warmup=warmup,
                    throughput=float(items * 1e3 / ms.mean()), items=items,
                    cpu_p50_ms=float(np.median(cpu)) if cpu.size else None,
                    cpu_min_ms=float(cpu.min()) if cpu.size else None,
-                   samples_ms=tuple(float(v) for v in ms), cpu_samples_ms=tuple(float(v) for v in cpu))
+                   proc_p50_ms=float(np.median(proc)) if proc.size else None,
+                   proc_min_ms=float(proc.min()) if proc.size else None,
+                   samples_ms=tuple(float(v) for v in ms), cpu_samples_ms=tuple(float(v) for v in cpu),
+                   proc_samples_ms=tuple(float(v) for v in proc))
 
 
 @dataclass(frozen=True)
@@ -76,7 +84,7 @@ class LatencyResult:
     def row(self) -> dict[str, Any]:
         """One flat, JSON-ready dict (numbers stay numbers; raw samples left out)."""
         stats = asdict(self.stats)
-        del stats["samples_ms"], stats["cpu_samples_ms"]
+        del stats["samples_ms"], stats["cpu_samples_ms"], stats["proc_samples_ms"]
         return {**self.settings, **stats}
 
     @classmethod
@@ -87,8 +95,9 @@ class LatencyResult:
             raise ValueError("combine() needs at least one result")
         samples = [v / 1e3 for r in results for v in r.stats.samples_ms]
         cpu = [v / 1e3 for r in results for v in r.stats.cpu_samples_ms]
+        proc = [v / 1e3 for r in results for v in r.stats.proc_samples_ms]
         stats = LatencyStats.from_seconds(samples, sum(r.stats.warmup for r in results),
-                                          results[0].stats.items, cpu)
+                                          results[0].stats.items, cpu, proc)
         return cls(stats, dict(results[0].settings))
 
 
@@ -107,17 +116,18 @@ def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items:
     if budget_s is not None and slowest > 0:
         repeats = max(3, min(repeats, int(budget_s / slowest)))
     calls = [_timed_call(fn) for _ in range(repeats)]
-    return LatencyStats.from_seconds([w for w, _ in calls], warmup, items, [c for _, c in calls])
+    return LatencyStats.from_seconds([w for w, _, _ in calls], warmup, items, [c for _, c, _ in calls],
+                                     [p for _, _, p in calls])
 
 
-def _timed_call(fn: Callable[[], Any]) -> tuple[float, float]:
-    """(wall seconds, calling thread's CPU seconds) of one call, garbage collection off (as timeit)."""
+def _timed_call(fn: Callable[[], Any]) -> tuple[float, float, float]:
+    """(wall, calling thread's CPU, process CPU) seconds of one call, garbage collection off (as timeit)."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        wall, cpu = time.perf_counter(), time.thread_time()
+        wall, cpu, proc = time.perf_counter(), time.thread_time(), time.process_time()
         fn()
-        return time.perf_counter() - wall, time.thread_time() - cpu
+        return time.perf_counter() - wall, time.thread_time() - cpu, time.process_time() - proc
     finally:
         if enabled:
             gc.enable()

@@ -38,7 +38,7 @@ import yaml
 from exporters._files import check_target, move_all_into_place, staging_dir
 from exporters.checkpoints import load_checkpoint
 from exporters.decode_export import DecodeParity, decode_names, decode_skip_reason, stage_decode
-from exporters.fast_ops import export_translations
+from exporters.fast_ops import export_translations, fast_graph_pass
 from exporters.guards import token_guards
 from exporters.parity import ParityReport, stage_verified
 from exporters.quantize import QuantizeResult, quantize_checked
@@ -210,13 +210,13 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
         staged, staged_u = stage / dst.name, stage / dst_u.name
         report = stage_verified(
             LogitsFromTokens(model), (inputs.example,), staged, [(c,) for c in inputs.checks], shown_name=dst.name,
-            graph_pass=token_guards(INPUT, max_len=max_len),
+            graph_pass=fast_graph_pass(token_guards(INPUT, max_len=max_len)),
             metadata={**metadata, "nasgraph.padding": "padded", "nasgraph.unpadded_variant": dst_u.name,
                       "nasgraph.parity_inputs": inputs.described}, **common)
         report_u = stage_verified(
             LogitsFromTokens(model, padded=False), (inputs.unpadded_example,), staged_u,
             [(c,) for c in inputs.unpadded_checks], shown_name=dst_u.name,
-            graph_pass=token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID),
+            graph_pass=fast_graph_pass(token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID)),
             metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
                       "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
         extra = quantize(staged, staged_u) if quantize is not None else None

@@ -52,19 +52,19 @@ def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int) -> int:
 
 
 def delta_rule(P: int, Tc: int, dk: int, dv: int, C: int, gated: bool) -> int:
-    """_recurrent.delta_rule: WY/UT chunk form, (I + L)^-1 by a triangular solve (eager), scan."""
+    """_recurrent.delta_rule: WY/UT chunk form, (I + L)^-1 by a triangular solve (eager); per chunk in
+    the scan: u~ = T (v b - k b S), out = q S + (q k^T) u~, S update."""
     n = Tc // C
-    flops = P * Tc * dk + 2 * P * Tc * C * dk        # k * beta; (k beta) k^T, q k^T
+    flops = P * Tc * dk + P * Tc * dv + 2 * P * Tc * C * dk  # k * beta, v * beta; (k beta) k^T, q k^T
     if gated:                                        # decays: * pairs on both, k beta, k, q scaled
         flops += chunk_decays(P, Tc, C, 1) + 2 * P * Tc * C + 3 * P * Tc * dk
     flops += P * Tc * C + P * Tc * C * (C - 1) // 2  # unit_lower_inverse: L + I, unit triangular solve
-    flops += P * Tc * C * dk + P * Tc * dv + P * Tc * C * dv  # W = T kb; v * beta; U = T (v beta)
+    step = 2 * P * C * dk * dv + 2 * P * C * C * dv + 2 * P * C * dv  # kb S, T @ (vb - .); q S + qk @ u~
     update = P * dk * dv * C + P * dk * dv + (P * dk * dv if gated else 0)  # (d *) S + kd^T u~
-    step = P * C * dk * dv + P * C * dv + P * dk * dv  # u~ = u - w S; S + 0
     scan = n * step + (n - 1) * update               # the last chunk's update is unused (dropped)
     if gated and n == 1:                             # one chunk: exp(whole), exp(to_end), kd unused
         flops -= P + P * Tc + P * Tc * dk
-    return flops + scan + P * Tc * dk * dv + P * Tc * C * dv + P * Tc * dv  # q S, qk @ u~, +
+    return flops + scan
 
 
 def l2_normalize(B: int, T: int, D: int, H: int) -> int:

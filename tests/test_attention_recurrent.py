@@ -146,3 +146,17 @@ def test_spec_refuses_a_causal_only_type_in_a_noncausal_model(name, write_spec):
     message = str(err.value)
     assert name in message and "causal: true" in message and "softmax" in message
     assert f"{path.name}:" in message                                  # located: file and line
+
+
+@pytest.mark.parametrize("C", [1, 5, 8, 32])
+def test_exported_chunk_inverse_equals_the_exact_inverse(C):
+    """The delta rule's (I + L)^-1 as exported (by halves, plain ops) is the inverse, at any chunk size
+    (5: padded to a power of two), with L as the chunk form builds it (beta k k^T, unit keys)."""
+    from nasgraph.attention._recurrent import blocked_unit_lower_inverse
+
+    torch.manual_seed(0)
+    k = torch.nn.functional.normalize(torch.randn(3, 2, C, 16, dtype=torch.float64), dim=-1)  # (B, H, C, dk)
+    beta = torch.rand(3, 2, C, 1, dtype=torch.float64)                  # (B, H, C, 1)
+    L = ((k * beta) @ k.transpose(-2, -1)).tril(-1)                    # (B, H, C, C)
+    exact = torch.linalg.inv(L + torch.eye(C, dtype=torch.float64))    # (B, H, C, C)
+    torch.testing.assert_close(blocked_unit_lower_inverse(L), exact, rtol=0, atol=1e-12)

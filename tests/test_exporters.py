@@ -223,6 +223,22 @@ def test_measure_records_the_calling_threads_cpu_time():
     assert busy.cpu_p50_ms > 0 and "cpu_samples_ms" not in LatencyResult(busy, {}).row()
 
 
+def test_measure_records_the_process_cpu_time_of_all_threads():
+    """The process's CPU time counts work done on other threads, which the calling thread's misses."""
+    import threading
+
+    def on_a_helper_thread():
+        helper = threading.Thread(target=lambda: sum(range(300_000)))
+        helper.start()
+        helper.join()
+
+    stats = measure(on_a_helper_thread, warmup=0, repeats=3)
+    assert stats.proc_p50_ms is not None and stats.proc_min_ms <= stats.proc_p50_ms
+    assert stats.proc_p50_ms > stats.cpu_p50_ms      # the helper's work is in the process's time only
+    combined = LatencyResult.combine([LatencyResult(stats, {}), LatencyResult(stats, {})]).stats
+    assert len(combined.proc_samples_ms) == 6 and "proc_samples_ms" not in LatencyResult(stats, {}).row()
+
+
 def test_sessions_spin_only_when_openmp_is_not_passive(tiny_onnx, monkeypatch):
     path = tiny_onnx[1]
     monkeypatch.setenv("OMP_WAIT_POLICY", "PASSIVE")

@@ -15,14 +15,15 @@ small products, no per-token work; torch.compile unrolls it), `torch.ops.higher_
 torch.export, which becomes one ONNX Scan node, so the exported graph keeps a dynamic sequence length.
 
 The delta rule's chunk form is the WY/UT representation of Yang et al. 2024 (arXiv 2406.06484):
-U~ = T (b V) - T (b k exp(G)) S with T = (I + tril(diag(b) K K^T * decay, -1))^{-1}, the inverse by
-forward substitution over the C rows (a fixed count, so it exports).
+U~ = T (b V - b k exp(G) S) with T = (I + tril(diag(b) K K^T * decay, -1))^{-1}, the inverse by
+a triangular solve (eager) or in halves, log2(C) levels of products (exported: a fixed count).
 """
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 NEG_BIG = -1e9  # exp(NEG_BIG) == 0: log-decay differences of pairs that must not interact
@@ -141,55 +142,87 @@ def unit_lower_inverse(L: Tensor) -> Tensor:
     """(I + L)^{-1} for strictly lower-triangular L: (..., C, C).
 
     Eager: one batched triangular solve (LAPACK; ~4x faster training steps than the loop). Under
-    torch.export: forward substitution (C - 1 steps of plain ops), since ONNX has no triangular solve.
+    torch.export (ONNX has no triangular solve): `blocked_unit_lower_inverse`.
     LAPACK has no bf16/fp16 solve: half precision (autocast) solves in fp32 and casts back.
     """
     C = L.shape[-1]
+    if torch.compiler.is_exporting():
+        return blocked_unit_lower_inverse(L)
     eye = torch.eye(C, dtype=L.dtype, device=L.device)
-    if not torch.compiler.is_exporting():
-        work = torch.float32 if L.dtype in (torch.bfloat16, torch.float16) else L.dtype
-        inv = torch.linalg.solve_triangular((L + eye).to(work), eye.expand_as(L).to(work), upper=False,
-                                            unitriangular=True)                       # (..., C, C)
-        return inv.to(L.dtype)
-    inv = eye.expand_as(L)                                            # (..., C, C)
-    for j in range(C - 1):                                            # row j of inv is final here
-        inv = inv - L[..., :, j:j + 1] * inv[..., j:j + 1, :]         # remove its share from later rows
-    return inv
+    work = torch.float32 if L.dtype in (torch.bfloat16, torch.float16) else L.dtype
+    inv = torch.linalg.solve_triangular((L + eye).to(work), eye.expand_as(L).to(work), upper=False,
+                                        unitriangular=True)                           # (..., C, C)
+    return inv.to(L.dtype)
+
+
+def blocked_unit_lower_inverse(L: Tensor) -> Tensor:
+    """(I + L)^{-1} for strictly lower-triangular L (..., C, C) in plain ops, by halves (as LAPACK's
+    trtri): inv [[I + A, 0], [B, I + D]] = [[A', 0], [-D' B A', D']] with A', D' the halves' inverses,
+    both found by one recursion on the two stacked halves.
+
+    log2(C) levels of a few batched products over (..., C, C) in all, where forward substitution
+    makes C passes over the whole (..., C, C) tensor: at T=8192 that tensor outgrows the cache and
+    those passes cost ONNX Runtime more per chunk than at T=1024. C is padded to a power of two
+    (zero rows of L: the identity there).
+    """
+    C = L.shape[-1]
+    P = 1 << (C - 1).bit_length()                                     # next power of two >= C
+    if P != C:
+        L = F.pad(L, (0, P - C, 0, P - C))                            # (..., P, P)
+    return _halves_inverse(L)[..., :C, :C]                            # (..., C, C)
+
+
+def _halves_inverse(L: Tensor) -> Tensor:
+    n = L.shape[-1]
+    if n == 1:
+        return torch.ones_like(L)                                     # (..., 1, 1)
+    h = n // 2
+    both = _halves_inverse(torch.stack([L[..., :h, :h], L[..., h:, h:]]))  # (2, ..., h, h)
+    A, D = both[0], both[1]                                           # (..., h, h)
+    low = -(D @ L[..., h:, :h] @ A)                                   # (..., h, h)
+    top = torch.cat([A, torch.zeros_like(A)], -1)                     # (..., h, n)
+    return torch.cat([top, torch.cat([low, D], -1)], -2)              # (..., n, n)
 
 
 def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int
                ) -> tuple[Tensor, Tensor]:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), beta: (B, H, T, 1), g: (B, H, T, 1) or None (no decay)
-    -> (out (B, H, T, dv), final state (B, H, dk, dv)); T % chunk == 0."""
+    -> (out (B, H, T, dv), final state (B, H, dk, dv)); T % chunk == 0.
+
+    Batched over all chunks: the pair products and T = (I + L)^-1. Per chunk, in the scan step:
+    the pseudo-values U~ = T (b V - b K S) and the chunk's output q S + (q k^T) U~, so no tensor that
+    grows with T besides the inputs and the output is made (no W = T b K, no stacked states: at
+    T=8192 those were ~100 MB of fresh pages per call, a page-fault cost growing faster than T).
+    """
     qc, kc, vc, bc = (chunks(t, chunk) for t in (q, k, v, beta))     # (B, H, n, C, .)
-    kb = kc * bc                                                      # (B, H, n, C, dk)
+    kb, vb = kc * bc, vc * bc                                         # (B, H, n, C, dk), (B, H, n, C, dv)
     if g is None:
         C = chunk
         strict = torch.ones(C, C, dtype=torch.bool, device=q.device).tril(-1)
         L = (kb @ kc.transpose(-2, -1)).masked_fill(~strict, 0.0)     # (B, H, n, C, C)
         qk = (qc @ kc.transpose(-2, -1)).masked_fill(strict.T, 0.0)   # (B, H, n, C, C) j <= i
-        kd, qd, carry = kc, qc, None
+        kd, qd, carry = kc, qc, ()
     else:
         from_start, to_end, whole, pairs = chunk_decays(chunks(g, chunk))  # see chunk_decays
         L = (kb @ kc.transpose(-2, -1)) * pairs[..., 0].tril(-1)      # (B, H, n, C, C) j < i
         qk = (qc @ kc.transpose(-2, -1)) * pairs[..., 0]              # (B, H, n, C, C) j <= i
         kb = kb * from_start                                          # decay from the chunk start
         kd, qd = kc * to_end, qc * from_start                         # (B, H, n, C, dk)
-        carry = chunks_first(whole)                                   # (n, B, H, 1, 1)
+        carry = (whole,)                                              # (B, H, n, 1, 1)
     T_inv = unit_lower_inverse(L)                                     # (B, H, n, C, C)
-    W, U = T_inv @ kb, T_inv @ (vc * bc)                              # (B, H, n, C, dk), (B, H, n, C, dv)
 
-    def step(S: Tensor, w: Tensor, u: Tensor, kd_n: Tensor, *d: Tensor) -> tuple[Tensor, Tensor]:
-        new_u = u - w @ S                                             # (B, H, C, dv) pseudo-values
-        S_next = (d[0] * S if d else S) + kd_n.transpose(-2, -1) @ new_u
-        return S_next, (S + 0, new_u)                                 # state before, pseudo-values
+    def step(S: Tensor, t_inv: Tensor, kb_n: Tensor, vb_n: Tensor, qk_n: Tensor, qd_n: Tensor,
+             kd_n: Tensor, *d: Tensor) -> tuple[Tensor, Tensor]:
+        new_u = t_inv @ (vb_n - kb_n @ S)                             # (B, H, C, dv) pseudo-values
+        out = qd_n @ S + qk_n @ new_u                                 # (B, H, C, dv)
+        S_next = (d[0] * S if d else S) + kd_n.transpose(-2, -1) @ new_u  # (B, H, dk, dv)
+        return S_next, out
 
     B, H, _, dk = q.shape
     S0 = q.new_zeros(B, H, dk, vc.shape[-1])                          # (B, H, dk, dv)
-    xs = tuple(chunks_first(t) for t in (W, U, kd)) + ((carry,) if carry is not None else ())
-    last, (before, new_u) = scan_chunks(step, S0, xs)                 # (n, B, H, dk, dv), (n, B, H, C, dv)
-    before, new_u = before.movedim(0, 2), new_u.movedim(0, 2)         # (B, H, n, ., dv)
-    return (qd @ before + qk @ new_u).flatten(2, 3), last             # (B, H, T, dv), (B, H, dk, dv)
+    xs = tuple(t.movedim(2, 0) for t in (T_inv, kb, vb, qk, qd, kd, *carry))  # (n, B, H, ., .) views
+    last, out = scan_chunks(step, S0, xs)                             # (n, B, H, C, dv)
+    return out.movedim(0, 2).flatten(2, 3), last                      # (B, H, T, dv), (B, H, dk, dv)
 
 
 # -- one token: the recurrent (decoding) form ---------------------------------------------------------

@@ -3,7 +3,8 @@
 Train the most expressive candidate once (the teacher: `teacher`, default softmax if offered, else
 the costliest type). Then, for each layer and each cheaper type, start a student from the teacher's
 weights with that one layer replaced, adapt it briefly, and measure the KL divergence of its output
-distribution to the teacher's on the search's held-out slice, and its paired drop on the task
+distribution to the teacher's on the search's held-out slice (the teacher's outputs there are
+computed once for all students: nasgraph.search.paired.ReferenceOutputs), and its paired drop on the task
 metric (nasgraph.search.paired: same examples as the teacher, so the error is that of per-example
 differences). Replacements are taken greedily, lowest KL first, at most one per layer: while the cost
 is above `objective.*.target` (a share of the costliest architecture); after that when the KL is at
@@ -12,7 +13,8 @@ teacher on the task metric: its drop is below `tie_margin` (plus the same cost s
 95%. Several replacements are adapted together and must pass the same tie test, else the best single
 one is kept. Homogeneous students (every layer replaced) are scored too, for the ranking; one that
 beats the pick by more than `margin` on the task metric (minus the cost term) replaces it. About one
-training in all.
+training in all. Its blind spot: a type that beats the teacher when trained alone is ranked below it
+(students start from the teacher's weights); benchmarks/search_fidelity.py's text_synth shows it.
 """
 from __future__ import annotations
 

@@ -1,0 +1,112 @@
+"""attention_scaling's child process: one attention type exported once, then timed at every length.
+
+Runs in a spawned process (benchmarks/attention_scaling.py isolates each type: a crash or a
+timeout costs that type only).
+"""
+from __future__ import annotations
+
+import multiprocessing as mp
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
+
+from exporters.latency import LatencyResult, ort_latency, peak_rss_mb, torch_latency  # noqa: E402
+from exporters.onnx_export import export_onnx  # noqa: E402
+from exporters.runtime import GRAPH_OPT_LEVELS, make_session, op_counts  # noqa: E402
+
+BASELINE = "nn.MultiheadAttention"
+D_MODEL, N_HEADS = 256, 4
+
+
+def statistic(opts: dict) -> str:
+    """The per-call figure compared: wall-clock p50, or (--clock cpu) the calling thread's CPU time p50."""
+    return "cpu_p50_ms" if opts["clock"] == "cpu" else "p50_ms"
+
+
+def build_module(name: str, max_len: int, causal: bool = False):
+    import torch
+    from nasgraph.attention import build, get
+
+    if name == BASELINE:
+        class MHA(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.attn = torch.nn.MultiheadAttention(D_MODEL, N_HEADS, batch_first=True)
+
+            def forward(self, x):                                    # x: (B, T, D)
+                return self.attn(x, x, x, need_weights=False)[0]     # (B, T, D)
+        return MHA().eval()
+    caps = get(name).caps
+    causal = causal or not caps.noncausal                            # causal-only types: always causal
+    return build(name, D_MODEL, N_HEADS, causal=causal, max_len=max_len if caps.bounded else None).eval()
+
+
+def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
+    """Child: export once, then send one result dict per length (or an error) to `out`."""
+    import numpy as np
+    import torch
+
+    torch.manual_seed(0)
+    torch.set_num_threads(opts["threads"])
+    model = build_module(name, max(lengths), opts["causal"])
+    work = Path(tempfile.mkdtemp(prefix="attn_scaling_"))
+    onnx_path, info = work / "model.onnx", {"type": name}
+    x0 = torch.randn(1, lengths[0], D_MODEL)
+    try:
+        export_onnx(model, (x0,), onnx_path, input_names=["x"], output_names=["y"],
+                    dynamic_axes={"x": {1: "seq"}}, axis_max={"seq": max(lengths)}, fallback=False)
+        sess = make_session(onnx_path, threads=opts["threads"], graph_opt=opts["graph_opt"],
+                            optimized_model_path=work / "optimized.onnx")
+        with torch.no_grad():
+            info["parity_max_abs_diff"] = float(np.abs(model(x0).numpy() - sess.run(None, {"x": x0.numpy()})[0]).max())
+        info["ops_exported"] = op_counts(onnx_path)
+        info["ops_optimized"] = op_counts(work / "optimized.onnx")
+    except Exception as err:  # noqa: BLE001 - recorded, eager timings still useful
+        onnx_path, info["export_error"] = None, f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+    out.put(("info", info))
+    for T in lengths:
+        x = torch.randn(1, T, D_MODEL)
+        row = {"type": name, "T": T}
+        try:
+            with torch.no_grad():
+                row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
+            row.update(_timed_rows(model, x, onnx_path, T, opts))
+        except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
+            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+            traceback.print_exc()
+        out.put(("row", row))
+        if "error" in row:
+            break
+
+
+def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
+    """Eager and ORT timed in alternating rounds, so a busy machine slows both alike.
+
+    The ORT session is fresh per T: its first run's memory growth is this T's activations, not an
+    arena grown earlier.
+    """
+    rounds = max(1, min(opts["rounds"], opts["repeats"]))
+    per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
+    sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
+    feeds = {"x": x.numpy()}
+    row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb} if sess else {}
+    eager, ort = [], []
+    for _ in range(rounds):
+        eager.append(torch_latency(model, (x,), threads=opts["threads"], **per_round))
+        if sess:
+            ort.append(ort_latency(sess, feeds, **per_round))
+    row["eager"] = LatencyResult.combine(eager).row()
+    if not sess:
+        return row
+    row["ort"] = LatencyResult.combine(ort).row()
+    x = feeds["x"]
+    if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
+        row["ort_by_level_ms"] = {
+            level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
+                               repeats=max(3, opts["repeats"] // 2),
+                               budget_s=opts["budget_s"]).row()[statistic(opts)]
+            for level in GRAPH_OPT_LEVELS}
+    return row
