@@ -25,7 +25,11 @@ On an oversubscribed machine libgomp's spinning barriers make multi-threaded eag
 (a descheduled thread stalls every parallel region); OMP_WAIT_POLICY=PASSIVE removes most of that, so
 use it there and read the header's load average before trusting a ratio. With 1 thread every point
 also has the ratio of the calling thread's CPU time (both runtimes compute on that thread): the work
-of a call without the time slices other processes took, steadier on a shared machine (+-10%).
+of a call without the time slices other processes took, steadier on a shared machine (+-10%); at
+more threads, the ratio of the process's CPU time (all threads' work). The report judges the target
+on these. The int8 section times two schemes: weights only (the export's) and weights plus the
+activation-by-activation MatMuls. The GMAC/s section is in deploy_latency_peak.py, the report in
+deploy_latency_report.py, per-op profiles in deploy_latency_profile.py.
 """
 from __future__ import annotations
 

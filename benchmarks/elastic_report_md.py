@@ -39,7 +39,8 @@ def summary(r: dict) -> str:
               f"{err(lat['loo_median_rel_error'])}", ""]
     lines += [f"- {h['subnet']}: measured {h['ms']:.3f} ms, predicted {h['predicted']:.3f} ms" for h in lat["held_out"]]
     lines += ["", "## Pick vs hand-written spec at its latency", "",
-              f"- hand-written {r['hand_spec']}: {h['latency_ms_measured']:.3f} ms measured (the budget); test {m} "
+              f"- hand-written {r['hand_spec']}: {h['latency_ms_measured']:.3f} ms measured beside the pick (the "
+              f"search's budget, measured at its start: {h['budget_ms']:.3f} ms); test {m} "
               f"{mean(h['test']):.4f} (seeds: {', '.join(f'{x:.4f}' for x in h['test'])})",
               f"- searched pick `{p['subnet']}`: {p['latency_ms_measured']:.3f} ms measured "
               f"({p['latency_ms_predicted'] or float('nan'):.3f} predicted); test {m} {mean(p['test']):.4f} "

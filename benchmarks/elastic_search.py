@@ -9,10 +9,11 @@ losses give small paired errors), at a size the shared CPU allows:
    attention), the searched pick retrained vs that spec, at `seeds` seeds, paired test difference.
 (The latency predictor's held-out error: benchmarks/elastic_latency.py.)
 
-Text: the installed torch package's .py sources (benchmarks/lm_tasks.py); every training uses the
-same steps, batch and lr; the supernet's sandwich training as many steps.
+Text: the installed torch package's .py sources (benchmarks/lm_tasks.py); every training uses the same
+batch and lr; the supernet trains `search_steps`, the ranking's standalone runs `rank_steps`, the pick
+and the hand-written spec `pick_steps` (sized to the shared CPU). Phases run in parallel with --worker.
 
-    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/elastic_search.py     # ~1 h on 2 shared cores
+    OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/elastic_search.py     # hours on 2 loaded cores
     python benchmarks/elastic_search.py --quick                                 # minutes, end to end
 Writes benchmarks/out/elastic[_quick].{json,md}; reruns reuse finished runs in the out folder.
 """
@@ -29,6 +30,7 @@ import torch
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from elastic_measure import over_seeds, predictor_check, side_by_side  # noqa: E402
 from elastic_report_md import summary  # noqa: E402
 from lm_tasks import default_text  # noqa: E402
 
@@ -42,7 +44,7 @@ from nasgraph.graph.subnet import SubNet, attention_candidates  # noqa: E402
 from nasgraph.graph.summary import summarize  # noqa: E402
 from nasgraph.model import GraphModule  # noqa: E402
 from nasgraph.search.elastic_run import derive_subnet  # noqa: E402
-from nasgraph.search.paired import example_scores, paired_over_seeds  # noqa: E402
+from nasgraph.search.paired import example_scores, paired_difference  # noqa: E402
 from nasgraph.search.ranking import rank_agreement, stratified_sample  # noqa: E402
 from nasgraph.spec import dump_spec, load_spec  # noqa: E402
 from nasgraph.training.data import BatchStream  # noqa: E402
@@ -197,20 +199,6 @@ def finetune(model, train_split, lr: float, steps: int, batch: int, seed: int):
     return model.eval()
 
 
-def predictor_check(run: Path, front: list[dict]) -> dict:
-    """The latency predictor on the front points it was not fit to (each exported and timed by the search)."""
-    lat = json.loads((run / "latency.json").read_text())
-    fitted = {json.dumps(x["subnet"], sort_keys=True) for x in lat["samples"]}
-    subnets = {p["point"]: q["subnet"] for p, q in zip(front, json.loads((run / "search.json").read_text())["front"])}
-    held = [{"subnet": p["label"], "ms": p["latency_ms_measured"], "predicted": p["latency_ms_predicted"]}
-            for p in front if json.dumps(subnets[p["point"]], sort_keys=True) not in fitted]
-    errors = sorted(abs(h["predicted"] - h["ms"]) / h["ms"] for h in held)
-    return {"fit_samples": len(lat["samples"]), "cv_median_rel_error": lat["cv_median_rel_error"],
-            "loo_median_rel_error": lat["model"].get("loo_median_rel_error"), "held_out": held,
-            "median_rel_error": errors[len(errors) // 2] if len(errors) % 2 else
-            (sum(errors[len(errors) // 2 - 1:len(errors) // 2 + 1]) / 2 if errors else None)}
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -259,11 +247,17 @@ def main() -> None:
                     for s in size["seeds"]]
         hand_rec = [scores_of(model(trained(hand, out / f"hand_s{s}", s, steps)), test, setup.task, B)
                     for s in size["seeds"]]
-        diff = paired_over_seeds(pick_rec, hand_rec)
+        diff = over_seeds([paired_difference(a, b) for a, b in zip(pick_rec, hand_rec)])
+        timed = out / "side_by_side.json"
+        if not timed.exists():
+            timed.write_text(json.dumps(side_by_side([GraphModule(setup.build(pick)),
+                                                      GraphModule(compile_spec(load_spec(hand)))], size["max_len"])))
+        pick_ms, hand_now = json.loads(timed.read_text())
         report["pick"] = {"subnet": pick.label(setup.cands), "test": [r["score"] for r in pick_rec],
-                          "latency_ms_measured": onnx_latency_ms(GraphModule(setup.build(pick)), seq_len=size["max_len"]),
+                          "latency_ms_measured": pick_ms,
                           "latency_ms_predicted": next((p["latency_ms"] for p in outcome["front"] if p["pick"]), None)}
-        report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_ms}
+        report["hand"] = {"test": [r["score"] for r in hand_rec], "latency_ms_measured": hand_now,
+                          "budget_ms": hand_ms}
         report["pick_minus_hand"] = {"mean": diff[0], "se": diff[1], "seeds": diff[2]} if diff else None
         report["front"] = json.loads((run / "recommendation.json").read_text())["front"]
         report["latency"] = predictor_check(run, report["front"])

@@ -158,8 +158,9 @@ def check_prompt_lengths(model: nn.Module, decoder: OrtDecoder, tokens: torch.Te
                          traced: int, report: DecodeParity) -> None:
     """ORT prefill of the first T of `tokens` (1, >= max(lengths)) for each T in `lengths`, against the
     eager full forward of a graph traced at `traced` tokens (the difference relative to the largest
-    |logit| when above 1: fp32 rounding over thousands of positions grows with the logits' scale): a size that the trace fixed (torch.export specialises sizes it sees as 0 or 1,
-    and Python branches on a length follow the traced one) fails here, not in a user's generation."""
+    |logit| when above 1: fp32 rounding over thousands of positions grows with the logits' scale).
+    A size that the trace fixed (torch.export specialises sizes it sees as 0 or 1, and Python
+    branches on a length follow the traced one) fails here, not in a user's generation."""
     worst = 0.0
     for T in lengths:
         ids = tokens[:, :T]                                                # (1, T)
@@ -219,8 +220,8 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
 
 def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, longest: int | None = None) -> torch.Tensor:
     """`batch` rows to trace with (not 1: torch.export would fix the batch axis), as long as max_len
-    allows up to `longest` (default TRACE_LEN; the example's tokens repeated): torch.export specialises a size seen as 1,
-    so a trace on a prompt shorter than one chunk of a recurrence (or one block of a windowed type)
+    allows up to `longest` (default TRACE_LEN; the example's tokens repeated): torch.export
+    specialises a size seen as 1, so a trace on a prompt shorter than one chunk of a recurrence (or one block of a windowed type)
     would fix the graph to one chunk and fail on longer prompts."""
     rows = example[:batch] if example.shape[0] >= batch else example.repeat(batch, 1)[:batch]   # (2, T)
     T = max(min(max_len, TRACE_LEN if longest is None else longest), 3)

@@ -16,7 +16,7 @@ only, ~60%), which bounds any int8 scheme of them above 0.8x.
 Activation-by-activation MatMuls too (`activations=True`: DynamicQuantizeLinear on both inputs,
 MatMulInteger; measured 2026-11-30, ListOps models d_model 64 trained 1200 steps, 2000 test
 examples): accuracy holds (softmax 0.4600 -> 0.4605, linear 0.4365 -> 0.4390, local 0.4035 ->
-0.4030), but it is no faster at T=512 (CPU time int8/fp32 0.81-1.05 against 0.80-0.97 for weights
+0.4030), but it is no faster at T=512 (CPU time int8/fp32 0.81-1.24 against 0.80-1.04 for weights
 only; the attention products are small, 4 heads x 16, and each adds two quantization passes), so
 the export keeps weights only. The unpadded graph's softmax runs inside MultiHeadAttention, which
 no scheme quantizes.

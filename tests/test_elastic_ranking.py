@@ -51,3 +51,10 @@ def test_rank_agreement_counts_resolved_pairs_and_agreement():
     assert flipped["kendall_tau"] < -0.6 and flipped["resolved_agree"] == 0 and flipped["tau_resolved"] == -1.0
     unresolved = next(p for p in same["pairs"] if (p["i"], p["j"]) == (2, 3))
     assert not unresolved["resolved"] and unresolved["truth_se"] > 0
+
+
+def test_rank_agreement_refuses_records_of_different_examples():
+    truth = records([0.0, 1.0], noise=0.3)
+    other = [dict(r, key="other") for r in truth]
+    with pytest.raises(ValueError, match="did not score the same examples"):
+        rank_agreement(truth, [truth[0], other[1]], boot=10)

@@ -85,8 +85,11 @@ def rank_agreement(estimates: list[dict], truth: list[dict], *, z: float = 2.0, 
         taus.append(kendall_tau(score(est_v, est_c, idx).tolist(), score(tru_v, tru_c, idx).tolist()))
     pairs = []
     for i, j in combinations(range(len(truth)), 2):
-        d, se = paired_difference(truth[i], truth[j])
-        e, e_se = paired_difference(estimates[i], estimates[j])
+        found = paired_difference(truth[i], truth[j]), paired_difference(estimates[i], estimates[j])
+        if None in found:
+            raise ValueError(f"records {i} and {j} did not score the same examples (keys "
+                             f"{truth[i].get('key')}, {truth[j].get('key')}): rank agreement needs one slice")
+        (d, se), (e, e_se) = found
         pairs.append({"i": i, "j": j, "truth_diff": d, "truth_se": se, "estimate_diff": e, "estimate_se": e_se,
                       "resolved": abs(d) > z * se, "agree": (d > 0) == (e > 0)})
     resolved = [p for p in pairs if p["resolved"]]
