@@ -154,3 +154,14 @@ def test_identical_answers_are_a_tie_not_an_error():
     same = answers(0.7)
     rec = recommend(evidence((2, 2), [arch(0, 0, same, "homogeneous", "trial"), arch(2, 2, same, "homogeneous")]))
     assert rec.margin == 0 and rec.margin_se == 0 and rec.confidence == "moderate"    # the cheaper of a tie
+
+
+def test_a_per_layer_tie_is_named_beside_the_whole_architecture_margin():
+    from nasgraph.search.recommend import layer_ties
+
+    points = [{"node": "L0", "contrasts": [{"type": "local", "verdict": "tied"}, {"type": "linear", "verdict": "worse"}]},
+              {"node": "L1", "contrasts": [{"type": "softmax", "verdict": "worse"}]}, {"node": "L2", "contrasts": None}]
+    assert layer_ties(points) == "; per layer, L0: local ties within noise"
+    points[1]["contrasts"][0]["verdict"] = "tied"
+    assert layer_ties(points) == "; per layer, L0: local, L1: softmax tie within noise"
+    assert layer_ties(points[2:]) == ""

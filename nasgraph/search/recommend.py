@@ -211,6 +211,16 @@ def _gap(c: Contrast, metric: str) -> str:
     return f"{'+' if c.margin <= 0 else '-'}{metric_delta(metric, abs(c.margin))}{se}"
 
 
+def layer_ties(points: list[dict]) -> str:
+    """"; per layer, L0: local ties within noise": a replacement at one choice point that ties (measured
+    between two architectures differing only there) although no whole architecture scored ties the pick."""
+    tied = [f"{p['node']}: {c['type']}" for p in points for c in (p.get("contrasts") or []) if c["verdict"] == "tied"]
+    if not tied:
+        return ""
+    more = f" and {len(tied) - 2} more" if len(tied) > 2 else ""
+    return f"; per layer, {', '.join(tied[:2])}{more} {'tie' if len(tied) > 1 else 'ties'} within noise"
+
+
 def confidence(ev: Evidence, pick: Architecture, contrasts: list[Contrast], agreeing: int,
                points: list[dict]) -> tuple[str, str]:
     """(level, a short reason); the rule is docs/recommendation.md."""
@@ -243,9 +253,10 @@ def confidence(ev: Evidence, pick: Architecture, contrasts: list[Contrast], agre
             return "moderate", f"tied within noise with {names}, and the cheapest of the tie{also}"
         z = min(c.z for c in known)
         if n > 1 and agreeing == n and len(pick.scores) > 1:
-            return "strong", f"{agreeing}/{n} seeds, every other architecture at least {z:.1f} standard errors below"
+            return "strong", f"{agreeing}/{n} seeds, every other architecture at least {z:.1f} standard errors " \
+                             f"below{layer_ties(points)}"
         return "moderate", f"every other architecture at least {z:.1f} standard errors below" + \
-            ("" if n > 1 else ", one seed")
+            ("" if n > 1 else ", one seed") + layer_ties(points)
     if runner is not None and runner.z is not None and runner.z >= 1:
         return "weak", f"supernet estimate {runner.z:.1f} standard errors ahead; no standalone score"
     decided = [p for p in points if p["decided"]]
