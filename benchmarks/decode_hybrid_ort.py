@@ -31,25 +31,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
-from benchmarks.decode_latency import D_MODEL, LAYERS, MODEL, N_HEADS  # noqa: E402
+from benchmarks.decode_latency import (D_MODEL, LAYERS, N_HEADS, build_model, interleaved_clocks,  # noqa: E402
+                                       paired_ratio)
 from exporters.decode_export import export_decode  # noqa: E402
 from exporters.decode_runtime import OrtDecoder  # noqa: E402
 from nasgraph import decoding  # noqa: E402
-from nasgraph.graph import compile_spec  # noqa: E402
 from nasgraph.model import GraphModule  # noqa: E402
 from nasgraph.plotting import finish_plot, plain_ticks, pyplot  # noqa: E402
-from nasgraph.spec import load_spec  # noqa: E402
 from nasgraph.textfmt import table  # noqa: E402
 
 VOCAB = 258
-
-
-def build(layers: list[str], max_len: int, folder: Path) -> GraphModule:
-    spec = folder / f"{'-'.join(layers)}.yaml"
-    spec.write_text(MODEL.format(name="m", max_len=max_len, d=D_MODEL, h=N_HEADS,
-                                 layers=", ".join(f"{{attention: {a}}}" for a in layers)))
-    torch.manual_seed(0)
-    return GraphModule(compile_spec(load_spec(spec), force=True)).eval()
 
 
 class Backends:
@@ -75,24 +66,6 @@ class Backends:
 
     def state_bytes(self, backend: str, state) -> int:
         return self.decoder.state_bytes(state) if backend == "ORT" else decoding.state_bytes(state)
-
-
-def interleaved(calls: dict, repeats: int, warmup: int) -> dict[object, dict[str, list[float]]]:
-    """{key: {"wall": ms per round, "cpu": ms per round}}, every call once per round, in turns."""
-    times = {key: {"wall": [], "cpu": []} for key in calls}
-    for r in range(warmup + repeats):
-        for key, call in calls.items():
-            w, c = time.perf_counter(), time.process_time()
-            call()
-            if r >= warmup:
-                times[key]["wall"].append((time.perf_counter() - w) * 1e3)
-                times[key]["cpu"].append((time.process_time() - c) * 1e3)
-    return times
-
-
-def paired(slow: list[float], fast: list[float]) -> float:
-    """Median over rounds of slow / fast timed in the same round."""
-    return statistics.median(a / b for a, b in zip(slow, fast) if b > 0)
 
 
 def profile_steps(decoder: OrtDecoder, state: dict, token: np.ndarray, pos: int, n: int, threads: int,
@@ -145,7 +118,7 @@ def main() -> None:
         folder, subjects = args.keep or Path(tmp), {}
         folder.mkdir(parents=True, exist_ok=True)
         for label, layers in models.items():
-            model = build(layers, max_len, folder)
+            model = build_model(layers, max_len, folder)
             start = time.perf_counter()
             _, parity = export_decode(model, folder / f"{layers[-1]}.onnx", [torch.randint(2, VOCAB, (2, 12))],
                                       max_len=max_len, overwrite=True)
@@ -155,10 +128,10 @@ def main() -> None:
         states = {(m, b, C): s.prefill(b, s.ids(C)) for m, s in subjects.items() for b in backends for C in contexts}
         for (m, b, C), st in states.items():
             result["models"][m].setdefault("state_bytes", {}).setdefault(b, {})[C] = subjects[m].state_bytes(b, st)
-        steps = interleaved({k: (lambda k=k: subjects[k[0]].step(k[1], states[k], k[2])) for k in states},
+        steps = interleaved_clocks({k: (lambda k=k: subjects[k[0]].step(k[1], states[k], k[2])) for k in states},
                             args.repeats, args.warmup)
         prompt_ids = {T: subjects["all-softmax"].ids(T) for T in prompts}
-        prefills = interleaved({(m, b, T): (lambda m=m, b=b, T=T: subjects[m].prefill(b, prompt_ids[T]))
+        prefills = interleaved_clocks({(m, b, T): (lambda m=m, b=b, T=T: subjects[m].prefill(b, prompt_ids[T]))
                                 for m in subjects for b in backends for T in prompts},
                                args.prefill_repeats, 1)
         if args.profile:
@@ -171,7 +144,7 @@ def main() -> None:
                                               for C in contexts} for b in backends}
         result["models"][m]["prefill_ms"] = {b: {T: {k: statistics.median(prefills[m, b, T][k])
                                                      for k in ("wall", "cpu")} for T in prompts} for b in backends}
-    result["speedup"] = {b: {C: {k: paired(steps[soft, b, C][k], steps[hybrid, b, C][k]) for k in ("wall", "cpu")}
+    result["speedup"] = {b: {C: {k: paired_ratio(steps[soft, b, C][k], steps[hybrid, b, C][k]) for k in ("wall", "cpu")}
                              for C in contexts} for b in backends}
     result["memory_ratio"] = {b: result["models"][hybrid]["state_bytes"][b][hi] / result["models"][soft]["state_bytes"][b][hi]
                               for b in backends}

@@ -59,16 +59,23 @@ def fixed_state_types() -> list[str]:
     return out
 
 
-def interleaved(calls: dict, repeats: int, warmup: int) -> dict[object, list[float]]:
-    """ms of each zero-argument call per round, timed in turns (one call of each per round)."""
-    times = {key: [] for key in calls}
+def interleaved_clocks(calls: dict, repeats: int, warmup: int) -> dict[object, dict[str, list[float]]]:
+    """{key: {"wall": ms per round, "cpu": ms per round (time.process_time)}} of each zero-argument
+    call, timed in turns (one call of each per round)."""
+    times = {key: {"wall": [], "cpu": []} for key in calls}
     for r in range(warmup + repeats):
         for key, call in calls.items():
-            start = time.perf_counter()
+            w, c = time.perf_counter(), time.process_time()
             call()
             if r >= warmup:
-                times[key].append((time.perf_counter() - start) * 1e3)
+                times[key]["wall"].append((time.perf_counter() - w) * 1e3)
+                times[key]["cpu"].append((time.process_time() - c) * 1e3)
     return times
+
+
+def interleaved(calls: dict, repeats: int, warmup: int) -> dict[object, list[float]]:
+    """Wall ms of each zero-argument call per round, timed in turns (one call of each per round)."""
+    return {key: t["wall"] for key, t in interleaved_clocks(calls, repeats, warmup).items()}
 
 
 def p50(times: list[float]) -> float:
@@ -77,7 +84,7 @@ def p50(times: list[float]) -> float:
 
 def paired_ratio(slow: list[float], fast: list[float]) -> float:
     """Median over rounds of slow / fast timed in the same round (load common to a round cancels)."""
-    return statistics.median(a / b for a, b in zip(slow, fast))
+    return statistics.median(a / b for a, b in zip(slow, fast) if b > 0)
 
 
 def layer_steps(name: str, contexts: list[int]) -> tuple[dict[int, callable], int]:
@@ -94,16 +101,20 @@ def layer_steps(name: str, contexts: list[int]) -> tuple[dict[int, callable], in
     return steps, size
 
 
+def build_model(layers: list[str], max_len: int, folder: Path) -> GraphModule:
+    """The benchmark's causal LM with these attention types per layer (seeded random weights)."""
+    spec = folder / f"nasgraph-decode-bench-{'-'.join(layers)}.yaml"
+    spec.write_text(MODEL.format(name="m", max_len=max_len, d=D_MODEL, h=N_HEADS,
+                                 layers=", ".join(f"{{attention: {a}}}" for a in layers)))
+    torch.manual_seed(0)
+    return GraphModule(compile_spec(load_spec(spec), force=True)).eval()
+
+
 def model_steps(layers: list[str], contexts: list[int], ort_dir: str | None = None, threads: int = 1
                 ) -> tuple[dict[tuple[str, int], callable], dict[int, int]]:
     """Per (backend, context): one decoding step of the 4-layer LM from its state after `context`
     tokens; ONNX Runtime too when `ort_dir` is given (exported there by exporters.decode_export)."""
-    text = MODEL.format(name="m", max_len=max(contexts) + 1, d=D_MODEL, h=N_HEADS,
-                        layers=", ".join(f"{{attention: {a}}}" for a in layers))
-    path = Path("/tmp") / f"nasgraph-decode-bench-{'-'.join(layers)}.yaml"
-    path.write_text(text)
-    torch.manual_seed(0)
-    model = GraphModule(compile_spec(load_spec(path), force=True)).eval()
+    model = build_model(layers, max(contexts) + 1, Path(tempfile.gettempdir()))
     token = torch.randint(2, 258, (1, 1))
     steps, sizes = {}, {}
     for C in contexts:
