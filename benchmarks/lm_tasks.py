@@ -162,7 +162,7 @@ def render(part: str, rows: list[dict], args) -> str:
         what = (f"LM: {args.text or 'torch sources'} ({args.text_bytes} bytes max, 90/5/5), T={args.lm_len}, "
                 f"{args.steps} steps x batch {args.batch_size}")
     model = (f"d_model {args.d_model}, {args.heads} heads, {args.layers} layers, lr {args.lr}, "
-             f"threads {args.threads}")
+             f"threads {args.threads}" + (f"; --set {' '.join(args.set)}" if getattr(args, "set", None) else ""))
     return f"{what}; {model}\n\n" + table(body, head, markdown=True) + "\n"
 
 

@@ -37,7 +37,8 @@ def test_set_overrides_reach_the_trained_model_and_cpu_seconds_are_kept(lm_tasks
     assert learned["rows"][0]["params"] - bare["rows"][0]["params"] == 24 * 8   # the (T, d) position table
     assert bare["args"]["set"] == ["model.position=none", "task.query_gaps=power_law"]
     assert all(r["cpu_s"] >= 0 for r in learned["rows"] + bare["rows"])
-    assert "(CPU s)" in (lm_tasks.OUT / "lm_tasks_mqar_b.md").read_text()
+    table = (lm_tasks.OUT / "lm_tasks_mqar_b.md").read_text()
+    assert "(CPU s)" in table and "--set model.position=none task.query_gaps=power_law" in table
     with pytest.raises(SystemExit, match="set"):
         lm_tasks.joined("mqar", [lm_tasks.OUT / "lm_tasks_mqar_a.json", lm_tasks.OUT / "lm_tasks_mqar_b.json"], "_j")
 
