@@ -36,7 +36,7 @@ from nasgraph.search.run import run_search
 from nasgraph.spec import load_spec
 from nasgraph.training.run import run_train
 
-OUT = Path(__file__).parent / "out" / "fidelity"
+OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 TIE = 0.01   # one point of accuracy
 # a strategy whose method changed since its cached searches: the revision enters their cache key
 REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
@@ -50,7 +50,10 @@ def label(c) -> str:
 
 
 def key_of(data) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    """The cache key of a spec: its paths under OUT (text data) count relative to OUT, so a copied cache
+    folder (--out) still matches."""
+    text = json.dumps(data, sort_keys=True).replace(json.dumps(str(OUT))[1:-1], "<out>")
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def load(spec: dict, path: Path):
@@ -210,6 +213,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: the whole suite in minutes")
     ap.add_argument("--tasks", nargs="+", choices=list(FULL))
@@ -221,7 +225,9 @@ def main() -> None:
     ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
                     help="standalone / search: fill that cache only (two processes can share the work)")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"cache and run folder (default {OUT})")
     args = ap.parse_args()
+    OUT = args.out.resolve()
     regimes = QUICK if args.quick else FULL
     if args.phase == "standalone":
         args.strategies = []
