@@ -21,11 +21,11 @@ import hashlib
 import json
 import statistics
 import time
-from itertools import combinations
 from pathlib import Path
 
 import yaml
 
+from fidelity_brute import TIE, brute_force_rows, kendall_tau, on_pareto_front
 from fidelity_report import markdown
 from fidelity_tasks import CANDIDATES, FULL, QUICK, spec_template
 from nasgraph.graph import compile_spec
@@ -37,7 +37,6 @@ from nasgraph.spec import load_spec
 from nasgraph.training.run import run_train
 
 OUT = Path(__file__).resolve().parent / "out" / "fidelity"
-TIE = 0.01   # one point of accuracy
 # a strategy whose method changed since its cached searches: the revision enters their cache key
 REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
@@ -102,13 +101,6 @@ def run_strategy(spec: dict, seed: int, progress: bool, revision: int | None = N
     return cached("search", key, compute)
 
 
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    pairs = list(combinations(range(len(a)), 2))
-    s = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
-            for i, j in pairs)
-    return s / max(1, len(pairs))
-
-
 def search_ranking(evidence: dict, labels: list[str]) -> list[float] | None:
     """Mean score of each homogeneous candidate in the search's evidence (None if it did not rank them)."""
     by_label = {}
@@ -137,7 +129,7 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
     flops = {l: alone[l][0]["flops"] for l in labels}
     ranking = sorted(labels, key=lambda l: -mean[l])
     one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
-    rows = []
+    rows = brute_force_rows(name, alone, args.seeds, cost_weights(regime), one_training)
     for variant, weight, seed in search_plan(regime, args):
         r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
@@ -159,11 +151,14 @@ def train_mix(base: dict, types: list[str], args) -> list[dict]:
     return runs
 
 
+def cost_weights(regime: dict) -> list[float | None]:
+    """The cost weights a regime is searched with (None: no cost term)."""
+    return ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
+
+
 def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
     """(strategy variant, cost weight or None, seed) for every search of a regime."""
-    weights = [] if regime.get("cost_only") else [None]
-    weights += [regime["cost_weight"]] if regime.get("cost_weight") else []
-    return [(v, w, s) for v in args.strategies for w in weights for s in args.seeds]
+    return [(v, w, s) for v in args.strategies for w in cost_weights(regime) for s in args.seeds]
 
 
 def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> dict:
@@ -202,8 +197,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
     rank = 1 + sum(mean[l] > pick_acc + 1e-9 for l in ranking)
     searched = search_ranking(r["evidence"], ranking)
     tau = round(kendall_tau(searched, [mean[l] for l in ranking]), 3) if searched else None
-    pareto = not any(mean[l] > pick_acc + TIE and flops[l] <= pick_flops for l in ranking) and \
-        not any(mean[l] >= pick_acc - TIE and flops[l] < pick_flops * 0.99 for l in ranking)
+    pareto = on_pareto_front(pick_acc, pick_flops, mean, flops)
     return {"task": name, "strategy": variant, "seed": seed, "cost_weight": weight,
             "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
