@@ -118,18 +118,21 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
         for variant, weight, seed in search_plan(regime, args):
             run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         return {}
-    alone = {}
+    alone, specs = {}, {label(c): {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
+                        for c in CANDIDATES}
     for c in CANDIDATES:
-        spec = {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
-        alone[label(c)] = [train_standalone(spec, s, args.progress) for s in args.seeds]
+        alone[label(c)] = [train_standalone(specs[label(c)], s, args.progress) for s in args.seeds]
         print(f"[{name}] standalone {label(c)}: test " + ", ".join(f"{r['test']:.4f}" for r in alone[label(c)]),
               flush=True)
     mixes = {"+".join(m): train_mix(base, m, args) for m in args.mixes}
     mean = {l: statistics.mean(r["test"] for r in alone[l]) for l in labels}
     flops = {l: alone[l][0]["flops"] for l in labels}
     ranking = sorted(labels, key=lambda l: -mean[l])
-    one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
-    rows = brute_force_rows(name, alone, args.seeds, cost_weights(regime), one_training)
+    brute_unit = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
+    rows = brute_force_rows(name, alone, args.seeds, cost_weights(regime), brute_unit)
+    # the unit of a search's cost: standalone trainings measured beside it (CPU time grows with the load)
+    one_training = statistics.mean(train_standalone(specs[l], s, args.progress)["cpu_seconds"]
+                                   for l in labels for s in args.cost_seeds) if args.cost_seeds else brute_unit
     for variant, weight, seed in search_plan(regime, args):
         r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
@@ -218,6 +221,9 @@ def main() -> None:
                     help="per-layer mixes also trained standalone, e.g. softmax+local (the heterogeneous check)")
     ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
                     help="standalone / search: fill that cache only (two processes can share the work)")
+    ap.add_argument("--cost-seeds", type=int, nargs="+",
+                    help="the seeds of the standalone trainings whose mean CPU time is the unit of a search's "
+                         "cost (default: --seeds); trainings run beside the searches, under the same load")
     ap.add_argument("--progress", action="store_true")
     ap.add_argument("--out", type=Path, default=OUT, help=f"cache and run folder (default {OUT})")
     args = ap.parse_args()
