@@ -229,6 +229,8 @@ def main() -> None:
     args = ap.parse_args()
     OUT = args.out.resolve()
     regimes = QUICK if args.quick else FULL
+    if missing := [t for t in args.tasks or [] if t not in regimes]:
+        ap.error(f"--quick has no regime {', '.join(missing)}; valid: {', '.join(regimes)}")
     if args.phase == "standalone":
         args.strategies = []
     results = {}
