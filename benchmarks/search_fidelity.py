@@ -21,11 +21,11 @@ import hashlib
 import json
 import statistics
 import time
-from itertools import combinations
 from pathlib import Path
 
 import yaml
 
+from fidelity_brute import TIE, brute_force_rows, kendall_tau, on_pareto_front
 from fidelity_report import markdown
 from fidelity_tasks import CANDIDATES, FULL, QUICK, spec_template
 from nasgraph.graph import compile_spec
@@ -36,8 +36,7 @@ from nasgraph.search.run import run_search
 from nasgraph.spec import load_spec
 from nasgraph.training.run import run_train
 
-OUT = Path(__file__).parent / "out" / "fidelity"
-TIE = 0.01   # one point of accuracy
+OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 # a strategy whose method changed since its cached searches: the revision enters their cache key
 REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
@@ -50,7 +49,10 @@ def label(c) -> str:
 
 
 def key_of(data) -> str:
-    return hashlib.sha1(json.dumps(data, sort_keys=True).encode()).hexdigest()[:12]
+    """The cache key of a spec: its paths under OUT (text data) count relative to OUT, so a copied cache
+    folder (--out) still matches."""
+    text = json.dumps(data, sort_keys=True).replace(json.dumps(str(OUT))[1:-1], "<out>")
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def load(spec: dict, path: Path):
@@ -99,13 +101,6 @@ def run_strategy(spec: dict, seed: int, progress: bool, revision: int | None = N
     return cached("search", key, compute)
 
 
-def kendall_tau(a: list[float], b: list[float]) -> float:
-    pairs = list(combinations(range(len(a)), 2))
-    s = sum((1 if (a[i] - a[j]) * (b[i] - b[j]) > 0 else -1 if (a[i] - a[j]) * (b[i] - b[j]) < 0 else 0)
-            for i, j in pairs)
-    return s / max(1, len(pairs))
-
-
 def search_ranking(evidence: dict, labels: list[str]) -> list[float] | None:
     """Mean score of each homogeneous candidate in the search's evidence (None if it did not rank them)."""
     by_label = {}
@@ -123,18 +118,21 @@ def evaluate_task(name: str, regime: dict, args) -> dict:
         for variant, weight, seed in search_plan(regime, args):
             run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         return {}
-    alone = {}
+    alone, specs = {}, {label(c): {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
+                        for c in CANDIDATES}
     for c in CANDIDATES:
-        spec = {**base, "model": {**base["model"], "attention": {"candidates": [c]}}}
-        alone[label(c)] = [train_standalone(spec, s, args.progress) for s in args.seeds]
+        alone[label(c)] = [train_standalone(specs[label(c)], s, args.progress) for s in args.seeds]
         print(f"[{name}] standalone {label(c)}: test " + ", ".join(f"{r['test']:.4f}" for r in alone[label(c)]),
               flush=True)
     mixes = {"+".join(m): train_mix(base, m, args) for m in args.mixes}
     mean = {l: statistics.mean(r["test"] for r in alone[l]) for l in labels}
     flops = {l: alone[l][0]["flops"] for l in labels}
     ranking = sorted(labels, key=lambda l: -mean[l])
-    one_training = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
-    rows = []
+    brute_unit = statistics.mean(r["cpu_seconds"] for runs in alone.values() for r in runs)
+    rows = brute_force_rows(name, alone, args.seeds, cost_weights(regime), brute_unit)
+    # the unit of a search's cost: standalone trainings measured beside it (CPU time grows with the load)
+    one_training = statistics.mean(train_standalone(specs[l], s, args.progress)["cpu_seconds"]
+                                   for l in labels for s in args.cost_seeds) if args.cost_seeds else brute_unit
     for variant, weight, seed in search_plan(regime, args):
         r = run_strategy(search_spec(base, variant, weight, seed), seed, args.progress, REVISION.get(variant))
         rows.append(score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args))
@@ -156,11 +154,14 @@ def train_mix(base: dict, types: list[str], args) -> list[dict]:
     return runs
 
 
+def cost_weights(regime: dict) -> list[float | None]:
+    """The cost weights a regime is searched with (None: no cost term)."""
+    return ([] if regime.get("cost_only") else [None]) + ([regime["cost_weight"]] if regime.get("cost_weight") else [])
+
+
 def search_plan(regime: dict, args) -> list[tuple[str, float | None, int]]:
     """(strategy variant, cost weight or None, seed) for every search of a regime."""
-    weights = [] if regime.get("cost_only") else [None]
-    weights += [regime["cost_weight"]] if regime.get("cost_weight") else []
-    return [(v, w, s) for v in args.strategies for w in weights for s in args.seeds]
+    return [(v, w, s) for v in args.strategies for w in cost_weights(regime) for s in args.seeds]
 
 
 def search_spec(base: dict, variant: str, weight: float | None, seed: int) -> dict:
@@ -199,8 +200,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
     rank = 1 + sum(mean[l] > pick_acc + 1e-9 for l in ranking)
     searched = search_ranking(r["evidence"], ranking)
     tau = round(kendall_tau(searched, [mean[l] for l in ranking]), 3) if searched else None
-    pareto = not any(mean[l] > pick_acc + TIE and flops[l] <= pick_flops for l in ranking) and \
-        not any(mean[l] >= pick_acc - TIE and flops[l] < pick_flops * 0.99 for l in ranking)
+    pareto = on_pareto_front(pick_acc, pick_flops, mean, flops)
     return {"task": name, "strategy": variant, "seed": seed, "cost_weight": weight,
             "pick": "+".join(picks), "rank": rank, "delta": pick_acc - mean[ranking[0]],
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
@@ -210,6 +210,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
 
 
 def main() -> None:
+    global OUT
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: the whole suite in minutes")
     ap.add_argument("--tasks", nargs="+", choices=list(FULL))
@@ -220,9 +221,16 @@ def main() -> None:
                     help="per-layer mixes also trained standalone, e.g. softmax+local (the heterogeneous check)")
     ap.add_argument("--phase", choices=["all", "standalone", "search"], default="all",
                     help="standalone / search: fill that cache only (two processes can share the work)")
+    ap.add_argument("--cost-seeds", type=int, nargs="+",
+                    help="the seeds of the standalone trainings whose mean CPU time is the unit of a search's "
+                         "cost (default: --seeds); trainings run beside the searches, under the same load")
     ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--out", type=Path, default=OUT, help=f"cache and run folder (default {OUT})")
     args = ap.parse_args()
+    OUT = args.out.resolve()
     regimes = QUICK if args.quick else FULL
+    if missing := [t for t in args.tasks or [] if t not in regimes]:
+        ap.error(f"--quick has no regime {', '.join(missing)}; valid: {', '.join(regimes)}")
     if args.phase == "standalone":
         args.strategies = []
     results = {}

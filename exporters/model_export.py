@@ -17,8 +17,9 @@ Both graphs enforce max_len themselves (exporters.guards): a longer input fails 
 with "sequence length exceeds the model's max_len", where it used to fail with a broadcast error
 (learned positions) or run silently (no position table, unbounded attention types).
 
-`quantize="int8"`: dynamic int8 quantization of the linear layers (exporters.quantize), kept only when
-the test-split accuracy drops by at most `max_drop` points; the figures go into the metadata.
+`quantize="int8"` (or another scheme of exporters.quantize_schemes): int8 quantization of the linear
+layers (exporters.quantize), kept only when the test-split accuracy drops by at most `max_drop`
+points; the figures go into the metadata. int8-static calibrates on the task's train split.
 
 Example:
     >>> result = export_run("runs/train", "model.onnx")
@@ -86,6 +87,7 @@ class TaskInfo:
     output: str = "class"                    # "token": per-position logits (B, T, V) of a causal LM
     eval_split: Split = field(repr=False, default_factory=lambda: Split([], []))  # int8 accuracy
     eval_split_name: str = "test"
+    calibration_split: Split = field(repr=False, default_factory=lambda: Split([], []))  # int8-static: train
 
 
 @dataclass
@@ -117,7 +119,8 @@ def load_task_info(doc, recorded: dict | None = None) -> TaskInfo:
         raise NasgraphError(f"task '{config.kind}' has no examples to check the export on")
     held_out = next(s for s in ("test", "val", "train") if len(data.splits.get(s, ())) > 0)
     return TaskInfo(list(data.vocab), list(data.class_names), dict(data.tokenizer), int(config.max_len),
-                    data.splits[name], name, tasks.get(config.kind).output, data.splits[held_out], held_out)
+                    data.splits[name], name, tasks.get(config.kind).output, data.splits[held_out], held_out,
+                    data.splits.get("train", Split([], [])))
 
 
 def _pad(rows: list[list[int]], T: int) -> torch.Tensor:
@@ -245,7 +248,7 @@ def export_model(doc, model: torch.nn.Module, path: str | Path, task: TaskInfo, 
     if quantize:
         quantizer = lambda padded, unpadded: quantize_checked(  # noqa: E731
             [padded, unpadded], task.eval_split, task.eval_split_name, max_drop=max_drop, mode=quantize,
-            progress=progress)
+            calibration=task.calibration_split, progress=progress)
     metadata = model_metadata(doc, task, source)
     if checkpoint is not None:
         metadata.update({"nasgraph.checkpoint": checkpoint[0], "nasgraph.checkpoint_path": str(checkpoint[1].resolve())})

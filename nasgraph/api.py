@@ -261,8 +261,9 @@ def export(source: str | Path, output: str | Path, *, checkpoint: str | Path | N
     """A train run folder (or a spec plus `checkpoint`) to parity-checked ONNX models: the padded
     graph at `output` and the unpadded one beside it (exporters.model_export).
 
-    weights: for a run folder, "best" (validation) or "last" checkpoint. quantize="int8": dynamic
-    int8 quantization, refused when the test accuracy drops by more than `max_drop` points.
+    weights: for a run folder, "best" (validation) or "last" checkpoint. quantize: an int8 scheme of
+    exporters.quantize_schemes.SCHEMES ("int8": dynamic, the linear layers), refused when the test
+    accuracy drops by more than `max_drop` points.
     contrib_ops=False: standard ONNX ops only. decode: "auto" adds the prefill/step graphs of a
     causal language model whose layers all decode (docs/decode_format.md), "always" requires them,
     "never". Returns exporters.model_export.ExportResult (path, parity report, metadata, unpadded

@@ -20,8 +20,13 @@ def add_arguments(p) -> None:
                    help="for a run folder: the best validation checkpoint (default) or the last one")
     p.add_argument("--atol", type=float, help="parity tolerance (default: the spec's export.atol, 1e-4)")
     p.add_argument("--force", action="store_true", help="replace --output (and its .unpadded.onnx) if they exist")
-    p.add_argument("--quantize", choices=["int8"], help="dynamic int8 quantization of the linear layers, kept "
-                                                        "only if the test accuracy holds (see --max-accuracy-drop)")
+    from exporters.quantize_schemes import SCHEMES
+
+    p.add_argument("--quantize", choices=list(SCHEMES), metavar="SCHEME",
+                   help="int8 quantization, kept only if the test accuracy holds (see --max-accuracy-drop): "
+                        "int8 (dynamic, the linear layers; the fastest measured), int8-per-channel (one weight "
+                        "scale per output channel), int8-static (activation ranges calibrated on the task's "
+                        "train split), int8-attention (int8 plus attention's activation products)")
     p.add_argument("--max-accuracy-drop", type=float, default=1.0, metavar="POINTS",
                    help="refuse a --quantize export whose test accuracy drops by more (percentage points; default 1)")
     p.add_argument("--no-contrib-ops", dest="contrib_ops", action="store_false",
