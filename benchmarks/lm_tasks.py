@@ -14,10 +14,11 @@ A type may carry options (`name:key=value,key=value`); --seeds runs each at seve
 task.query_gaps=power_law for Zoology's query placement, train.warmup_steps=200). Each row keeps its
 wall and process CPU seconds (the CPU figure is the one to compare on a shared machine).
 MQAR has a long plateau: a 2-layer softmax model sits at the "some value of the context" level
-(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3, then solves it within ~200 more; the
-recurrences without their short convolution sit there longer, with it they solve it in ~250 steps
-(see the README); below ~1500 steps softmax is not yet told apart from types that never leave the
-plateau. Each row keeps its val curve; "first val >= 0.95 at step" reads it.
+(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3 and T=32, 1750 at T=64, ~3000 at
+T=128, then solves it within ~250 more; the recurrences without their short convolution sit there
+longer, with it they solve it in ~250 steps, at T=256 only without a position table
+(--set model.position=none; see the README). Each row keeps its val curve; "first val >= 0.95 at
+step" reads it.
 Prints a markdown table per part and writes benchmarks/out/lm_tasks_<part><tag>.{md,json}.
 Runs split over several processes (one --tag each) are joined into one table by
     .venv/bin/python benchmarks/lm_tasks.py --part lm --tag _all --from-json benchmarks/out/lm_tasks_lm_a.json ...
