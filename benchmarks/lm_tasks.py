@@ -14,7 +14,7 @@ A type may carry options (`name:key=value,key=value`); --seeds runs each at seve
 task.query_gaps=power_law for Zoology's query placement, train.warmup_steps=200). Each row keeps its
 wall and process CPU seconds (the CPU figure is the one to compare on a shared machine).
 MQAR has a long plateau: a 2-layer softmax model sits at the "some value of the context" level
-(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3 and T=32, 1750 at T=64, ~3000 at
+(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3 and T=32, 1750 at T=64, ~2100 at
 T=128, then solves it within ~250 more; the recurrences without their short convolution sit there
 longer, with it they solve it in ~250 steps, at T=256 only without a position table
 (--set model.position=none; see the README). Each row keeps its val curve; "first val >= 0.95 at
