@@ -9,8 +9,9 @@ from disjoint vocabularies, keys are distinct within a sequence, and each key is
 (n_queries <= n_pairs). Query places: `query_gaps: uniform` (default) spreads them over the whole
 query region, so long and short recall distances both occur; `power_law` is Zoology's placement,
 P(gap g after the pairs) proportional to (g + 1)^(power_a - 1), which at its power_a 0.01 puts most
-queries close to the pairs (at T=256 and 8 pairs: median gap 17, uniform 117). A causal model must store all pairs
-as it reads them: recurrent types with a small state fail as n_pairs grows, softmax does not.
+queries close to the pairs (at T=256 and 8 pairs: median gap 17, uniform 117). A causal model must
+store all pairs as it reads them: recurrent types with a small state fail as n_pairs grows, softmax
+does not.
 """
 from __future__ import annotations
 
