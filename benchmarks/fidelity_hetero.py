@@ -25,6 +25,7 @@ import search_fidelity as sf  # noqa: E402
 from fidelity_tasks import CANDIDATES, FULL, spec_template  # noqa: E402
 from nasgraph import tasks  # noqa: E402
 from nasgraph.search.paired import example_scores  # noqa: E402
+from nasgraph.tasks.base import Split  # noqa: E402
 from nasgraph.training.run import load_trained  # noqa: E402
 
 
@@ -38,22 +39,39 @@ def arch_spec(base: dict, types: list[str]) -> dict:
     return {**base, "model": model}
 
 
-DATA: dict[str, tuple] = {}   # (task config, its data) by the task's raw spec, loaded once
+DATA: dict[str, tuple] = {}   # (task config, its test split) by the task's raw spec and options, built once
 
 
-def per_example(spec: dict, seed: int, n_test: int | None = None) -> list[float]:
-    """Correct (1) or not (0) per test example, for the standalone run of `spec` at `seed`. `n_test`: a
-    synthetic task's test split drawn longer (train and val, drawn first, are the same; the first
-    examples of the test split are the run's own)."""
+def test_split(task: dict, n_test: int | None, fresh_seed: int | None) -> tuple:
+    """(task config, the split to score): the run's own test split, drawn longer (`n_test`: a synthetic
+    task whose splits are drawn in order, train first), or followed by examples of the same task drawn
+    at another task seed (`fresh_seed`: for tasks whose seed only draws examples, such as ListOps) that
+    are in none of the run's own splits."""
+    tag = repr((task, n_test, fresh_seed))
+    if tag not in DATA:
+        config = tasks.parse_task({**task, **({"n_test": n_test} if n_test else {})})
+        own = tasks.load_task(config).splits
+        split = own["test"]
+        if fresh_seed is not None:
+            seen = {tuple(ids) for part in own.values() for ids in part.ids}
+            other = tasks.load_task(tasks.parse_task({**task, "seed": fresh_seed, "n_train": 1, "n_val": 0,
+                                                      "n_test": task["n_test"] * 6})).splits["test"]
+            keep = [i for i, ids in enumerate(other.ids) if tuple(ids) not in seen]
+            split = Split(split.ids + [other.ids[i] for i in keep], split.labels + [other.labels[i] for i in keep])
+            print(f"fresh test examples: {len(keep)} of {len(other.ids)} drawn at task seed {fresh_seed} "
+                  f"({len(other.ids) - len(keep)} were in the run's splits)")
+        DATA[tag] = config, split
+    return DATA[tag]
+
+
+def per_example(spec: dict, seed: int, n_test: int | None = None, fresh_seed: int | None = None) -> list[float]:
+    """Correct (1) or not (0) per test example (test_split), for the standalone run of `spec` at `seed`;
+    checks that its accuracy on its own test examples (the split's first ones) is the stored result."""
     cached = sf.train_standalone(spec, seed, progress=False)
     seeded = {**spec, "train": {**spec["train"], "seed": seed}}
     doc, model = load_trained(sf.OUT / "runs" / f"train-{sf.key_of(seeded)}")
-    raw = {**spec["task"], **({"n_test": n_test} if n_test else {})}
-    if repr(raw) not in DATA:
-        config = tasks.parse_task(raw)
-        DATA[repr(raw)] = config, tasks.load_task(config)
-    config, data = DATA[repr(raw)]
-    values = example_scores(model, data.splits["test"], doc.spec.train.batch_size, tasks.get(config.kind)(config))["values"]
+    config, split = test_split(spec["task"], n_test, fresh_seed)
+    values = example_scores(model, split, doc.spec.train.batch_size, tasks.get(config.kind)(config))["values"]
     own = values[:spec["task"].get("n_test", len(values))]
     if abs(sum(own) / len(own) - cached["test"]) > 1e-9:
         raise SystemExit(f"seed {seed}: {sum(own) / len(own)} on the run's own test examples, its result says "
@@ -82,9 +100,11 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3])
     ap.add_argument("--n-test", type=int, help="a synthetic task's test split drawn to this size (its first "
                     "n_test examples are the runs' own test split; none was used in training)")
+    ap.add_argument("--fresh-seed", type=int, help="add 6x n_test examples drawn at this task seed, minus any in "
+                    "the runs' own splits (a task whose seed only draws the examples, e.g. listops)")
     args = ap.parse_args()
     base = spec_template(args.task, FULL[args.task], sf.OUT / "data")
-    mix = [per_example(arch_spec(base, args.mix.split("+")), s, args.n_test) for s in args.seeds]
+    mix = [per_example(arch_spec(base, args.mix.split("+")), s, args.n_test, args.fresh_seed) for s in args.seeds]
     print(f"## {args.task}: mix {args.mix} against homogeneous models, seeds {args.seeds}, "
           f"{len(mix[0])} test examples\n")
     print(f"mix {args.mix}: test " + ", ".join(f"{statistics.mean(x):.4f}" for x in mix)
@@ -92,7 +112,7 @@ def main() -> None:
     print("| against | its test per seed | mix - it per seed (points) | mean | SE seeds | SE examples | "
           "SE total | mean / SE total |\n|---|---|---|---|---|---|---|---|")
     for other in args.against:
-        runs = [per_example(arch_spec(base, [other]), s, args.n_test) for s in args.seeds]
+        runs = [per_example(arch_spec(base, [other]), s, args.n_test, args.fresh_seed) for s in args.seeds]
         c = compare(mix, runs)
         print(f"| {other} | {', '.join(f'{statistics.mean(x):.4f}' for x in runs)} | "
               f"{', '.join(f'{100 * d:+.1f}' for d in c['diffs'])} | {100 * c['mean']:+.2f} | "

@@ -48,3 +48,17 @@ def test_pareto_front_ties_within_a_point_and_needs_one_percent_fewer_flops():
     assert on_pareto_front(0.795, 1e6, mean, flops) and on_pareto_front(0.70, 0.5e6, mean, flops)
     assert not on_pareto_front(0.80, 4e6, mean, flops)            # b ties it at a quarter of the FLOPs
     assert on_pareto_front(0.80, 4e6, mean, {**flops, "b": 3.99e6})  # 0.25% fewer FLOPs is not cheaper
+
+
+def test_a_mix_comparison_separates_seed_noise_from_test_example_noise():
+    from fidelity_hetero import compare
+
+    # two seeds, four examples: the mix is right on one more example at both seeds
+    mix = [[1, 1, 1, 0], [1, 1, 0, 1]]
+    other = [[1, 1, 0, 0], [1, 0, 0, 1]]
+    c = compare(mix, other)
+    assert c["diffs"] == [0.25, 0.25] and c["mean"] == 0.25
+    assert c["se_seeds"] == 0                     # the same gain at both seeds
+    # seed-averaged per example: 0, .5, .5, 0 -> sample sd 0.2887, over sqrt(4 examples)
+    assert c["se_examples"] == pytest.approx(0.2887 / 2, abs=1e-4)
+    assert c["se_total"] == pytest.approx(c["se_examples"]) and c["z_total"] == pytest.approx(0.25 / 0.14434, abs=1e-3)
