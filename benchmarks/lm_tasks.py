@@ -9,12 +9,16 @@ Trains one fixed-type causal model per attention type, the same size and steps f
     .venv/bin/python benchmarks/lm_tasks.py --part mqar --steps 2500 --batch-size 64 --mqar-len 32 \
         --symbols 16 --window 8 --eval-every 250 --types softmax gated_deltanet gated_deltanet:short_conv=4
     .venv/bin/python benchmarks/lm_tasks.py --part lm --steps 400 --lm-len 128 --lr 2e-3
-A type may carry options (`name:key=value,key=value`); --seeds runs each at several train seeds.
+A type may carry options (`name:key=value,key=value`); --seeds runs each at several train seeds;
+--set applies spec overrides to every run, as `nasgraph train --set` does (model.position=none,
+task.query_gaps=power_law for Zoology's query placement, train.warmup_steps=200). Each row keeps its
+wall and process CPU seconds (the CPU figure is the one to compare on a shared machine).
 MQAR has a long plateau: a 2-layer softmax model sits at the "some value of the context" level
-(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3, then solves it within ~200 more; the
-recurrences without their short convolution sit there longer, with it they solve it in ~250 steps
-(see the README); below ~1500 steps softmax is not yet told apart from types that never leave the
-plateau. Each row keeps its val curve; "first val >= 0.95 at step" reads it.
+(~25% answer accuracy with 8 pairs) for ~1100 steps at lr 1e-3 and T=32, 1750 at T=64, ~2100 at
+T=128, then solves it within ~250 more; the recurrences without their short convolution sit there
+longer, with it they solve it in ~250 steps, at T=256 only without a position table
+(--set model.position=none; see the README). Each row keeps its val curve; "first val >= 0.95 at
+step" reads it.
 Prints a markdown table per part and writes benchmarks/out/lm_tasks_<part><tag>.{md,json}.
 Runs split over several processes (one --tag each) are joined into one table by
     .venv/bin/python benchmarks/lm_tasks.py --part lm --tag _all --from-json benchmarks/out/lm_tasks_lm_a.json ...
@@ -102,12 +106,13 @@ def run_one(part: str, kind: str, args, tmp: Path, seed: int = 0) -> dict:
     run_dir = tmp / f"run_{part}_{slug(kind)}_s{seed}"
     path = tmp / f"{part}_{slug(kind)}_s{seed}.yaml"
     path.write_text(yaml.safe_dump(spec_for(part, kind, args, seed), sort_keys=False))
-    t0 = time.perf_counter()
-    result = run_train(load_spec(path), run_dir, progress=False)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    result = run_train(load_spec(path, args.set or ()), run_dir, progress=False)
     curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").open()]
     curve = [{k: r[k] for k in ("step", "loss", "acc") if k in r} for r in curve if r.get("split") == "val"]
     row = {"type": parse_type(kind)[0], "seed": seed, "options": type_options(kind, args),
-           "seconds": round(time.perf_counter() - t0, 1), "params": result["params"], "test": result["test"],
+           "seconds": round(time.perf_counter() - t0, 1), "cpu_s": round(time.process_time() - cpu0, 1),
+           "params": result["params"], "test": result["test"],
            "val": result["val"], "val_curve": curve}
     print(json.dumps(row), flush=True)
     return row
@@ -129,37 +134,42 @@ def by_type(rows: list[dict]) -> dict[str, list[dict]]:
     return groups
 
 
+def spent(rows: list[dict]) -> str:
+    """Wall seconds of each run, with its process CPU seconds (the load-independent figure) when known."""
+    return " / ".join(f"{r['seconds']:.0f}" + (f" ({r['cpu_s']:.0f})" if "cpu_s" in r else "") for r in rows)
+
+
 def render(part: str, rows: list[dict], args) -> str:
     groups = by_type(rows)
     seeds = "/".join(str(s) for s in args.seeds)
     if part == "mqar":
         head = ["type", f"test answer acc (seed {seeds})", "solved (>= 0.95)", "first val >= 0.95 at step",
-                "test loss", "train s"]
+                "test loss", "train s (CPU s)"]
         order = sorted(groups, key=lambda k: -min(r["test"]["answer_acc"] for r in groups[k]))
         body = [[k, " / ".join(f"{r['test']['answer_acc']:.3f}" for r in groups[k]),
                  f"{sum(r['test']['answer_acc'] >= SOLVED for r in groups[k])}/{len(groups[k])}",
                  " / ".join(str(first_solved(r) or "-") for r in groups[k]),
                  " / ".join(f"{r['test']['loss']:.2f}" for r in groups[k]),
-                 " / ".join(f"{r['seconds']:.0f}" for r in groups[k])] for k in order]
+                 spent(groups[k])] for k in order]
         what = (f"MQAR: {args.pairs} pairs, T={args.mqar_len}, {args.symbols} keys / {args.symbols} values, "
                 f"{args.steps} steps x batch {args.batch_size}")
     else:
-        head = ["type", f"test bits/byte (seed {seeds})", "val bits/byte", "test perplexity", "train s"]
+        head = ["type", f"test bits/byte (seed {seeds})", "val bits/byte", "test perplexity", "train s (CPU s)"]
         order = sorted(groups, key=lambda k: min(r["test"]["bits_per_byte"] for r in groups[k]))
         body = [[k, " / ".join(f"{r['test']['bits_per_byte']:.4f}" for r in groups[k]),
                  " / ".join(f"{r['val']['bits_per_byte']:.4f}" for r in groups[k]),
                  " / ".join(f"{r['test']['perplexity']:.2f}" for r in groups[k]),
-                 " / ".join(f"{r['seconds']:.0f}" for r in groups[k])] for k in order]
+                 spent(groups[k])] for k in order]
         what = (f"LM: {args.text or 'torch sources'} ({args.text_bytes} bytes max, 90/5/5), T={args.lm_len}, "
                 f"{args.steps} steps x batch {args.batch_size}")
     model = (f"d_model {args.d_model}, {args.heads} heads, {args.layers} layers, lr {args.lr}, "
-             f"threads {args.threads}")
+             f"threads {args.threads}" + (f"; --set {' '.join(args.set)}" if getattr(args, "set", None) else ""))
     return f"{what}; {model}\n\n" + table(body, head, markdown=True) + "\n"
 
 
 # the settings that must agree for rows of several runs to share one table
 SHARED = ("part", "steps", "batch_size", "lr", "d_model", "heads", "layers", "pairs", "mqar_len", "symbols",
-          "window", "lm_len", "text", "text_bytes", "threads")
+          "window", "lm_len", "text", "text_bytes", "threads", "set")
 
 
 def joined(part: str, paths: list[Path], tag: str) -> tuple[argparse.Namespace, list[dict]]:
@@ -208,6 +218,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--seeds", type=int, nargs="+", default=[0], help="train.seed of each run (model init)")
     p.add_argument("--eval-every", type=int, help="val evaluation interval (default: once, at the end)")
     p.add_argument("--eval-batches", type=int, help="val batches per interval evaluation (default: all)")
+    p.add_argument("--set", nargs="+", metavar="KEY=VALUE", help="spec overrides for every run, as `nasgraph "
+                   "train --set` (model.position=sinusoidal, train.warmup_steps=200, task.n_queries=4)")
     p.add_argument("--tag", default="", help="suffix of the output files")
     p.add_argument("--from-json", nargs="+", type=Path, help="join these runs' rows into one table (no training)")
     return p

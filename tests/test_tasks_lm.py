@@ -99,8 +99,32 @@ def test_mqar_labels_the_answers_only():
     assert get("mqar").metric == "answer_acc"
 
 
+def answer_gaps(config: dict) -> list[int]:
+    """Distance of every answer from the end of the pairs, over the train split."""
+    data = load_task(parse_task({"kind": "mqar", "n_val": 5, "n_test": 5, **config}))
+    start = 1 + 2 * config["n_pairs"]
+    gaps = []
+    for ids, labels in zip(data.splits["train"].ids, data.splits["train"].labels):
+        answered = [p for p, y in enumerate(labels) if y != IGNORE]
+        assert len(answered) == config["n_pairs"] and all(p >= start for p in answered)
+        assert {ids[p] for p in answered} == set(ids[1:start:2])      # every key asked once
+        gaps += [p - start for p in answered]
+    return gaps
+
+
+def test_mqar_power_law_queries_sit_near_the_pairs_uniform_ones_spread():
+    base = {"max_len": 200, "n_pairs": 4, "n_keys": 8, "n_values": 8, "n_train": 300}
+    uniform, power = answer_gaps(base), answer_gaps({**base, "query_gaps": "power_law"})
+    assert sorted(uniform)[len(uniform) // 2] > 60          # median of a uniform gap over 0 .. 190: ~95
+    assert sorted(power)[len(power) // 2] < 30              # Zoology's power law: most gaps are short
+    assert max(power) > 60                                  # ... but the whole region stays reachable
+    flatter = answer_gaps({**base, "query_gaps": "power_law", "power_a": 0.5})
+    assert sum(flatter) / len(flatter) > sum(power) / len(power)   # power_a 1 would be uniform
+
+
 @pytest.mark.parametrize("raw, key", [
     ({"n_pairs": 9, "n_keys": 8}, "n_pairs"),
+    ({"query_gaps": "geometric"}, "query_gaps"),
     ({"n_pairs": 4, "n_queries": 5}, "n_queries"),
     ({"n_pairs": 8, "max_len": 20}, "max_len"),
 ])
