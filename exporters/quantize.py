@@ -32,7 +32,7 @@ import torch
 
 from exporters.errors import ExportError
 from exporters.parity import stamp
-from exporters.quantize_schemes import SCHEMES, quantize_with, scheme
+from exporters.quantize_schemes import SCHEMES, checked_scheme, quantize_with
 from exporters.runtime import make_session
 
 MODES = tuple(SCHEMES)
@@ -99,10 +99,7 @@ def quantize_checked(files: Sequence[Path], split, split_name: str, *, max_drop:
     """Replace the staged fp32 `files` by int8 ones (scheme `mode`; `calibration`: the train split, for
     int8-static) if the first file's accuracy on `split` drops by at most `max_drop` points; else
     ExportError (the fp32 files are left as they were, nothing lands)."""
-    chosen = scheme(mode)
-    if chosen.calibrated and (calibration is None or len(calibration) == 0):
-        raise ExportError(f"--quantize {mode} calibrates on the task's train split, and this task has none; "
-                          f"valid without one: {', '.join(n for n, s in SCHEMES.items() if not s.calibrated)}")
+    chosen = checked_scheme(mode, calibration)     # before anything is written
     if max_drop < 0:
         raise ExportError(f"the accuracy-drop tolerance must be >= 0 points, got {max_drop}")
     if len(split) == 0:

@@ -86,8 +86,6 @@ def _static(src: Path, dst: Path, calibration) -> None:
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
-    if calibration is None or len(calibration) == 0:
-        raise ExportError("int8-static needs calibration rows: the task has no train split")
     name = onnx.load(str(src), load_external_data=False).graph.input[0].name
     with _quiet():
         quantize_static(src, dst, _TrainRows(calibration, name), quant_format=QuantFormat.QOperator,
@@ -116,7 +114,17 @@ def scheme(name: str) -> Scheme:
     return SCHEMES[name]
 
 
+def checked_scheme(name: str, calibration=None) -> Scheme:
+    """The scheme called `name` (see `scheme`); ExportError when it calibrates and `calibration` (the
+    task's train split) is missing or empty, naming the schemes that need none."""
+    chosen = scheme(name)
+    if chosen.calibrated and (calibration is None or len(calibration) == 0):
+        raise ExportError(f"--quantize {name} calibrates on the task's train split, and this task has none; "
+                          f"valid without one: {', '.join(n for n, s in SCHEMES.items() if not s.calibrated)}")
+    return chosen
+
+
 def quantize_with(name: str, src: str | Path, dst: str | Path, calibration=None) -> Path:
     """Write `src` quantized by scheme `name` to `dst` (`calibration`: a Split, for int8-static)."""
-    scheme(name).run(Path(src), Path(dst), calibration)
+    checked_scheme(name, calibration).run(Path(src), Path(dst), calibration)
     return Path(dst)
