@@ -124,6 +124,22 @@ def _unit_score_lines(rec: dict) -> list[str]:
             table(rows, ["choice point", "candidate", "score"], markdown=True), ""]
 
 
+def _race_lines(rec: dict) -> list[str]:
+    """The race stages (race_teacher): per seed and rung, each entrant's from-scratch score and verdict."""
+    m, rows = rec["metric"], []
+    for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
+        for rung in st["rungs"]:
+            rows += [[str(st["seed"]), str(rung["steps"]), r["candidate"], metric_value(m, r["score"]),
+                      "-" if r["se"] is None and not r["behind"] else metric_delta(m, r["behind"]) +
+                      (f" +-{metric_delta(m, r['se'])}" if r["se"] else ""), r["verdict"]] for r in rung["rows"]]
+        rows.append([str(st["seed"]), "", f"teacher: {st['teacher']} (default {st['default']})", "", "", ""])
+    if not rows:
+        return []
+    return ["## Race (from scratch, same steps, paired on the same held-out examples)", "",
+            table(rows, ["seed", "steps", "candidate", "score", "behind the leader (utility)", "verdict"],
+                  markdown=True), ""]
+
+
 def write_search_report(run: str | Path) -> Path:
     run = Path(run)
     if not distributed.is_writer():      # torchrun: rank 0 writes the report
@@ -137,7 +153,7 @@ def write_search_report(run: str | Path) -> Path:
              f"(space {cost(outcome['cost_range'][0], kind)} .. {cost(outcome['cost_range'][1], kind)}). "
              f"How the confidence is decided: docs/recommendation.md.", "",
              "## Recommendation", "", *recommendation_lines(rec, markdown=True), ""]
-    lines += _unit_score_lines(rec)
+    lines += _unit_score_lines(rec) + _race_lines(rec)
     rows, m = [], rec["metric"].lstrip("-")                       # the task's metric: acc, bits_per_byte, ...
     for r in (r for r in outcome["per_seed"] if "final" in r):   # trial strategies' seeds have no supernet
         val, test = r["final"]["val"].get(m), r["final"].get("test", {}).get(m)
