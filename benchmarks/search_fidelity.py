@@ -40,7 +40,7 @@ OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 # a strategy whose method changed since its cached searches: the revision enters their cache key
 REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
-              "race_teacher": {"strategy": "race_teacher"},
+              "teacher_race": {"strategy": "teacher_race"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
               "gdas": {"strategy": "gdas"}, "fixed": {"strategy": "fixed"}}
 

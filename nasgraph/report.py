@@ -125,18 +125,22 @@ def _unit_score_lines(rec: dict) -> list[str]:
 
 
 def _race_lines(rec: dict) -> list[str]:
-    """The race stages (race_teacher): per seed and rung, each entrant's from-scratch score and verdict."""
+    """teacher_race's race per seed: the contenders its students could not rule out, the from-scratch result."""
     m, rows = rec["metric"], []
     for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
-        for rung in st["rungs"]:
-            rows += [[str(st["seed"]), str(rung["steps"]), r["candidate"], metric_value(m, r["score"]),
-                      "-" if r["se"] is None and not r["behind"] else metric_delta(m, r["behind"]) +
-                      (f" +-{metric_delta(m, r['se'])}" if r["se"] else ""), r["verdict"]] for r in rung["rows"]]
-        rows.append([str(st["seed"]), "", f"teacher: {st['teacher']} (default {st['default']})", "", "", ""])
+        found = ", ".join(f"{c['label']} {metric_delta(m, -c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
+                          for c in st["contenders"]) or "-"
+        result = "-"
+        if st.get("diff") is not None:
+            result = (f"{st['challenger']} {metric_value(m, st['challenger_score'])} ({st['steps']} steps) vs "
+                      f"{st['teacher']} {metric_value(m, st['teacher_score'])} ({st['teacher_steps']} steps): "
+                      f"{metric_delta(m, st['diff'])}" + (f" +-{metric_delta(m, st['se'])}" if st["se"] else "") +
+                      f", {st['eval_n']} examples")
+        rows.append([str(st["seed"]), found, result, st["verdict"]])
     if not rows:
         return []
-    return ["## Race (from scratch, same steps, paired on the same held-out examples)", "",
-            table(rows, ["seed", "steps", "candidate", "score", "behind the leader (utility)", "verdict"],
+    return ["## Race (types the teacher's students could not rule out, trained from scratch)", "",
+            table(rows, ["seed", "contenders (student - teacher, utility)", "race (paired, same examples)", "verdict"],
                   markdown=True), ""]
 
 

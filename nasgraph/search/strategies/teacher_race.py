@@ -1,0 +1,139 @@
+"""Teacher, then a from-scratch race against the teacher where its students cannot rule a type out.
+
+The teacher strategy's blind spot: its students start from the teacher's weights, so a type that
+beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it
+as a student, and the pick stays the teacher. Here the teacher phase runs as in `teacher` (with
+`teacher_fraction` 0.5 to leave budget for the race). When its pick is the teacher itself, every
+other homogeneous type (costlier ones included: each is a homogeneous student) that the teacher does
+not beat at one-sided 95% on utility is a contender (`_race.contenders`); the best one is trained
+from scratch at the seed for `race_fraction` of the budget, and both it and the teacher are scored
+on the same `race_batches` batches of the held-out slice (paired, more examples than a student's
+score). It replaces the teacher as the pick only if it beats the teacher at one-sided 95% on utility
+(metric minus the cost term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`):
+early scores favour types that learn fast early (ListOps: local leads early, ends 5 points behind),
+and fewer steps turn that bias against the challenger. A challenger ahead but not significantly is
+a `race_undecided` warning. Cost with 3 candidates: 0.5 (teacher) + 6 x 0.05 (students) [+ 0.1 (a
+combined pick)] + 0.3 when a race runs ~ 0.8-1.2 trainings. Each seed's race is in race_seed<N>.json
+and the evidence's `stages` (recommendation.json, report.md).
+"""
+from __future__ import annotations
+
+import functools
+import time
+
+from pydantic import Field
+
+from nasgraph.errors import ConfigError
+from nasgraph.search.evidence import Evidence
+from nasgraph.search.paired import example_scores, paired_difference
+from nasgraph.search.strategies._race import contenders, verdict
+from nasgraph.search.strategies._supernet import merge_measured
+from nasgraph.search.strategies.registry import register
+from nasgraph.search.strategies.teacher import Teacher, TeacherConfig
+from nasgraph.search.trials import TrialRequest, load_model, trial_name
+from nasgraph.textfmt import metric_delta
+from nasgraph.training.rundir import RunDir
+
+
+class TeacherRaceConfig(TeacherConfig):
+    teacher_fraction: float = Field(0.5, gt=0, le=1)   # the teacher's training, a share of search.steps
+    race_fraction: float = Field(0.3, gt=0, le=1)      # the challenger's training from scratch
+    race_batches: int = Field(200, gt=0)               # held-out batches both are scored on (paired)
+
+
+def wide_scores(ctx, model, splits, batches: int) -> dict:
+    """Per-example scores on the first `batches` batches of the held-out slice (a trial's `measure`)."""
+    arch = splits["arch"]
+    part = arch.subset(list(range(min(len(arch), batches * ctx.train.batch_size))))
+    s = example_scores(model, part, ctx.train.batch_size, ctx.task)
+    return {"wide": {k: s[k] for k in ("key", "values", "counts")}, "wide_score": s["score"], "wide_n": len(part)}
+
+
+@register("teacher_race")
+class TeacherRace(Teacher):
+    Config = TeacherRaceConfig
+
+    @classmethod
+    def check(cls, config, search, choice_sizes: list[int]) -> None:
+        if config.race_fraction > config.teacher_fraction:
+            raise ConfigError(f"race_fraction {config.race_fraction} exceeds teacher_fraction "
+                              f"{config.teacher_fraction}: the challenger must train no longer than the teacher",
+                              key="race_fraction")
+
+    def run(self, ctx) -> Evidence:
+        t0, seeds, label = time.perf_counter(), list(self.search.seeds), self.teacher_label(ctx)
+        base = ctx.homogeneous(label)
+        teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
+                                   for s in seeds], f"teacher {label}")
+        per_seed = [self.search_seed(ctx, s, rec) for s, rec in zip(seeds, teachers)]
+        stages = self.race(ctx, seeds, label, teachers, per_seed)
+        picks = [stage["pick_choice"] or pick for stage, (pick, _) in zip(stages, per_seed)]
+        weight, _ = self.cost_term()
+        return ctx.evidence(self.name, seeds=seeds, picks=picks,
+                            measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
+                            wall_seconds=time.perf_counter() - t0,
+                            stages=[{k: v for k, v in st.items() if k != "pick_choice"} for st in stages],
+                            notes=[f"teacher {label} trained {self.teach_steps} steps; students adapted "
+                                   f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
+                                   f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
+                                   f"{self.config.tie_margin}, cost weight {weight}; where the pick stayed the teacher, "
+                                   f"the best type its students could not rule out raced it from scratch for "
+                                   f"{self.race_steps} steps (stages)"])
+
+    @property
+    def race_steps(self) -> int:
+        return max(1, round(self.config.race_fraction * self.total_steps))
+
+    def race(self, ctx, seeds, label, teachers, per_seed) -> list[dict]:
+        """One stage record per seed; a winning challenger's from-scratch record replaces its student's."""
+        base, cost = ctx.homogeneous(label), ctx.cost.of_choice
+        stages, requests = [], []
+        for seed, rec, (pick, measured) in zip(seeds, teachers, per_seed):
+            students = [{"label": ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0],
+                         "utility": self.utility(m["score"], cost(m["choice"])), "se": m.get("drop_se")}
+                        for m in measured if m["kind"] == "homogeneous" and m["choice"] != base]
+            found = contenders(self.utility(rec["score"], cost(base)), students) if pick == base else []
+            stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
+                     "contenders": found, "challenger": found[0]["label"] if found else None, "pick": None,
+                     "pick_choice": None, "verdict": "no contender" if pick == base else "the pick is not the teacher"}
+            stages.append(stage)
+            if found:
+                choice = ctx.homogeneous(found[0]["label"])
+                requests.append(TrialRequest(choice, seed, self.race_steps, trial_name(ctx, choice, seed, "race-"),
+                                             measure=functools.partial(wide_scores, batches=self.config.race_batches)))
+        records = iter(ctx.run_trials(requests, "race: challengers from scratch") if requests else [])
+        for stage, rec, (pick, measured) in zip(stages, teachers, per_seed):
+            if stage["challenger"] is not None:
+                self.judge(ctx, stage, rec, next(records), measured)
+            stage["pick"] = stage["pick"] or ctx.label_choice(pick)
+            RunDir(ctx.out, resume=True).write_json(f"race_seed{stage['seed']}.json",
+                                                    {k: v for k, v in stage.items() if k != "pick_choice"})
+        return stages
+
+    def judge(self, ctx, stage: dict, teacher: dict, challenger: dict, measured: list[dict]) -> None:
+        """Score the teacher on the challenger's examples, decide, and record it in `stage` (and `measured`)."""
+        seed, name, metric = stage["seed"], stage["challenger"], ctx.task.score_name
+        mine = wide_scores(ctx, load_model(ctx.out / "trials" / teacher["name"]), ctx.splits(seed),
+                           self.config.race_batches)
+        base, choice = ctx.homogeneous(stage["teacher"]), challenger["choice"]
+        diff = self.utility(challenger["wide_score"], ctx.cost.of_choice(choice)) - \
+            self.utility(mine["wide_score"], ctx.cost.of_choice(base))
+        paired = paired_difference(challenger["wide"], mine["wide"])
+        se = paired[1] if paired else None
+        outcome = verdict(diff, se)
+        stage.update(steps=self.race_steps, eval_n=mine["wide_n"], teacher_score=mine["wide_score"],
+                     challenger_score=challenger["wide_score"], diff=diff, se=se, verdict=outcome)
+        if outcome == "challenger wins":
+            stage["pick"], stage["pick_choice"] = ctx.label_choice(choice), choice
+            for m in measured:
+                if m["choice"] == choice:      # its from-scratch record replaces the adapted student's
+                    m.update(score=challenger["score"], examples=challenger["examples"], steps=self.race_steps,
+                             source="trial (race, from scratch)", kl=None, kl_se=None, drop=None, drop_se=None)
+        elif outcome == "undecided":
+            gap = metric_delta(metric, diff) + (f" +-{metric_delta(metric, se)}" if se else "")
+            stage["warning"] = {
+                "code": "race_undecided",
+                "message": f"seed {seed}: {name} trained from scratch for {self.race_steps} steps led the teacher "
+                           f"{stage['teacher']} ({self.teach_steps} steps) by {gap}, not significantly; the pick "
+                           f"stayed the teacher, whose students favour its type",
+                "fix": "raise search.steps or race_fraction, or train both standalone (nasgraph train)"}
