@@ -130,12 +130,11 @@ def _race_lines(rec: dict) -> list[str]:
     for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
         found = ", ".join(f"{c['label']} {metric_delta(m, -c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
                           for c in st["contenders"]) or "-"
-        result = "-"
-        if st.get("diff") is not None:
-            result = (f"{st['challenger']} {metric_value(m, st['challenger_score'])} ({st['steps']} steps) vs "
-                      f"{st['teacher']} {metric_value(m, st['teacher_score'])} ({st['teacher_steps']} steps): "
-                      f"{metric_delta(m, st['diff'])}" + (f" +-{metric_delta(m, st['se'])}" if st["se"] else "") +
-                      f", {st['eval_n']} examples")
+        result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['teacher_score'])}: "
+                           f"{metric_delta(m, r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
+                           f" ({r['verdict']})" for r in st.get("races") or []) or "-"
+        if st.get("races"):
+            result += f" ({st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples)"
         rows.append([str(st["seed"]), found, result, st["verdict"]])
     if not rows:
         return []

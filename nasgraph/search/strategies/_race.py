@@ -3,9 +3,9 @@
 Students adapted from a teacher's weights favour the teacher's type, so their scores can rule a type
 out (significantly below the teacher) but cannot rule it in. A homogeneous type whose student the
 teacher does not beat at one-sided 95% (on utility: the task metric minus the cost term, the metric's
-part paired on the same examples, the cost's part exact) is a contender; the best of them by its
-student's utility is trained from scratch and wins only if it beats the teacher at one-sided 95%
-on the same held-out examples although it trained fewer steps. Early scores favour types that learn
+part paired on the same examples, the cost's part exact) is a contender; each is trained from
+scratch and wins only if it beats the teacher at one-sided 95% on the same held-out examples
+although it trained fewer steps. Early scores favour types that learn
 fast early (ListOps: local leads early and ends 5 points behind); with fewer steps than the teacher,
 that bias works against the challenger, so a win is conservative.
 """

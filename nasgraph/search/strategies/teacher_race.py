@@ -5,16 +5,18 @@ beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) 
 as a student, and the pick stays the teacher. Here the teacher phase runs as in `teacher` (with
 `teacher_fraction` 0.5 to leave budget for the race). When its pick is the teacher itself, every
 other homogeneous type (costlier ones included: each is a homogeneous student) that the teacher does
-not beat at one-sided 95% on utility is a contender (`_race.contenders`); the best one is trained
-from scratch at the seed for `race_fraction` of the budget, and both it and the teacher are scored
-on the same `race_batches` batches of the held-out slice (paired, more examples than a student's
-score). It replaces the teacher as the pick only if it beats the teacher at one-sided 95% on utility
-(metric minus the cost term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`):
-early scores favour types that learn fast early (ListOps: local leads early, ends 5 points behind),
-and fewer steps turn that bias against the challenger. A challenger ahead but not significantly is
-a `race_undecided` warning. Cost with 3 candidates: 0.5 (teacher) + 6 x 0.05 (students) [+ 0.1 (a
-combined pick)] + 0.3 when a race runs ~ 0.8-1.2 trainings. Each seed's race is in race_seed<N>.json
-and the evidence's `stages` (recommendation.json, report.md).
+not beat at one-sided 95% on utility is a contender (`_race.contenders`; the student ranking among
+contenders is not trusted: it raced linear before local on text_long). Each contender trains from
+scratch at the seed for `race_fraction` of the budget (less when several must share `race_budget`),
+and it and the teacher are scored on the same `race_batches` batches of the held-out slice (paired,
+more examples than a student's score). A contender replaces the teacher as the pick only if it
+beats the teacher at one-sided 95% on utility (metric minus the cost term) although it trained
+fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types that learn fast early
+(ListOps: local leads early, ends 5 points behind), and fewer steps turn that bias against the
+challenger. Several winners: the largest gain. A contender ahead but not significantly is a
+`race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a combined pick)], plus at
+most `race_budget` when a race runs (then no combined pick was adapted). Each seed's race is in
+race_seed<N>.json and the evidence's `stages` (recommendation.json, report.md).
 """
 from __future__ import annotations
 
@@ -38,6 +40,7 @@ from nasgraph.training.rundir import RunDir
 class TeacherRaceConfig(TeacherConfig):
     teacher_fraction: float = Field(0.5, gt=0, le=1)   # the teacher's training, a share of search.steps
     race_fraction: float = Field(0.3, gt=0, le=1)      # the challenger's training from scratch
+    race_budget: float = Field(0.5, gt=0, le=1)        # all challengers of a seed together, a share of search.steps
     race_batches: int = Field(200, gt=0)               # held-out batches both are scored on (paired)
 
 
@@ -77,12 +80,11 @@ class TeacherRace(Teacher):
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
                                    f"{self.config.tie_margin}, cost weight {weight}; where the pick stayed the teacher, "
-                                   f"the best type its students could not rule out raced it from scratch for "
-                                   f"{self.race_steps} steps (stages)"])
+                                   f"every type its students could not rule out raced it from scratch (stages)"])
 
-    @property
-    def race_steps(self) -> int:
-        return max(1, round(self.config.race_fraction * self.total_steps))
+    def race_steps(self, n: int) -> int:
+        """Steps of each of n challengers: race_fraction, or less so that all fit in race_budget."""
+        return max(1, round(min(self.config.race_fraction, self.config.race_budget / max(1, n)) * self.total_steps))
 
     def race(self, ctx, seeds, label, teachers, per_seed) -> list[dict]:
         """One stage record per seed; a winning challenger's from-scratch record replaces its student's."""
@@ -94,46 +96,52 @@ class TeacherRace(Teacher):
                         for m in measured if m["kind"] == "homogeneous" and m["choice"] != base]
             found = contenders(self.utility(rec["score"], cost(base)), students) if pick == base else []
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
-                     "contenders": found, "challenger": found[0]["label"] if found else None, "pick": None,
-                     "pick_choice": None, "verdict": "no contender" if pick == base else "the pick is not the teacher"}
+                     "contenders": found, "steps": self.race_steps(len(found)) if found else None, "races": [],
+                     "pick": None, "pick_choice": None,
+                     "verdict": "no contender" if pick == base else "the pick is not the teacher"}
             stages.append(stage)
-            if found:
-                choice = ctx.homogeneous(found[0]["label"])
-                requests.append(TrialRequest(choice, seed, self.race_steps, trial_name(ctx, choice, seed, "race-"),
+            for c in found:
+                choice = ctx.homogeneous(c["label"])
+                requests.append(TrialRequest(choice, seed, stage["steps"], trial_name(ctx, choice, seed, "race-"),
                                              measure=functools.partial(wide_scores, batches=self.config.race_batches)))
-        records = iter(ctx.run_trials(requests, "race: challengers from scratch") if requests else [])
+        records = iter(ctx.run_trials(requests, "race: contenders from scratch") if requests else [])
         for stage, rec, (pick, measured) in zip(stages, teachers, per_seed):
-            if stage["challenger"] is not None:
-                self.judge(ctx, stage, rec, next(records), measured)
+            if stage["contenders"]:
+                self.judge(ctx, stage, rec, [next(records) for _ in stage["contenders"]], measured)
             stage["pick"] = stage["pick"] or ctx.label_choice(pick)
             RunDir(ctx.out, resume=True).write_json(f"race_seed{stage['seed']}.json",
                                                     {k: v for k, v in stage.items() if k != "pick_choice"})
         return stages
 
-    def judge(self, ctx, stage: dict, teacher: dict, challenger: dict, measured: list[dict]) -> None:
-        """Score the teacher on the challenger's examples, decide, and record it in `stage` (and `measured`)."""
-        seed, name, metric = stage["seed"], stage["challenger"], ctx.task.score_name
+    def judge(self, ctx, stage: dict, teacher: dict, challengers: list[dict], measured: list[dict]) -> None:
+        """Score the teacher on the challengers' examples, decide, and record it in `stage` (and `measured`)."""
+        seed, metric, steps = stage["seed"], ctx.task.score_name, stage["steps"]
         mine = wide_scores(ctx, load_model(ctx.out / "trials" / teacher["name"]), ctx.splits(seed),
                            self.config.race_batches)
-        base, choice = ctx.homogeneous(stage["teacher"]), challenger["choice"]
-        diff = self.utility(challenger["wide_score"], ctx.cost.of_choice(choice)) - \
-            self.utility(mine["wide_score"], ctx.cost.of_choice(base))
-        paired = paired_difference(challenger["wide"], mine["wide"])
-        se = paired[1] if paired else None
-        outcome = verdict(diff, se)
-        stage.update(steps=self.race_steps, eval_n=mine["wide_n"], teacher_score=mine["wide_score"],
-                     challenger_score=challenger["wide_score"], diff=diff, se=se, verdict=outcome)
-        if outcome == "challenger wins":
-            stage["pick"], stage["pick_choice"] = ctx.label_choice(choice), choice
+        teacher_utility = self.utility(mine["wide_score"], ctx.cost.of_choice(ctx.homogeneous(stage["teacher"])))
+        for c, rec in zip(stage["contenders"], challengers):
+            diff = self.utility(rec["wide_score"], ctx.cost.of_choice(rec["choice"])) - teacher_utility
+            paired = paired_difference(rec["wide"], mine["wide"])
+            se = paired[1] if paired else None
+            stage["races"].append({"candidate": c["label"], "score": rec["wide_score"], "diff": diff, "se": se,
+                                   "verdict": verdict(diff, se)})
+        stage.update(eval_n=mine["wide_n"], teacher_score=mine["wide_score"])
+        best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
+        stage["verdict"] = best[0]["verdict"]
+        winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]
+        if winners:
+            _, rec = max(winners, key=lambda x: x[0]["diff"])
+            stage["pick"], stage["pick_choice"] = ctx.label_choice(rec["choice"]), rec["choice"]
             for m in measured:
-                if m["choice"] == choice:      # its from-scratch record replaces the adapted student's
-                    m.update(score=challenger["score"], examples=challenger["examples"], steps=self.race_steps,
+                if m["choice"] == rec["choice"]:      # its from-scratch record replaces the adapted student's
+                    m.update(score=rec["score"], examples=rec["examples"], steps=steps,
                              source="trial (race, from scratch)", kl=None, kl_se=None, drop=None, drop_se=None)
-        elif outcome == "undecided":
-            gap = metric_delta(metric, diff) + (f" +-{metric_delta(metric, se)}" if se else "")
+        elif stage["verdict"] == "undecided":
+            r = best[0]
+            gap = metric_delta(metric, r["diff"]) + (f" +-{metric_delta(metric, r['se'])}" if r["se"] else "")
             stage["warning"] = {
                 "code": "race_undecided",
-                "message": f"seed {seed}: {name} trained from scratch for {self.race_steps} steps led the teacher "
+                "message": f"seed {seed}: {r['candidate']} trained from scratch for {steps} steps led the teacher "
                            f"{stage['teacher']} ({self.teach_steps} steps) by {gap}, not significantly; the pick "
                            f"stayed the teacher, whose students favour its type",
                 "fix": "raise search.steps or race_fraction, or train both standalone (nasgraph train)"}
