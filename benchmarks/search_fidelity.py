@@ -189,6 +189,19 @@ def paired_gaps(evidence: dict) -> dict[str, list[float]]:
     return out
 
 
+def race_text(evidence: dict) -> str | None:
+    """teacher_race's race at the search's seed in a few words (None for other strategies)."""
+    stages = [st for st in evidence.get("stages") or [] if st.get("stage") == "race"]
+    if not stages:
+        return None
+    st = stages[0]
+    if not st.get("races"):
+        return st["verdict"]
+    races = "; ".join(f"{r['candidate'].split('(')[0]} {100 * r['diff']:+.1f} +-{100 * (r['se'] or 0):.1f} ({r['verdict']})"
+                      for r in st["races"])
+    return f"{races}, {st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples"
+
+
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
     picks = [l.split("(")[0] for ls in r["labels"].values() for l in ls]
     if len(set(picks)) == 1:
@@ -207,7 +220,7 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
             "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
             "flops_x": pick_flops / max(flops.values()), "confidence": confidence_of(r["evidence"]),
-            "gaps": paired_gaps(r["evidence"]), "retrained": retrained}
+            "gaps": paired_gaps(r["evidence"]), "retrained": retrained, "race": race_text(r["evidence"])}
 
 
 def main() -> None:

@@ -130,7 +130,7 @@ def _race_lines(rec: dict) -> list[str]:
     for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
         found = ", ".join(f"{c['label']} {metric_delta(m, -c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
                           for c in st["contenders"]) or "-"
-        result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['teacher_score'])}: "
+        result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['defender_score'])}: "
                            f"{metric_delta(m, r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
                            f" ({r['verdict']})" for r in st.get("races") or []) or "-"
         if st.get("races"):

@@ -21,7 +21,7 @@ def test_without_a_standard_error_a_student_is_not_ruled_out():
 def test_a_challenger_wins_only_beyond_noise():
     assert verdict(0.03, 0.01) == "challenger wins"
     assert verdict(0.01, 0.01) == "undecided"              # ahead, 1 se
-    assert verdict(-0.02, 0.01) == "teacher holds"
+    assert verdict(-0.02, 0.01) == "pick holds"
     assert verdict(0.5, None) == "undecided" and not significant(0.5, None)
 
 

@@ -30,4 +30,4 @@ def verdict(diff: float, se: float | None) -> str:
     """The challenge's outcome from (challenger utility - teacher utility, its standard error)."""
     if significant(diff, se):
         return "challenger wins"
-    return "undecided" if diff > 0 else "teacher holds"
+    return "undecided" if diff > 0 else "pick holds"

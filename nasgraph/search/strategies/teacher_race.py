@@ -2,15 +2,15 @@
 
 The teacher strategy's blind spot: its students start from the teacher's weights, so a type that
 beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it
-as a student, and the pick stays the teacher. Here the teacher phase runs as in `teacher` (with
-`teacher_fraction` 0.5 to leave budget for the race). When its pick is the teacher itself, every
-other homogeneous type (costlier ones included: each is a homogeneous student) that the teacher does
+as a student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
+`teacher_fraction` 0.5 to leave budget for the race). When its pick keeps the teacher's type in some
+layer (the teacher itself, or a mix), every other homogeneous type (costlier ones included: each is a homogeneous student) that the teacher does
 not beat at one-sided 95% on utility is a contender (`_race.contenders`; the student ranking among
 contenders is not trusted: it raced linear before local on text_long). Each contender trains from
 scratch at the seed for `race_fraction` of the budget (less when several must share `race_budget`),
 and it and the teacher are scored on the same `race_batches` batches of the held-out slice (paired,
-more examples than a student's score). A contender replaces the teacher as the pick only if it
-beats the teacher at one-sided 95% on utility (metric minus the cost term) although it trained
+more examples than a student's score). A contender replaces the pick only if it beats the pick
+(the teacher, or its adapted mix) at one-sided 95% on utility (metric minus the cost term) although it trained
 fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types that learn fast early
 (ListOps: local leads early, ends 5 points behind), and fewer steps turn that bias against the
 challenger. Several winners: the largest gain. A contender ahead but not significantly is a
@@ -94,11 +94,12 @@ class TeacherRace(Teacher):
             students = [{"label": ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0],
                          "utility": self.utility(m["score"], cost(m["choice"])), "se": m.get("drop_se")}
                         for m in measured if m["kind"] == "homogeneous" and m["choice"] != base]
-            found = contenders(self.utility(rec["score"], cost(base)), students) if pick == base else []
+            keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
+            found = contenders(self.utility(rec["score"], cost(base)), students) if keeps else []
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
-                     "contenders": found, "steps": self.race_steps(len(found)) if found else None, "races": [],
-                     "pick": None, "pick_choice": None,
-                     "verdict": "no contender" if pick == base else "the pick is not the teacher"}
+                     "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
+                     "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
+                     "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
             for c in found:
                 choice = ctx.homogeneous(c["label"])
@@ -107,25 +108,37 @@ class TeacherRace(Teacher):
         records = iter(ctx.run_trials(requests, "race: contenders from scratch") if requests else [])
         for stage, rec, (pick, measured) in zip(stages, teachers, per_seed):
             if stage["contenders"]:
-                self.judge(ctx, stage, rec, [next(records) for _ in stage["contenders"]], measured)
+                self.judge(ctx, stage, self.trial_of(ctx, pick, rec), [next(records) for _ in stage["contenders"]],
+                           measured)
             stage["pick"] = stage["pick"] or ctx.label_choice(pick)
             RunDir(ctx.out, resume=True).write_json(f"race_seed{stage['seed']}.json",
                                                     {k: v for k, v in stage.items() if k != "pick_choice"})
         return stages
 
-    def judge(self, ctx, stage: dict, teacher: dict, challengers: list[dict], measured: list[dict]) -> None:
-        """Score the teacher on the challengers' examples, decide, and record it in `stage` (and `measured`)."""
+    @staticmethod
+    def trial_of(ctx, pick: dict, teacher: dict) -> tuple[str, dict]:
+        """(trial name, choice) of the teacher phase's pick: the teacher, an adapted combination or a student."""
+        if pick == teacher["choice"]:
+            return teacher["name"], pick
+        for prefix in ("pick-", "student-"):
+            name = trial_name(ctx, pick, teacher["seed"], prefix)
+            if list((ctx.out / "trials" / name).glob("budget*.json")):
+                return name, pick
+        raise RuntimeError(f"teacher_race: no trial of the pick {ctx.label_choice(pick)} at seed {teacher['seed']}")
+
+    def judge(self, ctx, stage: dict, defender: tuple[str, dict], challengers: list[dict], measured: list[dict]) -> None:
+        """Score the pick (the defender) on the challengers' examples, decide, and record it in `stage`
+        (and `measured`)."""
         seed, metric, steps = stage["seed"], ctx.task.score_name, stage["steps"]
-        mine = wide_scores(ctx, load_model(ctx.out / "trials" / teacher["name"]), ctx.splits(seed),
-                           self.config.race_batches)
-        teacher_utility = self.utility(mine["wide_score"], ctx.cost.of_choice(ctx.homogeneous(stage["teacher"])))
+        mine = wide_scores(ctx, load_model(ctx.out / "trials" / defender[0]), ctx.splits(seed), self.config.race_batches)
+        defender_utility = self.utility(mine["wide_score"], ctx.cost.of_choice(defender[1]))
         for c, rec in zip(stage["contenders"], challengers):
-            diff = self.utility(rec["wide_score"], ctx.cost.of_choice(rec["choice"])) - teacher_utility
+            diff = self.utility(rec["wide_score"], ctx.cost.of_choice(rec["choice"])) - defender_utility
             paired = paired_difference(rec["wide"], mine["wide"])
             se = paired[1] if paired else None
             stage["races"].append({"candidate": c["label"], "score": rec["wide_score"], "diff": diff, "se": se,
                                    "verdict": verdict(diff, se)})
-        stage.update(eval_n=mine["wide_n"], teacher_score=mine["wide_score"])
+        stage.update(eval_n=mine["wide_n"], defender_score=mine["wide_score"])
         best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
         stage["verdict"] = best[0]["verdict"]
         winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]
@@ -141,7 +154,7 @@ class TeacherRace(Teacher):
             gap = metric_delta(metric, r["diff"]) + (f" +-{metric_delta(metric, r['se'])}" if r["se"] else "")
             stage["warning"] = {
                 "code": "race_undecided",
-                "message": f"seed {seed}: {r['candidate']} trained from scratch for {steps} steps led the teacher "
-                           f"{stage['teacher']} ({self.teach_steps} steps) by {gap}, not significantly; the pick "
-                           f"stayed the teacher, whose students favour its type",
+                "message": f"seed {seed}: {r['candidate']} trained from scratch for {steps} steps led the pick "
+                           f"(adapted from the teacher {stage['teacher']}, {self.teach_steps} steps) by {gap}, not "
+                           f"significantly; the pick stayed, and the teacher's students favour its type",
                 "fix": "raise search.steps or race_fraction, or train both standalone (nasgraph train)"}
