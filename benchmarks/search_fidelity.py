@@ -195,9 +195,11 @@ def race_text(evidence: dict) -> str | None:
     if not stages:
         return None
     st = stages[0]
-    if not st.get("races"):
-        return st["verdict"]
-    races = "; ".join(f"{r['candidate'].split('(')[0]} {100 * r['diff']:+.1f} +-{100 * (r['se'] or 0):.1f} ({r['verdict']})"
+    if not st.get("races"):   # (the first runs' name of the second verdict)
+        return {"the pick is not the teacher": "the pick keeps no layer of the teacher's type"}.get(st["verdict"],
+                                                                                                   st["verdict"])
+    races = "; ".join(f"{r['candidate'].split('(')[0]} {100 * r['diff']:+.1f} +-{100 * (r['se'] or 0):.1f} "
+                      f"({r['verdict'].replace('teacher holds', 'pick holds')})"  # its name in the first runs
                       for r in st["races"])
     return f"{races}, {st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples"
 
@@ -228,7 +230,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: the whole suite in minutes")
     ap.add_argument("--tasks", nargs="+", choices=list(FULL))
-    ap.add_argument("--strategies", nargs="+", default=["halving", "teacher", "darts", "darts_perturb"],
+    ap.add_argument("--strategies", nargs="+", default=["teacher_race", "teacher", "halving", "darts", "darts_perturb"],
                     choices=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--mixes", nargs="*", default=[], type=lambda v: v.split("+"),
