@@ -49,3 +49,16 @@ def test_a_winning_challenger_becomes_the_pick_with_its_from_scratch_score(tiny_
     raced = next(m for m in ev["measured"] if m["kind"] == "homogeneous" and m["labels"]["L0.attention"] == [won])
     assert raced["steps"] == 5 and "race" in raced["detail"]["source"]
     assert json.loads((run / "search.json").read_text())["labels"]["L0.attention"] == [won]
+
+
+def test_the_race_is_shown_to_the_user():
+    from nasgraph.report import race_lines
+
+    stage = {"stage": "race", "seed": 2, "teacher": "softmax", "teacher_steps": 3000, "steps": 1500, "eval_n": 3200,
+             "contenders": [{"label": "local", "utility": 0.64, "se": 0.017, "gap": -0.011}],
+             "races": [{"candidate": "local", "score": 0.652, "diff": 0.024, "se": 0.009, "verdict": "challenger wins"}],
+             "defender_score": 0.628, "verdict": "challenger wins"}
+    text = "\n".join(race_lines({"metric": "acc", "stages": [stage]}, markdown=False))
+    assert "local +1.1 pts +-1.7 pts" in text and "65.2% vs 62.8%: +2.4 pts +-0.9 pts (challenger wins)" in text
+    assert "(1500 vs 3000 steps, 3200 examples)" in text
+    assert race_lines({"metric": "acc", "stages": []}) == []

@@ -16,7 +16,7 @@ fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types t
 challenger. Several winners: the largest gain. A contender ahead but not significantly is a
 `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a combined pick)], plus at
 most `race_budget` when a race runs (then no combined pick was adapted). Each seed's race is in
-race_seed<N>.json and the evidence's `stages` (recommendation.json, report.md).
+race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md).
 """
 from __future__ import annotations
 
