@@ -79,7 +79,7 @@ class TeacherRace(Teacher):
                             notes=[f"teacher {label} trained {self.teach_steps} steps; students adapted "
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
-                                   f"{self.config.tie_margin}, cost weight {weight}; where the pick stayed the teacher, "
+                                   f"{self.config.tie_margin}, cost weight {weight}; where the pick kept the teacher's type, "
                                    f"every type its students could not rule out raced it from scratch (stages)"])
 
     def race_steps(self, n: int) -> int:
