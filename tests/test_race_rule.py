@@ -35,12 +35,12 @@ def test_a_winning_challenger_becomes_the_pick_with_its_from_scratch_score(tiny_
     monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
     monkeypatch.setattr(tr, "verdict", lambda diff, se: "challenger wins")   # both win: the larger gain is the pick
-    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0")   # the pick stays the teacher
+    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0, max_cost: null")  # stays the teacher
     spec.write_text(spec.read_text().replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
     run = tmp_path / "run"
     assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
     ev = json.loads((run / "evidence.json").read_text())
-    (stage,) = ev["stages"]
+    (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
     assert [r["candidate"] for r in stage["races"]] == ["linear", "local(window=4)"] and stage["eval_n"] > 0
     assert stage["steps"] == 5                                   # race_budget 0.5 shared by two contenders
     assert (run / "trials" / "race-linear+linear-s0" / "budget5.json").exists()

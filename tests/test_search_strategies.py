@@ -42,7 +42,7 @@ def test_trial_strategy_end_to_end(tiny_spec, tmp_path, strategy, granularity, e
         assert all(len(m["scores"]) == len(ev["seeds"]) for m in ev["measured"])
         assert json.loads((run / "rungs.json").read_text())["rungs"] == [[2, 3], [4, 2]]
     elif strategy == "teacher_race":
-        (stage,) = ev["stages"]
+        (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
         assert stage["teacher"] == "softmax" and stage["teacher_steps"] == 12 and (run / "race_seed0.json").exists()
         assert {c["label"] for c in stage["contenders"]} <= homogeneous - {"softmax"}
         rec = json.loads((run / "recommendation.json").read_text())
