@@ -15,7 +15,9 @@ fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types t
 (ListOps: local leads early, ends 5 points behind), and fewer steps turn that bias against the
 challenger. Several winners: the largest gain. A contender ahead but not significantly is a
 `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a combined pick)], plus at
-most `race_budget` when a race runs (then no combined pick was adapted). Each seed's race is in
+most `race_budget` when a race runs, and never over `max_cost` standalone trainings per seed: a
+measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a `race_cut` warning and
+the `budget` stage records the accounting). Each seed's race is in
 race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md).
 """
 from __future__ import annotations
