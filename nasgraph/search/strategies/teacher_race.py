@@ -27,6 +27,7 @@ import time
 
 from pydantic import Field
 
+from nasgraph import distributed
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.paired import example_scores, paired_difference
@@ -152,16 +153,18 @@ class TeacherRace(Teacher):
                 name = trial_name(ctx, choice, seed, "student-")
                 ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
         unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
-        budget.update(unit_cpu_seconds=unit and round(unit, 2), spent_before_race=unit and round(spent / unit / len(seeds), 3))
+        budget.update(unit_cpu_seconds=unit and round(unit, 2),
+                      spent_before_race=unit and round(spent / unit / len(seeds), 3))
         if cfg.max_cost is None or unit is None or not racing:
             return
         splits = ctx.splits(seeds[0])
         race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
         allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
         wanted = {st["seed"]: (list(st["contenders"]), st["steps"]) for st in racing}
-        k, cap, predicted = fit_race([[c["label"] for c in st["contenders"]] for st in racing], self.race_steps,
-                                     ledger, allowed, max(1, round(cfg.race_min_fraction * self.total_steps)),
-                                     len(ctx.score_split(splits)), race_n, label)
+        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
+        k, cap, predicted = distributed.from_rank0(lambda: fit_race(
+            [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
+            max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
         cuts = []
         for st in racing:
             found, want = wanted[st["seed"]]
