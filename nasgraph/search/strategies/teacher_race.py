@@ -189,9 +189,18 @@ class TeacherRace(Teacher):
 
     def account(self, ledger: Ledger, n_seeds: int) -> dict:
         """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
-        unit = ledger.unit
-        return {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
-                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
+        unit, cap = ledger.unit, self.config.max_cost
+        out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
+               "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
+        if cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out:
+            out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
+                "code": "over_max_cost",
+                "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "
+                           f"before any race: the teacher phase (teacher_fraction {self.config.teacher_fraction}, "
+                           f"students at adapt_fraction {self.config.adapt_fraction}) is not resized, and a teacher "
+                           f"costlier per step than the mean candidate costs more than its share",
+                "fix": "lower teacher_fraction / adapt_fraction, or a cheaper teacher"}
+        return out
 
     @staticmethod
     def trial_of(ctx, pick: dict, teacher: dict) -> tuple[str, dict]:
