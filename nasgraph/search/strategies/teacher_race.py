@@ -196,10 +196,10 @@ class TeacherRace(Teacher):
             out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "
-                           f"before any race: the teacher phase (teacher_fraction {self.config.teacher_fraction}, "
-                           f"students at adapt_fraction {self.config.adapt_fraction}) is not resized, and a teacher "
-                           f"costlier per step than the mean candidate costs more than its share",
-                "fix": "lower teacher_fraction / adapt_fraction, or a cheaper teacher"}
+                           f"before any race: the cap resizes only the race, not the teacher phase (the teacher at "
+                           f"teacher_fraction {self.config.teacher_fraction}, each student at adapt_fraction "
+                           f"{self.config.adapt_fraction} plus its scoring; a costly teacher or many students)",
+                "fix": "lower teacher_fraction / adapt_fraction, fewer candidates, or a cheaper teacher"}
         return out
 
     @staticmethod
