@@ -47,3 +47,16 @@ def test_spec_overrides_reach_every_derived_model():
             for label, doc, model in derived_models("listops_homogeneous", 64, ("model.d_model=32",))}
     assert set(seen) == {"softmax", "linear", "local(window=16)"}
     assert set(seen.values()) == {(32, 32)}
+
+
+def test_runs_table_lists_every_run_and_counts_points_met_in_all_and_any():
+    from benchmarks.deploy_latency_report import runs_table
+
+    def row(ratio, T=2048, threads=1):
+        return {"spec": "s", "attention": "softmax", "T": T, "threads": threads, "ratio": 1.0,
+                "ratio_cpu": ratio if threads == 1 else None, "ratio_proc": ratio}
+
+    lines = runs_table([[row(0.83), row(0.70, threads=2)], [row(0.79), row(0.75, threads=2)]])
+    assert "| s | softmax | 0.83, 0.79 / 0.70, 0.75 |" in lines
+    assert any(l.startswith("- 1 thread(s), T=2048: 0 of 1 met in every run, 1 in at least one") for l in lines)
+    assert any(l.startswith("- 2 thread(s), T=2048: 1 of 1 met in every run, 1 in at least one") for l in lines)
