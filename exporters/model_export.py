@@ -11,7 +11,9 @@ Two graphs land together:
 Each is checked against PyTorch on real task inputs (the check split's shortest and longest examples,
 padded for the padded graph, cut to equal lengths for the unpadded one) and lands only if they agree
 within `spec.export.atol`; both carry what `nasgraph predict` needs (tokenizer, class names, max_len)
-and the derived spec they were built from. `contrib_ops=False` keeps standard ONNX ops only.
+and the derived spec they were built from, and which kernel path each attention layer takes in ONNX
+Runtime (metadata `nasgraph.attention_kernels`, exporters.fused_attention.attention_kernels).
+`contrib_ops=False` keeps standard ONNX ops only.
 
 Both graphs enforce max_len themselves (exporters.guards): a longer input fails inside ONNX Runtime
 with "sequence length exceeds the model's max_len", where it used to fail with a broadcast error
@@ -41,7 +43,8 @@ from exporters.checkpoints import load_checkpoint
 from exporters.decode_export import DecodeParity, decode_names, decode_skip_reason, stage_decode
 from exporters.fast_ops import export_translations, fast_graph_pass
 from exporters.guards import token_guards
-from exporters.parity import ParityReport, stage_verified
+from exporters.fused_attention import attention_kernels
+from exporters.parity import ParityReport, stage_verified, stamp
 from exporters.quantize import QuantizeResult, quantize_checked
 from exporters.runtime import read_metadata
 from nasgraph import __version__
@@ -51,6 +54,7 @@ from nasgraph.tasks.base import PAD_ID, Split
 INPUT, OUTPUT = "tokens", "logits"
 CHECK_BATCH = 4  # examples per parity batch
 UNPADDED_SUFFIX = ".unpadded.onnx"
+KERNELS_KEY = "nasgraph.attention_kernels"  # {attention module: kernel path} (exporters.fused_attention)
 
 
 class LogitsFromTokens(torch.nn.Module):
@@ -222,6 +226,8 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
             graph_pass=fast_graph_pass(token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID)),
             metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
                       "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
+        for graph in (staged, staged_u):  # which kernel path each attention layer takes in ORT
+            stamp(graph, {KERNELS_KEY: json.dumps(attention_kernels(graph), sort_keys=True)})
         extra = quantize(staged, staged_u) if quantize is not None else None
         report_d = stage_decode(model, stage, tuple(p.name for p in decode_dst), inputs.unpadded_example,
                                 inputs.unpadded_checks, max_len=max_len, metadata=metadata, atol=atol,
