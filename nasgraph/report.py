@@ -124,6 +124,25 @@ def _unit_score_lines(rec: dict) -> list[str]:
             table(rows, ["choice point", "candidate", "score"], markdown=True), ""]
 
 
+def _race_lines(rec: dict) -> list[str]:
+    """teacher_race's race per seed: the contenders its students could not rule out, the from-scratch result."""
+    m, rows = rec["metric"], []
+    for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
+        found = ", ".join(f"{c['label']} {metric_delta(m, -c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
+                          for c in st["contenders"]) or "-"
+        result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['defender_score'])}: "
+                           f"{metric_delta(m, r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
+                           f" ({r['verdict']})" for r in st.get("races") or []) or "-"
+        if st.get("races"):
+            result += f" ({st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples)"
+        rows.append([str(st["seed"]), found, result, st["verdict"]])
+    if not rows:
+        return []
+    return ["## Race (types the teacher's students could not rule out, trained from scratch)", "",
+            table(rows, ["seed", "contenders (student - teacher, utility)", "race (paired, same examples)", "verdict"],
+                  markdown=True), ""]
+
+
 def write_search_report(run: str | Path) -> Path:
     run = Path(run)
     if not distributed.is_writer():      # torchrun: rank 0 writes the report
@@ -137,7 +156,7 @@ def write_search_report(run: str | Path) -> Path:
              f"(space {cost(outcome['cost_range'][0], kind)} .. {cost(outcome['cost_range'][1], kind)}). "
              f"How the confidence is decided: docs/recommendation.md.", "",
              "## Recommendation", "", *recommendation_lines(rec, markdown=True), ""]
-    lines += _unit_score_lines(rec)
+    lines += _unit_score_lines(rec) + _race_lines(rec)
     rows, m = [], rec["metric"].lstrip("-")                       # the task's metric: acc, bits_per_byte, ...
     for r in (r for r in outcome["per_seed"] if "final" in r):   # trial strategies' seeds have no supernet
         val, test = r["final"]["val"].get(m), r["final"].get("test", {}).get(m)
