@@ -29,11 +29,13 @@ from __future__ import annotations
 
 import ast
 import os
+from pathlib import Path
 from typing import Callable
 
 import onnx
 
 MSFT = "com.microsoft"
+KERNELS_KEY = "nasgraph.attention_kernels"  # metadata: {attention module: kernel path}, JSON
 FLASH = "MultiHeadAttention (flash, tiled)"
 MHA_QUADRATIC = "MultiHeadAttention (mask: scores materialised)"
 DECOMPOSED = "MatMul+Softmax+MatMul (scores materialised)"
@@ -137,3 +139,13 @@ def attention_kernels(path: str | os.PathLike) -> dict[str, str]:
         if kind and kind not in kinds:
             kinds.append(kind)
     return {scope: " + ".join(kinds) or NO_SOFTMAX for scope, kinds in found.items()}
+
+
+def record_kernels(*paths: str | os.PathLike) -> None:
+    """Write each file's `attention_kernels` into its metadata (KERNELS_KEY, as JSON)."""
+    import json
+
+    from exporters.parity import stamp
+
+    for path in paths:
+        stamp(Path(path), {KERNELS_KEY: json.dumps(attention_kernels(path), sort_keys=True)})
