@@ -38,7 +38,8 @@ from nasgraph.training.run import run_train
 
 OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 # a strategy whose method changed since its cached searches: the revision enters their cache key
-REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
+REVISION = {"teacher": 2,    # 2: paired per-example scores, tie rule, per choice point contrasts
+            "teacher_race": 2}   # 2: the race sized to fit under max_cost (measured CPU ledger)
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
               "teacher_race": {"strategy": "teacher_race"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
@@ -201,7 +202,13 @@ def race_text(evidence: dict) -> str | None:
     races = "; ".join(f"{r['candidate'].split('(')[0]} {100 * r['diff']:+.1f} +-{100 * (r['se'] or 0):.1f} "
                       f"({r['verdict'].replace('teacher holds', 'pick holds')})"  # its name in the first runs
                       for r in st["races"])
-    return f"{races}, {st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples"
+    dropped = f"; {', '.join(st['dropped'])} not raced (max_cost)" if st.get("dropped") else ""
+    return f"{races}, {st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples{dropped}"
+
+
+def ledger_cost(evidence: dict) -> float | None:
+    """teacher_race's own measured cost (its budget stage: standalone trainings, up to its pick)."""
+    return next((st.get("spent") for st in evidence.get("stages") or [] if st.get("stage") == "budget"), None)
 
 
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
@@ -222,7 +229,8 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
             "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
             "flops_x": pick_flops / max(flops.values()), "confidence": confidence_of(r["evidence"]),
-            "gaps": paired_gaps(r["evidence"]), "retrained": retrained, "race": race_text(r["evidence"])}
+            "gaps": paired_gaps(r["evidence"]), "retrained": retrained, "race": race_text(r["evidence"]),
+            "ledger_x": ledger_cost(r["evidence"])}
 
 
 def main() -> None:

@@ -35,12 +35,12 @@ def test_a_winning_challenger_becomes_the_pick_with_its_from_scratch_score(tiny_
     monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
     monkeypatch.setattr(tr, "verdict", lambda diff, se: "challenger wins")   # both win: the larger gain is the pick
-    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0")   # the pick stays the teacher
+    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0, max_cost: null")  # stays the teacher
     spec.write_text(spec.read_text().replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
     run = tmp_path / "run"
     assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
     ev = json.loads((run / "evidence.json").read_text())
-    (stage,) = ev["stages"]
+    (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
     assert [r["candidate"] for r in stage["races"]] == ["linear", "local(window=4)"] and stage["eval_n"] > 0
     assert stage["steps"] == 5                                   # race_budget 0.5 shared by two contenders
     assert (run / "trials" / "race-linear+linear-s0" / "budget5.json").exists()
@@ -49,3 +49,16 @@ def test_a_winning_challenger_becomes_the_pick_with_its_from_scratch_score(tiny_
     raced = next(m for m in ev["measured"] if m["kind"] == "homogeneous" and m["labels"]["L0.attention"] == [won])
     assert raced["steps"] == 5 and "race" in raced["detail"]["source"]
     assert json.loads((run / "search.json").read_text())["labels"]["L0.attention"] == [won]
+
+
+def test_the_race_is_shown_to_the_user():
+    from nasgraph.report import race_lines
+
+    stage = {"stage": "race", "seed": 2, "teacher": "softmax", "teacher_steps": 3000, "steps": 1500, "eval_n": 3200,
+             "contenders": [{"label": "local", "utility": 0.64, "se": 0.017, "gap": -0.011}],
+             "races": [{"candidate": "local", "score": 0.652, "diff": 0.024, "se": 0.009, "verdict": "challenger wins"}],
+             "defender_score": 0.628, "verdict": "challenger wins"}
+    text = "\n".join(race_lines({"metric": "acc", "stages": [stage]}, markdown=False))
+    assert "local +1.1 pts +-1.7 pts" in text and "65.2% vs 62.8%: +2.4 pts +-0.9 pts (challenger wins)" in text
+    assert "(1500 vs 3000 steps, 3200 examples)" in text
+    assert race_lines({"metric": "acc", "stages": []}) == []

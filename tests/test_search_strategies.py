@@ -42,11 +42,11 @@ def test_trial_strategy_end_to_end(tiny_spec, tmp_path, strategy, granularity, e
         assert all(len(m["scores"]) == len(ev["seeds"]) for m in ev["measured"])
         assert json.loads((run / "rungs.json").read_text())["rungs"] == [[2, 3], [4, 2]]
     elif strategy == "teacher_race":
-        (stage,) = ev["stages"]
+        (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
         assert stage["teacher"] == "softmax" and stage["teacher_steps"] == 12 and (run / "race_seed0.json").exists()
         assert {c["label"] for c in stage["contenders"]} <= homogeneous - {"softmax"}
         rec = json.loads((run / "recommendation.json").read_text())
-        assert rec["stages"][0]["verdict"] == stage["verdict"] and "## Race" in (run / "report.md").read_text()
+        assert rec["stages"][0]["verdict"] == stage["verdict"] and "Race (types" in (run / "report.md").read_text()
     if strategy != "halving":
         assert any("kl" in m["detail"] for m in ev["measured"] if m["kind"] != "homogeneous" or m["detail"])
     for trial in (run / "trials").iterdir():

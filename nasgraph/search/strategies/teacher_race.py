@@ -15,8 +15,10 @@ fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types t
 (ListOps: local leads early, ends 5 points behind), and fewer steps turn that bias against the
 challenger. Several winners: the largest gain. A contender ahead but not significantly is a
 `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a combined pick)], plus at
-most `race_budget` when a race runs (then no combined pick was adapted). Each seed's race is in
-race_seed<N>.json and the evidence's `stages` (recommendation.json, report.md).
+most `race_budget` when a race runs, and never over `max_cost` standalone trainings per seed: a
+measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a `race_cut` warning and
+the `budget` stage records the accounting). Each seed's race is in
+race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md).
 """
 from __future__ import annotations
 
@@ -28,11 +30,12 @@ from pydantic import Field
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.paired import example_scores, paired_difference
+from nasgraph.search.strategies._budget import Ledger, fit_race
 from nasgraph.search.strategies._race import contenders, verdict
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.registry import register
 from nasgraph.search.strategies.teacher import Teacher, TeacherConfig
-from nasgraph.search.trials import TrialRequest, load_model, trial_name
+from nasgraph.search.trials import TrialRequest, finished, load_model, trial_name
 from nasgraph.textfmt import metric_delta
 from nasgraph.training.rundir import RunDir
 
@@ -42,6 +45,14 @@ class TeacherRaceConfig(TeacherConfig):
     race_fraction: float = Field(0.3, gt=0, le=1)      # the challenger's training from scratch
     race_budget: float = Field(0.5, gt=0, le=1)        # all challengers of a seed together, a share of search.steps
     race_batches: int = Field(200, gt=0)               # held-out batches both are scored on (paired)
+    # the whole search per seed, in standalone trainings (measured CPU time; None: no cap): the race is
+    # cut to fit, and a race shorter than race_min_fraction of search.steps is not run
+    max_cost: float | None = Field(1.5, gt=0)
+    race_min_fraction: float = Field(0.1, gt=0, le=1)
+
+# standalone trainings kept for what the search does after the race (judging is predicted with it;
+# writing the evidence, recommendation and plots is not)
+RESERVE = 0.02
 
 
 def wide_scores(ctx, model, splits, batches: int) -> dict:
@@ -62,33 +73,44 @@ class TeacherRace(Teacher):
             raise ConfigError(f"race_fraction {config.race_fraction} exceeds teacher_fraction "
                               f"{config.teacher_fraction}: the challenger must train no longer than the teacher",
                               key="race_fraction")
+        if config.race_min_fraction > config.race_fraction:
+            raise ConfigError(f"race_min_fraction {config.race_min_fraction} exceeds race_fraction "
+                              f"{config.race_fraction}: no race could be run", key="race_min_fraction")
+        floor = config.teacher_fraction + config.adapt_fraction
+        if config.max_cost is not None and config.max_cost <= floor:
+            raise ConfigError(f"max_cost {config.max_cost} leaves nothing for the students: the teacher and one "
+                              f"student alone cost {floor:g} standalone trainings (teacher_fraction + "
+                              f"adapt_fraction); raise max_cost above {floor:g} or lower those", key="max_cost")
 
     def run(self, ctx) -> Evidence:
         t0, seeds, label = time.perf_counter(), list(self.search.seeds), self.teacher_label(ctx)
+        ledger = Ledger(ctx, self.total_steps)
         base = ctx.homogeneous(label)
         teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
                                    for s in seeds], f"teacher {label}")
         per_seed = [self.search_seed(ctx, s, rec) for s, rec in zip(seeds, teachers)]
-        stages = self.race(ctx, seeds, label, teachers, per_seed)
+        stages = self.race(ctx, seeds, label, teachers, per_seed, ledger)
         picks = [stage["pick_choice"] or pick for stage, (pick, _) in zip(stages, per_seed)]
         weight, _ = self.cost_term()
         return ctx.evidence(self.name, seeds=seeds, picks=picks,
                             measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
                             wall_seconds=time.perf_counter() - t0,
-                            stages=[{k: v for k, v in st.items() if k != "pick_choice"} for st in stages],
+                            stages=[{k: v for k, v in st.items() if k != "pick_choice"} for st in stages] +
+                            [self.account(ledger, len(seeds))],
                             notes=[f"teacher {label} trained {self.teach_steps} steps; students adapted "
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
-                                   f"{self.config.tie_margin}, cost weight {weight}; where the pick stayed the teacher, "
+                                   f"{self.config.tie_margin}, cost weight {weight}; where the pick kept the teacher's type, "
                                    f"every type its students could not rule out raced it from scratch (stages)"])
 
     def race_steps(self, n: int) -> int:
         """Steps of each of n challengers: race_fraction, or less so that all fit in race_budget."""
         return max(1, round(min(self.config.race_fraction, self.config.race_budget / max(1, n)) * self.total_steps))
 
-    def race(self, ctx, seeds, label, teachers, per_seed) -> list[dict]:
+    def race(self, ctx, seeds, label, teachers, per_seed, ledger: Ledger) -> list[dict]:
         """One stage record per seed; a winning challenger's from-scratch record replaces its student's."""
         base, cost = ctx.homogeneous(label), ctx.cost.of_choice
+        self.budget = {"stage": "budget", "max_cost": self.config.max_cost}
         stages, requests = [], []
         for seed, rec, (pick, measured) in zip(seeds, teachers, per_seed):
             students = [{"label": ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0],
@@ -101,7 +123,10 @@ class TeacherRace(Teacher):
                      "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
-            for c in found:
+        self.fit_budget(ctx, ledger, seeds, label, teachers, stages)
+        for stage in stages:
+            seed = stage["seed"]
+            for c in stage["contenders"]:
                 choice = ctx.homogeneous(c["label"])
                 requests.append(TrialRequest(choice, seed, stage["steps"], trial_name(ctx, choice, seed, "race-"),
                                              measure=functools.partial(wide_scores, batches=self.config.race_batches)))
@@ -114,6 +139,56 @@ class TeacherRace(Teacher):
             RunDir(ctx.out, resume=True).write_json(f"race_seed{stage['seed']}.json",
                                                     {k: v for k, v in stage.items() if k != "pick_choice"})
         return stages
+
+    def fit_budget(self, ctx, ledger: Ledger, seeds, label: str, teachers, stages: list[dict]) -> None:
+        """Size the race to what is left under max_cost (nasgraph.search.strategies._budget): fewer steps,
+        then fewer contenders (the least promising first), else none; a cut is a `race_cut` warning."""
+        cfg, budget = self.config, self.budget
+        for seed, rec in zip(seeds, teachers):
+            scored = len(ctx.score_split(ctx.splits(seed)))
+            ledger.add(label, rec, scored)
+            for other in (o for o in ctx.homogeneous_labels() if o != label):
+                choice = ctx.homogeneous(other)
+                name = trial_name(ctx, choice, seed, "student-")
+                ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
+        unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
+        budget.update(unit_cpu_seconds=unit and round(unit, 2), spent_before_race=unit and round(spent / unit / len(seeds), 3))
+        if cfg.max_cost is None or unit is None or not racing:
+            return
+        splits = ctx.splits(seeds[0])
+        race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
+        allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
+        wanted = {st["seed"]: (list(st["contenders"]), st["steps"]) for st in racing}
+        k, cap, predicted = fit_race([[c["label"] for c in st["contenders"]] for st in racing], self.race_steps,
+                                     ledger, allowed, max(1, round(cfg.race_min_fraction * self.total_steps)),
+                                     len(ctx.score_split(splits)), race_n, label)
+        cuts = []
+        for st in racing:
+            found, want = wanted[st["seed"]]
+            st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
+            st["steps"] = min(self.race_steps(k), cap) if k else None
+            if not k:
+                st["verdict"] = "no race: max_cost reached"
+            if st["dropped"] or (k and st["steps"] < self.race_steps(k)):
+                cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
+                                                      f"{st['steps']} steps (configured {self.race_steps(k)})"
+                                                      if k else "no race") +
+                            (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
+        budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
+                      race_predicted=round(predicted / unit / len(seeds), 3))
+        if cuts:
+            budget["warning"] = {
+                "code": "race_cut",
+                "message": f"the race was cut to keep the search under max_cost {cfg.max_cost} standalone trainings "
+                           f"per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
+                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
+                "fix": "raise max_cost, or lower teacher_fraction / adapt_fraction to leave the race more"}
+
+    def account(self, ledger: Ledger, n_seeds: int) -> dict:
+        """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
+        unit = ledger.unit
+        return {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
+                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
 
     @staticmethod
     def trial_of(ctx, pick: dict, teacher: dict) -> tuple[str, dict]:
