@@ -45,7 +45,19 @@ def markdown(results: dict, args) -> str:
                      f"{statistics.mean(taus) if taus else float('nan'):.2f} | "
                      f"{statistics.mean(r['cost_x'] for r in plain + cost):.2f} | "
                      f"{max(r['cost_x'] for r in plain + cost):.2f} | {sum(agree)}/{len(agree)} |")
-    return "\n".join(lines + seed_gap_lines(results)) + "\n"
+    return "\n".join(lines + race_lines(results) + seed_gap_lines(results)) + "\n"
+
+
+def race_lines(results: dict) -> list[str]:
+    """teacher_race: per search, the race against the teacher (contenders' from-scratch gain over it)."""
+    ledger = lambda r: f"{r['ledger_x']:.2f} / {r['cost_x']:.2f}" if r.get("ledger_x") else "-"  # noqa: E731
+    rows = [f"| {name} | {r['seed']} | {r['cost_weight'] or '-'} | {r['race']} | {r['pick']} | {ledger(r)} |"
+            for name, t in results.items() for r in t["rows"] if r.get("race")]
+    if not rows:
+        return []
+    return ["## teacher_race: the race against the teacher (contender - teacher, utility, paired)", "",
+            "| task | seed | cost term | race | pick | cost: its ledger / measured (x one training) |",
+            "|---|---|---|---|---|---|", *rows, ""]
 
 
 def seed_gap_lines(results: dict) -> list[str]:

@@ -38,8 +38,10 @@ from nasgraph.training.run import run_train
 
 OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 # a strategy whose method changed since its cached searches: the revision enters their cache key
-REVISION = {"teacher": 2}   # 2: paired per-example scores, tie rule, per choice point contrasts
+REVISION = {"teacher": 2,    # 2: paired per-example scores, tie rule, per choice point contrasts
+            "teacher_race": 2}   # 2: the race sized to fit under max_cost (measured CPU ledger)
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
+              "teacher_race": {"strategy": "teacher_race"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},
               "gdas": {"strategy": "gdas"}, "fixed": {"strategy": "fixed"}}
 
@@ -188,6 +190,27 @@ def paired_gaps(evidence: dict) -> dict[str, list[float]]:
     return out
 
 
+def race_text(evidence: dict) -> str | None:
+    """teacher_race's race at the search's seed in a few words (None for other strategies)."""
+    stages = [st for st in evidence.get("stages") or [] if st.get("stage") == "race"]
+    if not stages:
+        return None
+    st = stages[0]
+    if not st.get("races"):   # (the first runs' name of the second verdict)
+        return {"the pick is not the teacher": "the pick keeps no layer of the teacher's type"}.get(st["verdict"],
+                                                                                                   st["verdict"])
+    races = "; ".join(f"{r['candidate'].split('(')[0]} {100 * r['diff']:+.1f} +-{100 * (r['se'] or 0):.1f} "
+                      f"({r['verdict'].replace('teacher holds', 'pick holds')})"  # its name in the first runs
+                      for r in st["races"])
+    dropped = f"; {', '.join(st['dropped'])} not raced (max_cost)" if st.get("dropped") else ""
+    return f"{races}, {st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples{dropped}"
+
+
+def ledger_cost(evidence: dict) -> float | None:
+    """teacher_race's own measured cost (its budget stage: standalone trainings, up to its pick)."""
+    return next((st.get("spent") for st in evidence.get("stages") or [] if st.get("stage") == "budget"), None)
+
+
 def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking, one_training, args) -> dict:
     picks = [l.split("(")[0] for ls in r["labels"].values() for l in ls]
     if len(set(picks)) == 1:
@@ -206,7 +229,8 @@ def score_row(name, variant, seed, weight, r, base, alone, mean, flops, ranking,
             "within_1pt": pick_acc >= mean[ranking[0]] - TIE, "tau": tau, "pareto": pareto,
             "cost_x": r["cpu_seconds"] / one_training, "wall_x": r["seconds"] / one_training,
             "flops_x": pick_flops / max(flops.values()), "confidence": confidence_of(r["evidence"]),
-            "gaps": paired_gaps(r["evidence"]), "retrained": retrained}
+            "gaps": paired_gaps(r["evidence"]), "retrained": retrained, "race": race_text(r["evidence"]),
+            "ledger_x": ledger_cost(r["evidence"])}
 
 
 def main() -> None:
@@ -214,7 +238,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="tiny sizes: the whole suite in minutes")
     ap.add_argument("--tasks", nargs="+", choices=list(FULL))
-    ap.add_argument("--strategies", nargs="+", default=["halving", "teacher", "darts", "darts_perturb"],
+    ap.add_argument("--strategies", nargs="+", default=["teacher_race", "teacher", "halving", "darts", "darts_perturb"],
                     choices=list(STRATEGIES))
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--mixes", nargs="*", default=[], type=lambda v: v.split("+"),

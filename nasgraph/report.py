@@ -75,7 +75,7 @@ def recommendation_lines(rec: dict, markdown: bool = False) -> list[str]:
                      f"{a['latency_ms']:.3g}" if a["latency_ms"] is not None else "-", "yes" if a["pareto"] else ""])
     heads = ["architecture", "role", f"{metric_label(m)} (+-sd over seeds)", "FLOPs", "ORT ms" if has_latency else "ORT ms (n/a)",
              "Pareto"]
-    lines += [table(rows, heads, markdown=markdown), ""]
+    lines += [table(rows, heads, markdown=markdown), ""] + race_lines(rec, markdown)
     for w in rec["warnings"]:
         lines.append(f"{'- ' if markdown else ''}{bold('warning')}: {w['message']}. Change: {w['fix']}.")
     return lines
@@ -122,6 +122,29 @@ def _unit_score_lines(rec: dict) -> list[str]:
         return []
     return ["## Unit scores (drop of the metric when the unit is masked; mean over groups and seeds)", "",
             table(rows, ["choice point", "candidate", "score"], markdown=True), ""]
+
+
+def race_lines(rec: dict, markdown: bool = True) -> list[str]:
+    """teacher_race's race per seed: the contenders its students could not rule out, the from-scratch result."""
+    m, rows = rec["metric"], []
+    signed = lambda d: ("+" if d >= 0 else "") + metric_delta(m, d)  # noqa: E731
+    for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
+        found = ", ".join(f"{c['label']} {signed(-c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
+                          for c in st["contenders"]) or "-"
+        if st.get("dropped"):
+            found += f" ({', '.join(st['dropped'])} not raced: max_cost)"
+        result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['defender_score'])}: "
+                           f"{signed(r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
+                           f" ({r['verdict']})" for r in st.get("races") or []) or "-"
+        if st.get("races"):
+            result += f" ({st['steps']} vs {st['teacher_steps']} steps, {st['eval_n']} examples)"
+        rows.append([str(st["seed"]), found, result, st["verdict"]])
+    if not rows:
+        return []
+    title = "Race (types the teacher's students could not rule out, trained from scratch against the pick)"
+    return [f"**{title}**" if markdown else f"{title}:", "",
+            table(rows, ["seed", "contenders (student - teacher, utility)", "race (paired, same examples)", "verdict"],
+                  markdown=markdown), ""]
 
 
 def write_search_report(run: str | Path) -> Path:

@@ -25,10 +25,11 @@ def _evidence(run) -> dict:
 
 @pytest.mark.parametrize("strategy,granularity,extra", [
     ("halving", "layer", ", refine: true"), ("teacher", "head", ""),
-    ("teacher", "layer", ", objective: {flops: {weight: 1.0, target: 0.9}}")])
+    ("teacher", "layer", ", objective: {flops: {weight: 1.0, target: 0.9}}"), ("teacher_race", "layer", ""),
+    ("teacher_race", "head", ", objective: {flops: {weight: 0.5}}")])
 def test_trial_strategy_end_to_end(tiny_spec, tmp_path, strategy, granularity, extra):
     run = tmp_path / "run"
-    spec = _spec(tiny_spec, granularity, strategy, extra, 16 if strategy == "halving" else 20)
+    spec = _spec(tiny_spec, granularity, strategy, extra, {"halving": 16, "teacher_race": 24}.get(strategy, 20))
     assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
     ev = _evidence(run)
     assert ev["strategy"] == strategy and ev["metric"] == "acc" and len(ev["picks"]) == len(ev["seeds"])
@@ -40,7 +41,13 @@ def test_trial_strategy_end_to_end(tiny_spec, tmp_path, strategy, granularity, e
         assert len(ev["seeds"]) >= 2 and ev["chosen"] is not None
         assert all(len(m["scores"]) == len(ev["seeds"]) for m in ev["measured"])
         assert json.loads((run / "rungs.json").read_text())["rungs"] == [[2, 3], [4, 2]]
-    else:
+    elif strategy == "teacher_race":
+        (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+        assert stage["teacher"] == "softmax" and stage["teacher_steps"] == 12 and (run / "race_seed0.json").exists()
+        assert {c["label"] for c in stage["contenders"]} <= homogeneous - {"softmax"}
+        rec = json.loads((run / "recommendation.json").read_text())
+        assert rec["stages"][0]["verdict"] == stage["verdict"] and "Race (types" in (run / "report.md").read_text()
+    if strategy != "halving":
         assert any("kl" in m["detail"] for m in ev["measured"] if m["kind"] != "homogeneous" or m["detail"])
     for trial in (run / "trials").iterdir():
         assert (trial / "spec.yaml").exists() and list(trial.glob("budget*.json"))

@@ -36,6 +36,7 @@ class SearchContext:
     runtime: object = None              # the TrainSpec with its device resolved (training.device.runtime_train)
     latency_probe: Callable | None = None   # elastic search: ONNX Runtime ms of a model (exporters.subnet_latency)
     backend: TrialBackend | None = field(default_factory=open_backend, repr=False)  # runs independent trials
+    started: float | None = None        # process CPU time when the search began (a strategy's cost ledger)
     _splits: dict = field(default_factory=dict, repr=False)
 
     @property

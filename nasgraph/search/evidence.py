@@ -41,6 +41,8 @@ class Evidence:
     unit_scores: list[dict] | None = None   # per seed, scoring strategies (DARTFormer)
     notes: list[str] = field(default_factory=list)
     chosen: Choice | None = None          # the strategy's own decision over all seeds (None: vote over picks)
+    stages: list[dict] = field(default_factory=list)  # what a strategy measured before `measured`, per seed
+    # (race_teacher's race: {stage, seed, rungs: [{steps, leader, rows}], teacher[, warning: {code, message, fix}]})
 
     def to_json(self) -> dict:
         return asdict(self)

@@ -7,6 +7,7 @@ trained architecture (halving, teacher), each resumable.
 """
 from __future__ import annotations
 
+import time
 from collections import Counter
 from pathlib import Path
 
@@ -115,8 +116,11 @@ def run_search(doc, out: str | Path, *, resume: bool = False, progress: bool = T
         raise doc.error(f"under torchrun the ranks train every trial together (data-parallel); the "
                         f"'{doc.spec.search.backend}' backend runs trials in processes of its own: use one or the "
                         f"other (valid under torchrun: in-process)", ("search", "backend"))
+    started = time.process_time()       # the search's cost counts from here (data, cost table, trials)
     with distributed.group(resolve_device(runtime.device)):   # torchrun's ranks; a no-op in one process
-        return _search(doc, out, search_context(doc, out, resume=resume, progress=progress, runtime=runtime))
+        ctx = search_context(doc, out, resume=resume, progress=progress, runtime=runtime)
+        ctx.started = started
+        return _search(doc, out, ctx)
 
 
 def _search(doc, out: str | Path, ctx: SearchContext) -> dict:

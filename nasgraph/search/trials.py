@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -137,10 +138,12 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     record = finished(ctx, request)
     if record is not None:
         return record
+    cpu0 = time.process_time()          # this trial's CPU time (its own process under a remote backend)
     seed_everything(seed)
     _, model = build(ctx, request.choice, folder)
     run = RunDir(folder, resume=True)
-    if request.init_from is not None and not run.resuming:
+    resuming = run.resuming
+    if request.init_from is not None and not resuming:
         inherit(model, RunDir(ctx.out / "trials" / request.init_from, resume=True).load_checkpoint()["model"])
     splits = ctx.splits(seed)
     held_out = ctx.score_split(splits)
@@ -148,9 +151,11 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
               "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
+    cpu_fit = time.process_time()
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
                  task=ctx.task)
+    cpu_fit = time.process_time() - cpu_fit
     reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
         if request.reference else None
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
@@ -159,5 +164,8 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
               **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
               "examples": {k: scores[k] for k in ("key", "values", "counts")},
               **(request.measure(ctx, model, splits) if request.measure else {})}
+    # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
+    record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
+                  cpu_seconds=round(time.process_time() - cpu0, 3))
     run.write_json(f"budget{steps}.json", record)
     return record

@@ -187,7 +187,7 @@ class ObjectiveSpec(StrictConfig):
     latency: LatencyObjective | None = None  # measured latency table (deploy side): a forward pass, or decode
 
 
-DEFAULT_STRATEGY = "teacher"   # best by measurement: benchmarks/search_fidelity.py, README
+DEFAULT_STRATEGY = "teacher_race"   # best by measurement: benchmarks/search_fidelity_results.md, README
 
 
 class SearchSpec(StrictConfig):

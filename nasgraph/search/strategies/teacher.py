@@ -112,9 +112,10 @@ class Teacher(Strategy):
     def adapt_steps(self) -> int:
         return max(1, round(self.config.adapt_fraction * self.total_steps))
 
-    def search_seed(self, ctx, seed: int, rec: dict) -> tuple[dict, list[dict]]:
-        """The pick and the measured architectures of one seed, given its trained teacher's record."""
-        label = self.teacher_label(ctx)
+    def search_seed(self, ctx, seed: int, rec: dict, label: str | None = None) -> tuple[dict, list[dict]]:
+        """The pick and the measured architectures of one seed, given its trained teacher's record (a
+        homogeneous model of type `label`, default `teacher_label`)."""
+        label = label or self.teacher_label(ctx)
         base = ctx.homogeneous(label)
         request = lambda c, steps, tag: TrialRequest(c, seed, steps, trial_name(ctx, c, seed, tag),  # noqa: E731
                                                      init_from=rec["name"], reference=rec["name"])

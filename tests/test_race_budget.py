@@ -1,0 +1,115 @@
+"""teacher_race's cost cap (nasgraph.search.strategies._budget): the race is sized to what is left
+under max_cost, cut (fewer steps, then fewer contenders) and said so, and the accounting is recorded."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+import nasgraph.search.strategies._budget as budget
+import nasgraph.search.strategies.teacher_race as tr
+from nasgraph.cli import main
+from nasgraph.search.strategies._budget import fit_race
+
+
+class FakeLedger:
+    """Measured rates stood in: CPU seconds per training step and per scored example, by type."""
+
+    def __init__(self, rates: dict, scoring: float = 0.0):
+        self.rates, self.scoring = rates, scoring
+
+    def rate_of(self, label):
+        return self.rates[label]
+
+    def scoring_of(self, label):
+        return self.scoring
+
+
+def configured(n: int) -> int:              # race_fraction 0.3, race_budget 0.5 of 100 steps
+    return round(min(0.3, 0.5 / n) * 100)
+
+
+def test_a_race_that_fits_keeps_its_configured_steps():
+    k, cap, cost = fit_race([["linear", "local"]], configured, FakeLedger({"linear": 1.0, "local": 2.0}), 1000.0,
+                            10, 50, 200, "softmax")
+    assert (k, cap, cost) == (2, 25, 75.0)
+
+
+def test_a_race_over_the_cap_trains_fewer_steps_then_drops_the_least_promising():
+    ledger = FakeLedger({"linear": 1.0, "local": 2.0}, scoring=0.01)
+    # 60 s left: scoring 2 x 250 + 200 examples at 0.01 s = 7 s; 53 s / 3 s per step -> 17 steps each
+    assert fit_race([["linear", "local"]], configured, ledger, 60.0, 10, 50, 200, "softmax") == (2, 17, 7 + 17 * 3.0)
+    # 30 s: two contenders get 7 steps (< 10): only the first (best) one races, at (30 - 4.5) / 1 -> 25 steps
+    assert fit_race([["linear", "local"]], configured, ledger, 30.0, 10, 50, 200, "softmax") == (1, 25, 4.5 + 25.0)
+    assert fit_race([["linear", "local"]], configured, ledger, 5.0, 10, 50, 200, "softmax") == (0, None, 0.0)
+    assert fit_race([[]], configured, ledger, 1000.0, 10, 50, 200, "softmax") == (0, None, 0.0)
+
+
+@pytest.fixture
+def raced(tiny_spec, tmp_path, monkeypatch):
+    """A tiny teacher_race search where both other types contend, with deterministic costs: one
+    training step costs 1 CPU second (so one standalone training is search.steps = 20 seconds), scoring
+    is free, and the search had spent exactly one training before the race."""
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
+        {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
+    monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
+
+    def search(options: str):
+        spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0" + options)
+        spec.write_text(spec.read_text().replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
+        run = tmp_path / "run"
+        assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
+        ev = json.loads((run / "evidence.json").read_text())
+        rec = json.loads((run / "recommendation.json").read_text())
+        race = next(st for st in ev["stages"] if st["stage"] == "race")
+        cap = next(st for st in rec["stages"] if st["stage"] == "budget")
+        return run, race, cap, rec
+    return search
+
+
+def test_the_race_is_cut_to_fit_under_max_cost_and_the_user_is_told(raced):
+    # configured: 2 contenders x 5 steps (race_budget 0.5); left: (1.5 - 1 - 0.02 reserve) x 20 = 9.6 s -> 4 steps each
+    run, race, cap, rec = raced(", max_cost: 1.5")
+    assert race["steps"] == 4 and [c["label"] for c in race["contenders"]] == ["linear", "local(window=4)"]
+    assert (run / "trials" / "race-linear+linear-s0" / "budget4.json").exists()
+    assert cap["max_cost"] == 1.5 and cap["unit_cpu_seconds"] == 20 and cap["spent_before_race"] == 1.0
+    assert cap["race_steps"] == 4 and cap["race_predicted"] == pytest.approx(0.4) and cap["spent"] == 1.0
+    assert cap["warning"]["code"] == "race_cut"
+    assert any(w["code"] == "race_cut" and "at 4 steps (configured 5)" in w["message"] for w in rec["warnings"])
+    assert "race_cut" in json.dumps(rec) and "max_cost" in (run / "report.md").read_text()
+
+
+def test_a_tighter_cap_races_only_the_most_promising_contender(raced):
+    # left: (1.2 - 1 - 0.02) x 20 = 3.6 s; two contenders would get 1 step (< 3, race_min_fraction 0.15): one races
+    run, race, cap, rec = raced(", max_cost: 1.2, race_min_fraction: 0.15")
+    assert [c["label"] for c in race["contenders"]] == ["linear"] and race["dropped"] == ["local(window=4)"]
+    assert race["steps"] == 3 and [r["candidate"] for r in race["races"]] == ["linear"]
+    assert "local(window=4) not raced" in cap["warning"]["message"]
+
+
+def test_no_race_fits_no_race_runs(raced):
+    run, race, cap, rec = raced(", max_cost: 1.05")
+    assert race["contenders"] == [] and race["verdict"] == "no race: max_cost reached" and race["races"] == []
+    assert not list((run / "trials").glob("race-*")) and "seed 0: no race" in cap["warning"]["message"]
+
+
+def test_without_a_cap_the_race_is_not_cut_and_the_cost_is_still_measured(tiny_spec, tmp_path):
+    spec = tiny_spec("layer", "teacher_race", ", max_cost: null")
+    run = tmp_path / "run"
+    assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
+    cap = next(st for st in json.loads((run / "recommendation.json").read_text())["stages"] if st["stage"] == "budget")
+    assert cap["max_cost"] is None and "warning" not in cap
+    assert cap["unit_cpu_seconds"] > 0 and cap["spent"] >= cap["spent_before_race"] > 0
+    trial = json.loads(next((run / "trials").glob("teacher-*/budget*.json")).read_text())
+    assert trial["train_steps"] == trial["steps"] and trial["cpu_seconds"] >= trial["train_cpu_seconds"] > 0
+
+
+@pytest.mark.parametrize("options,key", [(", max_cost: 0.5", "max_cost"),
+                                         (", race_min_fraction: 0.4", "race_min_fraction")])
+def test_a_cap_that_leaves_no_room_is_a_spec_error_at_load(tiny_spec, tmp_path, capsys, options, key):
+    spec = tiny_spec("layer", "teacher_race", options)
+    assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert key in err and "Traceback" not in err and not (tmp_path / "run").exists()
