@@ -88,9 +88,10 @@ def bench_model(spec, label, doc, model, opts, work: Path) -> dict:
     return row
 
 
-def markdown(rows, schemes, load) -> str:
+def markdown(rows, schemes, load, overrides=()) -> str:
     lines = ["# int8 vs fp32 (ONNX Runtime, 1 thread, CPU time p50 ratio, same run)", "",
-             f"load average {load[0]:.1f} -> {load[1]:.1f}; unpadded graph, batch 1, random weights.", "",
+             f"load average {load[0]:.1f} -> {load[1]:.1f}; unpadded graph, batch 1, random weights"
+             + (f"; spec settings {', '.join(overrides)}" if overrides else "") + ".", "",
              "| spec | attention | T | fp32 ms | " + " | ".join(schemes) + " |", "|---|---|---|---|" + "---|" * len(schemes)]
     for r in rows:
         t = r["times"]
@@ -109,6 +110,8 @@ def main() -> None:
     ap.add_argument("--attention", default="", help="only these candidates, comma-separated labels")
     ap.add_argument("--schemes", default=",".join(SCHEMES), help=f"of: {', '.join(SCHEMES)}")
     ap.add_argument("--len", type=int, default=512)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="spec setting applied to every derived model, e.g. model.d_model=256 (repeatable)")
     ap.add_argument("--rounds", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=8)
     ap.add_argument("--budget-s", type=float, default=2.0, help="cap on timed calls per variant and round")
@@ -122,14 +125,14 @@ def main() -> None:
     load0, rows = os.getloadavg()[0], []
     with tempfile.TemporaryDirectory(prefix="deploy_int8_") as tmp:
         for spec in opts.specs.split(","):
-            for label, doc, model in derived_models(spec, opts.len):
+            for label, doc, model in derived_models(spec, opts.len, tuple(opts.set)):
                 if opts.attention and label not in opts.attention.split(","):
                     continue
                 rows.append(bench_model(spec, label, doc, model, opts, Path(tmp)))
     load = (load0, os.getloadavg()[0])
     opts.out.mkdir(parents=True, exist_ok=True)
-    (opts.out / "deploy_int8.json").write_text(json.dumps({"load_avg": load, "rows": rows}, indent=1))
-    md = markdown(rows, opts.schemes, load)
+    (opts.out / "deploy_int8.json").write_text(json.dumps({"load_avg": load, "set": opts.set, "rows": rows}, indent=1))
+    md = markdown(rows, opts.schemes, load, opts.set)
     (opts.out / "deploy_int8.md").write_text(md)
     print(md)
 

@@ -59,15 +59,16 @@ ROOT = Path(__file__).resolve().parents[1]
 SPECS = ["listops_homogeneous", "listops_heterogeneous", "mixformer", "text_bytes"]
 
 
-def derived_models(spec_name: str, max_len: int):
-    """(candidate label, doc, model) per candidate: every choice point resolved to that candidate."""
+def derived_models(spec_name: str, max_len: int, overrides: tuple[str, ...] = ()):
+    """(candidate label, doc, model) per candidate: every choice point resolved to that candidate;
+    `overrides` are spec settings ("model.d_model=256") applied before deriving."""
     from nasgraph.graph import compile_spec
     from nasgraph.search.derive import derive_spec
     from nasgraph.spec import dump_spec, load_spec
     from nasgraph.training.run import build_discrete
 
     # batch 1: nothing is trained here, so the memory check must not judge a training batch at max_len
-    doc = load_spec(ROOT / "specs" / f"{spec_name}.yaml", [f"task.max_len={max_len}", "train.batch_size=1"])
+    doc = load_spec(ROOT / "specs" / f"{spec_name}.yaml", [f"task.max_len={max_len}", "train.batch_size=1", *overrides])
     graph = compile_spec(doc)
     points = {n: d for n, d in graph.nodes(data=True) if d.get("choice")}
     labels = list(dict.fromkeys(l for d in points.values() for l in d["candidates"]))

@@ -1,7 +1,13 @@
-"""The markdown report of `deploy_latency.py` (rows, int8 points, softmax-vs-matmul section)."""
+"""The markdown report of `deploy_latency.py` (rows, int8 points, softmax-vs-matmul section), and the
+table of several runs side by side:
+
+    python benchmarks/deploy_latency_report.py run1/deploy_latency.json run2/deploy_latency.json
+"""
 from __future__ import annotations
 
+import json
 import os
+import sys
 
 TARGET = 0.8
 
@@ -112,3 +118,32 @@ def markdown(rows, peak, eff, env, opts, load, passive: bool) -> str:
         lines.append("")
     lines += int8_table(rows) + peak_section(peak, eff, opts)
     return "\n".join(lines) + "\n"
+
+
+def runs_table(runs: list[list[dict]]) -> list[str]:
+    """CPU-time ORT/eager of each (spec, attention) at every T and thread count, one figure per run
+    ("0.83, 0.79"), then how many points meet the target in every run and in any run."""
+    keys = list(dict.fromkeys((r["spec"], r["attention"]) for rows in runs for r in rows))
+    lens = sorted({r["T"] for rows in runs for r in rows})
+    threads = sorted({r["threads"] for rows in runs for r in rows})
+    found = [{(r["spec"], r["attention"], r["T"], r["threads"]): _steady(r) for r in rows} for rows in runs]
+    cols = [f"T={T}: " + " / ".join(f"{t}t" for t in threads) for T in lens]
+    lines = ["| spec | attention | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    for spec, label in keys:
+        cells = [" / ".join(", ".join(f"{f[(spec, label, T, t)]:.2f}" if (spec, label, T, t) in f else "-" for f in found)
+                            for t in threads) for T in lens]
+        lines.append(f"| {spec} | {label} | " + " | ".join(cells) + " |")
+    lines.append("")
+    for t in threads:
+        for T in lens:
+            points = [[f.get((spec, label, T, t)) for f in found] for spec, label in keys]
+            every = sum(all(v is not None and v <= TARGET for v in p) for p in points)
+            some = sum(any(v is not None and v <= TARGET for v in p) for p in points)
+            values = [v for p in points for v in p if v is not None]
+            lines.append(f"- {t} thread(s), T={T}: {every} of {len(points)} met in every run, {some} in at least one; "
+                         f"ratios {min(values):.2f}-{max(values):.2f}.")
+    return lines + [""]
+
+
+if __name__ == "__main__":
+    print("\n".join(runs_table([json.loads(open(path).read())["rows"] for path in sys.argv[1:]])))

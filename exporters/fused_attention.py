@@ -9,7 +9,10 @@ not unidirectional, no past/present, q/k/v not in BNSH layout; the q/k/v `bias` 
 measured at the same cost). The kernel works on blocks of Br = min(Bc, dqk + dv) query rows (32 at
 head size 16) by Bc = L2 / (16 (dqk + dv)) keys, capped at T, with no minimum length or head size;
 at T=2048, 4 heads of 16, 1 thread it takes the CPU time of torch's SDPA kernel (16.4 vs 16.0 ms,
-2026-11-30), so it brings parity with eager, not a margin. Every other call (a padding or
+2026-11-30; 0.89-0.96x at T=2048 on 2026-12-01), so it brings parity with eager, not a margin.
+Query-block-tiled graphs (MatMul, Softmax, MatMul per block of 32-512 rows) and q/k zero-padding
+(bigger MLAS blocks) measured 1.10-1.77x its time at T=2048 (benchmarks/deploy_tiled_attention.py),
+so mask-free softmax has no other export path. Every other call (a padding or
 causal bias, dropout, GQA) keeps torchlib's decomposition (MatMul, Add, Softmax, MatMul: the B x H x
 T x T scores are materialised). The transposes around the node cancel against the model's own
 head split in ORT's optimiser.
@@ -26,11 +29,13 @@ from __future__ import annotations
 
 import ast
 import os
+from pathlib import Path
 from typing import Callable
 
 import onnx
 
 MSFT = "com.microsoft"
+KERNELS_KEY = "nasgraph.attention_kernels"  # metadata: {attention module: kernel path}, JSON
 FLASH = "MultiHeadAttention (flash, tiled)"
 MHA_QUADRATIC = "MultiHeadAttention (mask: scores materialised)"
 DECOMPOSED = "MatMul+Softmax+MatMul (scores materialised)"
@@ -134,3 +139,13 @@ def attention_kernels(path: str | os.PathLike) -> dict[str, str]:
         if kind and kind not in kinds:
             kinds.append(kind)
     return {scope: " + ".join(kinds) or NO_SOFTMAX for scope, kinds in found.items()}
+
+
+def record_kernels(*paths: str | os.PathLike) -> None:
+    """Write each file's `attention_kernels` into its metadata (KERNELS_KEY, as JSON)."""
+    import json
+
+    from exporters.parity import stamp
+
+    for path in paths:
+        stamp(Path(path), {KERNELS_KEY: json.dumps(attention_kernels(path), sort_keys=True)})

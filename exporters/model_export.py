@@ -10,16 +10,14 @@ Two graphs land together:
   token equal to <pad> makes it fail inside the graph.
 Each is checked against PyTorch on real task inputs (the check split's shortest and longest examples,
 padded for the padded graph, cut to equal lengths for the unpadded one) and lands only if they agree
-within `spec.export.atol`; both carry what `nasgraph predict` needs (tokenizer, class names, max_len)
-and the derived spec they were built from. `contrib_ops=False` keeps standard ONNX ops only.
+within `spec.export.atol`; both carry what `nasgraph predict` needs (tokenizer, class names, max_len),
+their derived spec and each attention layer's ORT kernel path. `contrib_ops=False`: standard ops only.
 
 Both graphs enforce max_len themselves (exporters.guards): a longer input fails inside ONNX Runtime
-with "sequence length exceeds the model's max_len", where it used to fail with a broadcast error
-(learned positions) or run silently (no position table, unbounded attention types).
+with "sequence length exceeds the model's max_len" (not a broadcast error, nor silently).
 
-`quantize="int8"` (or another scheme of exporters.quantize_schemes): int8 quantization of the linear
-layers (exporters.quantize), kept only when the test-split accuracy drops by at most `max_drop`
-points; the figures go into the metadata. int8-static calibrates on the task's train split.
+`quantize="int8"` (or another exporters.quantize_schemes scheme): int8 linear layers, kept only when the
+test accuracy drops by at most `max_drop` points (figures in the metadata; int8-static calibrates on train).
 
 Example:
     >>> result = export_run("runs/train", "model.onnx")
@@ -41,6 +39,7 @@ from exporters.checkpoints import load_checkpoint
 from exporters.decode_export import DecodeParity, decode_names, decode_skip_reason, stage_decode
 from exporters.fast_ops import export_translations, fast_graph_pass
 from exporters.guards import token_guards
+from exporters.fused_attention import record_kernels
 from exporters.parity import ParityReport, stage_verified
 from exporters.quantize import QuantizeResult, quantize_checked
 from exporters.runtime import read_metadata
@@ -222,6 +221,7 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
             graph_pass=fast_graph_pass(token_guards(INPUT, max_len=max_len, no_padding=True, pad_id=PAD_ID)),
             metadata={**metadata, "nasgraph.padding": "none", "nasgraph.padded_variant": dst.name,
                       "nasgraph.parity_inputs": inputs.unpadded_described}, **common)
+        record_kernels(staged, staged_u)
         extra = quantize(staged, staged_u) if quantize is not None else None
         report_d = stage_decode(model, stage, tuple(p.name for p in decode_dst), inputs.unpadded_example,
                                 inputs.unpadded_checks, max_len=max_len, metadata=metadata, atol=atol,

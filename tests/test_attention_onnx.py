@@ -30,12 +30,12 @@ def test_exports_with_dynamic_axes_and_matches_ort(name, causal, tmp_path):
         pytest.skip(str(why))
 
 
-@pytest.mark.parametrize("name,options", [("softmax", {"n_kv_heads": 2}),
+@pytest.mark.parametrize("name,options", [("softmax", {"n_kv_heads": 2}), ("softmax", {"short_conv": 4}),
                                           ("sliding_window", {"window": 8, "sinks": 3}),
                                           ("ssd", {"short_conv": 4}), ("gated_deltanet", {"short_conv": 4})])
 def test_option_paths_export_too(name, options, tmp_path):
     """Options that change the exported graph: grouped-query heads, sink keys, the short convolution
-    of the recurrent types (causal form)."""
+    of softmax and of the recurrent types (causal form)."""
     export_and_parity(name, True, tmp_path, **options)
 
 

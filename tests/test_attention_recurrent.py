@@ -160,3 +160,20 @@ def test_exported_chunk_inverse_equals_the_exact_inverse(C):
     L = ((k * beta) @ k.transpose(-2, -1)).tril(-1)                    # (B, H, C, C)
     exact = torch.linalg.inv(L + torch.eye(C, dtype=torch.float64))    # (B, H, C, C)
     torch.testing.assert_close(blocked_unit_lower_inverse(L), exact, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("n_kv_heads", [None, 2])
+def test_softmax_short_conv_is_causal_in_use_and_decodes(n_kv_heads):
+    """softmax's short_conv (the recurrent types' convolution on q, k, v): it changes the output, a
+    prefix sees no later token, and stepping (KV cache plus the convolution's history) equals forward."""
+    module = build("softmax", short_conv=4, n_kv_heads=n_kv_heads).double()
+    plain = build("softmax", n_kv_heads=n_kv_heads).double()
+    plain.load_state_dict({k: v for k, v in module.state_dict().items() if "short_conv" not in k})
+    torch.manual_seed(1)
+    x = torch.randn(B, T, D, dtype=torch.float64)
+    with torch.no_grad():
+        got = module(x)
+        assert not torch.allclose(plain(x), got)                      # the conv is in use
+        torch.testing.assert_close(module(x[:, :7]), got[:, :7], rtol=1e-9, atol=1e-10)
+        torch.testing.assert_close(stepped(module, x), got, rtol=1e-9, atol=1e-10)
+        assert [n for n, _ in module.state_shapes()] == ["k_cache", "v_cache", "conv"]

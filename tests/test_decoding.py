@@ -24,6 +24,7 @@ model: {d_model: 16, n_heads: 2, n_layers: 2, norm: {type: rms}, attention: %s}
 SPECIAL = {
     "softmax-gqa": "{candidates: [{softmax: {n_kv_heads: 1}}]}",
     "softmax-math": "{candidates: [{softmax: {impl: math}}]}",
+    "softmax-short_conv3-gqa": "{candidates: [{softmax: {short_conv: 3, n_kv_heads: 1}}]}",
     "sliding_window-w4-sinks2": "{candidates: [{sliding_window: {window: 4, sinks: 2}}]}",
     "sliding_window-w3-global2": "{candidates: [{sliding_window: {window: 3, n_global: 2}}]}",
     "sliding_window-w1": "{candidates: [{sliding_window: {window: 1}}]}",

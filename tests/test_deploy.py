@@ -129,6 +129,8 @@ def test_unpadded_graph_matches_and_takes_the_fused_kernel(trained):
     assert unpadded_kernels == {"model.nodes.L0__attention.inner": f"{FLASH} + {DECOMPOSED}",  # softmax + local heads
                                 "model.nodes.L1__attention.inner": NO_SOFTMAX}, unpadded_kernels
     assert padded_kernels["model.nodes.L0__attention.inner"] == DECOMPOSED
+    assert json.loads(meta["nasgraph.attention_kernels"]) == unpadded_kernels           # recorded in each file
+    assert json.loads(read_metadata(path)["nasgraph.attention_kernels"]) == padded_kernels
     _, model = load_trained(run)
     sessions = [ort.InferenceSession(str(p), providers=["CPUExecutionProvider"]) for p in (path, unpadded)]
     for B, T in ((1, 12), (3, 5)):

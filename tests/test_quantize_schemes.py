@@ -149,3 +149,43 @@ def test_cli_exports_int8_static_calibrated_on_the_train_split(tmp_path, capsys)
         assert "QLinearMatMul" in op_types(graph)
         outputs.append(ort.InferenceSession(str(graph), providers=["CPUExecutionProvider"]).run(None, {"tokens": tokens})[0])
     np.testing.assert_allclose(outputs[0], outputs[1], atol=1e-2)
+
+
+def normalised_model(path):
+    """tokens -> logits through h / sum(exp(h)) (a (B, T, 1) normaliser, as the linear family's), with
+    the export's broadcast pass applied: the normaliser is widened by MatMul(den, ones(1, D))."""
+    from exporters.broadcast_ops import widen_narrow_broadcasts
+
+    rng = np.random.default_rng(3)
+    init = lambda name, a: numpy_helper.from_array(np.asarray(a, dtype=np.float32), name)  # noqa: E731
+    nodes = [helper.make_node("Gather", ["emb", "tokens"], ["x"]),                # (B, T, D)
+             helper.make_node("MatMul", ["x", "w1"], ["h"]),                      # (B, T, D)
+             helper.make_node("Exp", ["h"], ["e"]),
+             helper.make_node("ReduceSum", ["e", "last"], ["den"], keepdims=1),   # (B, T, 1)
+             helper.make_node("Div", ["h", "den"], ["n"]),                        # (B, T, D)
+             helper.make_node("ReduceMean", ["n", "axis"], ["p"], keepdims=0),    # (B, D)
+             helper.make_node("MatMul", ["p", "w2"], ["logits"])]                 # (B, C)
+    graph = helper.make_graph(
+        nodes, "normalised", [helper.make_tensor_value_info("tokens", TensorProto.INT64, ["B", "T"])],
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["B", C])],
+        [init("emb", rng.standard_normal((V, D))), init("w1", rng.standard_normal((D, D)) * 2),
+         init("w2", rng.standard_normal((D, C))), numpy_helper.from_array(np.array([2], np.int64), "last"),
+         numpy_helper.from_array(np.array([1], np.int64), "axis")])
+    model = onnx.shape_inference.infer_shapes(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]))
+    assert widen_narrow_broadcasts(model) == 1
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize("name", list(SCHEMES))
+def test_no_scheme_quantizes_the_broadcast_widening(name, tmp_path):
+    """The widening MatMul (den @ ones) is an exact copy, not a linear layer: every scheme leaves it fp32
+    (quantized, it rounded ListOps linear's normaliser and cost 14.6 test points at d_model 256)."""
+    from exporters.broadcast_ops import widening_matmuls
+
+    src = normalised_model(tmp_path / "m.onnx")
+    widening = widening_matmuls(onnx.load(str(src)))
+    assert len(widening) == 1
+    q = quantize_with(name, src, tmp_path / "q.onnx", calibration=rows(16, 1))
+    assert widening_matmuls(onnx.load(str(q))) == widening
+    assert EXPECTED_OPS[name] <= op_types(q)                                      # the linear layers still are

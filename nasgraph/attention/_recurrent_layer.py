@@ -9,12 +9,9 @@ the chunked training form (`heads`, see `_recurrent`) and the token-by-token dec
 Causal only: a recurrence reads the past. Padded positions are neutral: their keys, values, write
 strengths (beta) and log-decays are zeroed, so the state passes over them unchanged.
 
-`short_conv: K` adds the short causal convolution of Mamba-2 and of the flash-linear-attention layers:
-a depthwise convolution over the last K positions plus SiLU on the projected q, k, v (ssd: x, B, C),
-before the normalisations. It lets one layer mix a token with its predecessors (the key-value
-binding that recall needs). Exact in the chunked form (a zero history at the start; padding sits
-after the real tokens, so no real position reads it); the decoding form carries the last K - 1
-projections as a second state tensor ("conv").
+`short_conv: K` adds the short causal convolution of Mamba-2 and of the flash-linear-attention layers
+(`_short_conv`) on the projected q, k, v (ssd: x, B, C), before the normalisations; the decoding form
+carries its last K - 1 inputs as a second state tensor ("conv").
 """
 from __future__ import annotations
 
@@ -27,6 +24,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
+from nasgraph.attention._short_conv import ShortConv, convolved
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 
 NORM_EPS = 1e-6
@@ -37,22 +35,6 @@ class RecurrentConfig(AttentionConfig):
     norm: bool = True        # per-head RMS norm of the output (RetNet's group norm, GLA/GDN head norm)
     gate: bool = True        # output gate silu(x W_gate) (RetNet, GLA, Gated DeltaNet, Mamba-2)
     short_conv: int = Field(0, ge=0, le=16)  # K: causal depthwise conv + SiLU on q, k, v (ssd: x, B, C); 0: none
-
-
-class ShortConv(nn.Module):
-    """Depthwise causal convolution over time plus SiLU: (B, T, C) -> (B, T, C); y_t reads u_{t-K+1..t}."""
-
-    def __init__(self, channels: int, kernel: int):
-        super().__init__()
-        self.conv = nn.Conv1d(channels, channels, kernel, groups=channels)
-        self.kernel = kernel
-
-    def forward(self, u: Tensor, history: Tensor | None = None) -> tuple[Tensor, Tensor]:
-        """u (B, T, C), history (B, K-1, C) (None: zeros before the start) -> (y (B, T, C), the inputs at
-        the last K - 1 positions (B, K-1, C): the history of the next call)."""
-        full = F.pad(u, (0, 0, self.kernel - 1, 0)) if history is None else torch.cat([history, u], 1)  # (B, K-1+T, C)
-        y = self.conv(full.transpose(1, 2))                             # (B, C, T)
-        return F.silu(y).transpose(1, 2), full[:, full.shape[1] - (self.kernel - 1):]
 
 
 @dataclass
@@ -85,12 +67,8 @@ class RecurrentAttention(Attention):
             self.short_conv = ShortConv(channels, self.config.short_conv)
 
     def convolved(self, *parts: Tensor, history: Tensor | None = None) -> tuple[list[Tensor], Tensor | None]:
-        """The short convolution over the concatenated parts (each (B, T, c)), split back, and its next
-        history (see ShortConv); the parts as they are and None without one."""
-        if self.short_conv is None:
-            return list(parts), None
-        y, tail = self.short_conv(torch.cat(parts, -1), history)        # (B, T, c total), (B, K-1, c total)
-        return list(y.split([p.shape[-1] for p in parts], -1)), tail
+        """The short convolution over the parts (each (B, T, c)) and its next history; see `_short_conv`."""
+        return convolved(self.short_conv, *parts, history=history)
 
     def qkv_projections(self, bias: bool = True) -> None:
         super().qkv_projections(bias)
@@ -148,7 +126,7 @@ class RecurrentAttention(Attention):
     def state_shapes(self, batch="B"):
         conv = self.short_conv
         return [("state", (batch, self.n_heads, self.key_dim, self.head_dim))] + (
-            [("conv", (batch, conv.kernel - 1, conv.conv.in_channels))] if conv is not None else [])
+            [conv.state_shape(batch)] if conv is not None else [])
 
     def conv_state(self, inp: Inputs) -> tuple[Tensor, ...]:
         """The short convolution's part of the state: (the last K - 1 projections,), or () without one."""
