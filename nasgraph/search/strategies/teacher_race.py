@@ -51,6 +51,7 @@ class TeacherRaceConfig(TeacherConfig):
     max_cost: float | None = Field(1.5, gt=0)
     race_min_fraction: float = Field(0.1, gt=0, le=1)
 
+
 # standalone trainings kept for what the search does after the race (judging is predicted with it;
 # writing the evidence, recommendation and plots is not)
 RESERVE = 0.02
@@ -160,21 +161,22 @@ class TeacherRace(Teacher):
         splits = ctx.splits(seeds[0])
         race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
         allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
-        wanted = {st["seed"]: (list(st["contenders"]), st["steps"]) for st in racing}
+        wanted = {st["seed"]: list(st["contenders"]) for st in racing}
         # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
         k, cap, predicted = distributed.from_rank0(lambda: fit_race(
             [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
             max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
         cuts = []
         for st in racing:
-            found, want = wanted[st["seed"]]
+            found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
-            st["steps"] = min(self.race_steps(k), cap) if k else None
+            configured = self.race_steps(len(st["contenders"]))
+            st["steps"] = min(configured, cap) if k else None
             if not k:
                 st["verdict"] = "no race: max_cost reached"
-            if st["dropped"] or (k and st["steps"] < self.race_steps(k)):
+            if st["dropped"] or (k and st["steps"] < configured):
                 cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
-                                                      f"{st['steps']} steps (configured {self.race_steps(k)})"
+                                                      f"{st['steps']} steps (configured {configured})"
                                                       if k else "no race") +
                             (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
         budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
