@@ -56,10 +56,10 @@ def raced(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
 
-    def search(options: str):
+    def search(options: str, out: str = "run"):
         spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0" + options)
         spec.write_text(spec.read_text().replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
-        run = tmp_path / "run"
+        run = tmp_path / out
         assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
         ev = json.loads((run / "evidence.json").read_text())
         rec = json.loads((run / "recommendation.json").read_text())
@@ -93,6 +93,15 @@ def test_no_race_fits_no_race_runs(raced):
     run, race, cap, rec = raced(", max_cost: 1.05")
     assert race["contenders"] == [] and race["verdict"] == "no race: max_cost reached" and race["races"] == []
     assert not list((run / "trials").glob("race-*")) and "seed 0: no race" in cap["warning"]["message"]
+
+
+def test_a_teacher_phase_over_the_cap_is_said_so(raced, monkeypatch):
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: 1.7 * self.unit)   # over 1.5 before the race
+    run, race, cap, rec = raced("")
+    assert race["races"] == [] and cap["spent"] == 1.7 and cap["warning"]["code"] == "race_cut"
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [])         # no race asked: its own warning
+    run, race, cap, rec = raced("", "run2")
+    assert cap["warning"]["code"] == "over_max_cost" and "1.70 standalone trainings" in cap["warning"]["message"]
 
 
 def test_without_a_cap_the_race_is_not_cut_and_the_cost_is_still_measured(tiny_spec, tmp_path):

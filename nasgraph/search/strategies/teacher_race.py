@@ -27,6 +27,7 @@ import time
 
 from pydantic import Field
 
+from nasgraph import distributed
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.paired import example_scores, paired_difference
@@ -49,6 +50,7 @@ class TeacherRaceConfig(TeacherConfig):
     # cut to fit, and a race shorter than race_min_fraction of search.steps is not run
     max_cost: float | None = Field(1.5, gt=0)
     race_min_fraction: float = Field(0.1, gt=0, le=1)
+
 
 # standalone trainings kept for what the search does after the race (judging is predicted with it;
 # writing the evidence, recommendation and plots is not)
@@ -152,26 +154,29 @@ class TeacherRace(Teacher):
                 name = trial_name(ctx, choice, seed, "student-")
                 ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
         unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
-        budget.update(unit_cpu_seconds=unit and round(unit, 2), spent_before_race=unit and round(spent / unit / len(seeds), 3))
+        budget.update(unit_cpu_seconds=unit and round(unit, 2),
+                      spent_before_race=unit and round(spent / unit / len(seeds), 3))
         if cfg.max_cost is None or unit is None or not racing:
             return
         splits = ctx.splits(seeds[0])
         race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
         allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
-        wanted = {st["seed"]: (list(st["contenders"]), st["steps"]) for st in racing}
-        k, cap, predicted = fit_race([[c["label"] for c in st["contenders"]] for st in racing], self.race_steps,
-                                     ledger, allowed, max(1, round(cfg.race_min_fraction * self.total_steps)),
-                                     len(ctx.score_split(splits)), race_n, label)
+        wanted = {st["seed"]: list(st["contenders"]) for st in racing}
+        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
+        k, cap, predicted = distributed.from_rank0(lambda: fit_race(
+            [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
+            max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
         cuts = []
         for st in racing:
-            found, want = wanted[st["seed"]]
+            found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
-            st["steps"] = min(self.race_steps(k), cap) if k else None
+            configured = self.race_steps(len(st["contenders"]))
+            st["steps"] = min(configured, cap) if k else None
             if not k:
                 st["verdict"] = "no race: max_cost reached"
-            if st["dropped"] or (k and st["steps"] < self.race_steps(k)):
+            if st["dropped"] or (k and st["steps"] < configured):
                 cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
-                                                      f"{st['steps']} steps (configured {self.race_steps(k)})"
+                                                      f"{st['steps']} steps (configured {configured})"
                                                       if k else "no race") +
                             (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
         budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
@@ -186,9 +191,18 @@ class TeacherRace(Teacher):
 
     def account(self, ledger: Ledger, n_seeds: int) -> dict:
         """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
-        unit = ledger.unit
-        return {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
-                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
+        unit, cap = ledger.unit, self.config.max_cost
+        out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
+               "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
+        if cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out:
+            out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
+                "code": "over_max_cost",
+                "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "
+                           f"before any race: the cap resizes only the race, not the teacher phase (the teacher at "
+                           f"teacher_fraction {self.config.teacher_fraction}, each student at adapt_fraction "
+                           f"{self.config.adapt_fraction} plus its scoring; a costly teacher or many students)",
+                "fix": "lower teacher_fraction / adapt_fraction, fewer candidates, or a cheaper teacher"}
+        return out
 
     @staticmethod
     def trial_of(ctx, pick: dict, teacher: dict) -> tuple[str, dict]:
