@@ -34,20 +34,26 @@ def decayed_linear_per_dim(P: int, Tc: int, dk: int, dv: int, C: int) -> int:
     return n * (decays + scores + inter) + (n - 1) * update  # the last chunk's update is unused (dropped)
 
 
-def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int) -> int:
-    """_recurrent.decayed_linear: P = B * H rows, d = 1 (scalar decay) or dk (per key dim)."""
+def decayed_linear(P: int, Tc: int, dk: int, dv: int, d: int, C: int, fixed_rows: int = 0) -> int:
+    """_recurrent.decayed_linear: P = B * H rows, d = 1 (scalar decay) or dk (per key dim).
+
+    fixed_rows: H when the decay is one fixed value per head (retention): cumsum, exp(G), the
+    difference and exp of to_end per position, exp(whole) per chunk, and the (C, C) pair decays once
+    per head (masked cumsum, exp) instead of chunk_decays."""
     if d != 1:
         return decayed_linear_per_dim(P, Tc, dk, dv, C)
     n = Tc // C
+    decays = (4 * P * Tc + P * n + 2 * fixed_rows * C * C) if fixed_rows else chunk_decays(P, Tc, C, d)
     scores = P * Tc * C * dk + P * Tc * C            # q k^T * decays
     intra = P * Tc * C * dv                          # scores @ v
     update = P * Tc * dk + P * Tc * dk * dv          # k * to_end; ^T @ v per chunk
     scan = (3 * n - 2) * P * dk * dv                 # per chunk: d * S, + u, S + 0; the last state is
     #                                                   unused, and the traced graph drops its update
     inter = P * Tc * dk + P * Tc * dk * dv + P * Tc * dv  # q * from_start, @ states, + intra
-    flops = chunk_decays(P, Tc, C, d) + scores + intra + update + scan + inter
+    flops = decays + scores + intra + update + scan + inter
     if n == 1:                                       # one chunk: no state is passed on, the traced graph
-        flops -= P * Tc * d + P * d + update         # drops exp(to_end), exp(whole) and the update
+        to_end = 2 * P * Tc if fixed_rows else P * Tc * d  # drops to_end (difference, exp), exp(whole)
+        flops -= to_end + P * d + update             # and the update
     return flops
 
 
@@ -84,7 +90,7 @@ def padded(T: int, C: int) -> int:
 def retention_flops(B, T, D, H, cfg, causal):
     dh = D // H
     inputs = 3 * B * T * D * D + B * T * D           # q, k, v; q * scale
-    core = decayed_linear(B * H, padded(T, cfg.chunk), dh, dh, 1, cfg.chunk)   # scalar decay per head
+    core = decayed_linear(B * H, padded(T, cfg.chunk), dh, dh, 1, cfg.chunk, fixed_rows=H)  # fixed decay per head
     return inputs + core + recurrent_output(B, T, D, H, cfg)
 
 

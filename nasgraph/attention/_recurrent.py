@@ -86,13 +86,25 @@ def chunk_decays(g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.exp(G), torch.exp(to_end), torch.exp(G[..., -1:, :]), torch.exp(pairs)
 
 
-def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int, fixed: Tensor | None = None
+                   ) -> tuple[Tensor, Tensor]:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), g: (B, H, T, 1 or dk) -> (out (B, H, T, dv), final state
-    (B, H, dk, dv)); T % chunk == 0."""
+    (B, H, dk, dv)); T % chunk == 0.
+
+    fixed: (1 or B, H, 1, 1) when g is one fixed log-decay per head (g = fixed at every real position,
+    0 at padding): the (C, C) pair decays are then the same in every chunk and are made once, not as a
+    (B, H, T/C, C, C) tensor (exact for every real position: a pair never spans padding).
+    """
     if g.shape[-1] != 1:
         return decayed_linear_per_dim(q, k, v, g, chunk)
     qc, kc, vc, gc = (chunks(t, chunk) for t in (q, k, v, g))        # (B, H, n, C, .)
-    from_start, to_end, whole, pairs = chunk_decays(gc)               # see chunk_decays
+    if fixed is None:
+        from_start, to_end, whole, pairs = chunk_decays(gc)           # see chunk_decays
+    else:
+        G = gc.cumsum(-2)                                             # (B, H, n, C, 1)
+        from_start, whole = torch.exp(G), torch.exp(G[..., -1:, :])  # (B, H, n, C | 1, 1)
+        to_end = torch.exp(G[..., -1:, :] - G)                        # (B, H, n, C, 1); |G| <= C |fixed|: no digits lost
+        pairs = torch.exp(segment_sums(fixed.expand(-1, -1, chunk, -1)))[:, :, None]  # (1 | B, H, 1, C, C, 1)
     scores = (qc @ kc.transpose(-2, -1)) * pairs[..., 0]              # (B, H, n, C, C)
     intra = scores @ vc                                               # (B, H, n, C, dv)
     update = (kc * to_end).transpose(-2, -1) @ vc                     # (B, H, n, dk, dv)

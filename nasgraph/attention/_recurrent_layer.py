@@ -47,6 +47,7 @@ class Inputs:
     g: Tensor | None = None     # (B, H, T, 1 or dk) log-decay <= 0; None: no decay
     beta: Tensor | None = None  # (B, H, T, 1) delta-rule write strength; None: decayed (additive) form
     skip: Tensor | None = None  # (B, H, T, dv) added to the output (SSD's D x)
+    fixed: Tensor | None = None  # (1, H, 1, 1) when g is one fixed log-decay per head (retention), see decayed_linear
     conv_tail: Tensor | None = None  # (B, K-1, c) the short convolution's inputs at the last K - 1 positions
 
 
@@ -106,7 +107,8 @@ class RecurrentAttention(Attention):
                          for t in (inp.k, inp.v, inp.g, inp.beta))     # (B, H, Tc, .) padded: neutral
         q = F.pad(inp.q, (0, 0, 0, pad))                               # (B, H, Tc, dk)
         if beta is None:
-            o, state = decayed_linear(q, k, v, g, C)                   # (B, H, Tc, dv), (B, H, dk, dv)
+            fixed = inp.fixed if keep is None else None                # with padding: decays per position
+            o, state = decayed_linear(q, k, v, g, C, fixed)            # (B, H, Tc, dv), (B, H, dk, dv)
         else:
             o, state = delta_rule(q, k, v, beta, g, C)                 # (B, H, Tc, dv), (B, H, dk, dv)
         o = o[:, :, :T]                                                # (B, H, T, dv)

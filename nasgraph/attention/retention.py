@@ -38,5 +38,6 @@ class Retention(RecurrentAttention):
 
     def inputs(self, x: torch.Tensor, history: torch.Tensor | None = None) -> Inputs:
         q, k, v, tail = self.conv_qkv(x, history)                      # (B, H, T, dh)
-        g = self.log_gamma.to(x.dtype)[:, None, None].expand(x.shape[0], -1, x.shape[1], 1)  # (B, H, T, 1)
-        return Inputs(q=q * self.scale, k=k, v=v, g=g, conv_tail=tail)
+        fixed = self.log_gamma.to(x.dtype)[None, :, None, None]      # (1, H, 1, 1)
+        g = fixed.expand(x.shape[0], -1, x.shape[1], 1)               # (B, H, T, 1)
+        return Inputs(q=q * self.scale, k=k, v=v, g=g, conv_tail=tail, fixed=fixed)
