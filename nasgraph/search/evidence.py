@@ -42,7 +42,8 @@ class Evidence:
     notes: list[str] = field(default_factory=list)
     chosen: Choice | None = None          # the strategy's own decision over all seeds (None: vote over picks)
     stages: list[dict] = field(default_factory=list)  # what a strategy measured before `measured`, per seed
-    # (race_teacher's race: {stage, seed, rungs: [{steps, leader, rows}], teacher[, warning: {code, message, fix}]})
+    # (teacher_race: one {stage: "race", seed, contenders, races, verdict, ...} per seed and a {stage: "budget"};
+    # any stage may carry a warning: {code, message, fix})
 
     def to_json(self) -> dict:
         return asdict(self)

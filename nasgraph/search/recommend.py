@@ -200,13 +200,14 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
     add_point_contrasts(points, pick, archs, noise)
     level, why = confidence(ev, pick, contrasts, agreeing, points)
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
-    warns += [Warn(**st["warning"]) for st in getattr(ev, "stages", None) or [] if st.get("warning")]
+    stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
+    warns += [Warn(**st["warning"]) for st in stages if st.get("warning")]
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")
     steps = max((m.steps for m in ev.measured), default=None)
     return Recommendation(ev.strategy, ev.metric, ev.cost_kind, level, headline, pick, runner, list(ev.seeds),
                           agreeing, margin, se, points, archs, warns, steps, ev.wall_seconds, ev.reference_seconds,
-                          list(getattr(ev, "stages", None) or []))
+                          stages)
 
 
 def _gap(c: Contrast, metric: str) -> str:

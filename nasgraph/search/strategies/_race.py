@@ -11,7 +11,7 @@ that bias works against the challenger, so a win is conservative.
 """
 from __future__ import annotations
 
-ONE_SIDED_95 = 1.645
+from nasgraph.search.strategies.teacher import ONE_SIDED_95
 
 
 def significant(diff: float, se: float | None) -> bool:
