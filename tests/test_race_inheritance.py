@@ -1,0 +1,66 @@
+"""teacher_race's inheritance rule: a student counts against its type only when it inherits all of its
+weights from the teacher; other types are untested by the teacher and race it whatever the pick."""
+from __future__ import annotations
+
+import json
+
+from nasgraph.attention import registry
+from nasgraph.search.strategies._race import contenders
+from nasgraph.search.trials import inherited_fraction
+
+
+def test_inherited_fraction_counts_the_parameters_a_student_takes_from_its_teacher():
+    teacher = registry.build("softmax", d_model=16, n_heads=2, causal=True, max_len=12).state_dict()
+    linear = registry.build("linear", d_model=16, n_heads=2, causal=True, max_len=12)
+    gated = registry.build("gated_deltanet", d_model=16, n_heads=2, causal=True, max_len=12)
+    assert inherited_fraction(linear, teacher) == 1.0
+    own = sum(p.numel() for p in gated.parameters())
+    new = sum(p.numel() for k, p in gated.named_parameters() if k not in teacher)   # gates, decays, beta
+    assert new > 0 and abs(inherited_fraction(gated, teacher) - (own - new) / own) < 1e-12
+
+
+def test_a_type_with_untrained_parameters_is_raced_not_ruled_out():
+    students = [{"label": "linear", "utility": 0.50, "se": 0.01, "inherits": 1.0},       # 14 pts below: ruled out
+                {"label": "gated", "utility": 0.50, "se": 0.01, "inherits": 0.925},      # as far below: no evidence
+                {"label": "local", "utility": 0.63, "se": 0.02, "inherits": 1.0}]        # within noise
+    found = contenders(0.64, students, inherit_min=1.0)
+    assert [c["label"] for c in found] == ["gated", "local"]
+    assert found[0]["why"] == "student inherits 92.5% of its weights, not evidence"
+    assert found[1]["why"] == "student within noise of the teacher"
+
+
+def test_a_wholly_inheriting_student_still_rules_its_type_out_and_only_untested_types_race_any_pick():
+    students = [{"label": "linear", "utility": 0.50, "se": 0.01, "inherits": 1.0},
+                {"label": "local", "utility": 0.63, "se": 0.02, "inherits": 1.0},
+                {"label": "gated", "utility": 0.50, "se": 0.01, "inherits": 0.925}]
+    # the pick keeps no layer of the teacher's type: the students' bias does not guard it, but an untested type races
+    assert [c["label"] for c in contenders(0.64, students, 1.0, keeps_teacher=False)] == ["gated"]
+    # a lower threshold counts the 92.5% student as evidence: the teacher's 14-point lead rules it out
+    assert [c["label"] for c in contenders(0.64, students, inherit_min=0.9)] == ["local"]
+
+
+def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tmp_path):
+    from nasgraph.cli import main
+    from nasgraph.report import race_lines
+
+    # every cheaper replacement is accepted (kl_tolerance huge): the pick is a mix of linear and local, no softmax;
+    # dcmha's student starts its dynamic-composition weights untrained (it inherits ~87% from softmax)
+    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 100, margin: 1.0, max_cost: null")
+    spec.write_text(spec.read_text().replace("candidates: [softmax, linear, {local: {window: 4}}]",
+                                             "candidates: [softmax, linear, {local: {window: 4}}, dcmha]")
+                    .replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
+    run = tmp_path / "run"
+    assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
+    ev = json.loads((run / "evidence.json").read_text())
+    (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+    assert "softmax" not in {l for ls in stage["defender"].values() for l in ls}
+    assert [c["label"] for c in stage["contenders"]] == ["dcmha"]            # linear, local: not raced
+    assert stage["inherits"]["linear"] == 1.0 and stage["inherits"]["dcmha"] < 1.0
+    assert stage["contenders"][0]["why"].endswith("of its weights, not evidence")
+    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 6
+    assert (run / "trials" / "race-dcmha+dcmha-s0" / "budget6.json").exists()
+    # whether it won or not, dcmha's score in the table is its from-scratch race, not its student's
+    dcmha = next(m for m in ev["measured"] if m["labels"]["L0.attention"] == ["dcmha"] and m["kind"] == "homogeneous")
+    assert dcmha["steps"] == 6 and "race" in dcmha["detail"]["source"]
+    text = "\n".join(race_lines(json.loads((run / "recommendation.json").read_text()), markdown=False))
+    assert "could not test" in text and "of its weights, not evidence" in text
