@@ -67,7 +67,7 @@ def main() -> None:
         text = folder / "text.txt"
         text.write_text("the quick brown fox jumps over the lazy dog\n" * 200)
         regimes = {name: spec_template(name, FULL[name], folder / "data")
-                   for name in ("listops", "assoc_recall", "local_motif", "text_long")}
+                   for name in ("listops", "assoc_recall", "local_motif", "motif_cls", "text_long")}
         regimes["lm (README search)"] = {**LM, "task": {**LM["task"], "path": str(text)}}
         table = {name: fractions(base, folder) for name, base in regimes.items()}
     names = list(table)

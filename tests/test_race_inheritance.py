@@ -39,19 +39,24 @@ def test_a_wholly_inheriting_student_still_rules_its_type_out_and_only_untested_
     assert [c["label"] for c in contenders(0.64, students, inherit_min=0.9)] == ["local"]
 
 
-def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tmp_path):
+def search_with_dcmha(tiny_spec, tmp_path, max_cost: str) -> dict:
+    """A tiny teacher_race search whose pick keeps no softmax layer: every cheaper replacement is accepted
+    (kl_tolerance huge), so the pick mixes linear and local; dcmha's student starts its dynamic-composition
+    weights untrained (it inherits part of its weights from softmax). Returns the evidence."""
     from nasgraph.cli import main
-    from nasgraph.report import race_lines
 
-    # every cheaper replacement is accepted (kl_tolerance huge): the pick is a mix of linear and local, no softmax;
-    # dcmha's student starts its dynamic-composition weights untrained (it inherits ~87% from softmax)
-    spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 100, margin: 1.0, max_cost: null")
+    spec = tiny_spec("layer", "teacher_race", f", kl_tolerance: 100, margin: 1.0, max_cost: {max_cost}")
     spec.write_text(spec.read_text().replace("candidates: [softmax, linear, {local: {window: 4}}]",
                                              "candidates: [softmax, linear, {local: {window: 4}}, dcmha]")
                     .replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
-    run = tmp_path / "run"
-    assert main(["search", str(spec), "--out", str(run), "--no-progress"]) == 0
-    ev = json.loads((run / "evidence.json").read_text())
+    assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    return json.loads((tmp_path / "run" / "evidence.json").read_text())
+
+
+def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tmp_path):
+    from nasgraph.report import race_lines
+
+    ev, run = search_with_dcmha(tiny_spec, tmp_path, "null"), tmp_path / "run"
     (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
     assert "softmax" not in {l for ls in stage["defender"].values() for l in ls}
     assert [c["label"] for c in stage["contenders"]] == ["dcmha"]            # linear, local: not raced
@@ -64,3 +69,21 @@ def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tm
     assert dcmha["steps"] == 6 and "race" in dcmha["detail"]["source"]
     text = "\n".join(race_lines(json.loads((run / "recommendation.json").read_text()), markdown=False))
     assert "could not test" in text and "of its weights, not evidence" in text
+
+
+def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_spec, tmp_path, monkeypatch):
+    import nasgraph.search.strategies._budget as budget
+
+    # deterministic costs: a step 1 CPU s, scoring free, one training (20 s) spent before the race
+    monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
+    ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no race fits
+    (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+    assert stage["verdict"] == "no race: max_cost reached" and stage["dropped"] == ["dcmha"]
+    (warning,) = [st["warning"] for st in ev["stages"] if st["stage"] == "budget"]
+    assert warning["code"] == "race_cut" and "untested" in warning["message"]
+    assert f"dcmha (its student inherits {stage['inherits']['dcmha']:.1%} of its weights" in warning["message"]
+    rec = json.loads((tmp_path / "run" / "recommendation.json").read_text())
+    (row,) = [a for a in rec["architectures"] if a["name"] == "dcmha"]
+    assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence

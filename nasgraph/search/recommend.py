@@ -26,6 +26,7 @@ from nasgraph.textfmt import metric_delta
 LEVELS = ("none", "weak", "moderate", "strong")
 SHARED = {"shared-weights", "one-shot"}   # Measured.detail["source"] of scores read off the supernet
 TRIAL = {"standalone", "adapted"}         # scores of a discrete architecture (trained, or adapted from another)
+NOT_EVIDENCE = "adapted, not evidence"     # shown, but no contrast counts it for the confidence
 
 
 def key(choice: Choice) -> str:
@@ -38,8 +39,11 @@ def _one(v):
 
 
 def score_source(detail: dict) -> str:
-    """"shared-weights" (a supernet estimate), "adapted" (briefly adapted from another's weights) or "standalone"."""
+    """"shared-weights" (a supernet estimate), "adapted" (briefly adapted from another's weights), "adapted,
+    not evidence" (adapted, but with weights the other lacked left untrained: teacher_race) or "standalone"."""
     source = _one(detail.get("source", detail.get("scored")))
+    if "not evidence" in str(source):
+        return NOT_EVIDENCE
     return "shared-weights" if source in SHARED else "adapted" if "adapted" in str(source) else "standalone"
 
 
@@ -57,7 +61,7 @@ class Architecture:
     choice: Choice
     roles: list[str]                       # "pick", "runner-up", "homogeneous", "seed N pick", "measured"
     scores: list[float] = field(default_factory=list)
-    source: str = ""                       # "standalone" | "adapted" | "shared-weights" | "" (not scored)
+    source: str = ""                       # "standalone" | "adapted" | NOT_EVIDENCE | "shared-weights" | ""
     eval_n: int | None = None              # examples behind each score (binomial noise), when known
     cost: float | None = None              # the evidence's cost unit
     flops: float | None = None

@@ -142,8 +142,8 @@ class RaceBudget:
         budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
                       race_predicted=round(predicted / unit / len(seeds), 3))
         if cuts:
-            untested = "; untested, as their students inherit part of their weights only and are no evidence: " + \
-                ", ".join(f"{t} ({f:.1%})" for t, f in blind.items()) + " (the search has no evidence on them)" \
+            untested = "; untested, so the search has no evidence on: " + ", ".join(
+                f"{t} (its student inherits {f:.1%} of its weights: not evidence; not raced)" for t, f in blind.items()) \
                 if blind else ""
             budget["warning"] = {
                 "code": "race_cut",

@@ -115,7 +115,7 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
                 other = ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0]
                 students.append({"label": other, "utility": self.utility(m["score"], cost(m["choice"])),
                                  "se": m.get("drop_se"), "inherits": round(inherits[other], 4)})
-                if untested(students[-1], inherit_min):      # what the recommendation shows of its score
+                if untested(students[-1], inherit_min) and m["choice"] != pick:   # the recommendation shows it so
                     m["source"] = f"adapted from the teacher, inherits {inherits[other]:.1%} of its weights: not evidence"
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
             found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
