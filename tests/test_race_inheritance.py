@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from nasgraph.attention import registry
-from nasgraph.search.strategies._race import contenders
+from nasgraph.search.strategies._race import contenders, share
 from nasgraph.search.trials import inherited_fraction
 
 
@@ -27,6 +27,10 @@ def test_a_type_with_untrained_parameters_is_raced_not_ruled_out():
     assert [c["label"] for c in found] == ["gated", "local"]
     assert found[0]["why"] == "student inherits 92.5% of its weights, not evidence"
     assert found[1]["why"] == "student within noise of the teacher"
+
+
+def test_a_share_reads_100_percent_only_when_it_is_all():
+    assert (share(1.0), share(0.925), share(0.99996), share(0.2059)) == ("100%", "92.5%", "99.9%", "20.6%")
 
 
 def test_a_wholly_inheriting_student_still_rules_its_type_out_and_only_untested_types_race_any_pick():
@@ -83,7 +87,7 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     assert stage["verdict"] == "no race: max_cost reached" and stage["dropped"] == ["dcmha"]
     (warning,) = [st["warning"] for st in ev["stages"] if st["stage"] == "budget"]
     assert warning["code"] == "race_cut" and "untested" in warning["message"]
-    assert f"dcmha (its student inherits {stage['inherits']['dcmha']:.1%} of its weights" in warning["message"]
+    assert f"dcmha (its student inherits {share(stage['inherits']['dcmha'])} of its weights" in warning["message"]
     rec = json.loads((tmp_path / "run" / "recommendation.json").read_text())
     (row,) = [a for a in rec["architectures"] if a["name"] == "dcmha"]
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence

@@ -20,6 +20,7 @@ import statistics
 import time
 
 from nasgraph import distributed
+from nasgraph.search.strategies._race import share
 from nasgraph.search.trials import TrialRequest, finished, trial_name
 
 # standalone trainings kept for what the search does after the race (judging is predicted with it;
@@ -143,7 +144,7 @@ class RaceBudget:
                       race_predicted=round(predicted / unit / len(seeds), 3))
         if cuts:
             untested = "; untested, so the search has no evidence on: " + ", ".join(
-                f"{t} (its student inherits {f:.1%} of its weights: not evidence; not raced)" for t, f in blind.items()) \
+                f"{t} (its student inherits {share(f)} of its weights: not evidence; not raced)" for t, f in blind.items()) \
                 if blind else ""
             budget["warning"] = {
                 "code": "race_cut",

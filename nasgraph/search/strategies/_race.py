@@ -26,6 +26,11 @@ def significant(diff: float, se: float | None) -> bool:
     return se is not None and diff - ONE_SIDED_95 * se > 0
 
 
+def share(fraction: float) -> str:
+    """A share of weights as a percentage that reads 100% only when it is all of them."""
+    return f"{min(round(100 * fraction, 1), 99.9) if fraction < 1 else 100:g}%"
+
+
 def untested(student: dict, inherit_min: float) -> bool:
     """Whether a student ({inherits}: share of its parameters from the teacher) is no evidence on its type."""
     return student.get("inherits", 1.0) < inherit_min
@@ -38,7 +43,7 @@ def contenders(teacher_utility: float, students: list[dict], inherit_min: float 
     teacher's type, those the teacher does not beat at one-sided 95%, best utility first; each gets
     "gap" (teacher - it) and "why"."""
     out = [{**s, "gap": teacher_utility - s["utility"]} for s in students]
-    blind = [{**s, "why": f"student inherits {s['inherits']:.1%} of its weights, not evidence"}
+    blind = [{**s, "why": f"student inherits {share(s['inherits'])} of its weights, not evidence"}
              for s in out if untested(s, inherit_min)]
     close = [{**s, "why": "student within noise of the teacher"} for s in out if not untested(s, inherit_min)
              and keeps_teacher and not significant(s["gap"], s["se"])]

@@ -33,7 +33,7 @@ from pydantic import Field
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies._budget import Ledger, RaceBudget
-from nasgraph.search.strategies._race import RaceJudge, contenders, untested, wide_scores
+from nasgraph.search.strategies._race import RaceJudge, contenders, share, untested, wide_scores
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.registry import register
 from nasgraph.search.strategies.teacher import Teacher, TeacherConfig
@@ -114,16 +114,16 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
             for m in (m for m in measured if m["kind"] == "homogeneous" and m["choice"] != base):
                 other = ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0]
                 students.append({"label": other, "utility": self.utility(m["score"], cost(m["choice"])),
-                                 "se": m.get("drop_se"), "inherits": round(inherits[other], 4)})
+                                 "se": m.get("drop_se"), "inherits": inherits[other]})
                 if untested(students[-1], inherit_min) and m["choice"] != pick:   # the recommendation shows it so
-                    m["source"] = f"adapted from the teacher, inherits {inherits[other]:.1%} of its weights: not evidence"
+                    m["source"] = f"adapted from the teacher, inherits {share(inherits[other])} of its weights: not evidence"
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
             found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
                      if ctx.homogeneous(c["label"]) != pick]
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
                      "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
                      "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
-                     "inherits": {o: round(f, 4) for o, f in inherits.items()},
+                     "inherits": inherits,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
         self.fit_budget(ctx, ledger, seeds, label, teachers, stages)
