@@ -54,7 +54,8 @@ def fractions(base: dict, folder: Path) -> dict[str, str | float]:
             model = model_of(base, {name: options} if options else name, folder)
             out[row_name(name, options)] = inherited_fraction(model, teacher)
         except Exception:                       # a type this regime cannot build
-            out[row_name(name, options)] = "n/a (no causal form)" if base["task"]["kind"] == "lm" else "n/a (causal only)"
+            causal = base["task"]["kind"] == "lm"
+            out[row_name(name, options)] = "n/a (no causal form)" if causal else "n/a (causal only)"
     return out
 
 

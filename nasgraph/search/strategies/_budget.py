@@ -144,8 +144,8 @@ class RaceBudget:
                       race_predicted=round(predicted / unit / len(seeds), 3))
         if cuts:
             untested = "; untested, so the search has no evidence on: " + ", ".join(
-                f"{t} (its student inherits {share(f)} of its weights: not evidence; not raced)" for t, f in blind.items()) \
-                if blind else ""
+                f"{t} (its student inherits {share(f)} of its weights: not evidence; not raced)"
+                for t, f in blind.items()) if blind else ""
             budget["warning"] = {
                 "code": "race_cut",
                 "message": f"the race was cut to keep the search under max_cost {cfg.max_cost} standalone trainings "

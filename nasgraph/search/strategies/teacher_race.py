@@ -116,7 +116,8 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
                 students.append({"label": other, "utility": self.utility(m["score"], cost(m["choice"])),
                                  "se": m.get("drop_se"), "inherits": inherits[other]})
                 if untested(students[-1], inherit_min) and m["choice"] != pick:   # the recommendation shows it so
-                    m["source"] = f"adapted from the teacher, inherits {share(inherits[other])} of its weights: not evidence"
+                    m["source"] = (f"adapted from the teacher, inherits {share(inherits[other])} of its weights: "
+                                   f"not evidence")
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
             found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
                      if ctx.homogeneous(c["label"]) != pick]
