@@ -91,3 +91,5 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     rec = json.loads((tmp_path / "run" / "recommendation.json").read_text())
     (row,) = [a for a in rec["architectures"] if a["name"] == "dcmha"]
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence
+    assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
+    assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]

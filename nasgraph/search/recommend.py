@@ -203,8 +203,11 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
     points = choice_point_verdicts(ev, pick_choice)
     add_point_contrasts(points, pick, archs, noise)
     level, why = confidence(ev, pick, contrasts, agreeing, points)
-    warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
     stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
+    unknown = sorted({t for st in stages for t in st.get("no_evidence") or []})
+    if unknown and LEVELS.index(level) > LEVELS.index("weak"):   # a candidate the search could not judge
+        level, why = "weak", f"no evidence on {', '.join(unknown)}: untested (see the warnings); {why}"
+    warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
     warns += [Warn(**st["warning"]) for st in stages if st.get("warning")]
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")

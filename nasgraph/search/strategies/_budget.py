@@ -131,6 +131,7 @@ class RaceBudget:
             found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
             blind.update({c["label"]: c["inherits"] for c in found[k:] if "inherits" in c.get("why", "")})
+            st["no_evidence"] = [c["label"] for c in found[k:] if "inherits" in c.get("why", "")]   # caps confidence
             configured = self.race_steps(len(st["contenders"]))
             st["steps"] = min(configured, cap) if k else None
             if not k:
