@@ -77,6 +77,7 @@ def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tm
 
 def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_spec, tmp_path, monkeypatch):
     import nasgraph.search.strategies._budget as budget
+    from nasgraph.report import race_lines
 
     # deterministic costs: a step 1 CPU s, scoring free, one training (20 s) spent before the race
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
@@ -93,3 +94,4 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence
     assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
     assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]
+    assert "dcmha (untested) not raced: max_cost" in "\n".join(race_lines(rec, markdown=False))
