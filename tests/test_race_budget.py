@@ -50,7 +50,7 @@ def raced(tiny_spec, tmp_path, monkeypatch):
     """A tiny teacher_race search where both other types contend, with deterministic costs: one
     training step costs 1 CPU second (so one standalone training is search.steps = 20 seconds), scoring
     is free, and the search had spent exactly one training before the race."""
-    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
@@ -99,7 +99,7 @@ def test_a_teacher_phase_over_the_cap_is_said_so(raced, monkeypatch):
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: 1.7 * self.unit)   # over 1.5 before the race
     run, race, cap, rec = raced("")
     assert race["races"] == [] and cap["spent"] == 1.7 and cap["warning"]["code"] == "race_cut"
-    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [])         # no race asked: its own warning
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [])         # no race asked: its own warning
     run, race, cap, rec = raced("", "run2")
     assert cap["warning"]["code"] == "over_max_cost" and "1.70 standalone trainings" in cap["warning"]["message"]
 

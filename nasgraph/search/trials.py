@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -98,6 +99,22 @@ def inherit(model, state: dict[str, torch.Tensor]) -> int:
     same = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(same, strict=False)
     return len(same)
+
+
+def inherited_fraction(model, state: dict[str, torch.Tensor]) -> float:
+    """The share of `model`'s parameter elements that `inherit(model, state)` fills (name and shape match):
+    1.0 when a student starts wholly from its teacher, less when it has parameters the teacher lacks."""
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    same = sum(p.numel() for k, p in params.items() if k in state and state[k].shape == p.shape)
+    return same / total if total else 1.0
+
+
+def inheritance(ctx, base: Choice, choices: list[Choice]) -> list[float]:
+    """`inherited_fraction` of each of `choices` started from a model of `base` (built, not trained)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = build(ctx, base, Path(tmp) / "base")[1].state_dict()
+        return [inherited_fraction(build(ctx, c, Path(tmp) / f"c{i}")[1], state) for i, c in enumerate(choices)]
 
 
 def finished(ctx, request: TrialRequest) -> dict | None:

@@ -19,6 +19,14 @@ import json
 import statistics
 import time
 
+from nasgraph import distributed
+from nasgraph.search.strategies._race import share
+from nasgraph.search.trials import TrialRequest, finished, trial_name
+
+# standalone trainings kept for what the search does after the race (judging is predicted with it;
+# writing the evidence, recommendation and plots is not)
+RESERVE = 0.02
+
 
 def rate(rec: dict) -> float | None:
     """CPU seconds per training step of a trial record (None where it did not record them)."""
@@ -88,3 +96,76 @@ def fit_race(per_seed: list[list[str]], configured, ledger: Ledger, allowed: flo
             steps = [min(configured(len(cs)), cap) for cs in kept]
             return k, cap, fixed + sum(s * ledger.rate_of(c) for cs, s in zip(kept, steps) for c in cs)
     return 0, None, 0.0
+
+
+class RaceBudget:
+    """teacher_race's sizing of the race under max_cost and its accounting (a mixin of the strategy:
+    config, adapt_steps, race_steps, budget)."""
+
+    def fit_budget(self, ctx, ledger: Ledger, seeds, label: str, teachers, stages: list[dict]) -> None:
+        """Size the race to what is left under max_cost: fewer steps, then fewer contenders (the last
+        first), else none; a cut is a `race_cut` warning that names the untested types left unraced."""
+        cfg, budget = self.config, self.budget
+        for seed, rec in zip(seeds, teachers):
+            scored = len(ctx.score_split(ctx.splits(seed)))
+            ledger.add(label, rec, scored)
+            for other in (o for o in ctx.homogeneous_labels() if o != label):
+                choice = ctx.homogeneous(other)
+                name = trial_name(ctx, choice, seed, "student-")
+                ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
+        unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
+        budget.update(unit_cpu_seconds=unit and round(unit, 2),
+                      spent_before_race=unit and round(spent / unit / len(seeds), 3))
+        if cfg.max_cost is None or unit is None or not racing:
+            return
+        splits = ctx.splits(seeds[0])
+        race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
+        allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
+        wanted = {st["seed"]: list(st["contenders"]) for st in racing}
+        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
+        k, cap, predicted = distributed.from_rank0(lambda: fit_race(
+            [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
+            max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
+        cuts, blind = [], {}
+        for st in racing:
+            found = wanted[st["seed"]]
+            st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
+            blind.update({c["label"]: c["inherits"] for c in found[k:] if "inherits" in c.get("why", "")})
+            st["no_evidence"] = [c["label"] for c in found[k:] if "inherits" in c.get("why", "")]   # caps confidence
+            configured = self.race_steps(len(st["contenders"]))
+            st["steps"] = min(configured, cap) if k else None
+            if not k:
+                st["verdict"] = "no race: max_cost reached"
+            if st["dropped"] or (k and st["steps"] < configured):
+                cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
+                                                      f"{st['steps']} steps (configured {configured})"
+                                                      if k else "no race") +
+                            (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
+        budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
+                      race_predicted=round(predicted / unit / len(seeds), 3))
+        if cuts:
+            untested = "; untested, so the search has no evidence on: " + ", ".join(
+                f"{t} (its student inherits {share(f)} of its weights: not evidence; not raced)"
+                for t, f in blind.items()) if blind else ""
+            budget["warning"] = {
+                "code": "race_cut",
+                "message": f"the race was cut to keep the search under max_cost {cfg.max_cost} standalone trainings "
+                           f"per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
+                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in"
+                           + untested,
+                "fix": "raise max_cost, or lower teacher_fraction / adapt_fraction to leave the race more"}
+
+    def account(self, ledger: Ledger, n_seeds: int) -> dict:
+        """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
+        unit, cap = ledger.unit, self.config.max_cost
+        out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
+               "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
+        if cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out:
+            out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
+                "code": "over_max_cost",
+                "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "
+                           f"before any race: the cap resizes only the race, not the teacher phase (the teacher at "
+                           f"teacher_fraction {self.config.teacher_fraction}, each student at adapt_fraction "
+                           f"{self.config.adapt_fraction} plus its scoring; a costly teacher or many students)",
+                "fix": "lower teacher_fraction / adapt_fraction, fewer candidates, or a cheaper teacher"}
+        return out
