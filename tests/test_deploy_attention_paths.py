@@ -22,7 +22,8 @@ H, DH, T = 2, 8, 40
 @pytest.mark.parametrize("build", [
     lambda: paths.mha(H, DH), lambda: paths.mha(H, DH, pad=8),
     lambda: paths.tiled(H, DH, T, 16), lambda: paths.tiled(H, DH, T, T), lambda: paths.attention23(H, DH),
-], ids=["mha", "mha-padqk", "tiled-partial-block", "tiled-one-block", "attention23"])
+    lambda: paths.gqa(H, DH),
+], ids=["mha", "mha-padqk", "tiled-partial-block", "tiled-one-block", "attention23", "gqa-non-causal"])
 def test_every_path_matches_sdpa(build, tmp_path):
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal((1, T, H * DH), dtype=np.float32) for n in "qkv"}
