@@ -95,3 +95,12 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
     assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]
     assert "dcmha (untested) not raced: max_cost" in "\n".join(race_lines(rec, markdown=False))
+
+
+def test_an_inherit_min_outside_its_range_is_a_spec_error_at_load(tiny_spec, tmp_path, capsys):
+    from nasgraph.cli import main
+
+    spec = tiny_spec("layer", "teacher_race", ", inherit_min: 1.5")
+    assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "inherit_min" in err and "Traceback" not in err and not (tmp_path / "run").exists()
