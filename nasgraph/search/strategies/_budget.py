@@ -15,7 +15,9 @@ contenders are dropped; none left: no race. Every cut is a warning in the recomm
 """
 from __future__ import annotations
 
+import functools
 import json
+import math
 import statistics
 import time
 
@@ -26,6 +28,7 @@ from nasgraph.search.trials import TrialRequest, finished, trial_name
 # standalone trainings kept for what the search does after the race (judging is predicted with it;
 # writing the evidence, recommendation and plots is not)
 RESERVE = 0.02
+UNCAPPED = 1e18   # CPU seconds: "allowed" of a race sized without a cap
 
 
 def rate(rec: dict) -> float | None:
@@ -122,18 +125,23 @@ class RaceBudget:
         race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
         allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
         wanted = {st["seed"]: list(st["contenders"]) for st in racing}
-        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
-        k, cap, predicted = distributed.from_rank0(lambda: fit_race(
-            [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
-            max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
-        cuts, blind = [], {}
+        size = functools.partial(fit_race, [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps,
+                                 ledger, min_steps=max(1, round(cfg.race_min_fraction * self.total_steps)),
+                                 scored=len(ctx.score_split(splits)), race_scored=race_n, defender=label)
+        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together);
+        # the whole race's prediction, uncapped, says which max_cost would run it
+        (k, cap, predicted), full = distributed.from_rank0(lambda: (size(allowed=allowed), size(allowed=UNCAPPED)[2]))
+        cuts, short = [], {}     # short: untested type -> (its share, steps raced, steps of the whole race)
         for st in racing:
             found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
-            blind.update({c["label"]: c["inherits"] for c in found[k:] if "inherits" in c.get("why", "")})
             st["no_evidence"] = [c["label"] for c in found[k:] if "inherits" in c.get("why", "")]   # caps confidence
             configured = self.race_steps(len(st["contenders"]))
             st["steps"] = min(configured, cap) if k else None
+            for i, c in enumerate(found):
+                ran, whole = st["steps"] if i < k else 0, self.race_steps(len(found))
+                if "inherits" in c.get("why", "") and ran < whole:
+                    short[c["label"]] = (c["inherits"], ran, whole)
             if not k:
                 st["verdict"] = "no race: max_cost reached"
             if st["dropped"] or (k and st["steps"] < configured):
@@ -144,16 +152,20 @@ class RaceBudget:
         budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
                       race_predicted=round(predicted / unit / len(seeds), 3))
         if cuts:
-            untested = "; untested, so the search has no evidence on: " + ", ".join(
-                f"{t} (its student inherits {share(f)} of its weights: not evidence; not raced)"
-                for t, f in blind.items()) if blind else ""
+            # the max_cost that runs the whole race (every contender, its configured steps), from the same ledger
+            needed = math.ceil(10 * (spent + full + RESERVE * unit * len(seeds)) / unit / len(seeds)) / 10
+            budget["max_cost_full_race"] = needed
+            untested = "".join(
+                f"{t} untested (its student inherits {share(f)} of its weights: not evidence), " +
+                (f"raced {n} of {want} steps" if n else "not raced, so the search has no evidence on it") +
+                f": max_cost {needed:g} would race it {want} steps; " for t, (f, n, want) in short.items())
             budget["warning"] = {
                 "code": "race_cut",
-                "message": f"the race was cut to keep the search under max_cost {cfg.max_cost} standalone trainings "
-                           f"per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
-                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in"
-                           + untested,
-                "fix": "raise max_cost, or lower teacher_fraction / adapt_fraction to leave the race more"}
+                "message": f"{untested}the race was cut to keep the search under max_cost {cfg.max_cost} standalone "
+                           f"trainings per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
+                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
+                "fix": f"raise max_cost to {needed:g} (the whole race, predicted from the measured CPU rates), or lower "
+                       f"teacher_fraction / adapt_fraction to leave the race more"}
 
     def account(self, ledger: Ledger, n_seeds: int) -> dict:
         """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
