@@ -24,6 +24,9 @@ class FakeLedger:
     def scoring_of(self, label):
         return self.scoring
 
+    def start_of(self, label):
+        return 0.0
+
 
 def configured(n: int) -> int:              # race_fraction 0.3, race_budget 0.5 of 100 steps
     return round(min(0.3, 0.5 / n) * 100)
@@ -53,6 +56,7 @@ def raced(tiny_spec, tmp_path, monkeypatch):
     monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
 
@@ -122,3 +126,22 @@ def test_a_cap_that_leaves_no_room_is_a_spec_error_at_load(tiny_spec, tmp_path, 
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trials_mean(tmp_path):
+    from types import SimpleNamespace
+
+    from nasgraph.training.loop import steady_cpu_per_step
+
+    # a 15-step student: step 1 takes 0.47 CPU s (start-up), then 0.08 s a step; its last checkpoint 0.1 s
+    marks = [(0, 0.0), (1, 0.47)] + [(s, 0.47 + 0.08 * (s - 1)) for s in range(2, 16)]
+    per_step = steady_cpu_per_step(marks)
+    assert abs(per_step - 0.08) < 1e-9 and steady_cpu_per_step(marks[:2]) is None
+    student = {"train_steps": 15, "train_cpu_seconds": marks[-1][1] + 0.1, "train_cpu_per_step": per_step,
+               "cpu_seconds": marks[-1][1] + 0.1}
+    assert abs(budget.start_up(student) - (0.47 - 0.08 + 0.1)) < 1e-9
+    ledger = budget.Ledger(SimpleNamespace(started=0.0, backend=None, out=tmp_path), 300)
+    ledger.add("gated", student, 0)
+    # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0
+    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 0, 0, "gated")[2] == pytest.approx(0.49 + 7.2)
+    assert ledger.unit == pytest.approx(300 * student["train_cpu_seconds"] / 15)    # the unit: whole trainings

@@ -81,6 +81,7 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
 
     # deterministic costs: a step 1 CPU s, scoring free, one training (20 s) spent before the race
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
     ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no race fits
@@ -106,6 +107,7 @@ def test_the_max_cost_the_warning_names_races_the_untested_type_in_full(tiny_spe
     import nasgraph.search.strategies._budget as budget
 
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)            # the same deterministic costs as above
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
     ev = search_with_dcmha(tiny_spec, tmp_path, "1.4")

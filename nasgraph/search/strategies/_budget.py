@@ -7,9 +7,10 @@ the mean CPU seconds per training step of the homogeneous candidates (the teache
 students of each type; a real training also evaluates, so this unit is a lower bound and the ledger
 errs high). Spent is this process's CPU time since the search began (data, cost table, trials,
 scoring), plus the CPU time of trials that ran in other processes (a remote backend). A race costs,
-per contender, its steps at its type's measured rate plus its scoring (the held-out slice and the
-race's batches, at its measured CPU seconds per scored example), and the pick's scoring on the race's
-batches. The race is sized to what is left under max_cost minus a reserve for the search's last
+per contender, its steps at its type's measured steady rate (per step once started: a short student's
+first steps carry start-up costs that a longer race spreads thin) plus its trial's start-up and its
+scoring (the held-out slice and the race's batches, at its measured CPU seconds per scored example),
+and the pick's scoring on the race's batches. The race is sized to what is left under max_cost minus a reserve for the search's last
 writes: the configured steps, else fewer; below `race_min_fraction` of the budget the least promising
 contenders are dropped; none left: no race. Every cut is a warning in the recommendation.
 """
@@ -37,6 +38,20 @@ def rate(rec: dict) -> float | None:
     return cpu / steps if steps and cpu is not None else None
 
 
+def steady_rate(rec: dict) -> float | None:
+    """CPU seconds per training step once started (fit's median after its first log interval), else the
+    whole training's rate: what a race's steps cost (a 15-step student's first steps carry start-up costs:
+    gated_deltanet 0.10 CPU s per step over all 15, 0.077 once started, 0.08 in its 90-step race)."""
+    return rec.get("train_cpu_per_step") or rate(rec)
+
+
+def start_up(rec: dict) -> float:
+    """CPU seconds of a training beyond its steps at the steady rate (model to device, optimizer, first
+    steps, the last checkpoint): paid once per trial."""
+    steps, whole, steady = rec.get("train_steps"), rate(rec), steady_rate(rec)
+    return max(0.0, (whole - steady) * steps) if steps and whole is not None and steady is not None else 0.0
+
+
 def per_example(rec: dict, examples: int) -> float | None:
     """CPU seconds per scored example of a trial (its CPU time outside training, over what it scored)."""
     if rec.get("cpu_seconds") is None or rec.get("train_cpu_seconds") is None or not examples:
@@ -51,13 +66,17 @@ class Ledger:
         self.started = time.process_time() if ctx.started is None else ctx.started
         self.remote = bool(ctx.backend is not None and ctx.backend.remote)
         self.trials, self.total_steps = ctx.out / "trials", total_steps
-        self.rates: dict[str, list[float]] = {}
+        self.rates: dict[str, list[float]] = {}      # whole trainings' rates: the unit
+        self.steady: dict[str, list[float]] = {}     # once started, and each trial's start-up: a race's price
+        self.starts: dict[str, list[float]] = {}
         self.scoring: dict[str, list[float]] = {}
 
     def add(self, label: str, rec: dict | None, scored: int) -> None:
         """A trial record of the homogeneous type `label` that scored `scored` examples besides training."""
         if rec is not None and (r := rate(rec)) is not None:
             self.rates.setdefault(label, []).append(r)
+            self.steady.setdefault(label, []).append(steady_rate(rec))
+            self.starts.setdefault(label, []).append(start_up(rec))
             if (e := per_example(rec, scored)) is not None:
                 self.scoring.setdefault(label, []).append(e)
 
@@ -68,7 +87,12 @@ class Ledger:
         return time.process_time() - self.started + remote
 
     def rate_of(self, label: str) -> float:
-        return statistics.mean(self.rates.get(label) or [r for rs in self.rates.values() for r in rs])
+        """CPU seconds per race step of a type: its measured steady rate (else the mean over types)."""
+        return statistics.mean(self.steady.get(label) or [r for rs in self.steady.values() for r in rs])
+
+    def start_of(self, label: str) -> float:
+        """CPU seconds a trial of the type costs beyond its steps (measured; else the mean over types)."""
+        return statistics.mean(self.starts.get(label) or [r for rs in self.starts.values() for r in rs] or [0.0])
 
     def scoring_of(self, label: str) -> float:
         return statistics.mean(self.scoring.get(label) or [e for es in self.scoring.values() for e in es] or [0.0])
@@ -90,7 +114,7 @@ def fit_race(per_seed: list[list[str]], configured, ledger: Ledger, allowed: flo
     the race's examples once per seed."""
     for k in range(max(map(len, per_seed), default=0), 0, -1):
         kept = [cs[:k] for cs in per_seed if cs]
-        fixed = sum(ledger.scoring_of(c) * (scored + race_scored) for cs in kept for c in cs) + \
+        fixed = sum(ledger.start_of(c) + ledger.scoring_of(c) * (scored + race_scored) for cs in kept for c in cs) + \
             len(kept) * ledger.scoring_of(defender) * race_scored
         per_step = sum(ledger.rate_of(c) for cs in kept for c in cs)
         want = max(configured(len(cs)) for cs in kept)
