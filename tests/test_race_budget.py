@@ -131,7 +131,7 @@ def test_a_cap_that_leaves_no_room_is_a_spec_error_at_load(tiny_spec, tmp_path, 
 def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trials_mean(tmp_path):
     from types import SimpleNamespace
 
-    from nasgraph.training.loop import steady_cpu_per_step
+    from nasgraph.search.trials import steady_cpu_per_step
 
     # a 15-step student: step 1 takes 0.47 CPU s (start-up), then 0.08 s a step; its last checkpoint 0.1 s
     marks = [(0, 0.0), (1, 0.47)] + [(s, 0.47 + 0.08 * (s - 1)) for s in range(2, 16)]

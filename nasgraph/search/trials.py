@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -141,6 +142,13 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
     return records
 
 
+def steady_cpu_per_step(marks: list[tuple[int, float]]) -> float | None:
+    """Median process CPU seconds per training step over fit's log intervals after the first (whose first
+    steps carry the start-up: allocations, the first autograd pass); None with fewer than two intervals."""
+    rates = [(c1 - c0) / (s1 - s0) for (s0, c0), (s1, c1) in zip(marks[1:], marks[2:]) if s1 > s0]
+    return round(statistics.median(rates), 6) if rates else None
+
+
 def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
     """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
 
@@ -168,10 +176,10 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
               "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
-    cpu_fit = time.process_time()
+    cpu_fit, marks = time.process_time(), []
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
-                 task=ctx.task)
+                 task=ctx.task, cpu_marks=marks)
     cpu_fit = time.process_time() - cpu_fit
     reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
         if request.reference else None
@@ -184,7 +192,7 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
     # (and per step once started: the median over fit's log intervals after the first, None when too short)
     record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
-                  train_cpu_per_step=result.get("cpu_per_step"),
+                  train_cpu_per_step=steady_cpu_per_step(marks),
                   cpu_seconds=round(time.process_time() - cpu0, 3))
     run.write_json(f"budget{steps}.json", record)
     return record

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 import random
-import statistics
 import sys
 import time
 
@@ -43,13 +42,6 @@ def lr_lambda(warmup: int, total: int):
     return f
 
 
-def steady_cpu_per_step(marks: list[tuple[int, float]]) -> float | None:
-    """Median process CPU seconds per training step over the log intervals after the first (whose first
-    steps carry the start-up: allocations, the first autograd pass); None with fewer than two intervals."""
-    rates = [(c1 - c0) / (s1 - s0) for (s0, c0), (s1, c1) in zip(marks[1:], marks[2:]) if s1 > s0]
-    return round(statistics.median(rates), 6) if rates else None
-
-
 def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -57,7 +49,8 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, strategy=None,
-        resume: bool = False, desc: str = "train", progress: bool = True, task=None) -> dict:
+        resume: bool = False, desc: str = "train", progress: bool = True, task=None,
+        cpu_marks: list | None = None) -> dict:
     """Train `model` for `steps` (default train.steps) and return the final metrics.
 
     `splits` holds "train" and "val" (and "test"); with a strategy, "arch" (the slice the alphas
@@ -66,6 +59,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
 
     The model trains on train.device (resolved: cpu, cuda:N) at train.precision; under torchrun each
     rank trains on its shard of every batch (nasgraph.training.step) and only rank 0 writes.
+    `cpu_marks`: a list that receives (step, process CPU seconds) at the start and at each train log row.
     """
     metric = task.metric if task is not None else "acc"
     better = task.better if task is not None else (lambda a, b: a > b)
@@ -126,7 +120,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
                disable=not progress or not distributed.is_writer(), dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
-    cpu_marks = [(start, time.process_time())]   # (step, process CPU s) at the start and at each train log row
+    if cpu_marks is not None:       # (step, process CPU s) at the start and at each train log row
+        cpu_marks.append((start, time.process_time()))
     for step in bar:
         arch_info = {}
         batch = stream.next()                                               # the global batch, on the CPU
@@ -157,7 +152,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 run.log("alphas.jsonl", {"step": done, **strategy.snapshot(model)})
             rec.update(arch_info)
             log(rec)
-            cpu_marks.append((done, time.process_time()))
+            if cpu_marks is not None:
+                cpu_marks.append((done, time.process_time()))
             bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
             window.clear()
         if done % train.eval_every == 0 or done == steps:
@@ -172,7 +168,6 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     bar.close()
     distributed.check_same(model.state_dict(), "weights and alphas")
     result = {"steps": steps, "seconds": round(time.perf_counter() - t0, 2), "best_val": best,
-              "cpu_per_step": steady_cpu_per_step(cpu_marks),
               "val": evaluate(model, splits["val"], train.batch_size, task=task)}
     if "test" in splits and len(splits["test"]):
         result["test"] = evaluate(model, splits["test"], train.batch_size, task=task)
