@@ -10,9 +10,10 @@ scoring), plus the CPU time of trials that ran in other processes (a remote back
 per contender, its steps at its type's measured steady rate (per step once started: a short student's
 first steps carry start-up costs that a longer race spreads thin) plus its trial's start-up and its
 scoring (the held-out slice and the race's batches, at its measured CPU seconds per scored example),
-and the pick's scoring on the race's batches. The race is sized to what is left under max_cost minus a reserve for the search's last
-writes: the configured steps, else fewer; below `race_min_fraction` of the budget the least promising
-contenders are dropped; none left: no race. Every cut is a warning in the recommendation.
+and the pick's scoring on the race's batches. The race is sized to what is left under max_cost minus
+a reserve for the search's last writes: the configured steps, else fewer; below `race_min_fraction`
+of the budget the least promising contenders are dropped; none left: no race. Every cut is a warning
+in the recommendation, with the max_cost that would run the whole race.
 """
 from __future__ import annotations
 
@@ -188,8 +189,8 @@ class RaceBudget:
                 "message": f"{untested}the race was cut to keep the search under max_cost {cfg.max_cost} standalone "
                            f"trainings per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
                            f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
-                "fix": f"raise max_cost to {needed:g} (the whole race, predicted from the measured CPU rates), or lower "
-                       f"teacher_fraction / adapt_fraction to leave the race more"}
+                "fix": f"raise max_cost to {needed:g} (the whole race, predicted from the measured CPU rates), or "
+                       f"lower teacher_fraction / adapt_fraction to leave the race more"}
 
     def account(self, ledger: Ledger, n_seeds: int) -> dict:
         """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
