@@ -137,11 +137,17 @@ def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trial
     marks = [(0, 0.0), (1, 0.47)] + [(s, 0.47 + 0.08 * (s - 1)) for s in range(2, 16)]
     per_step = steady_cpu_per_step(marks)
     assert abs(per_step - 0.08) < 1e-9 and steady_cpu_per_step(marks[:2]) is None
+    # a checkpoint inside the run is a cost of its steps: counted, not dropped as an outlier
+    spiked = marks[:8] + [(s, c + 0.14) for s, c in marks[8:]]
+    assert abs(steady_cpu_per_step(spiked) - 0.09) < 1e-9
     student = {"train_steps": 15, "train_cpu_seconds": marks[-1][1] + 0.1, "train_cpu_per_step": per_step,
-               "cpu_seconds": marks[-1][1] + 0.1}
+               "cpu_seconds": marks[-1][1] + 0.1 + 0.7, "score_cpu_seconds": 0.64}
     assert abs(budget.start_up(student) - (0.47 - 0.08 + 0.1)) < 1e-9
+    assert budget.per_example(student, 640) == pytest.approx(0.001)   # its scoring, not its build (0.06 s)
     ledger = budget.Ledger(SimpleNamespace(started=0.0, backend=None, out=tmp_path), 300)
-    ledger.add("gated", student, 0)
-    # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0
-    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 0, 0, "gated")[2] == pytest.approx(0.49 + 7.2)
+    ledger.add("gated", student, 640)
+    # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0; scoring
+    # 640 + 3200 examples at 1 ms, and the defender's 3200
+    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 640, 3200, "gated")[2] == \
+        pytest.approx(0.49 + 7.2 + 3.84 + 3.2)
     assert ledger.unit == pytest.approx(300 * student["train_cpu_seconds"] / 15)    # the unit: whole trainings

@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import statistics
 import tempfile
 import time
 from dataclasses import dataclass
@@ -143,10 +142,12 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
 
 
 def steady_cpu_per_step(marks: list[tuple[int, float]]) -> float | None:
-    """Median process CPU seconds per training step over fit's log intervals after the first (whose first
-    steps carry the start-up: allocations, the first autograd pass); None with fewer than two intervals."""
-    rates = [(c1 - c0) / (s1 - s0) for (s0, c0), (s1, c1) in zip(marks[1:], marks[2:]) if s1 > s0]
-    return round(statistics.median(rates), 6) if rates else None
+    """Process CPU seconds per training step after fit's first log interval (whose first steps carry the
+    start-up: the data stream, allocations, the first autograd pass), periodic checkpoints included;
+    None with fewer than two log rows."""
+    if len(marks) < 3 or marks[-1][0] <= marks[1][0]:
+        return None
+    return round((marks[-1][1] - marks[1][1]) / (marks[-1][0] - marks[1][0]), 6)
 
 
 def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
@@ -183,7 +184,9 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     cpu_fit = time.process_time() - cpu_fit
     reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
         if request.reference else None
+    cpu_score = time.process_time()
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
+    cpu_score = time.process_time() - cpu_score
     record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
               "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
               **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
@@ -192,7 +195,7 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
     # (and per step once started: the median over fit's log intervals after the first, None when too short)
     record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
-                  train_cpu_per_step=steady_cpu_per_step(marks),
+                  train_cpu_per_step=steady_cpu_per_step(marks), score_cpu_seconds=round(cpu_score, 3),
                   cpu_seconds=round(time.process_time() - cpu0, 3))
     run.write_json(f"budget{steps}.json", record)
     return record

@@ -40,9 +40,9 @@ def rate(rec: dict) -> float | None:
 
 
 def steady_rate(rec: dict) -> float | None:
-    """CPU seconds per training step once started (fit's median after its first log interval), else the
-    whole training's rate: what a race's steps cost (a 15-step student's first steps carry start-up costs:
-    gated_deltanet 0.10 CPU s per step over all 15, 0.077 once started, 0.08 in its 90-step race)."""
+    """CPU seconds per training step once started (after fit's first log interval), else the whole
+    training's rate: what a race's steps cost (a 15-step student's first steps carry start-up costs:
+    gated_deltanet 0.10 CPU s per step over all 15, 0.08 once started and in its 90-step race)."""
     return rec.get("train_cpu_per_step") or rate(rec)
 
 
@@ -54,7 +54,10 @@ def start_up(rec: dict) -> float:
 
 
 def per_example(rec: dict, examples: int) -> float | None:
-    """CPU seconds per scored example of a trial (its CPU time outside training, over what it scored)."""
+    """CPU seconds per scored example of a trial: its scoring's CPU time over the examples it scored (else
+    its CPU time outside training, which also holds the model's build and a student's reference outputs)."""
+    if rec.get("score_cpu_seconds") is not None and examples:
+        return rec["score_cpu_seconds"] / examples
     if rec.get("cpu_seconds") is None or rec.get("train_cpu_seconds") is None or not examples:
         return None
     return max(0.0, rec["cpu_seconds"] - rec["train_cpu_seconds"]) / examples
