@@ -193,7 +193,7 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
               "examples": {k: scores[k] for k in ("key", "values", "counts")},
               **(request.measure(ctx, model, splits) if request.measure else {})}
     # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
-    # (and per step once started: the median over fit's log intervals after the first, None when too short)
+    # (per step once started: after fit's first log interval, None when too short), and of its scoring
     record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
                   train_cpu_per_step=steady_cpu_per_step(marks), score_cpu_seconds=round(cpu_score, 3),
                   cpu_seconds=round(time.process_time() - cpu0, 3))
