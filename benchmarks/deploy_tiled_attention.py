@@ -94,7 +94,7 @@ def attention23(H: int, dh: int) -> onnx.ModelProto:
 
 
 def gqa(H: int, dh: int) -> onnx.ModelProto:
-    """GroupQueryAttention, non-causal, one query/key head per head; total length and seqlens_k from q."""
+    """GroupQueryAttention, non-causal, kv_num_heads = num_heads; total length and seqlens_k from q."""
     one = numpy_helper.from_array(np.asarray(1, np.int32), "one")
     nodes = [helper.make_node("Shape", ["q"], ["shape"]),
              helper.make_node("Gather", ["shape", "axis1"], ["t64"]),                       # T
