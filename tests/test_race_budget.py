@@ -108,6 +108,18 @@ def test_a_teacher_phase_over_the_cap_is_said_so(raced, monkeypatch):
     assert cap["warning"]["code"] == "over_max_cost" and "1.70 standalone trainings" in cap["warning"]["message"]
 
 
+def test_a_race_that_costs_more_than_predicted_is_said_so_not_blamed_on_the_teacher(raced, monkeypatch):
+    calls = []
+    # one training spent before the race, 1.6 after it: the 10-step race (0.5 predicted) cost 0.6
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: (calls.append(1), self.unit * (1 if len(calls) == 1
+                                                                                          else 1.6))[1])
+    run, race, cap, rec = raced(", max_cost: 1.55")
+    assert race["steps"] == 5 and cap["race_predicted"] == pytest.approx(0.5) and cap["spent"] == 1.6
+    message = cap["warning"]["message"]
+    assert cap["warning"]["code"] == "over_max_cost" and "its race cost 0.60, predicted 0.50" in message
+    assert "before any race" not in message
+
+
 def test_without_a_cap_the_race_is_not_cut_and_the_cost_is_still_measured(tiny_spec, tmp_path):
     spec = tiny_spec("layer", "teacher_race", ", max_cost: null")
     run = tmp_path / "run"
