@@ -100,7 +100,7 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence
     assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
     assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]
-    assert "dcmha (untested) not raced: max_cost" in "\n".join(race_lines(rec, markdown=False))
+    assert "dcmha (untested) not raced: max_cost; 1.4 would race all" in "\n".join(race_lines(rec, markdown=False))
 
 
 def test_the_max_cost_the_warning_names_races_the_untested_type_in_full(tiny_spec, tmp_path, monkeypatch):
