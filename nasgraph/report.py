@@ -128,6 +128,7 @@ def race_lines(rec: dict, markdown: bool = True) -> list[str]:
     """teacher_race's race per seed: the contenders its students could not rule out, the from-scratch result."""
     m, rows = rec["metric"], []
     signed = lambda d: ("+" if d >= 0 else "") + metric_delta(m, d)  # noqa: E731
+    need = next((st.get("max_cost_full_race") for st in rec.get("stages") or [] if st.get("stage") == "budget"), None)
     for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
         found = ", ".join(f"{c['label']} {signed(-c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
                           + (f" ({c['why']})" if "inherits" in c.get("why", "") else "")
@@ -135,7 +136,7 @@ def race_lines(rec: dict, markdown: bool = True) -> list[str]:
         if st.get("dropped"):
             blind = set(st.get("no_evidence") or [])
             dropped = ", ".join(d + (" (untested)" if d in blind else "") for d in st["dropped"])
-            found += f" ({dropped} not raced: max_cost)"
+            found += f" ({dropped} not raced: max_cost" + (f"; {need:g} would race all" if need else "") + ")"
         result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['defender_score'])}: "
                            f"{signed(r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
                            f" ({r['verdict']})" for r in st.get("races") or []) or "-"

@@ -81,6 +81,7 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
 
     # deterministic costs: a step 1 CPU s, scoring free, one training (20 s) spent before the race
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
     ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no race fits
@@ -88,13 +89,31 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     assert stage["verdict"] == "no race: max_cost reached" and stage["dropped"] == ["dcmha"]
     (warning,) = [st["warning"] for st in ev["stages"] if st["stage"] == "budget"]
     assert warning["code"] == "race_cut" and "untested" in warning["message"]
-    assert f"dcmha (its student inherits {share(stage['inherits']['dcmha'])} of its weights" in warning["message"]
+    # what the user can do: the max_cost that races it in full, from the same measured rates (here 20 s spent,
+    # 6 race steps at 1 s, the 0.4 s reserve: 26.4 / 20 = 1.32 -> 1.4)
+    assert warning["message"].startswith(f"dcmha untested (its student inherits {share(stage['inherits']['dcmha'])} "
+                                         f"of its weights: not evidence), not raced, so the search has no evidence "
+                                         f"on it: max_cost 1.4 would race it 6 steps; the race was cut")
+    assert warning["fix"].startswith("raise max_cost to 1.4 ")
     rec = json.loads((tmp_path / "run" / "recommendation.json").read_text())
     (row,) = [a for a in rec["architectures"] if a["name"] == "dcmha"]
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence
     assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
     assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]
-    assert "dcmha (untested) not raced: max_cost" in "\n".join(race_lines(rec, markdown=False))
+    assert "dcmha (untested) not raced: max_cost; 1.4 would race all" in "\n".join(race_lines(rec, markdown=False))
+
+
+def test_the_max_cost_the_warning_names_races_the_untested_type_in_full(tiny_spec, tmp_path, monkeypatch):
+    import nasgraph.search.strategies._budget as budget
+
+    monkeypatch.setattr(budget, "rate", lambda rec: 1.0)            # the same deterministic costs as above
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
+    ev = search_with_dcmha(tiny_spec, tmp_path, "1.4")
+    (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 6
+    assert not [st for st in ev["stages"] if st.get("warning", {}).get("code") == "race_cut"]
 
 
 def test_an_inherit_min_outside_its_range_is_a_spec_error_at_load(tiny_spec, tmp_path, capsys):

@@ -20,6 +20,7 @@ from pathlib import Path
 from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, compare, cost_axis
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
+from nasgraph.search.recommend_race import race_contrasts, race_reason
 from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
 from nasgraph.textfmt import metric_delta
 
@@ -197,13 +198,15 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
         runner.roles.append("runner-up")
     agreeing = sum(p == pick_choice for p in ev.picks)
     noise = pooled_sd([a.scores for a in archs])
-    contrasts = [compare(pick, a, noise) for a in scored] if pick.scores else []
+    stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
+    raced = race_contrasts(stages, ev.candidates, pick_choice, scored)   # a race's two sides: its paired gap
+    contrasts = [raced.get(key(a.choice)) or compare(pick, a, noise) for a in scored] if pick.scores else []
     lead = next((c for c in contrasts if c.other is runner), None)
     margin, se = (lead.margin, lead.se) if lead else (None, None)
     points = choice_point_verdicts(ev, pick_choice)
     add_point_contrasts(points, pick, archs, noise)
     level, why = confidence(ev, pick, contrasts, agreeing, points)
-    stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
+    why = "; ".join(filter(None, [race_reason(contrasts, ev.metric), why]))
     unknown = sorted({t for st in stages for t in st.get("no_evidence") or []})
     if unknown and LEVELS.index(level) > LEVELS.index("weak"):   # a candidate the search could not judge
         level, why = "weak", f"no evidence on {', '.join(unknown)}: untested (see the warnings); {why}"

@@ -141,6 +141,15 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
     return records
 
 
+def steady_cpu_per_step(marks: list[tuple[int, float]]) -> float | None:
+    """Process CPU seconds per training step after fit's first log interval (whose first steps carry the
+    start-up: the data stream, allocations, the first autograd pass), periodic checkpoints included;
+    None with fewer than two log rows."""
+    if len(marks) < 3 or marks[-1][0] <= marks[1][0]:
+        return None
+    return round((marks[-1][1] - marks[1][1]) / (marks[-1][0] - marks[1][0]), 6)
+
+
 def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
     """Train `request.choice` to `request.steps` (continuing its folder if it holds fewer) and score it.
 
@@ -168,21 +177,25 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
               "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
-    cpu_fit = time.process_time()
+    cpu_fit, marks = time.process_time(), []
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
-                 task=ctx.task)
+                 task=ctx.task, cpu_marks=marks)
     cpu_fit = time.process_time() - cpu_fit
     reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
         if request.reference else None
+    cpu_score = time.process_time()
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
+    cpu_score = time.process_time() - cpu_score
     record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
               "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
               **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
               "examples": {k: scores[k] for k in ("key", "values", "counts")},
               **(request.measure(ctx, model, splits) if request.measure else {})}
     # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
+    # (per step once started: after fit's first log interval, None when too short), and of its scoring
     record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
+                  train_cpu_per_step=steady_cpu_per_step(marks), score_cpu_seconds=round(cpu_score, 3),
                   cpu_seconds=round(time.process_time() - cpu0, 3))
     run.write_json(f"budget{steps}.json", record)
     return record

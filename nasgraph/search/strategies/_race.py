@@ -80,7 +80,8 @@ class RaceJudge:
             se = paired[1] if paired else None
             stage["races"].append({"candidate": c["label"], "score": rec["wide_score"], "diff": diff, "se": se,
                                    "verdict": verdict(diff, se)})
-        stage.update(eval_n=mine["wide_n"], defender_score=mine["wide_score"])
+        stage.update(eval_n=mine["wide_n"], batches=-(-mine["wide_n"] // ctx.train.batch_size),
+                     defender_score=mine["wide_score"])
         best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
         stage["verdict"] = best[0]["verdict"]
         winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]

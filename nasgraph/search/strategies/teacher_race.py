@@ -19,9 +19,11 @@ that bias against the challenger. Several winners: the largest gain. A contender
 significantly is a `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a
 combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
 trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
-`race_cut` warning, naming untested types left unraced; the `budget` stage records the accounting).
-Each seed's race is in race_seed<N>.json and the evidence's `stages` (recommendation.json, the
-terminal, report.md).
+`race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
+them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
+and the evidence's `stages` (recommendation.json, the terminal, report.md); where the pick is one
+side of a race, the recommendation's contrast between the two sides is the race's
+(nasgraph.search.recommend_race).
 """
 from __future__ import annotations
 
