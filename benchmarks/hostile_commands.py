@@ -2,7 +2,8 @@
 
     .venv/bin/python benchmarks/hostile_commands.py [--timeout 120] [--only SUBSTRING]
 
-Builds one trained run, its export and one search run, then runs every case below as its own
+Builds one trained run, its export and one search run (and a tiny LM run and its export: the cases of
+hostile_lm_cases.py), then runs every case as its own
 `python -m nasgraph ...` process (per-case time limit). A case is clean when it exits with the
 expected code (2 for refusals) with one printable stderr line naming the file or option, no traceback, every
 file it was given unchanged (sha256 before/after) and no payload run. Writes
@@ -25,6 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).parent))
+from hostile_lm_cases import lm_cases  # noqa: E402
 OUT = Path(__file__).parent / "out"
 TRAIN = """
 name: tiny-train
@@ -129,7 +132,10 @@ def build_cases(w: Path) -> list[Case]:
         Case("export --checkpoint crafted (bare pickle)", ["export", "t.yaml", "--checkpoint", "evil.pkl", "-o",
                                                            "x.onnx"], ["evil.pkl"], ["evil.pkl"]),
         Case("eval run with crafted last.pt", ["eval", "evil-run"], ["last.pt"], ["evil-run"]),
-        Case("export run with crafted last.pt", ["export", "evil-run", "-o", "x.onnx"], ["last.pt"], ["evil-run"]),
+        Case("export --weights last of a run with crafted last.pt", ["export", "evil-run", "-o", "x.onnx", "--weights",
+                                                                     "last"], ["last.pt"], ["evil-run"]),
+        Case("export (best.pt) of a run with crafted last.pt", ["export", "evil-run", "-o", "x-best.onnx"], [],
+             ["evil-run"], expect=0),
         Case("train --resume with crafted last.pt", resume("evil-run"), ["last.pt"], ["evil-run"]),
         Case("bench run with crafted last.pt", ["bench", "evil-run", "--out", "b"], ["last.pt"], ["evil-run"]),
         Case("bench onnx whose source is crafted", ["bench", "src-evil.onnx", "--out", "b-src", "--no-progress"], [],
@@ -202,7 +208,7 @@ def build_cases(w: Path) -> list[Case]:
              ["bin.tsv"], ["bin.tsv"]),
         Case("text task on a binary CSV", tr("--set", f"task={{kind: text, path: {w / 'bin.csv'}, max_len: 32}}"),
              ["bin.csv"], ["bin.csv"]),
-    ]
+    ] + lm_cases(w, Case, _nasgraph)
 
 
 def tree_hash(paths: list[Path]) -> dict[str, str]:
