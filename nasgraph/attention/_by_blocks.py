@@ -64,6 +64,8 @@ def by_blocks(module: nn.Module, form: Form, x: Tensor, keep: Tensor | None, ini
     if not runs_by_blocks(T, block):
         return form(x, keep, None)
     n, Tb = block_layout(T, block, align)
+    if not torch.compiler.is_exporting():
+        return _eager_blocks(form, x, keep, init, n, Tb)
     pad = n * Tb - T
     real = torch.ones(B, T, dtype=x.dtype, device=x.device) if keep is None else keep  # (B, T)
     xs = F.pad(x, (0, 0, 0, pad)).reshape(B, n, Tb, d).movedim(1, 0)  # (n, B, Tb, d)
@@ -73,12 +75,26 @@ def by_blocks(module: nn.Module, form: Form, x: Tensor, keep: Tensor | None, ini
         y_b, carry = form(x_b, keep_b, carry)
         return tree_map(dense, carry), y_b                             # a scan's carry keeps its layout
 
-    if torch.compiler.is_exporting():
-        # the body must not read parameters that require grad: scan's autograd wrapper then saves
-        # symbolic sizes that the ONNX decomposition rejects (the batch axis came out static)
-        detached = {name: p.detach() for name, p in module.named_parameters()}
-        with _reparametrize_module(module, detached):
-            last, ys = scan_chunks(step, tree_map(dense, init), (xs.contiguous(), ks.contiguous()))  # (n, B, Tb, ...)
-    else:
-        last, ys = scan_chunks(step, init, (xs, ks))                 # (n, B, Tb, ...)
+    # the body must not read parameters that require grad: scan's autograd wrapper then saves
+    # symbolic sizes that the ONNX decomposition rejects (the batch axis came out static)
+    detached = {name: p.detach() for name, p in module.named_parameters()}
+    with _reparametrize_module(module, detached):
+        last, ys = scan_chunks(step, tree_map(dense, init), (xs.contiguous(), ks.contiguous()))  # (n, B, Tb, ...)
     return ys.movedim(0, 1).flatten(1, 2)[:, :T], last               # (B, T, ...)
+
+
+def _eager_blocks(form: Form, x: Tensor, keep: Tensor | None, state: Any, n: int, Tb: int
+                  ) -> tuple[Tensor, Any]:
+    """by_blocks in eager mode: views of x per block (only the last one padded, with keep 0.0 there;
+    a block with no padding and no mask gets keep None) and one concatenation of the outputs."""
+    T, ys = x.shape[1], []
+    for i in range(n):
+        x_b = x[:, i * Tb:(i + 1) * Tb]                                # (B, <= Tb, d) a view
+        keep_b = None if keep is None else keep[:, i * Tb:(i + 1) * Tb]  # (B, <= Tb)
+        real = x_b.shape[1]
+        if real < Tb:                                                  # the last block: padded
+            keep_b = x_b.new_ones(x_b.shape[:2]) if keep_b is None else keep_b
+            x_b, keep_b = F.pad(x_b, (0, 0, 0, Tb - real)), F.pad(keep_b, (0, Tb - real))
+        y_b, state = form(x_b, keep_b, state)
+        ys.append(y_b[:, :real])
+    return torch.cat(ys, 1), state                                    # (B, T, ...)
