@@ -8,7 +8,9 @@ q, k, v as (1, T, H*dh) and parity-checked against SDPA before timing:
   MatMul(Q_b, K^T) -> Softmax -> MatMul(P, V) (MLAS sgemm), Concat (Bq = T: one untiled block);
 - `mha-padqk-<p>`: q and k zero-padded by p per head (the scores are unchanged; Br grows to
   dqk + p + dv, fewer re-packs of K and V);
-- `attention23`: ONNX Attention (opset 23, 3-D q/k/v, no mask).
+- `attention23`: ONNX Attention (opset 23, 3-D q/k/v, no mask);
+- `gqa`: com.microsoft.GroupQueryAttention with causal=0, kv_num_heads = num_heads, no past (its own
+  MLAS flash kernel; it also writes present K/V). Batch 1: seqlens_k is T - 1 from q's shape.
 The figure is the calling thread's CPU time p50 at 1 thread (the process's at more threads), in
 alternating rounds so all paths see the same load.
 
@@ -91,6 +93,20 @@ def attention23(H: int, dh: int) -> onnx.ModelProto:
     return _model([node], [], H * dh, opset=23)
 
 
+def gqa(H: int, dh: int) -> onnx.ModelProto:
+    """GroupQueryAttention, non-causal, kv_num_heads = num_heads; total length and seqlens_k from q."""
+    one = numpy_helper.from_array(np.asarray(1, np.int32), "one")
+    nodes = [helper.make_node("Shape", ["q"], ["shape"]),
+             helper.make_node("Gather", ["shape", "axis1"], ["t64"]),                       # T
+             helper.make_node("Cast", ["t64"], ["total"], to=TensorProto.INT32),
+             helper.make_node("Sub", ["total", "one"], ["last"]),
+             helper.make_node("Reshape", ["last", "batch1"], ["seqlens_k"]),                 # (1,) = T - 1
+             helper.make_node("GroupQueryAttention", ["q", "k", "v", "", "", "seqlens_k", "total"],
+                              ["o", "present_k", "present_v"], domain=MSFT, num_heads=H, kv_num_heads=H,
+                              causal=0, scale=dh ** -0.5)]
+    return _model(nodes, [_ints("axis1", 1), _ints("batch1", [1]), one], H * dh)
+
+
 def sdpa(feeds: dict, H: int, dh: int):
     """torch's SDPA on the same q, k, v: a zero-argument callable returning (1, T, H*dh)."""
     q, k, v = (torch.from_numpy(feeds[n]).view(1, -1, H, dh).transpose(1, 2) for n in "qkv")  # (1, H, T, dh)
@@ -106,7 +122,8 @@ def bench(T: int, opts, work: Path) -> list[dict]:
     rng = np.random.default_rng(T)
     feeds = {n: rng.standard_normal((1, T, H * dh), dtype=np.float32) for n in "qkv"}
     models = {"mha": mha(H, dh), **{f"tiled-{b}": tiled(H, dh, T, b) for b in opts.blocks if b <= T},
-              **{f"mha-padqk-{p}": mha(H, dh, p) for p in opts.pads}, "attention23": attention23(H, dh)}
+              **{f"mha-padqk-{p}": mha(H, dh, p) for p in opts.pads}, "attention23": attention23(H, dh),
+              "gqa": gqa(H, dh)}
     eager = sdpa(feeds, H, dh)
     ref = eager().numpy()
     sessions, parity = {}, {}

@@ -175,6 +175,24 @@ def decode_spec(target, longest: int):
     return load_spec(path, [f"task.max_len={max(longest, int(max_len or 0))}"])
 
 
+def check_length(graph, longest: int) -> None:
+    """NasgraphError when one forward pass at the longest prompt / context is past nasgraph's limits
+    (docs/spec.md, Limits) or its weights (a position table grows with it) past the free memory."""
+    from nasgraph.graph.resources import Unsizable, available_memory, estimate
+    from nasgraph.spec.limits import MAX_FORWARD_FLOPS
+    from nasgraph.textfmt import human, scientific
+
+    try:
+        est = estimate(graph)
+    except Unsizable as err:
+        raise NasgraphError(f"--seq / --contexts up to {longest:,} tokens: the model is too large to be sized at "
+                            f"that length ({err}); use shorter lengths") from None
+    if est.flops > MAX_FORWARD_FLOPS or 4 * est.params > available_memory():
+        raise NasgraphError(f"--seq / --contexts up to {longest:,} tokens: one forward pass at that length costs about "
+                            f"{scientific(est.flops)} FLOPs with {human(est.params)} parameters, past nasgraph's limit "
+                            f"of {scientific(MAX_FORWARD_FLOPS)} FLOPs or the free memory; use shorter lengths")
+
+
 def decode_subjects(target, grid: DecodeGrid, workdir=None) -> tuple[list[DecodeSubject], list[str]]:
     """Subjects of a target (see the module doc) and notes on what was left out; a whole model also in
     ONNX Runtime when a decode driver is installed and `workdir` is given (for its exported graphs)."""
@@ -185,6 +203,7 @@ def decode_subjects(target, grid: DecodeGrid, workdir=None) -> tuple[list[Decode
 
     doc = decode_spec(target, grid.longest)
     graph = compile_spec(doc, force=True)                       # a bench does not train: no memory check
+    check_length(graph, grid.longest)
     ctx = graph.graph["ctx"]
     points = [d for _, d in graph.nodes(data=True) if d.get("choice")]
     torch.manual_seed(0)

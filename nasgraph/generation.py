@@ -16,6 +16,7 @@ Example:
 from __future__ import annotations
 
 import itertools
+import math
 from typing import Any, Callable, Protocol, runtime_checkable
 
 import numpy as np
@@ -60,8 +61,10 @@ def generate(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, ma
     """The `max_new_tokens` ids generated after `prompt` (ids without <cls>) by a Scorer or a Decoder."""
     if max_new_tokens < 0:
         raise NasgraphError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
-    if temperature < 0:
-        raise NasgraphError(f"temperature must be >= 0 (0: greedy), got {temperature}")
+    if not 0 <= temperature < math.inf:                                    # NaN fails too
+        raise NasgraphError(f"temperature must be a finite number >= 0 (0: greedy), got {temperature}")
+    if seed < 0:
+        raise NasgraphError(f"seed must be >= 0, got {seed}")
     if top_k is not None and top_k < 1:
         raise NasgraphError(f"top_k must be >= 1, got {top_k}")
     if max_len < 2:

@@ -128,11 +128,15 @@ def race_lines(rec: dict, markdown: bool = True) -> list[str]:
     """teacher_race's race per seed: the contenders its students could not rule out, the from-scratch result."""
     m, rows = rec["metric"], []
     signed = lambda d: ("+" if d >= 0 else "") + metric_delta(m, d)  # noqa: E731
+    need = next((st.get("max_cost_full_race") for st in rec.get("stages") or [] if st.get("stage") == "budget"), None)
     for st in (st for st in rec.get("stages") or [] if st.get("stage") == "race"):
         found = ", ".join(f"{c['label']} {signed(-c['gap'])}" + (f" +-{metric_delta(m, c['se'])}" if c["se"] else "")
+                          + (f" ({c['why']})" if "inherits" in c.get("why", "") else "")
                           for c in st["contenders"]) or "-"
         if st.get("dropped"):
-            found += f" ({', '.join(st['dropped'])} not raced: max_cost)"
+            blind = set(st.get("no_evidence") or [])
+            dropped = ", ".join(d + (" (untested)" if d in blind else "") for d in st["dropped"])
+            found += f" ({dropped} not raced: max_cost" + (f"; {need:g} would race all" if need else "") + ")"
         result = "; ".join(f"{r['candidate']} {metric_value(m, r['score'])} vs {metric_value(m, st['defender_score'])}: "
                            f"{signed(r['diff'])}" + (f" +-{metric_delta(m, r['se'])}" if r["se"] else "") +
                            f" ({r['verdict']})" for r in st.get("races") or []) or "-"
@@ -141,7 +145,8 @@ def race_lines(rec: dict, markdown: bool = True) -> list[str]:
         rows.append([str(st["seed"]), found, result, st["verdict"]])
     if not rows:
         return []
-    title = "Race (types the teacher's students could not rule out, trained from scratch against the pick)"
+    title = ("Race (types the teacher's students could not rule out or could not test, trained from scratch against "
+             "the pick)")
     return [f"**{title}**" if markdown else f"{title}:", "",
             table(rows, ["seed", "contenders (student - teacher, utility)", "race (paired, same examples)", "verdict"],
                   markdown=markdown), ""]

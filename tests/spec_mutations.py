@@ -52,14 +52,46 @@ def classify(rc: int | None, err: str, timed_out: bool, killed: bool) -> str:
     if len(lines) != 1:
         return "multi-line"
     match = _LOCATED.match(lines[0])
-    if match and match.group("line") and not _KEY.match(match.group("rest")) \
-            and not any(p in match.group("rest") for p in FILE_LEVEL):
+    file_level = match and any(p in match.group("rest") for p in FILE_LEVEL)
+    if match and match.group("line") and not _KEY.match(match.group("rest")) and not file_level:
         return "no key"
+    if match and not match.group("line") and not file_level and not match.group("file").endswith(".yaml") \
+            and not match.group("file").startswith("<--set "):
+        return "no key"                                  # names neither the spec file (or override) nor a line
     return "clean error"
 
 
+# Options no example spec sets (newer attention options, teacher_race's keys, MQAR's query options):
+# variants of two examples that set them, so the mutations reach those key paths too.
+_NEW_CANDIDATES = [{"softmax": {"n_kv_heads": 2, "short_conv": 4, "impl": "math"}},
+                   {"gated_deltanet": {"short_conv": 4}}, {"deltanet": {"short_conv": 2}},
+                   {"sliding_window": {"window": 32, "sinks": 4, "n_global": 1}}, {"ssd": {"short_conv": 4}}]
+_RACE = {"strategy": "teacher_race", "max_cost": 1.5, "race_fraction": 0.3, "race_budget": 0.5,
+         "race_min_fraction": 0.1, "teacher_fraction": 0.5, "inherit_min": 1.0, "race_batches": 200}
+VARIANTS = {
+    "lm_bytes.yaml+options": ("lm_bytes.yaml", {
+        "task": {"val_fraction": 0.05, "test_fraction": 0.05},
+        "model": {"attention": {"granularity": "layer", "candidates": _NEW_CANDIDATES}}, "search": _RACE}),
+    "mqar.yaml+options": ("mqar.yaml", {
+        "task": {"n_queries": 4, "query_gaps": "power_law", "power_a": 0.01},
+        "model": {"position": "none", "attention": {"granularity": "head", "candidates": [
+            {"softmax": {"short_conv": 4}}, *_NEW_CANDIDATES[1:3]]}},
+        "search": {**_RACE, "max_cost": 2.5, "inherit_min": 0.5}}),
+}
+
+
+def _merged(base: dict, extra: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in extra.items():
+        out[key] = _merged(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) \
+            else copy.deepcopy(value)
+    return out
+
+
 def load_examples() -> list[tuple[str, dict]]:
-    return [(p.name, yaml.safe_load(p.read_text())) for p in EXAMPLES]
+    """The example specs and their VARIANTS, as (name, data)."""
+    examples = {p.name: yaml.safe_load(p.read_text()) for p in EXAMPLES}
+    return [*examples.items(), *((name, _merged(examples[base], extra)) for name, (base, extra) in VARIANTS.items())]
 
 
 def key_paths(data: Any, prefix: tuple = ()) -> list[tuple]:
@@ -225,4 +257,5 @@ def make_case(rng: random.Random) -> tuple[str, bytes, list[str]]:
     return kind, body, overrides
 
 
-EXAMPLES_TEXT = {p.name: p.read_text() for p in EXAMPLES}
+EXAMPLES_TEXT = {p.name: p.read_text() for p in EXAMPLES} | {
+    name: dump(data).decode("utf-8") for name, data in load_examples() if name in VARIANTS}

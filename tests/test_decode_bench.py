@@ -145,3 +145,14 @@ def test_decode_backend_is_checked_at_spec_load(tmp_path):
         load_spec(write(tmp_path, SEARCH % ("{candidates: [softmax, linear]}", "{backend: torch-eager}")))
     doc = load_spec(write(tmp_path, SEARCH % ("{candidates: [softmax, linear]}", "{mode: decode, backend: torch-eager}")))
     assert doc.spec.search.objective.latency.backend == "torch-eager"
+
+
+@pytest.mark.parametrize("contexts", ["99999999999", "3000000"])
+def test_bench_decode_refuses_a_length_past_the_limits(contexts, tmp_path, capsys):
+    """A huge --contexts used to allocate the position table (RuntimeError traceback) or run for hours."""
+    spec = write(tmp_path, LM % "softmax")
+    argv = ["bench", str(spec), "--decode", "--out", str(tmp_path / "b"), "--seq", "8", "--contexts", contexts]
+    assert main([*argv, "--repeats", "1", "--warmup", "0", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--seq / --contexts up to " in err and "use shorter lengths" in err, err
+    assert len(err.strip().splitlines()) == 1, err

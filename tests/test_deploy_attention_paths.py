@@ -22,7 +22,8 @@ H, DH, T = 2, 8, 40
 @pytest.mark.parametrize("build", [
     lambda: paths.mha(H, DH), lambda: paths.mha(H, DH, pad=8),
     lambda: paths.tiled(H, DH, T, 16), lambda: paths.tiled(H, DH, T, T), lambda: paths.attention23(H, DH),
-], ids=["mha", "mha-padqk", "tiled-partial-block", "tiled-one-block", "attention23"])
+    lambda: paths.gqa(H, DH),
+], ids=["mha", "mha-padqk", "tiled-partial-block", "tiled-one-block", "attention23", "gqa-non-causal"])
 def test_every_path_matches_sdpa(build, tmp_path):
     rng = np.random.default_rng(0)
     feeds = {n: rng.standard_normal((1, T, H * DH), dtype=np.float32) for n in "qkv"}
@@ -60,3 +61,30 @@ def test_runs_table_lists_every_run_and_counts_points_met_in_all_and_any():
     assert "| s | softmax | 0.83, 0.79 / 0.70, 0.75 |" in lines
     assert any(l.startswith("- 1 thread(s), T=2048: 0 of 1 met in every run, 1 in at least one") for l in lines)
     assert any(l.startswith("- 2 thread(s), T=2048: 1 of 1 met in every run, 1 in at least one") for l in lines)
+
+
+def test_gap_table_groups_ops_of_both_runtimes_and_scales_to_unprofiled_time():
+    from benchmarks.deploy_latency_gaps import gaps, markdown, op_class
+
+    assert [op_class(o) for o in ("MultiHeadAttention", "aten::_scaled_dot_product_flash_attention_for_cpu",
+                                  "aten::addmm", "FusedMatMul", "Add", "aten::add", "BiasGelu", "aten::gelu",
+                                  "LayerNormalization", "aten::native_layer_norm", "Transpose", "aten::copy_",
+                                  "SomethingNew")] == \
+        ["attention", "attention", "matmul", "matmul", "elementwise", "elementwise", "activation", "activation",
+         "norm", "norm", "layout", "layout", "other"]
+    row = {"spec": "s", "attention": "softmax", "T": 2048, "ratio_cpu": 0.9, "ort_cpu_ms": 9.0, "eager_cpu_ms": 10.0,
+           "ort_ops": {"MultiHeadAttention": 12.0, "MatMul": 4.0, "Add": 2.0},       # profiled: 18 ms -> 9 ms
+           "eager_ops": {"aten::_scaled_dot_product_flash_attention_for_cpu": 8.0, "aten::addmm": 2.0}}
+    g = gaps(row)
+    assert g["ort"]["attention"] == 6.0 and g["ort"]["matmul"] == 2.0 and g["ort"]["elementwise"] == 1.0
+    assert g["eager"]["attention"] == 8.0 and g["eager"]["matmul"] == 2.0
+    assert abs(g["shed_ms"] - 1.0) < 1e-9                       # 9 - 0.8 * 10
+    assert g["attention_floor"] == 0.6 and abs(g["matmul_free"] - 7 / 9) < 1e-9
+    assert g["at_parity"] == 0.9               # attention+matmul+elementwise: ORT 9 < eager 10, nothing else
+    faster_kernels = gaps({**row, "ort_ops": {"MultiHeadAttention": 6.0, "Transpose": 3.0}, "ort_cpu_ms": 9.0,
+                           "eager_ops": {"aten::_scaled_dot_product_flash_attention_for_cpu": 8.0, "aten::copy_": 1.0},
+                           "eager_cpu_ms": 9.0})
+    assert abs(faster_kernels["at_parity"] - 7 / 9) < 1e-9  # ORT's attention 6 + eager's layout 1
+    table = markdown([g])
+    assert "| s | softmax | 2048 | 0.90 | 6.00 / 8.00 | 2.00 / 2.00 | 1.00 / 0.00 |" in table
+    assert "attention -2.00" in table and "elementwise +1.00" in table

@@ -189,3 +189,17 @@ def test_no_scheme_quantizes_the_broadcast_widening(name, tmp_path):
     q = quantize_with(name, src, tmp_path / "q.onnx", calibration=rows(16, 1))
     assert widening_matmuls(onnx.load(str(q))) == widening
     assert EXPECTED_OPS[name] <= op_types(q)                                      # the linear layers still are
+
+
+@pytest.mark.parametrize("option, value, match", [
+    ("--atol", "nan", "--atol must be a finite number > 0"),
+    ("--max-accuracy-drop", "nan", "--max-accuracy-drop must be a finite"),
+    ("--max-accuracy-drop", "inf", "--max-accuracy-drop must be a finite")])
+def test_export_refuses_nan_tolerances_before_exporting(option, value, match, tmp_path, capsys):
+    """--max-accuracy-drop nan accepted any int8 drop (nan compares false); --atol nan reported a parity mismatch."""
+    from nasgraph.cli import main
+
+    out = tmp_path / "x.onnx"
+    assert main(["export", str(tmp_path / "no-run"), "-o", str(out), "--quantize", "int8", option, value]) == 2
+    err = capsys.readouterr().err
+    assert match in err and len(err.strip().splitlines()) == 1 and not out.exists(), err

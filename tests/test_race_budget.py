@@ -24,6 +24,9 @@ class FakeLedger:
     def scoring_of(self, label):
         return self.scoring
 
+    def start_of(self, label):
+        return 0.0
+
 
 def configured(n: int) -> int:              # race_fraction 0.3, race_budget 0.5 of 100 steps
     return round(min(0.3, 0.5 / n) * 100)
@@ -50,9 +53,10 @@ def raced(tiny_spec, tmp_path, monkeypatch):
     """A tiny teacher_race search where both other types contend, with deterministic costs: one
     training step costs 1 CPU second (so one standalone training is search.steps = 20 seconds), scoring
     is free, and the search had spent exactly one training before the race."""
-    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
     monkeypatch.setattr(budget, "rate", lambda rec: 1.0)
+    monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
 
@@ -99,9 +103,21 @@ def test_a_teacher_phase_over_the_cap_is_said_so(raced, monkeypatch):
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: 1.7 * self.unit)   # over 1.5 before the race
     run, race, cap, rec = raced("")
     assert race["races"] == [] and cap["spent"] == 1.7 and cap["warning"]["code"] == "race_cut"
-    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [])         # no race asked: its own warning
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [])         # no race asked: its own warning
     run, race, cap, rec = raced("", "run2")
     assert cap["warning"]["code"] == "over_max_cost" and "1.70 standalone trainings" in cap["warning"]["message"]
+
+
+def test_a_race_that_costs_more_than_predicted_is_said_so_not_blamed_on_the_teacher(raced, monkeypatch):
+    calls = []
+    # one training spent before the race, 1.6 after it: the 10-step race (0.5 predicted) cost 0.6
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: (calls.append(1), self.unit * (1 if len(calls) == 1
+                                                                                          else 1.6))[1])
+    run, race, cap, rec = raced(", max_cost: 1.55")
+    assert race["steps"] == 5 and cap["race_predicted"] == pytest.approx(0.5) and cap["spent"] == 1.6
+    message = cap["warning"]["message"]
+    assert cap["warning"]["code"] == "over_max_cost" and "its race cost 0.60, predicted 0.50" in message
+    assert "before any race" not in message
 
 
 def test_without_a_cap_the_race_is_not_cut_and_the_cost_is_still_measured(tiny_spec, tmp_path):
@@ -122,3 +138,28 @@ def test_a_cap_that_leaves_no_room_is_a_spec_error_at_load(tiny_spec, tmp_path, 
     assert main(["search", str(spec), "--out", str(tmp_path / "run"), "--no-progress"]) == 2
     err = capsys.readouterr().err
     assert key in err and "Traceback" not in err and not (tmp_path / "run").exists()
+
+
+def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trials_mean(tmp_path):
+    from types import SimpleNamespace
+
+    from nasgraph.search.trials import steady_cpu_per_step
+
+    # a 15-step student: step 1 takes 0.47 CPU s (start-up), then 0.08 s a step; its last checkpoint 0.1 s
+    marks = [(0, 0.0), (1, 0.47)] + [(s, 0.47 + 0.08 * (s - 1)) for s in range(2, 16)]
+    per_step = steady_cpu_per_step(marks)
+    assert abs(per_step - 0.08) < 1e-9 and steady_cpu_per_step(marks[:2]) is None
+    # a checkpoint inside the run is a cost of its steps: counted, not dropped as an outlier
+    spiked = marks[:8] + [(s, c + 0.14) for s, c in marks[8:]]
+    assert abs(steady_cpu_per_step(spiked) - 0.09) < 1e-9
+    student = {"train_steps": 15, "train_cpu_seconds": marks[-1][1] + 0.1, "train_cpu_per_step": per_step,
+               "cpu_seconds": marks[-1][1] + 0.1 + 0.7, "score_cpu_seconds": 0.64}
+    assert abs(budget.start_up(student) - (0.47 - 0.08 + 0.1)) < 1e-9
+    assert budget.per_example(student, 640) == pytest.approx(0.001)   # its scoring, not its build (0.06 s)
+    ledger = budget.Ledger(SimpleNamespace(started=0.0, backend=None, out=tmp_path), 300)
+    ledger.add("gated", student, 640)
+    # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0; scoring
+    # 640 + 3200 examples at 1 ms, and the defender's 3200
+    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 640, 3200, "gated")[2] == \
+        pytest.approx(0.49 + 7.2 + 3.84 + 3.2)
+    assert ledger.unit == pytest.approx(300 * student["train_cpu_seconds"] / 15)    # the unit: whole trainings

@@ -28,13 +28,14 @@ def test_a_challenger_wins_only_beyond_noise():
 def test_a_winning_challenger_becomes_the_pick_with_its_from_scratch_score(tiny_spec, tmp_path, monkeypatch):
     import json
 
+    import nasgraph.search.strategies._race as race
     import nasgraph.search.strategies.teacher_race as tr
     from nasgraph.cli import main
 
     # force the race: every homogeneous student contends, and the challenger wins
-    monkeypatch.setattr(tr, "contenders", lambda teacher, students: [
+    monkeypatch.setattr(tr, "contenders", lambda teacher, students, *rule: [
         {**s, "gap": teacher - s["utility"]} for s in sorted(students, key=lambda s: s["label"] != "linear")])
-    monkeypatch.setattr(tr, "verdict", lambda diff, se: "challenger wins")   # both win: the larger gain is the pick
+    monkeypatch.setattr(race, "verdict", lambda diff, se: "challenger wins")   # both win: the larger gain is the pick
     spec = tiny_spec("layer", "teacher_race", ", kl_tolerance: 0, tie_margin: 0, margin: 1.0, max_cost: null")  # stays the teacher
     spec.write_text(spec.read_text().replace("seeds: [0], steps: 6,", "seeds: [0], steps: 20,"))
     run = tmp_path / "run"

@@ -226,3 +226,22 @@ def test_cli_process_hostile_spec_one_line(text, overrides, tmp_path: Path):
     err = result.stderr.decode("utf-8", "replace")
     assert result.returncode == 2 and "Traceback" not in err and len(err.splitlines()) == 1, err
     assert err.startswith("nasgraph compile: error: "), err
+
+
+# -- options that depend on the heads a type runs with -------------------------------------------------
+@pytest.mark.parametrize("attention, path, heads", [
+    ("{candidates: [softmax: {n_kv_heads: 3}, linear]}", "model.attention.candidates[0].softmax.n_kv_heads", 4),
+    ("{granularity: head, candidates: [softmax: {n_kv_heads: 2}, linear]}",
+     "model.attention.candidates[0].softmax.n_kv_heads", 1),       # per head: a derived layer may give it one head
+    ("{heads: [softmax: {n_kv_heads: 2}, linear, linear, linear]}", "model.attention.heads[0].softmax.n_kv_heads", 1),
+], ids=["layer", "per-head-choice", "heads-list"])
+def test_n_kv_heads_that_cannot_divide_the_heads_is_located(attention, path, heads, tmp_path: Path):
+    """Used to pass the load and fail in compile: unlocated (per head) or as 'too large to be sized'."""
+    err = refuse(tmp_path, HEAD + f"  n_layers: 1\n  attention: {attention}\n")
+    assert err.path == path and f"does not divide the {heads} heads" in err.message, str(err)
+
+
+def test_n_kv_heads_dividing_its_group_is_accepted(tmp_path: Path):
+    heads = "[softmax: {n_kv_heads: 2}, softmax: {n_kv_heads: 2}, linear, linear]"   # a group of 2 softmax heads
+    text = HEAD + f"  n_layers: 1\n  attention: {{heads: {heads}}}\n"
+    assert compile_spec(accept(tmp_path, text)).graph["output"] == "head"

@@ -274,3 +274,16 @@ def test_pick_token_greedy_top_k_and_no_specials():
     assert seen[-1] == [CLS_ID, 7, 8]                                         # <cls> + the latest max_len - 1
     with pytest.raises(NasgraphError, match="top_k"):
         generate(scorer, [5], 1, 3, top_k=0)
+
+
+@pytest.mark.parametrize("options, match", [({"temperature": float("nan")}, "temperature must be a finite"),
+                                            ({"temperature": float("inf")}, "temperature must be a finite"),
+                                            ({"temperature": 1.0, "seed": -1}, "seed must be >= 0")])
+def test_generate_refuses_nan_temperature_and_negative_seed(options, match):
+    """`generate --temperature nan` / `--seed -1` used to end in numpy's traceback after the prefill."""
+    import numpy as np
+
+    from nasgraph.generation import generate
+
+    with pytest.raises(NasgraphError, match=match):
+        generate(lambda ids: np.zeros((len(ids), 20)), [5], 2, 3, **options)

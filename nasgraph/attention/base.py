@@ -40,6 +40,9 @@ class Capabilities:
 class AttentionConfig(StrictConfig):
     """Options of one attention type. Subclasses add typed fields; unknown keys are rejected."""
 
+    def check_heads(self, n_heads: int) -> None:
+        """ConfigError (naming the option as its key) when these options cannot run with `n_heads` heads."""
+
 
 class Attention(nn.Module):
     """Base of every attention type. Subclasses implement `heads()`."""

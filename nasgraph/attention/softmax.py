@@ -31,6 +31,11 @@ class SoftmaxConfig(AttentionConfig):
     n_kv_heads: PositiveInt | None = None  # grouped-query attention: key/value heads (None: n_heads)
     short_conv: int = Field(0, ge=0, le=16)  # K: causal depthwise conv + SiLU on q, k, v; 0: none
 
+    def check_heads(self, n_heads: int) -> None:
+        if self.n_kv_heads and n_heads % self.n_kv_heads:
+            raise ConfigError(f"attention 'softmax': n_kv_heads {self.n_kv_heads} does not divide the {n_heads} "
+                              f"heads; valid: {[d for d in range(1, n_heads + 1) if n_heads % d == 0]}", "n_kv_heads")
+
 
 @register("softmax")
 class SoftmaxAttention(Attention):
@@ -41,10 +46,8 @@ class SoftmaxAttention(Attention):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
+        self.config.check_heads(self.n_heads)
         self.n_kv = self.config.n_kv_heads or self.n_heads
-        if self.n_heads % self.n_kv:
-            raise ConfigError(f"attention 'softmax': n_kv_heads {self.n_kv} does not divide the {self.n_heads} "
-                              f"heads; valid: {[d for d in range(1, self.n_heads + 1) if self.n_heads % d == 0]}")
         self.q_proj = nn.Linear(self.d_model, self.inner)
         self.k_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)
         self.v_proj = nn.Linear(self.d_model, self.n_kv * self.head_dim)

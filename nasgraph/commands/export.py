@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from nasgraph.commands._common import add_spec_overrides
@@ -45,10 +46,10 @@ def run(args) -> int:
 
     if args.output.exists() and not args.force:
         raise NasgraphError(f"{args.output} already exists; pass --force to replace it (nothing was written)")
-    if args.atol is not None and args.atol <= 0:
-        raise NasgraphError(f"--atol must be > 0, got {args.atol}")
-    if args.max_accuracy_drop < 0:
-        raise NasgraphError(f"--max-accuracy-drop must be >= 0 points, got {args.max_accuracy_drop}")
+    if args.atol is not None and not 0 < args.atol < math.inf:                    # NaN fails too
+        raise NasgraphError(f"--atol must be a finite number > 0, got {args.atol}")
+    if not 0 <= args.max_accuracy_drop < math.inf:
+        raise NasgraphError(f"--max-accuracy-drop must be a finite number >= 0 points, got {args.max_accuracy_drop}")
     result = export(args.source, args.output, checkpoint=args.checkpoint, overrides=args.overrides, atol=args.atol,
                     overwrite=args.force, weights=args.weights, quantize=args.quantize,
                     max_drop=args.max_accuracy_drop, contrib_ops=args.contrib_ops, progress=args.progress,

@@ -43,7 +43,8 @@ class Evidence:
     chosen: Choice | None = None          # the strategy's own decision over all seeds (None: vote over picks)
     stages: list[dict] = field(default_factory=list)  # what a strategy measured before `measured`, per seed
     # (teacher_race: one {stage: "race", seed, contenders, races, verdict, ...} per seed and a {stage: "budget"};
-    # any stage may carry a warning: {code, message, fix})
+    # any stage may carry a warning: {code, message, fix}, and "no_evidence": candidates it could not judge,
+    # which caps the confidence at weak)
 
     def to_json(self) -> dict:
         return asdict(self)

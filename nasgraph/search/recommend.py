@@ -20,12 +20,14 @@ from pathlib import Path
 from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, compare, cost_axis
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
+from nasgraph.search.recommend_race import race_contrasts, race_reason
 from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
 from nasgraph.textfmt import metric_delta
 
 LEVELS = ("none", "weak", "moderate", "strong")
 SHARED = {"shared-weights", "one-shot"}   # Measured.detail["source"] of scores read off the supernet
 TRIAL = {"standalone", "adapted"}         # scores of a discrete architecture (trained, or adapted from another)
+NOT_EVIDENCE = "adapted, not evidence"     # shown, but no contrast counts it for the confidence
 
 
 def key(choice: Choice) -> str:
@@ -38,8 +40,11 @@ def _one(v):
 
 
 def score_source(detail: dict) -> str:
-    """"shared-weights" (a supernet estimate), "adapted" (briefly adapted from another's weights) or "standalone"."""
+    """"shared-weights" (a supernet estimate), "adapted" (briefly adapted from another's weights), "adapted,
+    not evidence" (adapted, but with weights the other lacked left untrained: teacher_race) or "standalone"."""
     source = _one(detail.get("source", detail.get("scored")))
+    if "not evidence" in str(source):
+        return NOT_EVIDENCE
     return "shared-weights" if source in SHARED else "adapted" if "adapted" in str(source) else "standalone"
 
 
@@ -57,7 +62,7 @@ class Architecture:
     choice: Choice
     roles: list[str]                       # "pick", "runner-up", "homogeneous", "seed N pick", "measured"
     scores: list[float] = field(default_factory=list)
-    source: str = ""                       # "standalone" | "adapted" | "shared-weights" | "" (not scored)
+    source: str = ""                       # "standalone" | "adapted" | NOT_EVIDENCE | "shared-weights" | ""
     eval_n: int | None = None              # examples behind each score (binomial noise), when known
     cost: float | None = None              # the evidence's cost unit
     flops: float | None = None
@@ -193,14 +198,19 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
         runner.roles.append("runner-up")
     agreeing = sum(p == pick_choice for p in ev.picks)
     noise = pooled_sd([a.scores for a in archs])
-    contrasts = [compare(pick, a, noise) for a in scored] if pick.scores else []
+    stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
+    raced = race_contrasts(stages, ev.candidates, pick_choice, scored)   # a race's two sides: its paired gap
+    contrasts = [raced.get(key(a.choice)) or compare(pick, a, noise) for a in scored] if pick.scores else []
     lead = next((c for c in contrasts if c.other is runner), None)
     margin, se = (lead.margin, lead.se) if lead else (None, None)
     points = choice_point_verdicts(ev, pick_choice)
     add_point_contrasts(points, pick, archs, noise)
     level, why = confidence(ev, pick, contrasts, agreeing, points)
+    why = "; ".join(filter(None, [race_reason(contrasts, ev.metric), why]))
+    unknown = sorted({t for st in stages for t in st.get("no_evidence") or []})
+    if unknown and LEVELS.index(level) > LEVELS.index("weak"):   # a candidate the search could not judge
+        level, why = "weak", f"no evidence on {', '.join(unknown)}: untested (see the warnings); {why}"
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
-    stages = list(getattr(ev, "stages", None) or [])            # what the strategy measured before `measured`
     warns += [Warn(**st["warning"]) for st in stages if st.get("warning")]
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")

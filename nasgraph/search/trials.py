@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,6 +101,22 @@ def inherit(model, state: dict[str, torch.Tensor]) -> int:
     return len(same)
 
 
+def inherited_fraction(model, state: dict[str, torch.Tensor]) -> float:
+    """The share of `model`'s parameter elements that `inherit(model, state)` fills (name and shape match):
+    1.0 when a student starts wholly from its teacher, less when it has parameters the teacher lacks."""
+    params = dict(model.named_parameters())
+    total = sum(p.numel() for p in params.values())
+    same = sum(p.numel() for k, p in params.items() if k in state and state[k].shape == p.shape)
+    return same / total if total else 1.0
+
+
+def inheritance(ctx, base: Choice, choices: list[Choice]) -> list[float]:
+    """`inherited_fraction` of each of `choices` started from a model of `base` (built, not trained)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        state = build(ctx, base, Path(tmp) / "base")[1].state_dict()
+        return [inherited_fraction(build(ctx, c, Path(tmp) / f"c{i}")[1], state) for i, c in enumerate(choices)]
+
+
 def finished(ctx, request: TrialRequest) -> dict | None:
     """The record of a trial that reached its budget (its budget file), else None."""
     done = ctx.out / "trials" / request.name / f"budget{request.steps}.json"
@@ -122,6 +139,15 @@ def run_trials(ctx, requests: list[TrialRequest], desc: str = "trials") -> list[
                                      folder=ctx.out))
         records = [rec if rec is not None else next(fresh) for rec in records]
     return records
+
+
+def steady_cpu_per_step(marks: list[tuple[int, float]]) -> float | None:
+    """Process CPU seconds per training step after fit's first log interval (whose first steps carry the
+    start-up: the data stream, allocations, the first autograd pass), periodic checkpoints included;
+    None with fewer than two log rows."""
+    if len(marks) < 3 or marks[-1][0] <= marks[1][0]:
+        return None
+    return round((marks[-1][1] - marks[1][1]) / (marks[-1][0] - marks[1][0]), 6)
 
 
 def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: str | None = None) -> dict:
@@ -151,21 +177,25 @@ def train_trial(ctx, request: TrialRequest, threads: int | None = None, device: 
     # evaluations read a single example of it: they only feed its log)
     update = {"seed": seed, "checkpoint_every": min(ctx.train.checkpoint_every, steps), "eval_every": steps,
               "eval_batches": 1, **({"threads": threads} if threads else {}), **({"device": device} if device else {})}
-    cpu_fit = time.process_time()
+    cpu_fit, marks = time.process_time(), []
     result = fit(model, {"train": splits["train"], "val": held_out.subset([0])}, ctx.train.model_copy(update=update),
                  run, steps=steps, resume=run.resuming, desc=f"trial {name} @{steps}", progress=ctx.progress,
-                 task=ctx.task)
+                 task=ctx.task, cpu_marks=marks)
     cpu_fit = time.process_time() - cpu_fit
     reference = reference_outputs(ctx.out / "trials" / request.reference, held_out, ctx.train.batch_size) \
         if request.reference else None
+    cpu_score = time.process_time()
     scores = example_scores(model, held_out, ctx.train.batch_size, ctx.task, reference)
+    cpu_score = time.process_time() - cpu_score
     record = {"name": name, "choice": request.choice, "seed": seed, "steps": steps, "score": scores["score"],
               "eval_n": sum(scores["counts"] or [1] * len(held_out)), "seconds": result["seconds"],
               **{k: scores[k] for k in ("kl", "kl_se") if k in scores},
               "examples": {k: scores[k] for k in ("key", "values", "counts")},
               **(request.measure(ctx, model, splits) if request.measure else {})}
     # CPU seconds of the training steps alone (`fit`: all `steps` unless it continued a folder) and of the trial
+    # (per step once started: after fit's first log interval, None when too short), and of its scoring
     record.update(train_steps=None if resuming else steps, train_cpu_seconds=round(cpu_fit, 3),
+                  train_cpu_per_step=steady_cpu_per_step(marks), score_cpu_seconds=round(cpu_score, 3),
                   cpu_seconds=round(time.process_time() - cpu0, 3))
     run.write_json(f"budget{steps}.json", record)
     return record

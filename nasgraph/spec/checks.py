@@ -45,7 +45,7 @@ def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int
             raise error_at(str(err), where) from None
         try:
             cls = attention.get(name)
-            attention.parse_options(name, options)
+            attention.parse_options(name, options).check_heads(_group_heads(attn, items, i, n_heads))
         except ConfigError as err:
             sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
             raise error_at(str(err), where + ((name,) + sub if sub else ())) from None
@@ -68,6 +68,14 @@ def check_attention(attn: Any, path: KeyPath, error_at: ErrorAt, *, n_heads: int
     if attn.heads is not None and len(attn.heads) != n_heads:
         raise error_at(f"'heads' lists {len(attn.heads)} types but n_heads is {n_heads}: give one type "
                        f"per head", path + ("heads",))
+
+
+def _group_heads(attn: Any, items: list, index: int, n_heads: int) -> int:
+    """Heads item `index` runs with: its count in a `heads` list, 1 when chosen per head (a derived
+    layer may give a type any number of heads, down to one), else n_heads."""
+    if attn.heads is not None:
+        return sum(split_candidate(c) == split_candidate(items[index]) for c in items)
+    return 1 if attn.granularity == "head" else n_heads
 
 
 def _item_path(raw: Any, path: KeyPath, key: str, index: int) -> KeyPath:

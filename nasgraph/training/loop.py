@@ -49,7 +49,8 @@ def seed_everything(seed: int) -> None:
 
 
 def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, strategy=None,
-        resume: bool = False, desc: str = "train", progress: bool = True, task=None) -> dict:
+        resume: bool = False, desc: str = "train", progress: bool = True, task=None,
+        cpu_marks: list | None = None) -> dict:
     """Train `model` for `steps` (default train.steps) and return the final metrics.
 
     `splits` holds "train" and "val" (and "test"); with a strategy, "arch" (the slice the alphas
@@ -58,6 +59,7 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
 
     The model trains on train.device (resolved: cpu, cuda:N) at train.precision; under torchrun each
     rank trains on its shard of every batch (nasgraph.training.step) and only rank 0 writes.
+    `cpu_marks`: a list that receives (step, process CPU seconds) at the start and at each train log row.
     """
     metric = task.metric if task is not None else "acc"
     better = task.better if task is not None else (lambda a, b: a > b)
@@ -118,6 +120,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     bar = tqdm(range(start, steps), desc=desc, initial=start, total=steps,
                disable=not progress or not distributed.is_writer(), dynamic_ncols=True, leave=False)
     t0 = time.perf_counter()
+    if cpu_marks is not None:       # (step, process CPU s) at the start and at each train log row
+        cpu_marks.append((start, time.process_time()))
     for step in bar:
         arch_info = {}
         batch = stream.next()                                               # the global batch, on the CPU
@@ -148,6 +152,8 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
                 run.log("alphas.jsonl", {"step": done, **strategy.snapshot(model)})
             rec.update(arch_info)
             log(rec)
+            if cpu_marks is not None:
+                cpu_marks.append((done, time.process_time()))
             bar.set_postfix({k: f"{rec[k]:.3g}" for k in ("loss", "acc", "alpha_entropy") if k in rec})
             window.clear()
         if done % train.eval_every == 0 or done == steps:

@@ -1,24 +1,29 @@
-"""Teacher, then a from-scratch race against the teacher where its students cannot rule a type out.
+"""Teacher, then a from-scratch race against the pick where the teacher's students are no evidence.
 
 The teacher strategy's blind spot: its students start from the teacher's weights, so a type that
 beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it
 as a student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
-`teacher_fraction` 0.5 to leave budget for the race). When its pick keeps the teacher's type in some
-layer (the teacher itself, or a mix), every other homogeneous type (costlier ones included: each is a homogeneous student) that the teacher does
-not beat at one-sided 95% on utility is a contender (`_race.contenders`; the student ranking among
-contenders is not trusted: it raced linear before local on text_long). Each contender trains from
-scratch at the seed for `race_fraction` of the budget (less when several must share `race_budget`),
-and it and the teacher are scored on the same `race_batches` batches of the held-out slice (paired,
-more examples than a student's score). A contender replaces the pick only if it beats the pick
-(the teacher, or its adapted mix) at one-sided 95% on utility (metric minus the cost term) although it trained
-fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour types that learn fast early
-(ListOps: local leads early, ends 5 points behind), and fewer steps turn that bias against the
-challenger. Several winners: the largest gain. A contender ahead but not significantly is a
-`race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a combined pick)], plus at
-most `race_budget` when a race runs, and never over `max_cost` standalone trainings per seed: a
-measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a `race_cut` warning and
-the `budget` stage records the accounting). Each seed's race is in
-race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md).
+`teacher_fraction` 0.5 to leave budget for the race). Contenders (`_race.contenders`): every type
+whose homogeneous student inherits less than `inherit_min` (default all) of its parameters from the
+teacher (its new parameters start untrained: its score is no evidence; gated_deltanet from a softmax
+teacher inherits 92.5%), whatever the pick; and, when the pick keeps the teacher's type in some
+layer, every other homogeneous type (costlier ones included) that the teacher does not beat at
+one-sided 95% on utility (the student ranking among contenders is not trusted: it raced linear
+before local on text_long). Each contender trains from scratch at the seed for `race_fraction` of
+the budget (less when several must share `race_budget`), and it and the pick are scored on the same
+`race_batches` batches of the held-out slice (paired, more examples than a student's score). A
+contender replaces the pick only if it beats it at one-sided 95% on utility (metric minus the cost
+term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
+types that learn fast early (ListOps: local leads early, ends 5 points behind), and fewer steps turn
+that bias against the challenger. Several winners: the largest gain. A contender ahead but not
+significantly is a `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a
+combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
+trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
+`race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
+them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
+and the evidence's `stages` (recommendation.json, the terminal, report.md); where the pick is one
+side of a race, the recommendation's contrast between the two sides is the race's
+(nasgraph.search.recommend_race).
 """
 from __future__ import annotations
 
@@ -27,17 +32,14 @@ import time
 
 from pydantic import Field
 
-from nasgraph import distributed
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
-from nasgraph.search.paired import example_scores, paired_difference
-from nasgraph.search.strategies._budget import Ledger, fit_race
-from nasgraph.search.strategies._race import contenders, verdict
+from nasgraph.search.strategies._budget import Ledger, RaceBudget
+from nasgraph.search.strategies._race import RaceJudge, contenders, share, untested, wide_scores
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.registry import register
 from nasgraph.search.strategies.teacher import Teacher, TeacherConfig
-from nasgraph.search.trials import TrialRequest, finished, load_model, trial_name
-from nasgraph.textfmt import metric_delta
+from nasgraph.search.trials import TrialRequest, inheritance, trial_name
 from nasgraph.training.rundir import RunDir
 
 
@@ -50,23 +52,13 @@ class TeacherRaceConfig(TeacherConfig):
     # cut to fit, and a race shorter than race_min_fraction of search.steps is not run
     max_cost: float | None = Field(1.5, gt=0)
     race_min_fraction: float = Field(0.1, gt=0, le=1)
-
-
-# standalone trainings kept for what the search does after the race (judging is predicted with it;
-# writing the evidence, recommendation and plots is not)
-RESERVE = 0.02
-
-
-def wide_scores(ctx, model, splits, batches: int) -> dict:
-    """Per-example scores on the first `batches` batches of the held-out slice (a trial's `measure`)."""
-    arch = splits["arch"]
-    part = arch.subset(list(range(min(len(arch), batches * ctx.train.batch_size))))
-    s = example_scores(model, part, ctx.train.batch_size, ctx.task)
-    return {"wide": {k: s[k] for k in ("key", "values", "counts")}, "wide_score": s["score"], "wide_n": len(part)}
+    # a homogeneous student is evidence against its type only when it inherits at least this share of its
+    # parameters from the teacher (1.0: all; benchmarks/search_inheritance.py); other types race whatever the pick
+    inherit_min: float = Field(1.0, gt=0, le=1)
 
 
 @register("teacher_race")
-class TeacherRace(Teacher):
+class TeacherRace(RaceJudge, RaceBudget, Teacher):
     Config = TeacherRaceConfig
 
     @classmethod
@@ -103,26 +95,38 @@ class TeacherRace(Teacher):
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
                                    f"{self.config.tie_margin}, cost weight {weight}; where the pick kept the teacher's type, "
-                                   f"every type its students could not rule out raced it from scratch (stages)"])
+                                   f"every type its students could not rule out raced it from scratch, and every type "
+                                   f"whose student inherits less than {self.config.inherit_min:.0%} of its weights from "
+                                   f"the teacher (no evidence) raced whatever the pick (stages)"])
 
     def race_steps(self, n: int) -> int:
         """Steps of each of n challengers: race_fraction, or less so that all fit in race_budget."""
         return max(1, round(min(self.config.race_fraction, self.config.race_budget / max(1, n)) * self.total_steps))
 
     def race(self, ctx, seeds, label, teachers, per_seed, ledger: Ledger) -> list[dict]:
-        """One stage record per seed; a winning challenger's from-scratch record replaces its student's."""
-        base, cost = ctx.homogeneous(label), ctx.cost.of_choice
+        """One stage record per seed; a winning (or untested) challenger's from-scratch record replaces its
+        student's."""
+        base, cost, inherit_min = ctx.homogeneous(label), ctx.cost.of_choice, self.config.inherit_min
         self.budget = {"stage": "budget", "max_cost": self.config.max_cost}
+        others = [o for o in ctx.homogeneous_labels() if o != label]
+        inherits = dict(zip(others, inheritance(ctx, base, [ctx.homogeneous(o) for o in others])))
         stages, requests = [], []
         for seed, rec, (pick, measured) in zip(seeds, teachers, per_seed):
-            students = [{"label": ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0],
-                         "utility": self.utility(m["score"], cost(m["choice"])), "se": m.get("drop_se")}
-                        for m in measured if m["kind"] == "homogeneous" and m["choice"] != base]
+            students = []
+            for m in (m for m in measured if m["kind"] == "homogeneous" and m["choice"] != base):
+                other = ctx.label_choice(m["choice"])[next(iter(m["choice"]))][0]
+                students.append({"label": other, "utility": self.utility(m["score"], cost(m["choice"])),
+                                 "se": m.get("drop_se"), "inherits": inherits[other]})
+                if untested(students[-1], inherit_min) and m["choice"] != pick:   # the recommendation shows it so
+                    m["source"] = (f"adapted from the teacher, inherits {share(inherits[other])} of its weights: "
+                                   f"not evidence")
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
-            found = contenders(self.utility(rec["score"], cost(base)), students) if keeps else []
+            found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
+                     if ctx.homogeneous(c["label"]) != pick]
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
                      "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
                      "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
+                     "inherits": inherits,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
         self.fit_budget(ctx, ledger, seeds, label, teachers, stages)
@@ -142,68 +146,6 @@ class TeacherRace(Teacher):
                                                     {k: v for k, v in stage.items() if k != "pick_choice"})
         return stages
 
-    def fit_budget(self, ctx, ledger: Ledger, seeds, label: str, teachers, stages: list[dict]) -> None:
-        """Size the race to what is left under max_cost (nasgraph.search.strategies._budget): fewer steps,
-        then fewer contenders (the least promising first), else none; a cut is a `race_cut` warning."""
-        cfg, budget = self.config, self.budget
-        for seed, rec in zip(seeds, teachers):
-            scored = len(ctx.score_split(ctx.splits(seed)))
-            ledger.add(label, rec, scored)
-            for other in (o for o in ctx.homogeneous_labels() if o != label):
-                choice = ctx.homogeneous(other)
-                name = trial_name(ctx, choice, seed, "student-")
-                ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
-        unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
-        budget.update(unit_cpu_seconds=unit and round(unit, 2),
-                      spent_before_race=unit and round(spent / unit / len(seeds), 3))
-        if cfg.max_cost is None or unit is None or not racing:
-            return
-        splits = ctx.splits(seeds[0])
-        race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
-        allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
-        wanted = {st["seed"]: list(st["contenders"]) for st in racing}
-        # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together)
-        k, cap, predicted = distributed.from_rank0(lambda: fit_race(
-            [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps, ledger, allowed,
-            max(1, round(cfg.race_min_fraction * self.total_steps)), len(ctx.score_split(splits)), race_n, label))
-        cuts = []
-        for st in racing:
-            found = wanted[st["seed"]]
-            st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
-            configured = self.race_steps(len(st["contenders"]))
-            st["steps"] = min(configured, cap) if k else None
-            if not k:
-                st["verdict"] = "no race: max_cost reached"
-            if st["dropped"] or (k and st["steps"] < configured):
-                cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
-                                                      f"{st['steps']} steps (configured {configured})"
-                                                      if k else "no race") +
-                            (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
-        budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
-                      race_predicted=round(predicted / unit / len(seeds), 3))
-        if cuts:
-            budget["warning"] = {
-                "code": "race_cut",
-                "message": f"the race was cut to keep the search under max_cost {cfg.max_cost} standalone trainings "
-                           f"per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
-                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
-                "fix": "raise max_cost, or lower teacher_fraction / adapt_fraction to leave the race more"}
-
-    def account(self, ledger: Ledger, n_seeds: int) -> dict:
-        """The budget stage: the cap, the unit, and what the search spent up to its pick (measured)."""
-        unit, cap = ledger.unit, self.config.max_cost
-        out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
-               "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
-        if cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out:
-            out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
-                "code": "over_max_cost",
-                "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "
-                           f"before any race: the cap resizes only the race, not the teacher phase (the teacher at "
-                           f"teacher_fraction {self.config.teacher_fraction}, each student at adapt_fraction "
-                           f"{self.config.adapt_fraction} plus its scoring; a costly teacher or many students)",
-                "fix": "lower teacher_fraction / adapt_fraction, fewer candidates, or a cheaper teacher"}
-        return out
-
     @staticmethod
     def trial_of(ctx, pick: dict, teacher: dict) -> tuple[str, dict]:
         """(trial name, choice) of the teacher phase's pick: the teacher, an adapted combination or a student."""
@@ -214,36 +156,3 @@ class TeacherRace(Teacher):
             if list((ctx.out / "trials" / name).glob("budget*.json")):
                 return name, pick
         raise RuntimeError(f"teacher_race: no trial of the pick {ctx.label_choice(pick)} at seed {teacher['seed']}")
-
-    def judge(self, ctx, stage: dict, defender: tuple[str, dict], challengers: list[dict], measured: list[dict]) -> None:
-        """Score the pick (the defender) on the challengers' examples, decide, and record it in `stage`
-        (and `measured`)."""
-        seed, metric, steps = stage["seed"], ctx.task.score_name, stage["steps"]
-        mine = wide_scores(ctx, load_model(ctx.out / "trials" / defender[0]), ctx.splits(seed), self.config.race_batches)
-        defender_utility = self.utility(mine["wide_score"], ctx.cost.of_choice(defender[1]))
-        for c, rec in zip(stage["contenders"], challengers):
-            diff = self.utility(rec["wide_score"], ctx.cost.of_choice(rec["choice"])) - defender_utility
-            paired = paired_difference(rec["wide"], mine["wide"])
-            se = paired[1] if paired else None
-            stage["races"].append({"candidate": c["label"], "score": rec["wide_score"], "diff": diff, "se": se,
-                                   "verdict": verdict(diff, se)})
-        stage.update(eval_n=mine["wide_n"], defender_score=mine["wide_score"])
-        best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
-        stage["verdict"] = best[0]["verdict"]
-        winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]
-        if winners:
-            _, rec = max(winners, key=lambda x: x[0]["diff"])
-            stage["pick"], stage["pick_choice"] = ctx.label_choice(rec["choice"]), rec["choice"]
-            for m in measured:
-                if m["choice"] == rec["choice"]:      # its from-scratch record replaces the adapted student's
-                    m.update(score=rec["score"], examples=rec["examples"], steps=steps,
-                             source="trial (race, from scratch)", kl=None, kl_se=None, drop=None, drop_se=None)
-        elif stage["verdict"] == "undecided":
-            r = best[0]
-            gap = metric_delta(metric, r["diff"]) + (f" +-{metric_delta(metric, r['se'])}" if r["se"] else "")
-            stage["warning"] = {
-                "code": "race_undecided",
-                "message": f"seed {seed}: {r['candidate']} trained from scratch for {steps} steps led the pick "
-                           f"(adapted from the teacher {stage['teacher']}, {self.teach_steps} steps) by {gap}, not "
-                           f"significantly; the pick stayed, and the teacher's students favour its type",
-                "fix": "raise search.steps or race_fraction, or train both standalone (nasgraph train)"}
