@@ -12,6 +12,7 @@ is attention_scaling_child.py, the table, flags and plot attention_scaling_repor
 
     .venv/bin/python benchmarks/attention_scaling.py                      # everything (long)
     .venv/bin/python benchmarks/attention_scaling.py --types softmax,linear --max-t 1024 --repeats 3
+    .venv/bin/python benchmarks/attention_scaling.py --types retention,retention@block=0 --causal ...  # before/after
 """
 from __future__ import annotations
 
@@ -25,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
-from attention_scaling_child import BASELINE, run_type  # noqa: E402
+from attention_scaling_child import BASELINE, parse_variant, run_type  # noqa: E402
 from attention_scaling_report import plot, summarise, write_outputs  # noqa: E402
 from exporters.latency import env_fingerprint  # noqa: E402
 from exporters.runtime import GRAPH_OPT_LEVELS  # noqa: E402
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     from nasgraph.attention import get, names
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'")
+    parser.add_argument("--types", help=f"comma-separated; default: all registered + '{BASELINE}'; "
+                        "TYPE@KEY=VALUE[@...] adds a row with config overrides, e.g. retention@block=0")
     parser.add_argument("--min-t", type=int, default=256)
     parser.add_argument("--max-t", type=int, default=8192)
     parser.add_argument("--lengths", help="comma-separated T values instead of the doublings from --min-t to --max-t")
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     types = args.types.split(",") if args.types else [BASELINE, *names()]
     for t in types:
         if t != BASELINE:
-            get(t)  # ConfigError listing the valid names
+            get(parse_variant(t)[0])  # ConfigError listing the valid names
     lengths = ([int(T) for T in args.lengths.split(",")] if args.lengths
                else [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t])
     opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
@@ -105,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         start = time.perf_counter()
         info, type_rows = measure_type(name, lengths, opts)
         infos[name], rows = info, rows + type_rows
-        linear = name != BASELINE and get(name).caps.linear
+        linear = name != BASELINE and get(parse_variant(name)[0]).caps.linear
         summaries.append(summarise(name, type_rows, lengths, linear, opts))
         print(f"{name}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
         # written after every type: a run killed part-way keeps what it measured

@@ -26,9 +26,27 @@ def statistic(opts: dict) -> str:
     return "cpu_p50_ms" if opts["clock"] == "cpu" else "p50_ms"
 
 
+def parse_variant(name: str) -> tuple[str, dict]:
+    """"retention@block=0@chunk=32" -> ("retention", {"block": 0, "chunk": 32}): a type with config
+    overrides (values parsed as JSON where they parse, else kept as strings), for before/after rows."""
+    import json
+
+    base, *pairs = name.split("@")
+    options = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        try:
+            options[key] = json.loads(value)
+        except ValueError:
+            options[key] = value
+    return base, options
+
+
 def build_module(name: str, max_len: int, causal: bool = False):
     import torch
     from nasgraph.attention import build, get
+
+    name, options = parse_variant(name)
 
     if name == BASELINE:
         class MHA(torch.nn.Module):
@@ -41,7 +59,8 @@ def build_module(name: str, max_len: int, causal: bool = False):
         return MHA().eval()
     caps = get(name).caps
     causal = causal or not caps.noncausal                            # causal-only types: always causal
-    return build(name, D_MODEL, N_HEADS, causal=causal, max_len=max_len if caps.bounded else None).eval()
+    return build(name, D_MODEL, N_HEADS, causal=causal, max_len=max_len if caps.bounded else None,
+                 **options).eval()
 
 
 def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:

@@ -54,6 +54,11 @@ def neighbour_blocks(t: torch.Tensor, before: int, after: int) -> torch.Tensor:
     return torch.cat(shifted, dim=-2)                                # (..., nb, (before+1+after) * w, d)
 
 
+def pair_blocks(t: torch.Tensor) -> torch.Tensor:
+    """Each block after the first with the block before it: (..., nb + 1, w, d) -> (..., nb, 2w, d)."""
+    return torch.cat([t[..., :-1, :, :], t[..., 1:, :, :]], dim=-2)  # (..., nb, 2w, d)
+
+
 def block_positions(nb: int, block: int, device: torch.device) -> torch.Tensor:
     """Absolute position of each slot of each block, (nb, w)."""
     return torch.arange(nb, device=device)[:, None] * block + torch.arange(block, device=device)

@@ -16,9 +16,12 @@ Decoding keeps S and z themselves: a (m, dv) matrix and an (m,) normaliser per h
 """
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
+from nasgraph.attention._by_blocks import by_blocks
 from nasgraph.attention.base import EPS, Attention, Capabilities, zero_padded
 
 
@@ -52,6 +55,13 @@ def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int)
 
     q, k: (B, H, T, m), v: (B, H, T, dv) with T a multiple of chunk -> (B, H, T, dv).
     """
+    return causal_linear_carry(q, k, v, chunk)[0]
+
+
+def causal_linear_carry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int,
+                        S0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """causal_linear after a state S0 = sum of k_j^T v_j over earlier positions, (B, H, m, dv) (None:
+    none) -> (out (B, H, T, dv), the state after the last position (B, H, m, dv); made only with S0)."""
     B, H, T, m = q.shape
     dv = v.shape[-1]
     n = T // chunk
@@ -60,11 +70,14 @@ def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int)
     vc = v.reshape(B, H, n, chunk, dv)                                 # (B, H, n, C, dv)
     kv = kc.transpose(-2, -1) @ vc                                     # (B, H, n, m, dv)
     state = F.pad(kv[:, :, :-1].cumsum(dim=2), (0, 0, 0, 0, 1, 0))    # (B, H, n, m, dv) chunks before
+    last = None
+    if S0 is not None:
+        state, last = state + S0[:, :, None], S0 + kv.sum(2)          # (B, H, n, m, dv), (B, H, m, dv)
     inter = qc @ state                                                 # (B, H, n, C, dv)
     scores = qc @ kc.transpose(-2, -1)                                 # (B, H, n, C, C)
     keep = torch.ones(chunk, chunk, dtype=torch.bool, device=q.device).tril()
     intra = scores.masked_fill(~keep, 0.0) @ vc                        # (B, H, n, C, dv)
-    return (inter + intra).reshape(B, H, T, dv)                        # (B, H, T, dv)
+    return (inter + intra).reshape(B, H, T, dv), last                  # (B, H, T, dv)
 
 
 class LinearStateDecoding(Attention):
@@ -106,6 +119,7 @@ class FeatureMapAttention(LinearStateDecoding):
     cosformer): subclasses give `features(q, k, T) -> (phi(q), phi(k))`; the config needs `chunk`."""
 
     caps = Capabilities(causal=True, padding_mask=True, linear=True, decodable=True)
+    position_free: ClassVar[bool] = False  # features read no position: the causal form may run by blocks
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -119,11 +133,27 @@ class FeatureMapAttention(LinearStateDecoding):
         return self.features(q, k, q.shape[2])
 
     def heads(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        if self.causal:  # position-free features: by blocks when long (see `_by_blocks`)
+            keep = None if mask is None else mask.to(x.dtype)          # (B, T)
+            init = (x.new_zeros(x.shape[0], self.n_heads, self.n_features, self.head_dim + 1),)
+            block = self.config.block if self.position_free else 0
+            return by_blocks(self, self.causal_form, x, keep, init, block, self.config.chunk)[0]
+        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+        q_feat, k_feat = self.features(q, k, x.shape[1])               # (B, H, T, m)
+        out = linear_attention(q_feat, zero_padded(k_feat, mask), v, causal=False, eps=EPS)  # (B, H, T, dh)
+        return out.transpose(1, 2)                                     # (B, T, H, dh)
+
+    def causal_form(self, x: torch.Tensor, keep: torch.Tensor | None, state: tuple[torch.Tensor] | None
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor | None]]:
+        """x (B, T, d), keep (B, T) 1.0 / 0.0 (None: all real), state: (sum of phi(k)^T [v, 1] over the
+        positions before x (B, H, m, dv + 1),) or None (none) -> (heads (B, T, H, dh), the state after
+        x (None without one))."""
         T = x.shape[1]
-        if self.causal:
-            x, mask = pad_to_chunks(x, mask, self.config.chunk)       # (B, Tc, d): whole chunks
+        x, mask = pad_to_chunks(x, None if keep is None else keep > 0, self.config.chunk)  # (B, Tc, d)
         q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
         q_feat, k_feat = self.features(q, k, T)                        # (B, H, Tc, m)
-        out = linear_attention(q_feat, zero_padded(k_feat, mask), v, causal=self.causal, eps=EPS,
-                               chunk=self.config.chunk)                # (B, H, Tc, dh)
-        return out[:, :, :T].transpose(1, 2)                           # (B, T, H, dh)
+        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)      # (B, H, Tc, dv+1): last = normaliser
+        num_den, S = causal_linear_carry(q_feat, zero_padded(k_feat, mask), v1, self.config.chunk,
+                                         None if state is None else state[0])  # (B, H, Tc, dv+1)
+        out = num_den[..., :-1] / num_den[..., -1:].clamp_min(EPS)    # (B, H, Tc, dh)
+        return out[:, :, :T].transpose(1, 2), (S,)                     # (B, T, H, dh)

@@ -20,26 +20,27 @@ a triangular solve (eager) or in halves, log2(C) levels of products (exported: a
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from torch.utils._pytree import tree_map
 
 NEG_BIG = -1e9  # exp(NEG_BIG) == 0: log-decay differences of pairs that must not interact
 
 
-def scan_chunks(step: Callable[..., tuple[Tensor, Tensor]], init: Tensor, xs: tuple[Tensor, ...]
-                ) -> tuple[Tensor, Tensor]:
+def scan_chunks(step: Callable[..., tuple[Any, Tensor]], init: Any, xs: tuple[Tensor, ...]
+                ) -> tuple[Any, Tensor]:
     """carry, y_n = step(carry, *[x[n] for x in xs]) over n = 0..N-1 -> (last carry, stacked y (N, ...)).
 
-    y_n may be a tuple of tensors: each is stacked.
+    The carry is a tensor or a tuple of tensors; y_n may be a tuple of tensors: each is stacked.
     """
     if torch.compiler.is_exporting():  # torch.export (inference): one ONNX Scan node, dynamic N
         from torch._higher_order_ops.scan import scan
 
         # detached: scan's autograd wrapper saves symbolic sizes that the ONNX decomposition rejects
-        return scan(lambda c, x: step(c, *x), init.detach(), tuple(x.detach() for x in xs))
+        return scan(lambda c, x: step(c, *x), tree_map(Tensor.detach, init), tuple(x.detach() for x in xs))
     carry, ys = init, []
     for n in range(xs[0].shape[0]):                                   # chunks, not tokens
         carry, y = step(carry, *(x[n] for x in xs))
@@ -47,6 +48,11 @@ def scan_chunks(step: Callable[..., tuple[Tensor, Tensor]], init: Tensor, xs: tu
     if isinstance(ys[0], tuple):
         return carry, tuple(torch.stack(parts) for parts in zip(*ys))
     return carry, torch.stack(ys)
+
+
+def initial_state(q: Tensor, v: Tensor, S0: Tensor | None) -> Tensor:
+    """S0, or zeros (B, H, dk, dv) for q (B, H, T, dk), v (B, H, T, dv)."""
+    return q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1]) if S0 is None else S0
 
 
 def chunks(t: Tensor, chunk: int) -> Tensor:
@@ -86,17 +92,17 @@ def chunk_decays(g: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     return torch.exp(G), torch.exp(to_end), torch.exp(G[..., -1:, :]), torch.exp(pairs)
 
 
-def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int, fixed: Tensor | None = None
-                   ) -> tuple[Tensor, Tensor]:
+def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int, fixed: Tensor | None = None,
+                   S0: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), g: (B, H, T, 1 or dk) -> (out (B, H, T, dv), final state
-    (B, H, dk, dv)); T % chunk == 0.
+    (B, H, dk, dv)); T % chunk == 0. S0: the state before position 0 (None: zeros).
 
     fixed: (1 or B, H, 1, 1) when g is one fixed log-decay per head (g = fixed at every real position,
     0 at padding): the (C, C) pair decays are then the same in every chunk and are made once, not as a
     (B, H, T/C, C, C) tensor (exact for every real position: a pair never spans padding).
     """
     if g.shape[-1] != 1:
-        return decayed_linear_per_dim(q, k, v, g, chunk)
+        return decayed_linear_per_dim(q, k, v, g, chunk, S0)
     qc, kc, vc, gc = (chunks(t, chunk) for t in (q, k, v, g))        # (B, H, n, C, .)
     if fixed is None:
         from_start, to_end, whole, pairs = chunk_decays(gc)           # see chunk_decays
@@ -113,14 +119,14 @@ def decayed_linear(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int, fixed
     def step(S: Tensor, d: Tensor, u: Tensor) -> tuple[Tensor, Tensor]:
         return d * S + u, S + 0                                       # next state, state before
 
-    B, H, _, _, dv = vc.shape
-    S0 = q.new_zeros(B, H, q.shape[-1], dv)                           # (B, H, dk, dv)
+    S0 = initial_state(q, v, S0)                                      # (B, H, dk, dv)
     last, before = scan_chunks(step, S0, (chunks_first(carry), chunks_first(update)))  # (n, B, H, dk, dv)
     inter = (qc * from_start) @ before.movedim(0, 2)                  # (B, H, n, C, dv)
     return (inter + intra).flatten(2, 3), last                        # (B, H, T, dv), (B, H, dk, dv)
 
 
-def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int) -> tuple[Tensor, Tensor]:
+def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: int, S0: Tensor | None = None
+                           ) -> tuple[Tensor, Tensor]:
     """decayed_linear with a decay per key dim, g: (B, H, T, dk).
 
     The pair decays are a (C, C, dk) tensor per chunk, so each chunk is done whole inside the scan step:
@@ -143,8 +149,7 @@ def decayed_linear_per_dim(q: Tensor, k: Tensor, v: Tensor, g: Tensor, chunk: in
         S = whole.transpose(-2, -1) * S + (k_n * to_end).transpose(-2, -1) @ v_n  # (B, H, dk, dv)
         return S, out
 
-    B, H, _, dk = q.shape
-    S0 = q.new_zeros(B, H, dk, v.shape[-1])                           # (B, H, dk, dv)
+    S0 = initial_state(q, v, S0)                                      # (B, H, dk, dv)
     xs = tuple(chunks_first(chunks(t, chunk)) for t in (q, k, v, g))  # (n, B, H, C, .)
     last, out = scan_chunks(step, S0, xs)                             # (n, B, H, C, dv)
     return out.movedim(0, 2).flatten(2, 3), last                      # (B, H, T, dv), (B, H, dk, dv)
@@ -196,10 +201,10 @@ def _halves_inverse(L: Tensor) -> Tensor:
     return torch.cat([top, torch.cat([low, D], -1)], -2)              # (..., n, n)
 
 
-def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int
-               ) -> tuple[Tensor, Tensor]:
+def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, chunk: int,
+               S0: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """q, k: (B, H, T, dk), v: (B, H, T, dv), beta: (B, H, T, 1), g: (B, H, T, 1) or None (no decay)
-    -> (out (B, H, T, dv), final state (B, H, dk, dv)); T % chunk == 0.
+    -> (out (B, H, T, dv), final state (B, H, dk, dv)); T % chunk == 0. S0: as in decayed_linear.
 
     Batched over all chunks: the pair products and T = (I + L)^-1. Per chunk, in the scan step:
     the pseudo-values U~ = T (b V - b K S) and the chunk's output q S + (q k^T) U~, so no tensor that
@@ -230,8 +235,7 @@ def delta_rule(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, 
         S_next = (d[0] * S if d else S) + kd_n.transpose(-2, -1) @ new_u  # (B, H, dk, dv)
         return S_next, out
 
-    B, H, _, dk = q.shape
-    S0 = q.new_zeros(B, H, dk, vc.shape[-1])                          # (B, H, dk, dv)
+    S0 = initial_state(q, v, S0)                                      # (B, H, dk, dv)
     xs = tuple(t.movedim(2, 0) for t in (T_inv, kb, vb, qk, qd, kd, *carry))  # (n, B, H, ., .) views
     last, out = scan_chunks(step, S0, xs)                             # (n, B, H, C, dv)
     return out.movedim(0, 2).flatten(2, 3), last                      # (B, H, T, dv), (B, H, dk, dv)

@@ -6,6 +6,9 @@ the chunked training form (`heads`, see `_recurrent`) and the token-by-token dec
 
     y_t = rms_norm(o_t + skip_t) * silu(x_t W_gate)      (per head; norm/gate optional)
 
+A sequence longer than `block` positions runs by blocks, the state carried (`_by_blocks`: the
+tensors of a block stay cache-sized; the exported graph is always one Scan over blocks).
+
 Causal only: a recurrence reads the past. Padded positions are neutral: their keys, values, write
 strengths (beta) and log-decays are zeroed, so the state passes over them unchanged.
 
@@ -23,6 +26,7 @@ import torch.nn.functional as F
 from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
+from nasgraph.attention._by_blocks import by_blocks, runs_by_blocks
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
 from nasgraph.attention._short_conv import ShortConv, convolved
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
@@ -35,6 +39,8 @@ class RecurrentConfig(AttentionConfig):
     norm: bool = True        # per-head RMS norm of the output (RetNet's group norm, GLA/GDN head norm)
     gate: bool = True        # output gate silu(x W_gate) (RetNet, GLA, Gated DeltaNet, Mamba-2)
     short_conv: int = Field(0, ge=0, le=16)  # K: causal depthwise conv + SiLU on q, k, v (ssd: x, B, C); 0: none
+    block: int = Field(1024, ge=0)  # longer inputs run by blocks of about this many positions, the state
+    #                                carried (cache-sized tensors, see `_by_blocks`; exported: always); 0: never
 
 
 @dataclass
@@ -97,24 +103,45 @@ class RecurrentAttention(Attention):
         return self.heads_and_state(x, mask)[0]
 
     def heads_and_state(self, x: Tensor, mask: Tensor | None = None) -> tuple[Tensor, tuple[Tensor, ...]]:
-        """The chunked form: heads (B, T, H, dv) and the state after the last position: ((B, H, dk, dv),
-        plus the short convolution's last K - 1 projections (B, K-1, c) when it has one)."""
+        """Heads (B, T, H, dv) and the state after the last position: ((B, H, dk, dv), plus the short
+        convolution's last K - 1 projections (B, K-1, c) when it has one). The chunked form, by blocks
+        of about config.block positions when longer (and when exported), see `_by_blocks`."""
+        B, T = x.shape[:2]
+        init = tuple(x.new_zeros(B, *shape[1:]) for _, shape in self.state_shapes())  # zeros: the start
+        keep = None if mask is None else mask.to(x.dtype)              # (B, T)
+        fixed_ok = mask is None                                        # blocks pad at the end only
+
+        def form(x_b: Tensor, keep_b: Tensor | None, state: tuple[Tensor, ...] | None):
+            return self.chunked_form(x_b, keep_b, state, fixed_ok)
+
+        heads, state = by_blocks(self, form, x, keep, init, self.config.block, self.config.chunk)
+        if self.short_conv is not None and runs_by_blocks(T, self.config.block):
+            # the last block's convolution history ends in its padding: the real last K - 1 inputs
+            state = state[:1] + self.conv_state(self.inputs(x[:, -(self.short_conv.kernel - 1):]))
+        return heads, state
+
+    def chunked_form(self, x: Tensor, keep: Tensor | None, state: tuple[Tensor, ...] | None,
+                     fixed_ok: bool = True) -> tuple[Tensor, tuple[Tensor, ...]]:
+        """x (B, T, d_model), keep (B, T) 1.0 / 0.0 (None: all real), state: the state before x (None:
+        the start) -> (heads (B, T, H, dv), the state after x). fixed_ok: padding (keep 0.0) only
+        after every real position, so retention's fixed pair decays are exact."""
         T, C = x.shape[1], self.config.chunk
-        inp = self.inputs(x)                                           # (B, H, T, .)
-        keep = None if mask is None else mask[:, None, :, None].to(x.dtype)  # (B, 1, T, 1)
+        S0, history = (None, None) if state is None else (state[0], (*state[1:], None)[0])
+        inp = self.inputs(x, history)                                  # (B, H, T, .)
+        keep = None if keep is None else keep[:, None, :, None]        # (B, 1, T, 1)
         pad = (C - T % C) % C                                          # no branch: T may be symbolic
         k, v, g, beta = (None if t is None else F.pad(t if keep is None else t * keep, (0, 0, 0, pad))
                          for t in (inp.k, inp.v, inp.g, inp.beta))     # (B, H, Tc, .) padded: neutral
         q = F.pad(inp.q, (0, 0, 0, pad))                               # (B, H, Tc, dk)
         if beta is None:
-            fixed = inp.fixed if keep is None else None                # with padding: decays per position
-            o, state = decayed_linear(q, k, v, g, C, fixed)            # (B, H, Tc, dv), (B, H, dk, dv)
+            fixed = inp.fixed if fixed_ok else None                    # with padding: decays per position
+            o, S = decayed_linear(q, k, v, g, C, fixed, S0)            # (B, H, Tc, dv), (B, H, dk, dv)
         else:
-            o, state = delta_rule(q, k, v, beta, g, C)                 # (B, H, Tc, dv), (B, H, dk, dv)
+            o, S = delta_rule(q, k, v, beta, g, C, S0)                 # (B, H, Tc, dv), (B, H, dk, dv)
         o = o[:, :, :T]                                                # (B, H, T, dv)
         if inp.skip is not None:
             o = o + inp.skip
-        return self.finish(o.transpose(1, 2), x), (state,) + self.conv_state(inp)  # (B, T, H, dv)
+        return self.finish(o.transpose(1, 2), x), (S,) + self.conv_state(inp)  # (B, T, H, dv)
 
     def finish(self, o: Tensor, x: Tensor) -> Tensor:
         """Per-head RMS norm and output gate: o (..., H, dv), x (..., d_model) -> (..., H, dv)."""

@@ -6,7 +6,9 @@ them. The first `sinks` positions are attention sinks (StreamingLLM, Xiao et al.
 2309.17453): every query sees them as keys (causal: when they are not in its future), but
 they attend only within their window. Computed by blocks of `window` positions, each against its
 neighbour blocks, plus the global and sink keys: O(T (window + max(n_global, sinks)) d) time and
-memory, never a T x T matrix.
+memory, never a T x T matrix. The causal form without global or sink keys runs a sequence longer
+than `block` by blocks, carrying the last `window` keys and values (`_by_blocks`; exported: always),
+so its tensors stay cache-sized at any length.
 
 Decoding: query i sees exactly the keys j <= i with j < s or i - j <= window (s = max(n_global, sinks)),
 so the state is the first s keys/values (the sinks, written as their positions go by) and a window of
@@ -18,7 +20,9 @@ import torch
 from pydantic import Field
 
 from nasgraph.attention._blocks import (block_attention, block_flags, global_keys, global_rows, head_major,
-                                        merge_heads, neighbour_blocks, real_tokens, relative_lag, to_blocks)
+                                        merge_heads, neighbour_blocks, pair_blocks, real_tokens, relative_lag,
+                                        to_blocks)
+from nasgraph.attention._by_blocks import by_blocks
 from nasgraph.attention._decode import as_position, attend_one, first_positions, last_positions, push_window
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
 from nasgraph.attention.registry import register
@@ -28,6 +32,8 @@ class SlidingWindowConfig(AttentionConfig):
     window: int = Field(128, ge=1)   # one-sided reach: keys within +-window (causal: the previous window)
     n_global: int = Field(0, ge=0)   # the first n_global positions attend to all and are attended by all
     sinks: int = Field(0, ge=0)      # the first `sinks` positions are keys of every query (attention sinks)
+    block: int = Field(1024, ge=0)    # causal, no global/sink keys: longer inputs run by blocks of about this
+    #                                  many positions, the last window of keys carried (see `_by_blocks`); 0: never
 
 
 @register("sliding_window")
@@ -45,6 +51,9 @@ class SlidingWindowAttention(Attention):
         T = x.shape[1]
         w, g = self.config.window, self.config.n_global
         s = max(g, self.config.sinks)                                   # keys every query sees
+        if self.causal and not s:  # banded blocks, the last window of keys carried: see `_by_blocks`
+            keep = None if mask is None else mask.to(x.dtype)           # (B, T)
+            return by_blocks(self, self.causal_band, x, keep, self.band_start(x), self.config.block, w)[0]
         after = 0 if self.causal else 1
         real = real_tokens(mask, x)                                     # (B, T)
         q, k, v = (head_major(p(x), self.n_heads)
@@ -68,6 +77,33 @@ class SlidingWindowAttention(Attention):
             out = torch.cat([rows, out.flatten(2, 3)[:, :, g:]], 2)     # (H, B, T', dh)
             return out[:, :, :T].permute(1, 2, 0, 3)                    # (B, T, H, dh)
         return merge_heads(out, T)                                      # (B, T, H, dh)
+
+    def band_start(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """causal_band's state before the first position: zero keys, values (H, B, w, dh), flags (B, w)."""
+        H, B, w, dh = self.n_heads, x.shape[0], self.config.window, self.head_dim
+        return x.new_zeros(H, B, w, dh), x.new_zeros(H, B, w, dh), x.new_zeros(B, w)  # distinct: a scan's carry
+
+    def causal_band(self, x: torch.Tensor, keep: torch.Tensor | None, state: tuple[torch.Tensor, ...] | None
+                    ) -> tuple[torch.Tensor, tuple[torch.Tensor, ...]]:
+        """Causal band attention (no global or sink keys) of x (B, T, d), keep (B, T) 1.0 / 0.0 (None: all
+        real), after the previous `window` keys, values (H, B, w, dh) and their keep flags (B, w) in
+        state (None: none) -> (heads (B, T, H, dh), the last window of x's keys, values and flags).
+
+        Query block i (w positions) attends to key blocks i - 1 and i of [previous window, x]."""
+        w, T = self.config.window, x.shape[1]
+        q, k, v = (head_major(p(x), self.n_heads)
+                   for p in (self.q_proj, self.k_proj, self.v_proj))    # (H, B, T, dh)
+        real = torch.ones_like(x[..., 0]) if keep is None else keep     # (B, T)
+        state = self.band_start(x) if state is None else state
+        k, v = torch.cat([state[0], k], 2), torch.cat([state[1], v], 2)  # (H, B, w + T, dh)
+        real = torch.cat([state[2], real], 1)                           # (B, w + T)
+        kb, vb, rb = (to_blocks(t, w) for t in (k, v, real[..., None]))  # (H, B, nb + 1, w, dh), (B, nb + 1, w, 1)
+        real_kb = pair_blocks(rb)[..., 0] > 0                           # (B, nb, 2w)
+        lag = relative_lag(w, 1, 0, x.device)                           # (w, 2w)
+        allowed = real_kb[:, :, None, :] & (lag <= w) & (lag >= 0)      # (B, nb, w, 2w)
+        out = block_attention(to_blocks(q, w), pair_blocks(kb), pair_blocks(vb), allowed)  # (H, B, nb, w, dh)
+        # the last key block: x's last window when T is a multiple of w (always so by blocks)
+        return merge_heads(out, T), (kb[:, :, -1], vb[:, :, -1], rb[:, -1, :, 0])  # (B, T, H, dh)
 
     # -- decoding: a window of the last `window` keys/values plus the s sink keys/values -----------------
     @property
