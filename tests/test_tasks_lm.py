@@ -287,3 +287,11 @@ def test_generate_refuses_nan_temperature_and_negative_seed(options, match):
 
     with pytest.raises(NasgraphError, match=match):
         generate(lambda ids: np.zeros((len(ids), 20)), [5], 2, 3, **options)
+
+
+def test_missing_vocabulary_file_is_located_at_vocab_path(write_spec, text_file):
+    """It named the file but no spec line or key."""
+    with pytest.raises(SpecError, match="no such vocabulary file") as err:
+        compile_spec(load_spec(write_spec("name: x\ntask: {kind: lm, path: text.txt, max_len: 24, vocab_path: v.json}\n"
+                                          "model: {d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}\n")))
+    assert err.value.path == "task.vocab_path" and err.value.line == 2, str(err.value)

@@ -49,7 +49,7 @@ def read_pieces(path: str | Path) -> list[str]:
     """
     path = Path(path)
     if not path.is_file():
-        raise NasgraphError(f"task 'lm': no such vocabulary file: {path}")
+        raise ConfigError(f"task 'lm': no such vocabulary file: {path}", key="vocab_path")   # located in the spec
     text = path.read_text(encoding="utf-8", errors="surrogateescape")
     if path.suffix.lower() == ".json":
         try:
