@@ -245,3 +245,10 @@ def test_n_kv_heads_dividing_its_group_is_accepted(tmp_path: Path):
     heads = "[softmax: {n_kv_heads: 2}, softmax: {n_kv_heads: 2}, linear, linear]"   # a group of 2 softmax heads
     text = HEAD + f"  n_layers: 1\n  attention: {{heads: {heads}}}\n"
     assert compile_spec(accept(tmp_path, text)).graph["output"] == "head"
+
+
+def test_performer_feature_bomb_is_refused_at_load(tmp_path: Path):
+    """n_features 2**62 drew 2**62 / d QR blocks on the meta device while sizing: a hang (fuzz seed 2, case 76)."""
+    err = refuse(tmp_path, HEAD + "  n_layers: 1\n  attention: {performer: {n_features: 4611686018427387904}}\n")
+    assert err.path == "model.attention.performer.n_features", str(err)
+    assert "less than or equal to 1048576" in err.message, str(err)

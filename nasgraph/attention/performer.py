@@ -17,7 +17,7 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import PositiveInt
+from pydantic import Field, PositiveInt
 
 from nasgraph.attention._kernels import LinearStateDecoding, linear_attention, pad_to_chunks
 from nasgraph.attention.base import AttentionConfig, Capabilities, zero_padded
@@ -27,7 +27,7 @@ TINY = 1e-30  # denominators: features are never rescaled by data, so only an em
 
 
 class PerformerConfig(AttentionConfig):
-    n_features: PositiveInt = 64  # random features m (the LRA module uses 256)
+    n_features: int = Field(64, ge=1, le=1 << 20)  # random features m (LRA: 256); the bound: one QR block per d
     redraw: bool = False          # draw new features at every training-mode forward (never in eval)
     chunk: PositiveInt = 64       # causal form: positions per chunk of the prefix sum
 
