@@ -32,9 +32,7 @@ def linear_attention(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor
     causal=True needs T to be a multiple of chunk (see `pad_to_chunks`).
     """
     if causal:
-        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)      # (B, H, T, dv+1): last = normaliser
-        num_den = causal_linear(q_feat, k_feat, v1, chunk)             # (B, H, T, dv+1)
-        return num_den[..., :-1] / num_den[..., -1:].clamp_min(eps)
+        return causal_normalised(q_feat, k_feat, v, chunk, eps)[0]    # (B, H, T, dv)
     kv = k_feat.transpose(-2, -1) @ v                                  # (B, H, m, dv)
     z = k_feat.sum(dim=-2).unsqueeze(-1)                               # (B, H, m, 1)
     return (q_feat @ kv) / (q_feat @ z).clamp_min(eps)                 # (B, H, T, dv)
@@ -50,18 +48,21 @@ def pad_to_chunks(x: torch.Tensor, mask: torch.Tensor | None, chunk: int
     return x, mask
 
 
-def causal_linear(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int) -> torch.Tensor:
-    """Unnormalised causal linear attention sum_{j<=i} (q_i . k_j) v_j, chunked.
-
-    q, k: (B, H, T, m), v: (B, H, T, dv) with T a multiple of chunk -> (B, H, T, dv).
-    """
-    return causal_linear_carry(q, k, v, chunk)[0]
+def causal_normalised(q_feat: torch.Tensor, k_feat: torch.Tensor, v: torch.Tensor, chunk: int, eps: float,
+                      S0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Causal linear attention normalised by sum_{j<=i} q_i . k_j, after a state S0 (B, H, m, dv+1) of
+    the positions before (None: none) -> (out (B, H, T, dv), the state after (None without S0))."""
+    v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)          # (B, H, T, dv+1): last = normaliser
+    num_den, S = causal_linear_carry(q_feat, k_feat, v1, chunk, S0)    # (B, H, T, dv+1)
+    return num_den[..., :-1] / num_den[..., -1:].clamp_min(eps), S
 
 
 def causal_linear_carry(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk: int,
-                        S0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """causal_linear after a state S0 = sum of k_j^T v_j over earlier positions, (B, H, m, dv) (None:
-    none) -> (out (B, H, T, dv), the state after the last position (B, H, m, dv); made only with S0)."""
+                        S0: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Unnormalised causal linear attention sum_{j<=i} (q_i . k_j) v_j, chunked, after a state S0 = sum
+    of k_j^T v_j over earlier positions, (B, H, m, dv) (None: none). q, k: (B, H, T, m), v: (B, H, T, dv)
+    with T a multiple of chunk -> (out (B, H, T, dv), the state after the last position (B, H, m, dv);
+    made only with S0)."""
     B, H, T, m = q.shape
     dv = v.shape[-1]
     n = T // chunk
@@ -152,8 +153,6 @@ class FeatureMapAttention(LinearStateDecoding):
         x, mask = pad_to_chunks(x, None if keep is None else keep > 0, self.config.chunk)  # (B, Tc, d)
         q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
         q_feat, k_feat = self.features(q, k, T)                        # (B, H, Tc, m)
-        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)      # (B, H, Tc, dv+1): last = normaliser
-        num_den, S = causal_linear_carry(q_feat, zero_padded(k_feat, mask), v1, self.config.chunk,
-                                         None if state is None else state[0])  # (B, H, Tc, dv+1)
-        out = num_den[..., :-1] / num_den[..., -1:].clamp_min(EPS)    # (B, H, Tc, dh)
+        out, S = causal_normalised(q_feat, zero_padded(k_feat, mask), v, self.config.chunk, EPS,
+                                   None if state is None else state[0])  # (B, H, Tc, dh)
         return out[:, :, :T].transpose(1, 2), (S,)                     # (B, T, H, dh)

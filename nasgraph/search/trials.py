@@ -93,10 +93,14 @@ def reference_outputs(folder: Path, split, batch_size: int) -> ReferenceOutputs:
     return _REFERENCES[key]
 
 
+def matching(own: dict[str, torch.Tensor], state: dict[str, torch.Tensor]) -> list[str]:
+    """Names of `own` that `state` holds with the same shape: what a student takes from its teacher."""
+    return [k for k, v in own.items() if k in state and state[k].shape == v.shape]
+
+
 def inherit(model, state: dict[str, torch.Tensor]) -> int:
     """Copy every tensor of `state` whose name and shape match into `model`; returns how many."""
-    own = model.state_dict()
-    same = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
+    same = {k: state[k] for k in matching(model.state_dict(), state)}
     model.load_state_dict(same, strict=False)
     return len(same)
 
@@ -106,7 +110,7 @@ def inherited_fraction(model, state: dict[str, torch.Tensor]) -> float:
     1.0 when a student starts wholly from its teacher, less when it has parameters the teacher lacks."""
     params = dict(model.named_parameters())
     total = sum(p.numel() for p in params.values())
-    same = sum(p.numel() for k, p in params.items() if k in state and state[k].shape == p.shape)
+    same = sum(params[k].numel() for k in matching(params, state))
     return same / total if total else 1.0
 
 

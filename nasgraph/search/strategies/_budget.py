@@ -24,7 +24,7 @@ import statistics
 import time
 
 from nasgraph import distributed
-from nasgraph.search.strategies._race import share
+from nasgraph.search.strategies._race import share, untested
 from nasgraph.search.trials import TrialRequest, finished, trial_name
 
 # standalone trainings kept for what the search does after the race (judging is predicted with it;
@@ -163,12 +163,12 @@ class RaceBudget:
         for st in racing:
             found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
-            st["no_evidence"] = [c["label"] for c in found[k:] if "inherits" in c.get("why", "")]   # caps confidence
+            st["no_evidence"] = [c["label"] for c in found[k:] if untested(c, cfg.inherit_min)]   # caps confidence
             configured = self.race_steps(len(st["contenders"]))
             st["steps"] = min(configured, cap) if k else None
             for i, c in enumerate(found):
                 ran, whole = st["steps"] if i < k else 0, self.race_steps(len(found))
-                if "inherits" in c.get("why", "") and ran < whole:
+                if untested(c, cfg.inherit_min) and ran < whole:
                     short[c["label"]] = (c["inherits"], ran, whole)
             if not k:
                 st["verdict"] = "no race: max_cost reached"
@@ -183,13 +183,13 @@ class RaceBudget:
             # the max_cost that runs the whole race (every contender, its configured steps), from the same ledger
             needed = math.ceil(10 * (spent + full + RESERVE * unit * len(seeds)) / unit / len(seeds)) / 10
             budget["max_cost_full_race"] = needed
-            untested = "".join(
+            unraced = "".join(
                 f"{t} untested (its student inherits {share(f)} of its weights: not evidence), " +
                 (f"raced {n} of {want} steps" if n else "not raced, so the search has no evidence on it") +
                 f": max_cost {needed:g} would race it {want} steps; " for t, (f, n, want) in short.items())
             budget["warning"] = {
                 "code": "race_cut",
-                "message": f"{untested}the race was cut to keep the search under max_cost {cfg.max_cost} standalone "
+                "message": f"{unraced}the race was cut to keep the search under max_cost {cfg.max_cost} standalone "
                            f"trainings per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
                            f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
                 "fix": f"raise max_cost to {needed:g} (the whole race, predicted from the measured CPU rates), or "
