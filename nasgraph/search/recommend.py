@@ -208,7 +208,7 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
     level, why = confidence(ev, pick, contrasts, agreeing, points)
     why = "; ".join(filter(None, [race_reason(contrasts, ev.metric), why]))
     unknown = sorted({t for st in stages for t in st.get("no_evidence") or []})
-    if unknown and LEVELS.index(level) > LEVELS.index("weak"):   # a candidate the search could not judge
+    if unknown and level != "none":   # a candidate the search could not judge: at most weak, and said first
         level, why = "weak", f"no evidence on {', '.join(unknown)}: untested (see the warnings); {why}"
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
     warns += [Warn(**st["warning"]) for st in stages if st.get("warning")]

@@ -35,6 +35,7 @@ from pydantic import Field
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies._budget import Ledger, RaceBudget
+from nasgraph.search.strategies._plan import StudentPlan
 from nasgraph.search.strategies._race import RaceJudge, contenders, share, untested, wide_scores
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.registry import register
@@ -58,7 +59,7 @@ class TeacherRaceConfig(TeacherConfig):
 
 
 @register("teacher_race")
-class TeacherRace(RaceJudge, RaceBudget, Teacher):
+class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
     Config = TeacherRaceConfig
 
     @classmethod
@@ -79,7 +80,9 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
     def run(self, ctx) -> Evidence:
         t0, seeds, label = time.perf_counter(), list(self.search.seeds), self.teacher_label(ctx)
         ledger = Ledger(ctx, self.total_steps)
-        base = ctx.homogeneous(label)
+        base, self.plans = ctx.homogeneous(label), []
+        others = [o for o in ctx.homogeneous_labels() if o != label]     # untested ones are known before training
+        self.inherits = dict(zip(others, inheritance(ctx, base, [ctx.homogeneous(o) for o in others])))
         teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
                                    for s in seeds], f"teacher {label}")
         per_seed = [self.search_seed(ctx, s, rec) for s, rec in zip(seeds, teachers)]
@@ -89,8 +92,8 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
         return ctx.evidence(self.name, seeds=seeds, picks=picks,
                             measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
                             wall_seconds=time.perf_counter() - t0,
-                            stages=[{k: v for k, v in st.items() if k != "pick_choice"} for st in stages] +
-                            [self.account(ledger, len(seeds))],
+                            stages=self.plans + [{k: v for k, v in st.items() if k != "pick_choice"} for st in stages]
+                            + [self.account(ledger, len(seeds))],
                             notes=[f"teacher {label} trained {self.teach_steps} steps; students adapted "
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
@@ -108,8 +111,7 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
         student's."""
         base, cost, inherit_min = ctx.homogeneous(label), ctx.cost.of_choice, self.config.inherit_min
         self.budget = {"stage": "budget", "max_cost": self.config.max_cost}
-        others = [o for o in ctx.homogeneous_labels() if o != label]
-        inherits = dict(zip(others, inheritance(ctx, base, [ctx.homogeneous(o) for o in others])))
+        inherits = self.inherits
         stages, requests = [], []
         for seed, rec, (pick, measured) in zip(seeds, teachers, per_seed):
             students = []
@@ -134,8 +136,9 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
             seed = stage["seed"]
             for c in stage["contenders"]:
                 choice = ctx.homogeneous(c["label"])
+                extra = stage.get("extra")
                 requests.append(TrialRequest(choice, seed, stage["steps"], trial_name(ctx, choice, seed, "race-"),
-                                             measure=functools.partial(wide_scores, batches=self.config.race_batches)))
+                                             measure=functools.partial(wide_scores, extra=extra) if extra else None))
         records = iter(ctx.run_trials(requests, "race: contenders from scratch") if requests else [])
         for stage, rec, (pick, measured) in zip(stages, teachers, per_seed):
             if stage["contenders"]:
