@@ -51,11 +51,15 @@ def test_per_layer_students_give_way_so_the_untested_types_race_keeps_its_steps(
     plan, race = stages["plan"], stages["race"]
     assert plan["untested"] == ["dcmha"] and plan["race_reserved"] == pytest.approx(0.3)
     assert plan["students"] == 1 and len(singles(students)) == 1 and len(plan["not_run"]) == 3
-    # the pick (L0 linear, L1 softmax) keeps a softmax layer: linear and local race too, sharing race_budget 0.5
-    # (3 steps each, 9 s of the 9.6 left): dcmha first, none cut
-    assert [c["label"] for c in race["contenders"]][0] == "dcmha" and race["steps"] == 3 and not race["dropped"]
-    assert (run / "trials" / "race-dcmha+dcmha-s0" / "budget3.json").exists()
+    # the pick (L0 linear, L1 softmax) keeps a softmax layer, so linear and local (tested: within noise) would
+    # race too, sharing race_budget 0.5 (3 steps each): they are left out, and dcmha races its 6 steps
+    assert [c["label"] for c in race["contenders"]] == ["dcmha"] and race["steps"] == 6 and not race["dropped"]
+    assert race["deferred"] == ["linear", "local(window=4)"]
+    assert (run / "trials" / "race-dcmha+dcmha-s0" / "budget6.json").exists()
     assert "race_cut" not in json.dumps(rec["warnings"])
+    deferred = next(w for w in rec["warnings"] if w["code"] == "race_deferred")
+    assert deferred["message"].startswith("seed 0: linear, local(window=4) not raced (within noise of the teacher")
+    assert "dcmha (untested by the teacher: no other evidence) raced 6 steps" in deferred["message"]
     warn = next(w for w in rec["warnings"] if w["code"] == "students_cut")
     assert "3 of 4 per-layer students not run" in warn["message"] and "dcmha" in warn["message"]
     assert "raise max_cost to 1.7" in warn["fix"]     # (20 + 6 + 4 + 2 + 0.4) / 20 = 1.62 -> 1.7
@@ -107,3 +111,24 @@ def test_a_cut_race_scores_fewer_examples_before_it_trains_fewer_steps(planned, 
     assert race["eval_n"] == 32 and cap["race_batches"] == 2 and cap["warning"]["code"] == "race_cut"
     assert "dcmha, scored on 2 of 3 held-out batches" in cap["warning"]["message"]
     assert "fewer examples separate less" in cap["warning"]["message"]
+
+
+def test_an_untested_type_that_lost_only_a_shorter_race_leaves_the_confidence_weak(planned):
+    run, stages, rec, students = planned("null")
+    race = stages["race"]
+    assert race["races"][0]["candidate"] == "dcmha" and race["races"][0]["verdict"] != "challenger wins"
+    assert race["raced_short"] == ["dcmha"] and race["steps"] == 6 < race["defender_steps"]
+    assert rec["confidence"] == "weak"
+    assert f"dcmha untested by the teacher, raced only shorter than the pick (dcmha 6 vs {race['defender_steps']} " \
+           f"steps): not ruled out" in rec["headline"]
+    assert any(w["code"] == "race_short" for w in rec["warnings"])
+
+
+def test_a_won_or_full_length_race_does_not_cap_the_confidence():
+    from nasgraph.search.recommend_race import short_races
+
+    assert short_races([{"stage": "race", "steps": 6, "defender_steps": 11, "raced_short": []}]) == (None, None)
+    reason, warn = short_races([{"stage": "race", "steps": 90, "defender_steps": 180, "raced_short": ["gdn"]},
+                                {"stage": "race", "steps": 90, "defender_steps": 165, "raced_short": ["gdn"]}])
+    assert reason == "gdn untested by the teacher, raced only shorter than the pick (gdn 90 vs 180 steps; gdn 90 " \
+                     "vs 165 steps): not ruled out" and warn.code == "race_short"

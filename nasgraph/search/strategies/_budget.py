@@ -9,10 +9,12 @@ errs high). Spent is this process's CPU time since the search began (data, cost 
 scoring), plus the CPU time of trials that ran in other processes (a remote backend). A race costs,
 per contender, its steps at its type's measured steady rate (per step once started: a short student's
 first steps carry start-up costs that a longer race spreads thin) plus its trial's start-up and its
-scoring (the held-out slice and the race's batches, at its measured CPU seconds per scored example),
-and the pick's scoring on the race's batches. The race is sized to what is left under max_cost minus
-a reserve for the search's last writes: the configured steps, else fewer; below `race_min_fraction`
-of the budget the least promising contenders are dropped; none left: no race. Every cut is a warning
+scoring (the held-out slice, which the race reuses, and its examples after the slice, at its measured
+CPU seconds per scored example), and the pick's scoring of those examples (its slice's scores are in
+its record). The race is sized to what is left under max_cost minus a reserve for the search's last
+writes: the configured steps and examples; else fewer examples after the slice (a less precise race,
+not a shorter one); else fewer steps; below `race_min_fraction` of the budget the least promising
+contenders are dropped; none left: no race. Every cut is a warning
 in the recommendation, with the max_cost that would run the whole race.
 """
 from __future__ import annotations

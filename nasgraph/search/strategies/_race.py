@@ -102,6 +102,11 @@ class RaceJudge:
             stage["races"].append({"candidate": c["label"], "score": theirs["score"], "diff": diff, "se": se,
                                    "verdict": verdict(diff, se)})
         stage.update(eval_n=mine["n"], batches=-(-mine["n"] // ctx.train.batch_size), defender_score=mine["score"])
+        # an untested type that did not win a race shorter than the pick's training: not ruled out (recommend_race)
+        stage["defender_steps"] = next((m["steps"] for m in measured if m["choice"] == defender[1]), self.teach_steps)
+        stage["raced_short"] = [c["label"] for c, r in zip(stage["contenders"], stage["races"])
+                                if untested(c, self.config.inherit_min) and r["verdict"] != "challenger wins"
+                                and steps < stage["defender_steps"]]
         best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
         stage["verdict"] = best[0]["verdict"]
         winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]

@@ -16,8 +16,10 @@ contender replaces the pick only if it beats it at one-sided 95% on utility (met
 term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
 types that learn fast early (ListOps: local leads early, ends 5 points behind), and fewer steps turn
 that bias against the challenger. Several winners: the largest gain. A contender ahead but not
-significantly is a `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a
-combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
+significantly is a `race_undecided` warning; an untested type that does not win its (shorter) race is
+not ruled out (`race_short`: the confidence is at most weak). Where a type is untested, the per-layer
+students run only while they fit beside its race under max_cost (`_plan`). Cost: 0.5 (teacher) + 0.05
+per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
 trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
 `race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
 them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
@@ -125,10 +127,16 @@ class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
             found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
                      if ctx.homogeneous(c["label"]) != pick]
+            # an untested type's race is its only evidence: the tested contenders (their students measured them)
+            # do not share race_budget with it where sharing would cut it below race_fraction
+            blind = [c for c in found if untested(c, inherit_min)]
+            deferred = [c["label"] for c in found if blind and self.race_steps(len(found)) < self.race_steps(len(blind))
+                        and not untested(c, inherit_min)]
+            found = [c for c in found if c["label"] not in deferred]
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
                      "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
                      "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
-                     "inherits": inherits,
+                     "inherits": inherits, "deferred": deferred,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
         self.fit_budget(ctx, ledger, seeds, label, teachers, stages)
