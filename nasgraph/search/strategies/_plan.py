@@ -24,10 +24,14 @@ from nasgraph.search.trials import TrialRequest, finished, trial_name
 class StudentPlan:
     """teacher_race's `affordable` (a mixin of the strategy: config, inherits, race_steps, steps)."""
 
+    def plans_students(self) -> bool:
+        """Only under a cap, and where some type is untested (else every student runs in one batch)."""
+        return self.config.max_cost is not None and any(f < self.config.inherit_min for f in self.inherits.values())
+
     def affordable(self, ctx, seed: int, label: str, singles: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
         cfg, seeds = self.config, list(self.search.seeds)
         blind = [o for o, f in self.inherits.items() if f < cfg.inherit_min]
-        if cfg.max_cost is None or not blind or not singles:
+        if not singles:
             return singles
         done, base = seeds[:seeds.index(seed) + 1], ctx.homogeneous(label)
         ledger = Ledger(ctx, self.total_steps)

@@ -131,12 +131,14 @@ class Teacher(Strategy):
 
         measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps,
                      "examples": rec["examples"]}]
-        # each type's homogeneous student first: with them measured, a subclass may size the rest (`affordable`)
+        # one batch; or, where a subclass sizes the per-layer students (`affordable`), each type's homogeneous
+        # student first, then those that fit
         students, singles = self.students(ctx, label, base), []
-        first = [s for s in students if ctx.kind(s[0]) == "homogeneous"]
+        planned = self.plans_students()
+        first = [s for s in students if not planned or ctx.kind(s[0]) == "homogeneous"]
         done = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in first],
                               f"teacher {label}: students (seed {seed})")
-        rest = self.affordable(ctx, seed, label, [s for s in students if ctx.kind(s[0]) != "homogeneous"])
+        rest = self.affordable(ctx, seed, label, [s for s in students if s not in first]) if planned else []
         done += ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in rest],
                                f"teacher {label}: students (seed {seed})") if rest else []
         by_name = {r["name"]: r for r in done}
@@ -161,6 +163,10 @@ class Teacher(Strategy):
                 self.utility(pick["score"], ctx.cost.of_choice(pick["choice"])) + self.config.margin:
             pick = best
         return pick["choice"], measured
+
+    def plans_students(self) -> bool:
+        """Whether the per-layer students wait for the homogeneous ones, sized by `affordable` (here: no)."""
+        return False
 
     def affordable(self, ctx, seed: int, label: str, singles: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
         """The per-layer students to run after the homogeneous ones (here: all of them)."""
