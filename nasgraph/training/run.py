@@ -9,6 +9,7 @@ from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.runfolder import require
+from nasgraph.spec.checks import load_task_data
 from nasgraph.training.checkpoint import CheckpointError, model_weights, read_state
 from nasgraph.training.data import evaluate
 from nasgraph.training.device import resolve_device, runtime_train
@@ -64,7 +65,7 @@ def _train(doc, out: str | Path, train, *, resume: bool, extend: bool, progress:
         run.write_spec(doc.raw)
     config = tasks.parse_task(doc.spec.task)
     with distributed.rank0_first():          # a download or cache the other ranks then read
-        data = tasks.load_task(config)
+        data = load_task_data(config, doc.error)
     check_head(doc, graph, data.class_names)
     task = tasks.get(config.kind)(config)
     result = fit(model, data.splits, train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
@@ -127,7 +128,7 @@ def run_eval(run_dir: str | Path, split: str = "test", device: str | None = None
     doc, model = load_trained(run_dir)
     model.to(resolve_device(runtime_train(doc, device).device))
     config = tasks.parse_task(doc.spec.task)
-    data = tasks.load_task(config)
+    data = load_task_data(config, doc.error)
     if split not in data.splits:
         raise NasgraphError(f"unknown split '{split}'; valid: {', '.join(data.splits)}")
     return evaluate(model, data.splits[split], doc.spec.train.batch_size, task=tasks.get(config.kind)(config))
