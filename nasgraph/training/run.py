@@ -10,7 +10,7 @@ from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.runfolder import require
 from nasgraph.spec.checks import load_task_data
-from nasgraph.training.checkpoint import CheckpointError, model_weights, read_state
+from nasgraph.training.checkpoint import CheckpointError, misfit, model_weights, read_state
 from nasgraph.training.data import evaluate
 from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.loop import fit, seed_everything
@@ -108,10 +108,10 @@ def load_trained(run_dir: str | Path):
             raise NasgraphError(f"{err}; checkpoints/prev.pt is intact: `nasgraph train {run_dir}/spec.yaml --out "
                                 f"{run_dir} --resume` rebuilds the last one") from None
         raise
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise NasgraphError(f"{ckpt} does not fit the run's spec: {str(err).splitlines()[-1].strip()[:200]}") from None
+    problem = misfit(model, weights)
+    if problem:
+        raise NasgraphError(f"{ckpt} does not fit the run's spec: {problem}")
+    model.load_state_dict(weights)
     return doc, model.eval()
 
 
