@@ -11,8 +11,6 @@ Example:
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
-
 import torch
 
 from nasgraph.errors import NasgraphError
@@ -50,7 +48,7 @@ def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
 
     Only tensors and plain data are read (torch.load weights_only=True); see nasgraph.training.checkpoint.
     """
-    from nasgraph.training.checkpoint import model_weights
+    from nasgraph.training.checkpoint import misfit, model_weights
 
     checkpoint = Path(checkpoint)
     if checkpoint.is_dir():
@@ -59,20 +57,7 @@ def load_checkpoint(model: torch.nn.Module, checkpoint: str | Path) -> None:
     if not checkpoint.is_file():
         raise NasgraphError(f"no checkpoint at {checkpoint}")
     state = model_weights(checkpoint)   # weights_only: a file that would run code is refused, not loaded
-    missing, unexpected = _key_mismatch(model, state)
-    if missing or unexpected:
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: missing {_few(missing)}; "
-                            f"unexpected {_few(unexpected)}")
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:  # same keys, other shapes
-        raise NasgraphError(f"{checkpoint} does not fit the spec's model: {str(err).splitlines()[-1].strip()}") from None
-
-
-def _key_mismatch(model, state) -> tuple[list[str], list[str]]:
-    want = set(model.state_dict())
-    return sorted(want - set(state)), sorted(set(state) - want)
-
-
-def _few(keys: Sequence[str]) -> str:
-    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "") if keys else "none"
+    problem = misfit(model, state)
+    if problem:
+        raise NasgraphError(f"{checkpoint} does not fit the spec's model: {problem}")
+    model.load_state_dict(state)

@@ -121,8 +121,12 @@ class OrtDecoder:
         then a step per token (the context window slides past max_len as with a full forward)."""
         from nasgraph.generation import generate
 
-        return generate(_OneSequence(self), list(prompt), max_new_tokens, self.max_len,
+        return generate(self.sequence(), list(prompt), max_new_tokens, self.max_len,
                         temperature=temperature, top_k=top_k, seed=seed)
+
+    def sequence(self) -> "_OneSequence":
+        """This decoder as nasgraph.generation's Decoder (one sequence: ids (T,), logits (V,))."""
+        return _OneSequence(self)
 
     def _state_from(self, arrays: list[np.ndarray]) -> dict[str, np.ndarray]:
         return {e["input"]: a for e, a in zip(self.state_entries, arrays)}

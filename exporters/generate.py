@@ -32,7 +32,12 @@ class OnnxLM:
         self.path, self.max_len = Path(path), int(meta["nasgraph.max_len"])
         self.tokenizer = Tokenizer.from_dict(json.loads(meta["nasgraph.tokenizer"]))
         self.session = make_session(path, provider, threads=threads)
-        self.input_name = self.session.get_inputs()[0].name
+        inputs = [i.name for i in self.session.get_inputs()]
+        if len(inputs) != 1:                                      # a decoding step graph: tokens, position, state
+            raise ExportError(f"{path} takes {len(inputs)} inputs ({', '.join(inputs[:3])}"
+                              f"{', ...' if len(inputs) > 3 else ''}), not one token sequence: a decoding step "
+                              f"graph; a full forward per token runs the exported model (the .onnx beside it)")
+        self.input_name = inputs[0]
 
     def scorer(self, ids: np.ndarray) -> np.ndarray:
         """ids (T,) -> logits (T, V), one full forward."""

@@ -148,13 +148,14 @@ class EagerDecoder:
     def __init__(self, model: GraphModule):
         attention_layers(model)                                       # refuses a model that cannot decode
         self.model = model.eval()
+        self.device = next(model.parameters()).device                # ids go there, logits come back to numpy
 
     @torch.no_grad()
     def prefill(self, ids):
-        logits, state = prefill(self.model, torch.from_numpy(ids)[None])  # (1, T, V)
-        return logits[0, -1].numpy(), state
+        logits, state = prefill(self.model, torch.from_numpy(ids)[None].to(self.device))  # (1, T, V)
+        return logits[0, -1].float().cpu().numpy(), state
 
     @torch.no_grad()
     def step(self, token: int, state: State, pos: int):
-        logits, state = step(self.model, torch.tensor([[token]]), state, pos)  # (1, V)
-        return logits[0].numpy(), state
+        logits, state = step(self.model, torch.tensor([[token]], device=self.device), state, pos)  # (1, V)
+        return logits[0].float().cpu().numpy(), state

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Callable, Iterator, Protocol, runtime_checkable
 
 import numpy as np
 
@@ -59,6 +59,13 @@ def pick_token(logits: np.ndarray, *, temperature: float = 0.0, top_k: int | Non
 def generate(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, max_len: int, *,
              temperature: float = 0.0, top_k: int | None = None, seed: int = 0) -> list[int]:
     """The `max_new_tokens` ids generated after `prompt` (ids without <cls>) by a Scorer or a Decoder."""
+    return list(stream(model, prompt, max_new_tokens, max_len, temperature=temperature, top_k=top_k, seed=seed))
+
+
+def stream(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, max_len: int, *,
+           temperature: float = 0.0, top_k: int | None = None, seed: int = 0) -> Iterator[int]:
+    """`generate` one id at a time, as each is picked; the options are checked before it returns. Memory
+    stays bounded however many tokens are drawn (only the latest max_len ids are kept as context)."""
     if max_new_tokens < 0:
         raise NasgraphError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
     if not 0 <= temperature < math.inf:                                    # NaN fails too
@@ -69,8 +76,11 @@ def generate(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, ma
         raise NasgraphError(f"top_k must be >= 1, got {top_k}")
     if max_len < 2:
         raise NasgraphError(f"max_len {max_len} leaves no room for a prompt token after <cls>")
-    rng = np.random.default_rng(seed)
-    tokens, out = list(prompt), []
+    return _stream(model, list(prompt), max_new_tokens, max_len, temperature, top_k, np.random.default_rng(seed))
+
+
+def _stream(model, tokens: list[int], max_new_tokens: int, max_len: int, temperature: float, top_k: int | None,
+            rng: np.random.Generator) -> Iterator[int]:
     if isinstance(model, Decoder):
         next_logits = _decoded(model, tokens, max_len)
     else:
@@ -78,8 +88,9 @@ def generate(model: Scorer | Decoder, prompt: list[int], max_new_tokens: int, ma
     for _ in range(max_new_tokens):
         token = pick_token(next(next_logits), temperature=temperature, top_k=top_k, rng=rng)
         tokens.append(token)
-        out.append(token)
-    return out
+        if len(tokens) > 2 * max_len:                                      # the context never needs more
+            del tokens[:-max_len]
+        yield token
 
 
 def _window(tokens: list[int], max_len: int) -> np.ndarray:

@@ -84,9 +84,11 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
-    ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no race fits
+    ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no per-layer student, no race fits
     (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+    # the pick is the teacher, so the types its students could not rule out contend too; the untested one first
     assert stage["verdict"] == "no race: max_cost reached" and stage["dropped"] == ["dcmha"]
+    assert stage["deferred"] == ["linear", "local(window=4)"]       # tested: they would have shared its steps
     (warning,) = [st["warning"] for st in ev["stages"] if st["stage"] == "budget"]
     assert warning["code"] == "race_cut" and "untested" in warning["message"]
     # what the user can do: the max_cost that races it in full, from the same measured rates (here 20 s spent,

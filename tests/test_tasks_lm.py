@@ -295,3 +295,16 @@ def test_missing_vocabulary_file_is_located_at_vocab_path(write_spec, text_file)
         compile_spec(load_spec(write_spec("name: x\ntask: {kind: lm, path: text.txt, max_len: 24, vocab_path: v.json}\n"
                                           "model: {d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}\n")))
     assert err.value.path == "task.vocab_path" and err.value.line == 2, str(err.value)
+
+
+@pytest.mark.parametrize("task, key", [("path: nope.txt", "task.path"), ("path: text.txt, val_path: nope.txt",
+                                                                          "task.val_path"),
+                                       ("path: .", "task.path"), ("path: text.txt, max_bytes: 5", "task.path")])
+def test_missing_or_short_text_is_located_at_its_task_key(write_spec, text_file, tmp_path, capsys, task, key):
+    """A missing lm text named the file but no spec line or key (`train`, `search`, `eval`, `demo` read it)."""
+    from cli_checks import refused
+
+    spec = write_spec(f"name: x\ntask: {{kind: lm, {task}, max_len: 24}}\n"
+                      "model: {d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}\n")
+    line = refused(capsys, ["train", spec, "--out", tmp_path / "run", "--no-progress"], f"{spec}:2:", key)
+    assert "task 'lm'" in line

@@ -30,10 +30,11 @@ def _example_text(spec_path: Path, overrides: list[str]) -> str:
     """The first test example of the task, as raw text the tokenizer accepts."""
     from nasgraph import tasks
     from nasgraph.spec import load_spec
+    from nasgraph.spec.checks import load_task_data
     from nasgraph.tasks.tokenize import Tokenizer
 
     doc = load_spec(spec_path, overrides)
-    data = tasks.load_task(tasks.parse_task(doc.spec.task))
+    data = load_task_data(tasks.parse_task(doc.spec.task), doc.error)
     return Tokenizer.from_dict(data.tokenizer).decode(data.splits["test"].ids[0])
 
 

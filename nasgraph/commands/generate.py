@@ -1,12 +1,22 @@
-"""`nasgraph generate RUN --prompt TEXT`: continue a text with a trained causal LM (run folder or .onnx)."""
+"""`nasgraph generate RUN --prompt TEXT`: continue a text with a trained causal LM (run folder or .onnx).
+
+The text streams to stdout token by token, so a long generation shows its progress and Ctrl-C keeps
+what was written (exit 130, a note on stderr). Past max_len the context window slides (<cls> plus the
+latest max_len - 1 tokens, as in training), so any --max-new-tokens runs, in bounded memory; --json
+holds every id until the end and so takes at most MAX_JSON_TOKENS.
+"""
 from __future__ import annotations
 
+import codecs
 import json
+import sys
 from pathlib import Path
 
 NAME = "generate"
 HELP = "continue a prompt with a trained language model (a train run folder, or an exported .onnx)"
 ORDER = 9
+PROVIDERS = ("cpu", "cuda")
+MAX_JSON_TOKENS = 10_000_000      # --json keeps every id in memory (about 100 MB at this count)
 
 
 def add_arguments(p) -> None:
@@ -14,21 +24,40 @@ def add_arguments(p) -> None:
                                  "(with model.prefill.onnx/model.step.onnx beside it: stateful decoding), "
                                  "or a folder holding the prefill/step graphs")
     p.add_argument("--prompt", default="", help="the text to continue (default: empty, start from <cls>)")
-    p.add_argument("--max-new-tokens", type=int, default=100, help="tokens to generate (default 100)")
+    p.add_argument("--max-new-tokens", type=int, default=100,
+                   help="tokens to generate (default 100); past max_len the context window slides; the text "
+                        "streams, Ctrl-C stops and keeps it")
     p.add_argument("--temperature", type=float, default=0.0, help="0 (default): greedy; > 0: sample")
     p.add_argument("--top-k", type=int, help="sample among the k most likely tokens only")
     p.add_argument("--seed", type=int, default=0, help="sampling seed")
-    p.add_argument("--provider", default="cpu", help=".onnx only: cpu | cuda (checked)")
-    p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime)")
+    p.add_argument("--provider", default="cpu", help="cpu | cuda: ONNX Runtime's provider for an .onnx, torch's "
+                                                     "device for a run folder (checked: an unavailable one is an error)")
+    p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime), >= 1")
     p.add_argument("--full-forward", action="store_true",
                    help=".onnx only: rerun the whole context per token instead of the exported prefill/step graphs")
-    p.add_argument("--json", action="store_true", help="print a JSON object: prompt, continuation, token ids")
+    p.add_argument("--json", action="store_true", help="print a JSON object at the end: prompt, continuation, "
+                                                       "token ids (at most 10,000,000 tokens)")
+    p.add_argument("--no-progress", dest="progress", action="store_false", help="--json: no progress bar on stderr")
 
 
-def eager_model(run_dir: str | Path, threads: int | None = None):
-    """(model, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch: a Decoder
-    (prefill once, then one position per token) when every attention layer has a decoding form, else a
-    scorer that runs the full forward per token."""
+def torch_device(provider: str):
+    """The torch device of `--provider` for a run folder; an unavailable one is a NasgraphError."""
+    import torch
+
+    from nasgraph.errors import NasgraphError
+
+    if provider not in PROVIDERS:
+        raise NasgraphError(f"unknown provider '{provider}'; valid: {', '.join(PROVIDERS)}")
+    if provider == "cuda" and not torch.cuda.is_available():
+        raise NasgraphError("--provider cuda: this torch sees no CUDA device (torch.cuda.is_available() is False; "
+                            f"torch {torch.__version__}); use --provider cpu")
+    return torch.device(provider)
+
+
+def eager_model(run_dir: str | Path, threads: int | None = None, provider: str = "cpu"):
+    """(model, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch on `provider`'s
+    device: a Decoder (prefill once, then one position per token) when every attention layer has a
+    decoding form, else a scorer that runs the full forward per token."""
     import torch
 
     from nasgraph import tasks
@@ -37,6 +66,7 @@ def eager_model(run_dir: str | Path, threads: int | None = None):
     from nasgraph.tasks.tokenize import Tokenizer
     from nasgraph.training.run import load_trained
 
+    device = torch_device(provider)
     if threads:
         torch.set_num_threads(threads)
     doc, model = load_trained(run_dir)
@@ -47,10 +77,11 @@ def eager_model(run_dir: str | Path, threads: int | None = None):
     recorded = Path(run_dir) / "task.json"
     tok = (Tokenizer.from_dict(json.loads(recorded.read_text())["tokenizer"]) if recorded.exists()
            else Tokenizer.from_dict(tasks.load_task(config).tokenizer))
+    model.to(device)
 
     @torch.no_grad()
     def scorer(ids):
-        return model(torch.from_numpy(ids)[None])[0].numpy()           # (T, V)
+        return model(torch.from_numpy(ids)[None].to(device))[0].float().cpu().numpy()   # (T, V)
 
     try:
         return EagerDecoder(model), tok, int(config.max_len)
@@ -58,36 +89,102 @@ def eager_model(run_dir: str | Path, threads: int | None = None):
         return scorer, tok, int(config.max_len)
 
 
-def printable(text: str) -> str:
-    """Bytes that are not valid UTF-8 (a byte model may emit any) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-
-
-def run(args) -> int:
+def open_model(args):
+    """(Scorer or Decoder, tokenizer, max_len) for args.model: ORT prefill/step graphs, a run folder, an .onnx."""
     from exporters.decode_runtime import has_decode_graphs
-    from nasgraph.generation import generate
 
-    options = dict(temperature=args.temperature, top_k=args.top_k, seed=args.seed)
     model = Path(args.model)
     if has_decode_graphs(model) and not (model / "spec.yaml").exists() and not args.full_forward:
         from exporters.decode_runtime import OrtDecoder
 
         decoder = OrtDecoder(model, args.threads, args.provider)     # prefill once, then a step per token
-        tok = decoder.tokenizer
-        new = decoder.generate(tok.ids(args.prompt), args.max_new_tokens, **options)
-    else:
-        if model.is_dir():
-            scorer, tok, max_len = eager_model(model, args.threads)
-        else:
-            from exporters.generate import OnnxLM
+        return decoder.sequence(), decoder.tokenizer, decoder.max_len
+    if model.is_dir():
+        return eager_model(model, args.threads, args.provider)
+    from exporters.generate import OnnxLM
 
-            lm = OnnxLM(model, args.provider, threads=args.threads)
-            scorer, tok, max_len = lm.scorer, lm.tokenizer, lm.max_len
-        new = generate(scorer, tok.ids(args.prompt), args.max_new_tokens, max_len, **options)
-    continuation = printable(tok.decode(new))
+    lm = OnnxLM(model, args.provider, threads=args.threads)
+    return lm.scorer, lm.tokenizer, lm.max_len
+
+
+def printable(text: str) -> str:
+    """Bytes that are not valid UTF-8 (a byte model may emit any, a prompt may hold any) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+class TextStream:
+    """Token texts written to `out` as they come: bytes through an incremental UTF-8 decoder (a character
+    split over tokens shows when whole), symbols separated by spaces."""
+
+    def __init__(self, tok, out, first_sep: str = ""):
+        self.tok, self.out, self.sep = tok, out, first_sep
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def write(self, token: int) -> None:
+        if self.tok.kind == "symbols":
+            text, self.sep = self.sep + self.tok.decode([token]), " "
+        else:
+            text = self.utf8.decode(self.tok.decode([token]).encode("utf-8", "surrogateescape"))
+        self.out.write(text)
+        self.out.flush()
+
+    def close(self) -> None:
+        self.out.write(self.utf8.decode(b"", final=True) + "\n")
+        self.out.flush()
+
+
+def run(args) -> int:
+    from nasgraph.errors import NasgraphError
+    from nasgraph.generation import stream
+
+    if args.threads is not None and args.threads < 1:
+        raise NasgraphError(f"--threads must be >= 1, got {args.threads}")
+    if args.json and args.max_new_tokens > MAX_JSON_TOKENS:
+        raise NasgraphError(f"--max-new-tokens {args.max_new_tokens:,} with --json: at most {MAX_JSON_TOKENS:,} "
+                            f"(--json holds every id until the end); without --json the text streams, any length")
+    model, tok, max_len = open_model(args)
+    prompt = tok.ids(args.prompt)
+    tokens = stream(model, prompt, args.max_new_tokens, max_len, temperature=args.temperature, top_k=args.top_k,
+                    seed=args.seed)                                   # options checked here, before any output
+    if len(prompt) + args.max_new_tokens > max_len - 1:
+        print(f"nasgraph generate: note: past max_len {max_len} the context slides: each token sees <cls> and the "
+              f"latest {max_len - 1} tokens", file=sys.stderr)
     if args.json:
-        print(json.dumps({"prompt": args.prompt, "continuation": continuation, "ids": new}, ensure_ascii=False))
-    else:
-        sep = " " if tok.kind == "symbols" and args.prompt.strip() and continuation else ""
-        print(args.prompt + sep + continuation)
+        return _json(args, tok, tokens)
+    sep = " " if tok.kind == "symbols" and args.prompt.strip() else ""
+    sys.stdout.write(printable(args.prompt))
+    text, done = TextStream(tok, sys.stdout, sep), 0
+    try:
+        for token in tokens:                                          # only a count is kept: bounded memory
+            text.write(token)
+            done += 1
+    except KeyboardInterrupt:
+        text.close()
+        return _interrupted(done, args.max_new_tokens)
+    text.close()
     return 0
+
+
+def _json(args, tok, tokens) -> int:
+    from tqdm.auto import tqdm
+
+    code, new = 0, []
+    with tqdm(total=args.max_new_tokens, desc="generate", unit="tok", disable=None if args.progress else True,
+              file=sys.stderr, leave=False) as bar:
+        try:
+            for token in tokens:
+                new.append(token)
+                bar.update()
+        except KeyboardInterrupt:
+            code = _interrupted(len(new), args.max_new_tokens)
+    row = {"prompt": printable(args.prompt), "continuation": printable(tok.decode(new)), "ids": new}
+    if code:
+        row["interrupted"] = True
+    print(json.dumps(row, ensure_ascii=False))
+    return code
+
+
+def _interrupted(done: int, wanted: int) -> int:
+    print(f"nasgraph generate: interrupted after {done:,} of {wanted:,} tokens; kept what was generated",
+          file=sys.stderr)
+    return 130

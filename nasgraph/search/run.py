@@ -17,6 +17,7 @@ from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.graph.summary import summarize
 from nasgraph.search.context import SearchContext
+from nasgraph.spec.checks import load_task_data
 from nasgraph.graph.subnet import elastic
 from nasgraph.search.derive import derive_spec
 from nasgraph.search.elastic_run import write_elastic_outcome
@@ -60,7 +61,7 @@ def search_context(doc, out: str | Path, *, resume: bool, progress: bool, runtim
     cost = distributed.from_rank0(lambda: cost_table(spec, summary, graph, progress))   # torchrun: measured once
     task_config = tasks.parse_task(spec.task)
     with distributed.rank0_first():          # a download or cache the other ranks then read
-        data = tasks.load_task(task_config)
+        data = load_task_data(task_config, doc.error)
     task = tasks.get(task_config.kind)(task_config)
     check_head(doc, graph, data.class_names)
     return SearchContext(doc=doc, graph=graph, cost=cost, flops=CostTable.from_summary(summary), data=data,

@@ -133,8 +133,22 @@ def check_task(raw: dict, error_at: ErrorAt, base_dir: str | None = None):
     try:
         return tasks.parse_task(raw["task"], base_dir=base_dir)
     except ConfigError as err:
-        sub = tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ()
-        raise error_at(str(err), ("task",) + sub) from None
+        raise error_at(str(err), _task_key(err)) from None
+
+
+def load_task_data(config, error_at: ErrorAt):
+    """tasks.load_task(config), a ConfigError (a missing, empty or too short data file) located at its
+    task key (task.path): the data files are read when a command needs them, after the spec's checks."""
+    from nasgraph import tasks
+
+    try:
+        return tasks.load_task(config)
+    except ConfigError as err:
+        raise error_at(str(err), _task_key(err)) from None
+
+
+def _task_key(err: ConfigError) -> KeyPath:
+    return ("task",) + (tuple(int(k) if k.isdigit() else k for k in err.key.split(".")) if err.key else ())
 
 
 def check_strategy(spec, error_at: ErrorAt) -> None:

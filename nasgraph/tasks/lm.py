@@ -77,14 +77,18 @@ def read_pieces(path: str | Path) -> list[str]:
     return pieces
 
 
-def read_bytes(path: str | Path, limit: int | None, what: str) -> bytes:
+def read_bytes(path: str | Path, limit: int | None, what: str, key: str) -> bytes:
+    """The bytes of a data file (at most `limit`); ConfigError at `key` (located in the spec) when it
+    is missing, a folder or empty."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"task 'lm': {path} is a folder, not a {what} file", key=key)
     if not path.is_file():
-        raise NasgraphError(f"task 'lm': no such {what} file: {path}")
+        raise ConfigError(f"task 'lm': no such {what} file: {path}", key=key)
     with open(path, "rb") as f:
         data = f.read(limit) if limit else f.read()
     if not data:
-        raise NasgraphError(f"task 'lm': {path} is empty")
+        raise ConfigError(f"task 'lm': {path} is empty", key=key)
     return data
 
 
@@ -133,15 +137,15 @@ class LMTask(Task):
     def texts(self) -> dict[str, bytes]:
         """Each split's bytes: separate files, or contiguous cuts of `path` (train, val, test)."""
         c = self.config
-        train = read_bytes(c.path, c.max_bytes, "text")
+        train = read_bytes(c.path, c.max_bytes, "text", "path")
         given = {"val": c.val_path, "test": c.test_path}
-        out = {name: read_bytes(p, c.max_bytes, name) for name, p in given.items() if p}
+        out = {name: read_bytes(p, c.max_bytes, name, f"{name}_path") for name, p in given.items() if p}
         cuts = [name for name in ("val", "test") if name not in out]
         sizes = {"val": round(c.val_fraction * len(train)), "test": round(c.test_fraction * len(train))}
         rest = len(train) - sum(sizes[n] for n in cuts)
         if any(sizes[n] < 1 for n in cuts) or rest < 1:
-            raise NasgraphError(f"task 'lm': {c.path} has {len(train)} bytes, too few to cut "
-                                f"{' and '.join(cuts)} from; give a longer text or val_path/test_path")
+            raise ConfigError(f"task 'lm': {c.path} has {len(train)} bytes, too few to cut "
+                              f"{' and '.join(cuts)} from; give a longer text or val_path/test_path", key="path")
         out["train"], pos = train[:rest], rest
         for name in cuts:
             out[name], pos = train[pos:pos + sizes[name]], pos + sizes[name]

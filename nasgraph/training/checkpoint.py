@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import pickle
 import random
+import re
 import sys
 import warnings
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -58,9 +60,31 @@ def set_rng_state(s: dict) -> None:
             torch.cuda.set_rng_state(state, i)
 
 
+ZIP_MAGIC, PICKLE_MAGIC = b"PK\x03\x04", b"\x80"   # torch.save's zip archive; a pickle of protocol >= 2
+
+
 def _describe(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:160]}" if text else type(err).__name__
+    """The loader's message, its first sentence only (torch appends paragraphs of advice)."""
+    text = re.sub(r"^\[enforce fail at [^\]]*\][\s.]*", "", (str(err).strip().splitlines() or [""])[0])
+    text = text.split(". ")[0].rstrip(".")
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _check_archive(path: Path, size: int) -> None:
+    """A torch zip archive cut short or with changed bytes (torch reads the latter silently) as a
+    CheckpointError saying which; every member's CRC is checked (one read of the file)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            bad = archive.testzip()
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError, zlib.error) as err:
+        if "central directory" in str(err) or "not a zip file" in str(err).lower():
+            raise CheckpointError(f"{path}: truncated checkpoint: a torch zip archive of {size:,} bytes without its "
+                                  f"end (the archive's index): the write or the copy was cut short") from None
+        raise CheckpointError(f"{path}: damaged checkpoint: a torch zip archive of {size:,} bytes that does not "
+                              f"read ({_describe(err)})") from None
+    if bad is not None:
+        raise CheckpointError(f"{path}: damaged checkpoint: member '{bad}' of the torch zip archive fails its "
+                              f"CRC check (bytes changed after it was saved)")
 
 
 def read_file(path: str | Path) -> object:
@@ -71,6 +95,10 @@ def read_file(path: str | Path) -> object:
     size = path.stat().st_size
     if size == 0:
         raise CheckpointError(f"{path}: empty file (0 bytes), not a checkpoint")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head.startswith(ZIP_MAGIC):
+        _check_archive(path, size)
     try:
         with warnings.catch_warnings():   # torch warns about foreign pickle protocols: the error says enough
             warnings.simplefilter("ignore")
@@ -87,13 +115,19 @@ def read_file(path: str | Path) -> object:
             raise CheckpointError(f"{path}: refused: it holds {found}, which only a code-running pickle needs "
                                   f"(a nasgraph checkpoint holds tensors and plain data); nothing in it was run",
                                   unsafe=True) from None
+        if not head.startswith(PICKLE_MAGIC):
+            raise CheckpointError(f"{path}: not a checkpoint: neither a torch zip archive nor a pickle (it starts "
+                                  f"with {head!r}); nothing in it was run") from None
         opcode = next((l.strip() for l in str(err).splitlines() if l.strip().startswith("Unsupported")), "")
         raise CheckpointError(f"{path}: not a readable checkpoint (not a torch archive, and a pickle stream the "
                               f"safe loader does not read{': ' + opcode.lower() if opcode else ''}); nothing in it "
                               f"was run") from None
-    except (RuntimeError, EOFError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as err:
-        hint = "truncated or damaged" if size < 1024 or "zip" in str(err).lower() else "damaged"
-        raise CheckpointError(f"{path}: {hint} checkpoint, not readable ({_describe(err)})") from None
+    except EOFError:
+        raise CheckpointError(f"{path}: truncated checkpoint: its pickle stream ends early ({size:,} bytes)") from None
+    except (RuntimeError, OSError, ValueError, zipfile.BadZipFile, KeyError, IndexError) as err:
+        what = ("a zip archive but not a torch checkpoint" if head.startswith(ZIP_MAGIC) and "archive" in str(err)
+                else "damaged checkpoint, not readable")
+        raise CheckpointError(f"{path}: {what} ({_describe(err)})") from None
     except Exception as err:  # noqa: BLE001 - any other loader failure is still a bad file, not a bug of ours
         raise CheckpointError(f"{path}: not a readable checkpoint ({_describe(err)})") from None
 
@@ -121,6 +155,28 @@ def model_weights(path: str | Path) -> dict:
         raise CheckpointError(f"{path}: not a model checkpoint (expected a state_dict of tensors or a dict with "
                               f"'model', got {type(state).__name__})")
     return state
+
+
+def misfit(model: torch.nn.Module, state: dict) -> str | None:
+    """Why `state` does not load into `model`, in one line (None when it fits): other weight names
+    (another model) or other shapes (another size)."""
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        return f"its weights are not a state_dict of tensors (got {type(state).__name__})"
+    want = model.state_dict()
+    missing, unexpected = sorted(set(want) - set(state)), sorted(set(state) - set(want))
+    if missing or unexpected:
+        return (f"a checkpoint of another model: {len(missing)} of the model's {len(want)} weights missing "
+                f"({_few(missing)}), {len(unexpected)} not in the model ({_few(unexpected)})")
+    shaped = [k for k, v in want.items() if tuple(v.shape) != tuple(state[k].shape)]
+    if shaped:
+        k = shaped[0]
+        return (f"a checkpoint of another size: {len(shaped)} weight(s) differ in shape, e.g. {k} is "
+                f"{tuple(state[k].shape)} in the checkpoint, {tuple(want[k].shape)} in the model")
+    return None
+
+
+def _few(keys: list[str]) -> str:
+    return ", ".join(keys[:3]) + (f" (+{len(keys) - 3} more)" if len(keys) > 3 else "") if keys else "none"
 
 
 def _fsync_dir(path: Path) -> None:

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from nasgraph import distributed
 from nasgraph.errors import NasgraphError
 from nasgraph.threads import set_torch_threads, thread_count
-from nasgraph.training.checkpoint import rng_state, set_rng_state
+from nasgraph.training.checkpoint import misfit, rng_state, set_rng_state
 from nasgraph.training.data import BatchStream, evaluate
 from nasgraph.training.device import announce, autocast, check_precision, resolve_device
 from nasgraph.training.rundir import RunDir
@@ -83,6 +83,9 @@ def fit(model, splits: dict, train, run: RunDir, *, steps: int | None = None, st
     window: list[tuple[float, float]] = []    # (loss, acc) of the steps since the last train log row
     if resume:
         state = run.load_checkpoint()
+        problem = misfit(model, state["model"])
+        if problem:
+            raise NasgraphError(f"{run.checkpoint_path.parent}: the checkpoint does not fit this run's model: {problem}")
         try:
             model.load_state_dict(state["model"])
             opt.load_state_dict(state["opt"])

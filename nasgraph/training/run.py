@@ -9,7 +9,8 @@ from nasgraph.errors import NasgraphError
 from nasgraph.graph import compile_spec
 from nasgraph.model import GraphModule
 from nasgraph.runfolder import require
-from nasgraph.training.checkpoint import CheckpointError, model_weights, read_state
+from nasgraph.spec.checks import load_task_data
+from nasgraph.training.checkpoint import CheckpointError, misfit, model_weights, read_state
 from nasgraph.training.data import evaluate
 from nasgraph.training.device import resolve_device, runtime_train
 from nasgraph.training.loop import fit, seed_everything
@@ -64,7 +65,7 @@ def _train(doc, out: str | Path, train, *, resume: bool, extend: bool, progress:
         run.write_spec(doc.raw)
     config = tasks.parse_task(doc.spec.task)
     with distributed.rank0_first():          # a download or cache the other ranks then read
-        data = tasks.load_task(config)
+        data = load_task_data(config, doc.error)
     check_head(doc, graph, data.class_names)
     task = tasks.get(config.kind)(config)
     result = fit(model, data.splits, train, run, resume=run.resuming, desc=f"train {doc.spec.name}",
@@ -107,10 +108,10 @@ def load_trained(run_dir: str | Path):
             raise NasgraphError(f"{err}; checkpoints/prev.pt is intact: `nasgraph train {run_dir}/spec.yaml --out "
                                 f"{run_dir} --resume` rebuilds the last one") from None
         raise
-    try:
-        model.load_state_dict(weights)
-    except RuntimeError as err:
-        raise NasgraphError(f"{ckpt} does not fit the run's spec: {str(err).splitlines()[-1].strip()[:200]}") from None
+    problem = misfit(model, weights)
+    if problem:
+        raise NasgraphError(f"{ckpt} does not fit the run's spec: {problem}")
+    model.load_state_dict(weights)
     return doc, model.eval()
 
 
@@ -127,7 +128,7 @@ def run_eval(run_dir: str | Path, split: str = "test", device: str | None = None
     doc, model = load_trained(run_dir)
     model.to(resolve_device(runtime_train(doc, device).device))
     config = tasks.parse_task(doc.spec.task)
-    data = tasks.load_task(config)
+    data = load_task_data(config, doc.error)
     if split not in data.splits:
         raise NasgraphError(f"unknown split '{split}'; valid: {', '.join(data.splits)}")
     return evaluate(model, data.splits[split], doc.spec.train.batch_size, task=tasks.get(config.kind)(config))

@@ -16,8 +16,10 @@ contender replaces the pick only if it beats it at one-sided 95% on utility (met
 term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
 types that learn fast early (ListOps: local leads early, ends 5 points behind), and fewer steps turn
 that bias against the challenger. Several winners: the largest gain. A contender ahead but not
-significantly is a `race_undecided` warning. Cost: 0.5 (teacher) + 0.05 per student [+ 0.1 (a
-combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
+significantly is a `race_undecided` warning; an untested type that does not win its (shorter) race is
+not ruled out (`race_short`: the confidence is at most weak). Where a type is untested, the per-layer
+students run only while they fit beside its race under max_cost (`_plan`). Cost: 0.5 (teacher) + 0.05
+per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
 trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
 `race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
 them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
@@ -35,6 +37,7 @@ from pydantic import Field
 from nasgraph.errors import ConfigError
 from nasgraph.search.evidence import Evidence
 from nasgraph.search.strategies._budget import Ledger, RaceBudget
+from nasgraph.search.strategies._plan import StudentPlan
 from nasgraph.search.strategies._race import RaceJudge, contenders, share, untested, wide_scores
 from nasgraph.search.strategies._supernet import merge_measured
 from nasgraph.search.strategies.registry import register
@@ -58,7 +61,7 @@ class TeacherRaceConfig(TeacherConfig):
 
 
 @register("teacher_race")
-class TeacherRace(RaceJudge, RaceBudget, Teacher):
+class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
     Config = TeacherRaceConfig
 
     @classmethod
@@ -79,7 +82,9 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
     def run(self, ctx) -> Evidence:
         t0, seeds, label = time.perf_counter(), list(self.search.seeds), self.teacher_label(ctx)
         ledger = Ledger(ctx, self.total_steps)
-        base = ctx.homogeneous(label)
+        base, self.plans = ctx.homogeneous(label), []
+        others = [o for o in ctx.homogeneous_labels() if o != label]     # untested ones are known before training
+        self.inherits = dict(zip(others, inheritance(ctx, base, [ctx.homogeneous(o) for o in others])))
         teachers = ctx.run_trials([TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-"))
                                    for s in seeds], f"teacher {label}")
         per_seed = [self.search_seed(ctx, s, rec) for s, rec in zip(seeds, teachers)]
@@ -89,8 +94,8 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
         return ctx.evidence(self.name, seeds=seeds, picks=picks,
                             measured=merge_measured(ctx, [m for _, m in per_seed], self.total_steps),
                             wall_seconds=time.perf_counter() - t0,
-                            stages=[{k: v for k, v in st.items() if k != "pick_choice"} for st in stages] +
-                            [self.account(ledger, len(seeds))],
+                            stages=self.plans + [{k: v for k, v in st.items() if k != "pick_choice"} for st in stages]
+                            + [self.account(ledger, len(seeds))],
                             notes=[f"teacher {label} trained {self.teach_steps} steps; students adapted "
                                    f"{self.adapt_steps} steps from its weights (not full trainings), scored on the "
                                    f"teacher's held-out examples; KL tolerance {self.config.kl_tolerance}, tie margin "
@@ -108,8 +113,7 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
         student's."""
         base, cost, inherit_min = ctx.homogeneous(label), ctx.cost.of_choice, self.config.inherit_min
         self.budget = {"stage": "budget", "max_cost": self.config.max_cost}
-        others = [o for o in ctx.homogeneous_labels() if o != label]
-        inherits = dict(zip(others, inheritance(ctx, base, [ctx.homogeneous(o) for o in others])))
+        inherits = self.inherits
         stages, requests = [], []
         for seed, rec, (pick, measured) in zip(seeds, teachers, per_seed):
             students = []
@@ -123,10 +127,16 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
             keeps = label in {l for ls in ctx.label_choice(pick).values() for l in ls}
             found = [c for c in contenders(self.utility(rec["score"], cost(base)), students, inherit_min, keeps)
                      if ctx.homogeneous(c["label"]) != pick]
+            # an untested type's race is its only evidence: the tested contenders (their students measured them)
+            # do not share race_budget with it where sharing would cut it below race_fraction
+            blind = [c for c in found if untested(c, inherit_min)]
+            deferred = [c["label"] for c in found if blind and self.race_steps(len(found)) < self.race_steps(len(blind))
+                        and not untested(c, inherit_min)]
+            found = [c for c in found if c["label"] not in deferred]
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
                      "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
                      "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
-                     "inherits": inherits,
+                     "inherits": inherits, "deferred": deferred,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
         self.fit_budget(ctx, ledger, seeds, label, teachers, stages)
@@ -134,8 +144,9 @@ class TeacherRace(RaceJudge, RaceBudget, Teacher):
             seed = stage["seed"]
             for c in stage["contenders"]:
                 choice = ctx.homogeneous(c["label"])
+                extra = stage.get("extra")
                 requests.append(TrialRequest(choice, seed, stage["steps"], trial_name(ctx, choice, seed, "race-"),
-                                             measure=functools.partial(wide_scores, batches=self.config.race_batches)))
+                                             measure=functools.partial(wide_scores, extra=extra) if extra else None))
         records = iter(ctx.run_trials(requests, "race: contenders from scratch") if requests else [])
         for stage, rec, (pick, measured) in zip(stages, teachers, per_seed):
             if stage["contenders"]:

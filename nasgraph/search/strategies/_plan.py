@@ -1,0 +1,79 @@
+"""teacher_race's plan of the teacher phase: the race of untested types first, the refinement after.
+
+A type whose student does not inherit all of its weights from the teacher is untested (`_race.untested`):
+known from the built models before anything trains, and its race from scratch is the only evidence the
+search can have on it. So where there is one, the per-layer students (they refine the pick among the
+tested types) run only while they fit under `max_cost` beside that race. Once the teacher and every
+type's homogeneous student are measured, the ledger (`_budget`) prices the untested types' race at its
+configured steps, scored on the held-out slice alone (the examples every trial scores; `fit_race`), and
+each per-layer student at its types' measured start-up, steps and scoring, plus one adapted combination
+(`final_fraction`) where the kept students span two layers; the students are kept in the spec's
+candidate order, each layer in turn, while they fit, the others are not run. The `plan` stage records
+it, with a `students_cut` warning that names the max_cost running them all. No untested type: every
+student runs, as in `teacher`.
+"""
+from __future__ import annotations
+
+import math
+import statistics
+
+from nasgraph.search.strategies._budget import RESERVE, UNCAPPED, Ledger, fit_race
+from nasgraph.search.trials import TrialRequest, finished, trial_name
+
+
+class StudentPlan:
+    """teacher_race's `affordable` (a mixin of the strategy: config, inherits, race_steps, steps)."""
+
+    def plans_students(self) -> bool:
+        """Only under a cap, and where some type is untested (else every student runs in one batch)."""
+        return self.config.max_cost is not None and any(f < self.config.inherit_min for f in self.inherits.values())
+
+    def affordable(self, ctx, seed: int, label: str, singles: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
+        cfg, seeds = self.config, list(self.search.seeds)
+        blind = [o for o, f in self.inherits.items() if f < cfg.inherit_min]
+        if not singles:
+            return singles
+        done, base = seeds[:seeds.index(seed) + 1], ctx.homogeneous(label)
+        ledger = Ledger(ctx, self.total_steps)
+        for s in done:
+            teacher = finished(ctx, TrialRequest(base, s, self.teach_steps, trial_name(ctx, base, s, "teacher-")))
+            ledger.add_seed(ctx, s, label, teacher, self.adapt_steps)
+        unit, scored = ledger.unit, len(ctx.score_split(ctx.splits(seed)))
+        if unit is None:
+            return singles
+        race = fit_race([blind], self.race_steps, ledger, UNCAPPED, 1, scored, 0, label)[3]
+        allowed = len(done) * ((cfg.max_cost - RESERVE) * unit - race) - ledger.spent()
+
+        def price(labels, steps: int) -> float:      # a trial of these types (one per layer), measured rates
+            return statistics.mean(ledger.start_of(t) + steps * ledger.rate_of(t) + scored * ledger.scoring_of(t)
+                                   for t in labels)
+
+        final = max(1, round(cfg.final_fraction * self.total_steps))
+        combined = price(ctx.homogeneous_labels(), final) if cfg.final_fraction else 0.0
+        order = sorted(singles, key=lambda s: (s[1]["index"], list(ctx.labels).index(s[1]["node"])))
+        kept, cost = [], 0.0
+        for choice, single in order:
+            step = price([t for ls in ctx.label_choice(choice).values() for t in ls], self.adapt_steps)
+            nodes = {s["node"] for _, s in kept} | {single["node"]}
+            if cost + step + (combined if len(nodes) > 1 else 0.0) > allowed:
+                break
+            kept.append((choice, single))
+            cost += step
+        skipped = [ctx.label_choice(c) for c, _ in order[len(kept):]]
+        whole = sum(price([t for ls in ctx.label_choice(c).values() for t in ls], self.adapt_steps) for c, _ in order)
+        needed = math.ceil(10 * (ledger.spent() / len(done) + race + whole + combined + RESERVE * unit) / unit) / 10
+        stage = {"stage": "plan", "seed": seed, "untested": blind, "race_reserved": round(race / unit, 3),
+                 "allowed_for_students": round(allowed / unit, 3), "students_predicted": round(cost / unit, 3),
+                 "students": len(kept), "not_run": skipped}
+        if skipped:
+            stage["warning"] = {
+                "code": "students_cut",
+                "message": f"seed {seed}: {len(skipped)} of {len(order)} per-layer students not run, to leave the "
+                           f"race of {', '.join(blind)} (untested by the teacher: no evidence without it) its "
+                           f"{self.race_steps(len(blind))} steps under max_cost {cfg.max_cost} (reserved "
+                           f"{race / unit:.2f} standalone trainings); the pick is chosen among fewer per-layer "
+                           f"replacements",
+                "fix": f"raise max_cost to {needed:g} (every student and the race, predicted from the measured "
+                       f"CPU rates)"}
+        self.plans.append(stage)
+        return [s for s in singles if any(s[0] is c for c, _ in kept)]
