@@ -5,7 +5,7 @@ known from the built models before anything trains, and its race from scratch is
 search can have on it. So where there is one, the per-layer students (they refine the pick among the
 tested types) run only while they fit under `max_cost` beside that race. Once the teacher and every
 type's homogeneous student are measured, the ledger (`_budget`) prices the untested types' race at its
-configured steps, scored on the held-out slice alone (the examples every trial scores; `fit_race`), and
+configured steps (teacher_fraction: as long as the teacher), scored on the held-out slice alone (the examples every trial scores; `fit_race`), and
 each per-layer student at its types' measured start-up, steps and scoring, plus one adapted combination
 (`final_fraction`) where the kept students span two layers; the students are kept in the spec's
 candidate order, each layer in turn, while they fit, the others are not run. The `plan` stage records
@@ -70,7 +70,7 @@ class StudentPlan:
                 "code": "students_cut",
                 "message": f"seed {seed}: {len(skipped)} of {len(order)} per-layer students not run, to leave the "
                            f"race of {', '.join(blind)} (untested by the teacher: no evidence without it) its "
-                           f"{self.race_steps(len(blind))} steps under max_cost {cfg.max_cost} (reserved "
+                           f"{self.race_steps(blind)} steps under max_cost {cfg.max_cost} (reserved "
                            f"{race / unit:.2f} standalone trainings); the pick is chosen among fewer per-layer "
                            f"replacements",
                 "fix": f"raise max_cost to {needed:g} (every student and the race, predicted from the measured "
