@@ -109,8 +109,8 @@ class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
         """Steps of each of these challengers: race_fraction, or teacher_fraction where one is untested (its race
         is its only evidence: as long as the teacher trained, not shorter), or less so that all fit in race_budget."""
         blind = any(self.inherits.get(l, 1.0) < self.config.inherit_min for l in labels)
-        share = self.config.teacher_fraction if blind else self.config.race_fraction
-        return max(1, round(min(share, self.config.race_budget / max(1, len(labels))) * self.total_steps))
+        frac = self.config.teacher_fraction if blind else self.config.race_fraction
+        return max(1, round(min(frac, self.config.race_budget / max(1, len(labels))) * self.total_steps))
 
     def race(self, ctx, seeds, label, teachers, per_seed, ledger: Ledger) -> list[dict]:
         """One stage record per seed; a winning (or untested) challenger's from-scratch record replaces its
