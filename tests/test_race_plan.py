@@ -132,3 +132,18 @@ def test_a_won_or_full_length_race_does_not_cap_the_confidence():
                                 {"stage": "race", "steps": 90, "defender_steps": 165, "raced_short": ["gdn"]}])
     assert reason == "gdn untested by the teacher, raced only shorter than the pick (gdn 90 vs 180 steps; gdn 90 " \
                      "vs 165 steps): not ruled out" and warn.code == "race_short"
+
+
+def test_a_race_over_the_cap_is_said_so_beside_the_cut(planned, monkeypatch):
+    calls = []
+    monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.05)
+    # as above, then the search ends at 2.2 trainings: the race (10.8 s of slice and steps, 0.8 s beyond it predicted)
+    # cost more than predicted; the cut's warning (fewer examples) stays, and the overrun is said beside it
+    monkeypatch.setattr(budget.Ledger, "spent", lambda self: (calls.append(1), self.unit * (1 if len(calls) == 1 else
+                                                                                          1.4 if len(calls) == 2
+                                                                                          else 2.2))[1])
+    run, stages, rec, students = planned("2.1", extra=", race_batches: 3")
+    codes = [w["code"] for w in rec["warnings"]]
+    assert "race_cut" in codes and "over_max_cost" in codes
+    over = next(w for w in rec["warnings"] if w["code"] == "over_max_cost")
+    assert "the search cost 2.20 standalone trainings per seed, over max_cost 2.1: its race cost 0.80" in over["message"]

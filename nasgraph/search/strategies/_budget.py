@@ -226,16 +226,19 @@ class RaceBudget:
         unit, cap = ledger.unit, self.config.max_cost
         out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
-        over = cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out
+        over = cap is not None and out["spent"] and out["spent"] > cap
         if over and out.get("race_predicted"):
-            out["warning"] = {   # a race sized to fill the cap, priced at rates that moved with the machine's load
+            # a race sized to fill the cap, priced at rates that moved with the machine's load (beside a cut's warning)
+            out["warnings" if "warning" in out else "warning"] = {
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}: "
                            f"its race cost {out['spent'] - out['spent_before_race']:.2f}, predicted "
                            f"{out['race_predicted']:.2f} from the CPU rates measured before it (they move with the "
                            f"machine's load)",
                 "fix": "raise max_cost by a tenth, or lower race_fraction"}
-        elif over:
+            if "warnings" in out:
+                out["warnings"] = [out["warnings"]]
+        elif over and "warning" not in out:
             out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "

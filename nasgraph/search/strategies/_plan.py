@@ -42,7 +42,8 @@ class StudentPlan:
         if unit is None:
             return singles
         race = fit_race([blind], self.race_steps, ledger, UNCAPPED, 1, scored, 0, label)[3]
-        allowed = len(done) * ((cfg.max_cost - RESERVE) * unit - race) - ledger.spent()
+        spent = ledger.spent()
+        allowed = len(done) * ((cfg.max_cost - RESERVE) * unit - race) - spent
 
         def price(labels, steps: int) -> float:      # a trial of these types (one per layer), measured rates
             return statistics.mean(ledger.start_of(t) + steps * ledger.rate_of(t) + scored * ledger.scoring_of(t)
@@ -61,7 +62,7 @@ class StudentPlan:
             cost += step
         skipped = [ctx.label_choice(c) for c, _ in order[len(kept):]]
         whole = sum(price([t for ls in ctx.label_choice(c).values() for t in ls], self.adapt_steps) for c, _ in order)
-        needed = math.ceil(10 * (ledger.spent() / len(done) + race + whole + combined + RESERVE * unit) / unit) / 10
+        needed = math.ceil(10 * (spent / len(done) + race + whole + combined + RESERVE * unit) / unit) / 10
         stage = {"stage": "plan", "seed": seed, "untested": blind, "race_reserved": round(race / unit, 3),
                  "allowed_for_students": round(allowed / unit, 3), "students_predicted": round(cost / unit, 3),
                  "students": len(kept), "not_run": skipped}
