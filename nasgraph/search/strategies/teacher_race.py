@@ -1,31 +1,31 @@
 """Teacher, then a from-scratch race against the pick where the teacher's students are no evidence.
 
-The teacher strategy's blind spot: its students start from the teacher's weights, so a type that
-beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it
-as a student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
-`teacher_fraction` 0.5 to leave budget for the race). Contenders (`_race.contenders`): every type
-whose homogeneous student inherits less than `inherit_min` (default all) of its parameters from the
-teacher (its new parameters start untrained: its score is no evidence; gated_deltanet from a softmax
-teacher inherits 92.5%), whatever the pick; and, when the pick keeps the teacher's type in some
-layer, every other homogeneous type (costlier ones included) that the teacher does not beat at
-one-sided 95% on utility (the student ranking among contenders is not trusted: it raced linear
-before local on text_long). Each contender trains from scratch at the seed for `race_fraction` of
-the budget (an untested type: `teacher_fraction`, as long as the teacher; less when several must share
-`race_budget`; tested contenders do not share it down for an untested one: `race_deferred`), and it and the pick are scored on the same
-`race_batches` batches of the held-out slice (paired, more examples than a student's score). A
-contender replaces the pick only if it beats it at one-sided 95% on utility (metric minus the cost
-term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
+The teacher strategy's blind spot: its students start from the teacher's weights, so a type that beats
+the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it as a
+student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
+`teacher_fraction` 0.5 to leave budget for the race). Contenders (`_race.contenders`): every type whose
+homogeneous student inherits less than `inherit_min` (default all) of its parameters from the teacher
+(its new parameters start untrained: its score is no evidence; gated_deltanet from a softmax teacher
+inherits 92.5%), whatever the pick; and, when the pick keeps the teacher's type in some layer, every
+other homogeneous type (costlier ones included) that the teacher does not beat at one-sided 95% on
+utility (the student ranking among contenders is not trusted: it raced linear before local on
+text_long). Each contender trains from scratch at the seed for `race_fraction` of the budget (an
+untested type: `teacher_fraction`, as long as the teacher; less when several must share `race_budget`;
+tested contenders do not share it down for an untested one: `race_deferred`), and it and the pick are
+scored on the same `race_batches` batches of the held-out slice (paired, more examples than a student's
+score). A contender replaces the pick only if it beats it at one-sided 95% on utility (metric minus the
+cost term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
 types that learn fast early (ListOps: local leads early, ends 5 points behind), and fewer steps turn
 that bias against the challenger. Several winners: the largest gain. A contender ahead but not
 significantly is a `race_undecided` warning; an untested type that does not win its (shorter) race is
 not ruled out (`race_short`: the confidence is at most weak). Where a type is untested, the per-layer
 students run only while they fit beside its race under max_cost (`_plan`). Cost: 0.5 (teacher) + 0.05
-per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
-trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
-`race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
-them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
-and the evidence's `stages` (recommendation.json, the terminal, report.md); where the pick is one
-side of a race, the recommendation's contrast between the two sides is the race's
+per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over
+`max_cost` standalone trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is
+left (a cut is a `race_cut` warning, naming untested types left unraced or raced short and the max_cost
+that races them in full; the `budget` stage records the accounting). Each seed's race is in
+race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md); where the
+pick is one side of a race, the recommendation's contrast between the two sides is the race's
 (nasgraph.search.recommend_race).
 """
 from __future__ import annotations
