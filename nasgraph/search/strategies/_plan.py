@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 import statistics
 
+from nasgraph import distributed
 from nasgraph.search.strategies._budget import RESERVE, UNCAPPED, Ledger, fit_race
 from nasgraph.search.trials import TrialRequest, finished, trial_name
 
@@ -29,10 +30,19 @@ class StudentPlan:
         return self.config.max_cost is not None and any(f < self.config.inherit_min for f in self.inherits.values())
 
     def affordable(self, ctx, seed: int, label: str, singles: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
-        cfg, seeds = self.config, list(self.search.seeds)
-        blind = [o for o, f in self.inherits.items() if f < cfg.inherit_min]
         if not singles:
             return singles
+        order = sorted(singles, key=lambda s: (s[1]["index"], list(ctx.labels).index(s[1]["node"])))
+        # measured on rank 0 and sent to every rank (torchrun: the ranks must run the same students)
+        n, stage = distributed.from_rank0(lambda: self.plan(ctx, seed, label, order))
+        if stage is not None:
+            self.plans.append(stage)
+        return [s for s in singles if any(s[0] is c for c, _ in order[:n])]
+
+    def plan(self, ctx, seed: int, label: str, order: list[tuple[dict, dict]]) -> tuple[int, dict | None]:
+        """(how many of `order` fit beside the untested types' race, the plan stage)."""
+        cfg, seeds = self.config, list(self.search.seeds)
+        blind = [o for o, f in self.inherits.items() if f < cfg.inherit_min]
         done, base = seeds[:seeds.index(seed) + 1], ctx.homogeneous(label)
         ledger = Ledger(ctx, self.total_steps)
         for s in done:
@@ -40,7 +50,7 @@ class StudentPlan:
             ledger.add_seed(ctx, s, label, teacher, self.adapt_steps)
         unit, scored = ledger.unit, len(ctx.score_split(ctx.splits(seed)))
         if unit is None:
-            return singles
+            return len(order), None
         race = fit_race([blind], self.race_steps, ledger, UNCAPPED, 1, scored, 0, label)[3]
         spent = ledger.spent()
         allowed = len(done) * ((cfg.max_cost - RESERVE) * unit - race) - spent
@@ -51,21 +61,18 @@ class StudentPlan:
 
         final = max(1, round(cfg.final_fraction * self.total_steps))
         combined = price(ctx.homogeneous_labels(), final) if cfg.final_fraction else 0.0
-        order = sorted(singles, key=lambda s: (s[1]["index"], list(ctx.labels).index(s[1]["node"])))
-        kept, cost = [], 0.0
-        for choice, single in order:
-            step = price([t for ls in ctx.label_choice(choice).values() for t in ls], self.adapt_steps)
-            nodes = {s["node"] for _, s in kept} | {single["node"]}
+        prices = [price([t for ls in ctx.label_choice(c).values() for t in ls], self.adapt_steps) for c, _ in order]
+        n, cost = 0, 0.0
+        for (_, single), step in zip(order, prices):
+            nodes = {s["node"] for _, s in order[:n]} | {single["node"]}
             if cost + step + (combined if len(nodes) > 1 else 0.0) > allowed:
                 break
-            kept.append((choice, single))
-            cost += step
-        skipped = [ctx.label_choice(c) for c, _ in order[len(kept):]]
-        whole = sum(price([t for ls in ctx.label_choice(c).values() for t in ls], self.adapt_steps) for c, _ in order)
-        needed = math.ceil(10 * (spent / len(done) + race + whole + combined + RESERVE * unit) / unit) / 10
+            n, cost = n + 1, cost + step
+        skipped = [ctx.label_choice(c) for c, _ in order[n:]]
+        needed = math.ceil(10 * (spent / len(done) + race + sum(prices) + combined + RESERVE * unit) / unit) / 10
         stage = {"stage": "plan", "seed": seed, "untested": blind, "race_reserved": round(race / unit, 3),
                  "allowed_for_students": round(allowed / unit, 3), "students_predicted": round(cost / unit, 3),
-                 "students": len(kept), "not_run": skipped}
+                 "students": n, "not_run": skipped}
         if skipped:
             stage["warning"] = {
                 "code": "students_cut",
@@ -76,5 +83,4 @@ class StudentPlan:
                            f"replacements",
                 "fix": f"raise max_cost to {needed:g} (every student and the race, predicted from the measured "
                        f"CPU rates)"}
-        self.plans.append(stage)
-        return [s for s in singles if any(s[0] is c for c, _ in kept)]
+        return n, stage
