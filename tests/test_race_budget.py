@@ -28,8 +28,8 @@ class FakeLedger:
         return 0.0
 
 
-def configured(n: int) -> int:              # race_fraction 0.3, race_budget 0.5 of 100 steps
-    return round(min(0.3, 0.5 / n) * 100)
+def configured(labels: list[str]) -> int:      # race_fraction 0.3, race_budget 0.5 of 100 steps
+    return round(min(0.3, 0.5 / len(labels)) * 100)
 
 
 def test_a_race_that_fits_keeps_its_configured_steps():
@@ -164,6 +164,6 @@ def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trial
     ledger.add("gated", student, 640)
     # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0; scoring
     # its slice (640) and the 2560 examples after it at 1 ms, and the defender's 2560 (its slice is in its record)
-    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 640, 2560, "gated")[3] == \
+    assert fit_race([["gated"]], lambda labels: 90, ledger, 1000.0, 30, 640, 2560, "gated")[3] == \
         pytest.approx(0.49 + 7.2 + 3.2 + 2.56)
     assert ledger.unit == pytest.approx(300 * student["train_cpu_seconds"] / 15)    # the unit: whole trainings

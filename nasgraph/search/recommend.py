@@ -214,8 +214,8 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
     if short and level != "none":      # lost only a shorter race: at most weak, and said first
         level, why = "weak", f"{short}; {why}"
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
-    warns += [Warn(**st["warning"]) for st in stages if st.get("warning")] + ([short_warn] if short_warn else []) + \
-        deferred_races(stages)
+    warns += [Warn(**w) for st in stages for w in ([st["warning"]] if st.get("warning") else []) +
+              list(st.get("warnings") or [])] + ([short_warn] if short_warn else []) + deferred_races(stages)
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")
     steps = max((m.steps for m in ev.measured), default=None)

@@ -124,7 +124,7 @@ def fit_race(per_seed: list[list[str]], configured, ledger: Ledger, allowed: flo
              scored: int, race_scored: int, defender: str, batch: int = 1) -> tuple[int, int | None, int, float]:
     """(contenders kept per seed k, steps cap, examples scored beyond the slice, predicted CPU seconds) of
     the largest race that fits in `allowed` CPU seconds: the first k contenders of each seed (best first)
-    at min(configured(n), cap) steps, the cap at least `min_steps`; (0, None, 0, 0.0) when no race fits.
+    at min(configured(their labels), cap) steps, the cap at least `min_steps`; (0, None, 0, 0.0) when no race fits.
     Steps come before precision: a race keeps its configured steps and scores fewer of its `race_scored`
     examples beyond the slice (whole batches of `batch`) before it trains fewer steps. `scored`: the
     held-out slice a contender's trial scores (the race reuses it; the pick's is in its record);
@@ -134,15 +134,15 @@ def fit_race(per_seed: list[list[str]], configured, ledger: Ledger, allowed: flo
         fixed = sum(ledger.start_of(c) + ledger.scoring_of(c) * scored for cs in kept for c in cs)
         per_example = sum(ledger.scoring_of(c) for cs in kept for c in cs) + len(kept) * ledger.scoring_of(defender)
         per_step = sum(ledger.rate_of(c) for cs in kept for c in cs)
-        want = max(configured(len(cs)) for cs in kept)
-        whole = sum(configured(len(cs)) * ledger.rate_of(c) for cs in kept for c in cs)
+        want = max(configured(cs) for cs in kept)
+        whole = sum(configured(cs) * ledger.rate_of(c) for cs in kept for c in cs)
         if fixed + whole <= allowed:          # every step: as many examples as are left for
             extra = race_scored if per_example <= 0 else \
                 min(race_scored, batch * int((allowed - fixed - whole) / per_example / batch))
             return k, want, extra, fixed + whole + extra * per_example
         cap = min(want, int((allowed - fixed) / per_step)) if per_step > 0 else want
         if cap >= min_steps:
-            steps = [min(configured(len(cs)), cap) for cs in kept]
+            steps = [min(configured(cs), cap) for cs in kept]
             return k, cap, 0, fixed + sum(s * ledger.rate_of(c) for cs, s in zip(kept, steps) for c in cs)
     return 0, None, 0, 0.0
 
@@ -182,11 +182,11 @@ class RaceBudget:
             found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
             st["no_evidence"] = [c["label"] for c in found[k:] if untested(c, cfg.inherit_min)]   # caps confidence
-            configured = self.race_steps(len(st["contenders"]))
+            configured = self.race_steps([c["label"] for c in st["contenders"]])
             st["steps"] = min(configured, cap) if k else None
             st["extra"] = kept_extra if k else 0
             for i, c in enumerate(found):
-                ran, whole = st["steps"] if i < k else 0, self.race_steps(len(found))
+                ran, whole = st["steps"] if i < k else 0, self.race_steps([c["label"] for c in found])
                 if untested(c, cfg.inherit_min) and ran < whole:
                     short[c["label"]] = (c["inherits"], ran, whole)
             if not k:
@@ -226,16 +226,19 @@ class RaceBudget:
         unit, cap = ledger.unit, self.config.max_cost
         out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
-        over = cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out
+        over = cap is not None and out["spent"] and out["spent"] > cap
         if over and out.get("race_predicted"):
-            out["warning"] = {   # a race sized to fill the cap, priced at rates that moved with the machine's load
+            # a race sized to fill the cap, priced at rates that moved with the machine's load (beside a cut's warning)
+            out["warnings" if "warning" in out else "warning"] = {
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}: "
                            f"its race cost {out['spent'] - out['spent_before_race']:.2f}, predicted "
                            f"{out['race_predicted']:.2f} from the CPU rates measured before it (they move with the "
                            f"machine's load)",
                 "fix": "raise max_cost by a tenth, or lower race_fraction"}
-        elif over:
+            if "warnings" in out:
+                out["warnings"] = [out["warnings"]]
+        elif over and "warning" not in out:
             out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "

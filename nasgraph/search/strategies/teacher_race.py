@@ -1,30 +1,31 @@
 """Teacher, then a from-scratch race against the pick where the teacher's students are no evidence.
 
-The teacher strategy's blind spot: its students start from the teacher's weights, so a type that
-beats the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it
-as a student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
-`teacher_fraction` 0.5 to leave budget for the race). Contenders (`_race.contenders`): every type
-whose homogeneous student inherits less than `inherit_min` (default all) of its parameters from the
-teacher (its new parameters start untrained: its score is no evidence; gated_deltanet from a softmax
-teacher inherits 92.5%), whatever the pick; and, when the pick keeps the teacher's type in some
-layer, every other homogeneous type (costlier ones included) that the teacher does not beat at
-one-sided 95% on utility (the student ranking among contenders is not trusted: it raced linear
-before local on text_long). Each contender trains from scratch at the seed for `race_fraction` of
-the budget (less when several must share `race_budget`), and it and the pick are scored on the same
-`race_batches` batches of the held-out slice (paired, more examples than a student's score). A
-contender replaces the pick only if it beats it at one-sided 95% on utility (metric minus the cost
-term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
+The teacher strategy's blind spot: its students start from the teacher's weights, so a type that beats
+the teacher when trained from scratch (text_long: local 69 vs softmax 64) can score below it as a
+student, and the pick keeps the teacher's type. Here the teacher phase runs as in `teacher` (with
+`teacher_fraction` 0.5 to leave budget for the race). Contenders (`_race.contenders`): every type whose
+homogeneous student inherits less than `inherit_min` (default all) of its parameters from the teacher
+(its new parameters start untrained: its score is no evidence; gated_deltanet from a softmax teacher
+inherits 92.5%), whatever the pick; and, when the pick keeps the teacher's type in some layer, every
+other homogeneous type (costlier ones included) that the teacher does not beat at one-sided 95% on
+utility (the student ranking among contenders is not trusted: it raced linear before local on
+text_long). Each contender trains from scratch at the seed for `race_fraction` of the budget (an
+untested type: `teacher_fraction`, as long as the teacher; less when several must share `race_budget`;
+tested contenders do not share it down for an untested one: `race_deferred`), and it and the pick are
+scored on the same `race_batches` batches of the held-out slice (paired, more examples than a student's
+score). A contender replaces the pick only if it beats it at one-sided 95% on utility (metric minus the
+cost term) although it trained fewer steps (`race_fraction` <= `teacher_fraction`): early scores favour
 types that learn fast early (ListOps: local leads early, ends 5 points behind), and fewer steps turn
 that bias against the challenger. Several winners: the largest gain. A contender ahead but not
 significantly is a `race_undecided` warning; an untested type that does not win its (shorter) race is
 not ruled out (`race_short`: the confidence is at most weak). Where a type is untested, the per-layer
 students run only while they fit beside its race under max_cost (`_plan`). Cost: 0.5 (teacher) + 0.05
-per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over `max_cost` standalone
-trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is left (a cut is a
-`race_cut` warning, naming untested types left unraced or raced short and the max_cost that races
-them in full; the `budget` stage records the accounting). Each seed's race is in race_seed<N>.json
-and the evidence's `stages` (recommendation.json, the terminal, report.md); where the pick is one
-side of a race, the recommendation's contrast between the two sides is the race's
+per student [+ 0.1 (a combined pick)], plus at most `race_budget` when a race runs, and never over
+`max_cost` standalone trainings per seed: a measured CPU ledger (`_budget`) sizes the race to what is
+left (a cut is a `race_cut` warning, naming untested types left unraced or raced short and the max_cost
+that races them in full; the `budget` stage records the accounting). Each seed's race is in
+race_seed<N>.json and the evidence's `stages` (recommendation.json, the terminal, report.md); where the
+pick is one side of a race, the recommendation's contrast between the two sides is the race's
 (nasgraph.search.recommend_race).
 """
 from __future__ import annotations
@@ -48,7 +49,7 @@ from nasgraph.training.rundir import RunDir
 
 class TeacherRaceConfig(TeacherConfig):
     teacher_fraction: float = Field(0.5, gt=0, le=1)   # the teacher's training, a share of search.steps
-    race_fraction: float = Field(0.3, gt=0, le=1)      # the challenger's training from scratch
+    race_fraction: float = Field(0.3, gt=0, le=1)      # the challenger's training from scratch (untested: teacher's)
     race_budget: float = Field(0.5, gt=0, le=1)        # all challengers of a seed together, a share of search.steps
     race_batches: int = Field(200, gt=0)               # held-out batches both are scored on (paired)
     # the whole search per seed, in standalone trainings (measured CPU time; None: no cap): the race is
@@ -104,9 +105,12 @@ class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
                                    f"whose student inherits less than {self.config.inherit_min:.0%} of its weights from "
                                    f"the teacher (no evidence) raced whatever the pick (stages)"])
 
-    def race_steps(self, n: int) -> int:
-        """Steps of each of n challengers: race_fraction, or less so that all fit in race_budget."""
-        return max(1, round(min(self.config.race_fraction, self.config.race_budget / max(1, n)) * self.total_steps))
+    def race_steps(self, labels: list[str]) -> int:
+        """Steps of each of these challengers: race_fraction, or teacher_fraction where one is untested (its race
+        is its only evidence: as long as the teacher trained, not shorter), or less so that all fit in race_budget."""
+        blind = any(self.inherits.get(l, 1.0) < self.config.inherit_min for l in labels)
+        frac = self.config.teacher_fraction if blind else self.config.race_fraction
+        return max(1, round(min(frac, self.config.race_budget / max(1, len(labels))) * self.total_steps))
 
     def race(self, ctx, seeds, label, teachers, per_seed, ledger: Ledger) -> list[dict]:
         """One stage record per seed; a winning (or untested) challenger's from-scratch record replaces its
@@ -130,12 +134,12 @@ class TeacherRace(RaceJudge, RaceBudget, StudentPlan, Teacher):
             # an untested type's race is its only evidence: the tested contenders (their students measured them)
             # do not share race_budget with it where sharing would cut it below race_fraction
             blind = [c for c in found if untested(c, inherit_min)]
-            deferred = [c["label"] for c in found if blind and self.race_steps(len(found)) < self.race_steps(len(blind))
-                        and not untested(c, inherit_min)]
+            shared = self.race_steps([c["label"] for c in found]) < self.race_steps([c["label"] for c in blind])
+            deferred = [c["label"] for c in found if blind and shared and not untested(c, inherit_min)]
             found = [c for c in found if c["label"] not in deferred]
             stage = {"stage": "race", "seed": seed, "teacher": label, "teacher_steps": self.teach_steps,
                      "defender": ctx.label_choice(pick), "contenders": found, "races": [], "pick": None,
-                     "steps": self.race_steps(len(found)) if found else None, "pick_choice": None,
+                     "steps": self.race_steps([c["label"] for c in found]) if found else None, "pick_choice": None,
                      "inherits": inherits, "deferred": deferred,
                      "verdict": "no contender" if keeps else "the pick keeps no layer of the teacher's type"}
             stages.append(stage)
