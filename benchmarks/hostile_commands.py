@@ -82,6 +82,20 @@ def with_metadata(src: Path, dst: Path, **changes: str) -> Path:
     return dst
 
 
+def _foreign_checkpoints(w: Path) -> None:
+    """other-size.pt (the run's weights, one tensor a size larger), other-model.pt, foreign.zip.pt."""
+    import zipfile
+
+    import torch
+
+    state = torch.load(w / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    name = sorted(state)[0]
+    torch.save({"model": {**state, name: torch.zeros(*[d + 1 for d in state[name].shape])}}, w / "other-size.pt")
+    torch.save({"model": {"w": torch.zeros(2)}}, w / "other-model.pt")
+    with zipfile.ZipFile(w / "foreign.zip.pt", "w") as z:
+        z.writestr("notes.txt", "hello")
+
+
 def build_cases(w: Path) -> list[Case]:
     """Fixtures in `w` and the cases over them (paths relative to `w`)."""
     (w / "t.yaml").write_text(textwrap.dedent(TRAIN))
@@ -96,8 +110,12 @@ def build_cases(w: Path) -> list[Case]:
              "junk.pt": os.urandom(4096), "text.onnx": b"hello\n", "trunc.onnx": good[: len(good) // 2],
              "empty.onnx": b"", "bin.txt": b"1 2\x00\x03", "latin.txt": "caf\u00e9\n".encode("latin-1"),
              "bin.tsv": b"\x89PNG\r\n\x1a\n\x00\x00", "bin.csv": bytes(range(256)) * 8}
+    mid = len(last) // 2
+    files["flipped.pt"] = last[:mid] + bytes(b ^ 0xFF for b in last[mid:mid + 64]) + last[mid + 64:]
+    files["cut-end.pt"] = last[:-10]
     for name, data in files.items():
         (w / name).write_bytes(data)
+    _foreign_checkpoints(w)
     payload_pickle(w / "flag-zip", True, w / "evil.pt")
     payload_pickle(w / "flag-raw", False, w / "evil.pkl")
     for key, value in (("class_names", "nope"), ("max_len", "abc"), ("tokenizer", "{}"), ("class_names", '["a"]')):
@@ -142,6 +160,9 @@ def build_cases(w: Path) -> list[Case]:
              ["evil.pt"], expect=0),
         *[Case(f"export --checkpoint {f}", ["export", "t.yaml", "--checkpoint", f, "-o", "x.onnx"], [f], [f])
           for f in ("empty.pt", "text.pt", "trunc.pt", "junk.pt", "run")],
+        *[Case(f"export --checkpoint {f}", ["export", "t.yaml", "--checkpoint", f, "-o", "x.onnx"], [f, what], [f])
+          for f, what in (("flipped.pt", "CRC"), ("cut-end.pt", "truncated"), ("other-size.pt", "another size"),
+                          ("other-model.pt", "another model"), ("foreign.zip.pt", "not a torch checkpoint"))],
         Case("eval run with torn last.pt, no prev", ["eval", "torn-run"], ["last.pt"], ["torn-run"]),
         Case("train --resume with torn last.pt, no prev", resume("torn-run"), ["last.pt"], ["torn-run"]),
         # run folders

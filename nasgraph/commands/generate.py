@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from nasgraph.textfmt import printable
+
 NAME = "generate"
 HELP = "continue a prompt with a trained language model (a train run folder, or an exported .onnx)"
 ORDER = 9
@@ -92,8 +94,14 @@ def eager_model(run_dir: str | Path, threads: int | None = None, provider: str =
 def open_model(args):
     """(Scorer or Decoder, tokenizer, max_len) for args.model: ORT prefill/step graphs, a run folder, an .onnx."""
     from exporters.decode_runtime import has_decode_graphs
+    from nasgraph.errors import NasgraphError
 
     model = Path(args.model)
+    if not model.exists():
+        raise NasgraphError(f"{model}: no such run folder or .onnx file")
+    if model.suffix.lower() in (".yaml", ".yml") and model.is_file():
+        raise NasgraphError(f"{model} is a spec: train it first (`nasgraph train {model} --out RUN`), then "
+                            f"`nasgraph generate RUN`")
     if has_decode_graphs(model) and not (model / "spec.yaml").exists() and not args.full_forward:
         from exporters.decode_runtime import OrtDecoder
 
@@ -105,11 +113,6 @@ def open_model(args):
 
     lm = OnnxLM(model, args.provider, threads=args.threads)
     return lm.scorer, lm.tokenizer, lm.max_len
-
-
-def printable(text: str) -> str:
-    """Bytes that are not valid UTF-8 (a byte model may emit any, a prompt may hold any) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class TextStream:
