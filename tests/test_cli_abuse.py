@@ -3,6 +3,7 @@ the input, text that is not valid UTF-8 on a strict terminal. Each is one clean 
 from __future__ import annotations
 
 import io
+import os
 import json
 import sys
 import textwrap
@@ -61,3 +62,29 @@ def test_a_folder_as_the_input_is_refused_not_classified_as_text(classifier, tmp
     """A folder given as INPUT was classified as the text of its name."""
     _, _, onnx = classifier
     refused(capsys, ["predict", onnx, tmp_path], str(tmp_path), "is a folder", "--text", keep=(onnx,))
+
+
+def test_an_output_that_is_a_pipe_or_device_is_never_replaced(classifier, tmp_path, capsys):
+    """`export -o /dev/full --force` (as root) renamed the export over the device node itself; a named pipe
+    stands in for the device here. derive's spec writer and export share the check."""
+    import stat
+
+    from nasgraph.errors import NasgraphError
+    from nasgraph.spec.dump import dump_spec
+
+    _, run, _ = classifier
+    pipe = tmp_path / "pipe.onnx"
+    os.mkfifo(pipe)
+    refused(capsys, ["export", run, "-o", pipe, "--force", "--no-progress"], "pipe.onnx", "named pipe", keep=(run,))
+    with pytest.raises(NasgraphError, match="named pipe"):
+        dump_spec({"name": "x"}, pipe, overwrite=True)
+    assert stat.S_ISFIFO(os.stat(pipe).st_mode)
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux /proc (a folder that takes no files)")
+def test_a_folder_that_takes_no_files_is_one_line(classifier, capsys):
+    """export -o /proc/x.onnx and data -o /proc/x.tsv ended in mkdtemp's / open's FileNotFoundError traceback
+    (what a read-only folder does for a user who is not root)."""
+    _, run, _ = classifier
+    refused(capsys, ["export", run, "-o", "/proc/x.onnx", "--no-progress"], "cannot write /proc/x.onnx")
+    refused(capsys, ["data", "listops", "--n", "3", "-o", "/proc/x.tsv"], "cannot write /proc/x.tsv")
