@@ -88,3 +88,20 @@ def test_a_folder_that_takes_no_files_is_one_line(classifier, capsys):
     _, run, _ = classifier
     refused(capsys, ["export", run, "-o", "/proc/x.onnx", "--no-progress"], "cannot write /proc/x.onnx")
     refused(capsys, ["data", "listops", "--n", "3", "-o", "/proc/x.tsv"], "cannot write /proc/x.tsv")
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (a stdout that is always full)")
+def test_a_full_stdout_is_one_line(classifier):
+    """`nasgraph compile spec.yaml > /dev/full` ended in an OSError traceback (ENOSPC) from print."""
+    import subprocess
+    from pathlib import Path
+
+    spec, _, _ = classifier
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    with open("/dev/full", "w") as full:
+        proc = subprocess.run([sys.executable, "-m", "nasgraph", "compile", str(spec)], stdout=full,
+                              stderr=subprocess.PIPE, env=env, timeout=120)
+    err = proc.stderr.decode()
+    assert proc.returncode == 2 and "Traceback" not in err and "Exception ignored" not in err, err
+    assert [l for l in err.splitlines() if "error" in l] == [err.strip().splitlines()[-1]]
+    assert "cannot write" in err and "No space left" in err
