@@ -105,3 +105,23 @@ def test_a_full_stdout_is_one_line(classifier):
     assert proc.returncode == 2 and "Traceback" not in err and "Exception ignored" not in err, err
     assert [l for l in err.splitlines() if "error" in l] == [err.strip().splitlines()[-1]]
     assert "cannot write" in err and "No space left" in err
+
+
+def test_bench_refuses_a_call_past_the_token_limit(classifier, tmp_path, capsys):
+    """`bench --batch 100000000000` ended in torch's allocator traceback (6.4 TB of token ids)."""
+    _, run, onnx = classifier
+    for target in (onnx, run):
+        refused(capsys, ["bench", target, "--out", tmp_path / "b", "--batch", "100000000000", "--no-progress"],
+                "--batch 100,000,000,000", "tokens in one call", keep=(target,))
+    assert not (tmp_path / "b").exists()
+
+
+def test_the_timing_budget_holds_without_warm_up_calls():
+    """`bench --repeats 100000000000` with the spec's warmup: 0 ran 10^11 calls: the 5 s budget was judged
+    from the warm-up calls only."""
+    import time
+
+    from exporters.latency import measure
+
+    stats = measure(lambda: time.sleep(0.01), warmup=0, repeats=10 ** 11, budget_s=0.1)
+    assert 3 <= stats.repeats < 50
