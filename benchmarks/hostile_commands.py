@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/hostile_commands.py [--timeout 120] [--only SUBSTRING]
 
 Builds one trained run, its export and one search run (and a tiny LM run and its export: the cases of
-hostile_lm_cases.py), then runs every case as its own
+hostile_lm_cases.py; hostile_cli_cases.py adds paths of the wrong kind and bench limits), then runs every case as its own
 `python -m nasgraph ...` process (per-case time limit). A case is clean when it exits with the
 expected code (2 for refusals) with one printable stderr line naming the file or option, no traceback, every
 file it was given unchanged (sha256 before/after) and no payload run. Writes
@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
+from hostile_cli_cases import cli_cases  # noqa: E402
 from hostile_lm_cases import lm_cases  # noqa: E402
 OUT = Path(__file__).parent / "out"
 TRAIN = """
@@ -229,7 +230,7 @@ def build_cases(w: Path) -> list[Case]:
              ["bin.tsv"], ["bin.tsv"]),
         Case("text task on a binary CSV", tr("--set", f"task={{kind: text, path: {w / 'bin.csv'}, max_len: 32}}"),
              ["bin.csv"], ["bin.csv"]),
-    ] + lm_cases(w, Case, _nasgraph)
+    ] + cli_cases(w, Case) + lm_cases(w, Case, _nasgraph)
 
 
 def tree_hash(paths: list[Path]) -> dict[str, str]:
