@@ -66,15 +66,20 @@ def test_the_stream_keeps_a_bounded_context():
 
 
 def test_text_streams_the_same_continuation_as_json(lm, capsys):
+    """Also --full-forward on a run folder (ignored before: it always decoded) gives the same text."""
     run, onnx = lm
-    for model in (run, onnx):
-        args = ["generate", str(model), "--prompt", "the qu", "--max-new-tokens", "40"]   # past max_len 12
+    texts = []
+    for model in (run, onnx, [run, "--full-forward"]):
+        model = model if isinstance(model, list) else [model]
+        args = ["generate", *map(str, model), "--prompt", "the qu", "--max-new-tokens", "40"]   # past max_len 12
         assert main(args) == 0
         text = capsys.readouterr()
         assert main(args + ["--json"]) == 0
         row = json.loads(capsys.readouterr().out)
         assert text.out == row["prompt"] + row["continuation"] + "\n"
         assert len(row["ids"]) == 40 and "context slides" in text.err
+        texts.append(text.out)
+    assert len(set(texts)) == 1, texts
 
 
 def test_ctrl_c_keeps_what_was_generated(lm):

@@ -36,7 +36,8 @@ def add_arguments(p) -> None:
                                                      "device for a run folder (checked: an unavailable one is an error)")
     p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime), >= 1")
     p.add_argument("--full-forward", action="store_true",
-                   help=".onnx only: rerun the whole context per token instead of the exported prefill/step graphs")
+                   help="rerun the whole context per token instead of prefill once + a step per token (the "
+                        "exported prefill/step graphs, or eager decoding for a run folder)")
     p.add_argument("--json", action="store_true", help="print a JSON object at the end: prompt, continuation, "
                                                        "token ids (at most 10,000,000 tokens)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="--json: no progress bar on stderr")
@@ -56,10 +57,10 @@ def torch_device(provider: str):
     return torch.device(provider)
 
 
-def eager_model(run_dir: str | Path, threads: int | None = None, provider: str = "cpu"):
+def eager_model(run_dir: str | Path, threads: int | None = None, provider: str = "cpu", full_forward: bool = False):
     """(model, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch on `provider`'s
     device: a Decoder (prefill once, then one position per token) when every attention layer has a
-    decoding form, else a scorer that runs the full forward per token."""
+    decoding form and not `full_forward`, else a scorer that runs the full forward per token."""
     import torch
 
     from nasgraph import tasks
@@ -85,6 +86,8 @@ def eager_model(run_dir: str | Path, threads: int | None = None, provider: str =
     def scorer(ids):
         return model(torch.from_numpy(ids)[None].to(device))[0].float().cpu().numpy()   # (T, V)
 
+    if full_forward:
+        return scorer, tok, int(config.max_len)
     try:
         return EagerDecoder(model), tok, int(config.max_len)
     except NasgraphError:                                              # a type without a decoding form
@@ -108,7 +111,7 @@ def open_model(args):
         decoder = OrtDecoder(model, args.threads, args.provider)     # prefill once, then a step per token
         return decoder.sequence(), decoder.tokenizer, decoder.max_len
     if model.is_dir():
-        return eager_model(model, args.threads, args.provider)
+        return eager_model(model, args.threads, args.provider, args.full_forward)
     from exporters.generate import OnnxLM
 
     lm = OnnxLM(model, args.provider, threads=args.threads)
