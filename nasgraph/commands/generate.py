@@ -149,7 +149,10 @@ def run(args) -> int:
         raise NasgraphError(f"--max-new-tokens {args.max_new_tokens:,} with --json: at most {MAX_JSON_TOKENS:,} "
                             f"(--json holds every id until the end); without --json the text streams, any length")
     model, tok, max_len = open_model(args)
-    prompt = tok.ids(args.prompt)
+    try:
+        prompt = tok.ids(args.prompt)
+    except NasgraphError as err:                                      # a symbol outside the vocabulary
+        raise NasgraphError(f"--prompt: {err}") from None
     tokens = stream(model, prompt, args.max_new_tokens, max_len, temperature=args.temperature, top_k=args.top_k,
                     seed=args.seed)                                   # options checked here, before any output
     if len(prompt) + args.max_new_tokens > max_len - 1:
