@@ -3,9 +3,11 @@
 For every registered type (plus torch.nn.MultiheadAttention as the baseline row): batch 1,
 d_model 256, 4 heads, T = 256 .. 8192 doubling, CPU; non-causal forms unless --causal (causal-only
 types, the recurrences, always run causal). Per type, one child process exports once with a
-dynamic T (dynamo, opset 18), checks parity at the smallest T, then for each T times PyTorch eager
-and ONNX Runtime (same thread count) and measures peak resident memory of one forward. A type that
-times out or crashes (e.g. killed for memory) is recorded at that T and skipped beyond it.
+dynamic T (dynamo, opset 18), checks parity at the smallest T, measures peak resident memory of one
+forward at each T, and times PyTorch eager and ONNX Runtime (same thread count, one session per T
+kept for all rounds) in --rounds rounds, each round every T in turn (eager then ORT), so that a
+change of load on a shared machine slows all lengths alike instead of skewing their ratio. A type
+that times out or crashes (e.g. killed for memory) is recorded at that T and skipped beyond it.
 
 Writes benchmarks/out/attention_scaling.{md,json,png} and prints the table. The per-type child process
 is attention_scaling_child.py, the table, flags and plot attention_scaling_report.py.
@@ -34,13 +36,15 @@ from exporters.runtime import GRAPH_OPT_LEVELS  # noqa: E402
 
 # -- parent: isolation, timeouts, report --------------------------------------------------------------
 def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[dict]]:
+    """Run one type's child (see run_type's messages); a length it dies or hangs on (no message for
+    timeout_s) is recorded as failed, the shorter lengths keep what they measured, longer ones are skipped."""
     ctx = mp.get_context("spawn")
     results: mp.Queue = ctx.Queue()
     proc = ctx.Process(target=run_type, args=(name, lengths, opts, results), daemon=True)
     proc.start()
-    info, rows, pending = {"type": name}, [], list(lengths)
+    info, rows, current = {"type": name}, {}, lengths[0]
     deadline = time.monotonic() + opts["timeout_s"]
-    while pending:
+    while True:
         try:
             kind, payload = results.get(timeout=1.0)
         except queue.Empty:
@@ -49,23 +53,26 @@ def measure_type(name: str, lengths: list[int], opts: dict) -> tuple[dict, list[
                 continue
             failure = (f"timeout after {opts['timeout_s']:.0f} s" if alive
                        else f"crashed, exit code {proc.exitcode} (-9: killed, likely out of memory)")
-            rows.append({"type": name, "T": pending[0], "error": failure})
+            rows[current] = {"type": name, "T": current, "error": failure}
             break
         deadline = time.monotonic() + opts["timeout_s"]
+        if kind == "done":
+            break
         if kind == "info":
             info = payload
-            continue
-        rows.append(payload)
-        pending.remove(payload["T"])
-        if "error" in payload:
-            break
-    rows += [{"type": name, "T": T, "error": "skipped after a failure at a shorter T"}
-             for T in pending[1:] if all(r["T"] != T for r in rows)]
+        elif kind == "start":
+            current = payload
+        else:
+            rows[payload["T"]] = payload
+    failed = min((T for T, r in rows.items() if "error" in r), default=None)
+    kept = [rows[T] for T in lengths if T in rows and (failed is None or T <= failed)]
+    kept += [{"type": name, "T": T, "error": "skipped after a failure at a shorter T"}
+             for T in lengths if failed is not None and T > failed]
     proc.terminate()
     proc.join(5)
     results.close()
     results.cancel_join_thread()
-    return info, rows
+    return info, kept
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-t", type=int, default=8192)
     parser.add_argument("--lengths", help="comma-separated T values instead of the doublings from --min-t to --max-t")
     parser.add_argument("--repeats", type=int, default=12, help="timed calls per backend and T")
-    parser.add_argument("--rounds", type=int, default=3, help="eager/ORT alternations per T")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all lengths, each one eager/ORT alternation per T")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--graph-opt", default="all", choices=GRAPH_OPT_LEVELS)
     parser.add_argument("--clock", default="wall", choices=["wall", "cpu"],
@@ -87,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--causal", action="store_true",
                         help="causal form of every type that has one (causal-only types always are)")
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
-    parser.add_argument("--timeout-s", type=float, default=600.0, help="per length and type")
+    parser.add_argument("--timeout-s", type=float, default=600.0, help="per length, round and type")
     parser.add_argument("--explain-t", type=int, default=1024, help="T for the per-level ORT table (0: off)")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)

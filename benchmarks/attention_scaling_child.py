@@ -64,7 +64,10 @@ def build_module(name: str, max_len: int, causal: bool = False):
 
 
 def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
-    """Child: export once, then send one result dict per length (or an error) to `out`."""
+    """Child: export once, then time every length in `rounds` rounds (each round all lengths, shortest
+    first), and send to `out`: ("info", export info), ("start", T) before each length of a round, ("row",
+    result) per length after the first round and again, pooled, at the end (an error stops that length
+    and the longer ones), then ("done", None)."""
     import numpy as np
     import torch
 
@@ -86,45 +89,69 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
     except Exception as err:  # noqa: BLE001 - recorded, eager timings still useful
         onnx_path, info["export_error"] = None, f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     out.put(("info", info))
-    for T in lengths:
-        x = torch.randn(1, T, D_MODEL)
-        row = {"type": name, "T": T}
-        try:
-            with torch.no_grad():
-                row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
-            row.update(_timed_rows(model, x, onnx_path, T, opts))
-        except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
-            row["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
-            traceback.print_exc()
-        out.put(("row", row))
-        if "error" in row:
-            break
-
-
-def _timed_rows(model, x, path: Path | None, T: int, opts: dict) -> dict:
-    """Eager and ORT timed in alternating rounds, so a busy machine slows both alike.
-
-    The ORT session is fresh per T: its first run's memory growth is this T's activations, not an
-    arena grown earlier.
-    """
+    xs, rows, timings, sessions = {}, {}, {}, {}
     rounds = max(1, min(opts["rounds"], opts["repeats"]))
+    for r in range(rounds):  # every length once per round: a change of machine load hits all lengths alike
+        for T in list(xs) if r else lengths:
+            out.put(("start", T))
+            try:
+                if r == 0:
+                    xs[T], rows[T], timings[T] = torch.randn(1, T, D_MODEL), {"type": name, "T": T}, ([], [])
+                    sessions[T] = _first_round(model, xs[T], onnx_path, rows[T], opts)
+                _timed_round(model, xs[T], sessions[T], timings[T], rounds, opts)
+            except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
+                rows[T]["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
+                traceback.print_exc()
+            if "error" in rows[T]:
+                out.put(("row", rows[T]))
+                xs = {t: xs[t] for t in xs if t < T}                   # this length and longer ones: no more
+                sessions = {t: sessions[t] for t in xs}
+                break
+            if r == 0:                                                 # kept if a later round dies
+                out.put(("row", _pooled_row(xs[T], onnx_path, rows[T], timings[T], None)))
+    sessions.clear()
+    for T in xs:
+        out.put(("row", _pooled_row(xs[T], onnx_path, rows[T], timings[T], opts)))
+    out.put(("done", None))
+
+
+def _first_round(model, x, path: Path | None, row: dict, opts: dict):
+    """Peak memory of one eager forward and of the first run of a fresh ORT session (this T's
+    activations, not an arena grown earlier) into row; returns the session, warmed up (None without
+    an export). A fresh session's first two runs grow its arena: ~4,000 page faults (~9 ms) at T=8192
+    in the second one, so it is run twice before any timing."""
+    import torch
+
+    with torch.no_grad():
+        row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
+    if path is None:
+        return None
+    sess, feeds = make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"]), {"x": x.numpy()}
+    row["ort_peak_mb"] = peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb
+    sess.run(None, feeds)
+    return sess
+
+
+def _timed_round(model, x, sess, timings: tuple[list, list], rounds: int, opts: dict) -> None:
+    """One round at one length: eager, then ORT (sess, kept from round to round; None: eager only),
+    appended to timings (eager list, ORT list)."""
     per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
-    sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
-    feeds = {"x": x.numpy()}
-    row = {"ort_peak_mb": peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb} if sess else {}
-    eager, ort = [], []
-    for _ in range(rounds):
-        eager.append(torch_latency(model, (x,), threads=opts["threads"], **per_round))
-        if sess:
-            ort.append(ort_latency(sess, feeds, **per_round))
-    row["eager"] = LatencyResult.combine(eager).row()
-    if not sess:
+    timings[0].append(torch_latency(model, (x,), threads=opts["threads"], **per_round))
+    if sess is not None:
+        timings[1].append(ort_latency(sess, {"x": x.numpy()}, **per_round))
+
+
+def _pooled_row(x, path: Path | None, row: dict, timings: tuple[list, list], opts: dict | None) -> dict:
+    """The row of one length: eager and ORT statistics pooled over the rounds so far and (opts given,
+    T == explain_t) ORT at each graph optimisation level."""
+    eager, ort = timings
+    row = {**row, "eager": LatencyResult.combine(eager).row()}
+    if not ort:
         return row
     row["ort"] = LatencyResult.combine(ort).row()
-    x = feeds["x"]
-    if T == opts["explain_t"]:  # why is ORT slower or faster: the same graph at each optimisation level
+    if opts and x.shape[1] == opts["explain_t"]:  # why is ORT slower or faster: the graph at each optimisation level
         row["ort_by_level_ms"] = {
-            level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x},
+            level: ort_latency(make_session(path, threads=opts["threads"], graph_opt=level), {"x": x.numpy()},
                                repeats=max(3, opts["repeats"] // 2),
                                budget_s=opts["budget_s"]).row()[statistic(opts)]
             for level in GRAPH_OPT_LEVELS}

@@ -39,8 +39,10 @@ from nasgraph.training.run import run_train
 OUT = Path(__file__).resolve().parent / "out" / "fidelity"
 # a strategy whose method changed since its cached searches: the revision enters their cache key
 REVISION = {"teacher": 2,    # 2: paired per-example scores, tie rule, per choice point contrasts
-            "teacher_race": 4}   # 2: the race sized to fit under max_cost (measured CPU ledger); 3: untested types race;
-#                                      4: the race priced at the steady per-step rate, its contrast in the confidence
+            "teacher_race": 5}   # 2: the race sized to fit under max_cost (measured CPU ledger); 3: untested types race;
+#                                      4: the race priced at the steady per-step rate, its contrast in the confidence;
+#                                      5: the plan (untested types' race before per-layer students), the race reuses
+#                                         the slice and cuts examples before steps, race_short caps the confidence
 STRATEGIES = {"halving": {"strategy": "halving"}, "teacher": {"strategy": "teacher"},
               "teacher_race": {"strategy": "teacher_race"},
               "darts": {"strategy": "darts"}, "darts_perturb": {"strategy": "darts", "select": "perturbation"},

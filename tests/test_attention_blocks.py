@@ -100,9 +100,46 @@ def test_export_runs_by_blocks_with_dynamic_batch_and_length(name, tmp_path):
     assert any(n.op_type in ("MatMul", "Gemm") for body in bodies for n in body.node), \
         "the projections are not inside a Scan over blocks"
     sess = make_session(path, threads=1)
-    for B, T in [(1, 37), (3, 37), (3, 5), (1, 70)]:
+    for B, T in [(1, 37), (3, 37), (3, 5), (2, 16), (1, 70)]:           # 5, 16: one block
         x, mask = padded(B, T, seed=T)
         with torch.no_grad():
             want = module(x, mask)
         got = torch.from_numpy(sess.run(None, {"x": x.numpy(), "mask": mask.numpy()})[0])
         torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-4)
+
+
+def _ops_between(graph: onnx.GraphProto, source: str, sink: onnx.NodeProto) -> set[str]:
+    """Op types of the top-level nodes on some path from the value `source` to the node `sink` that
+    carries its data (not only its shape)."""
+    producer = {out: n for n in graph.node for out in n.output}
+    memo: dict[str, bool] = {}
+
+    def reaches(value: str) -> bool:                                   # value depends on source's data
+        if value not in memo:
+            node = producer.get(value)
+            memo[value] = value == source or (node is not None and node.op_type != "Shape"
+                                              and any(reaches(i) for i in node.input))
+        return memo[value]
+
+    ops, stack = set(), [i for i in sink.input if reaches(i)]
+    while stack:
+        node = producer.get(stack.pop())
+        if node is not None:
+            ops.add(node.op_type)
+            stack += [i for i in node.input if reaches(i)]
+    return ops
+
+
+@pytest.mark.parametrize("name", ["retention", "linear"])
+def test_export_gathers_blocks_in_one_pass_over_the_sequence(name, tmp_path):
+    """x reaches the Scan over blocks and its outputs reach y by gathers (one pass over the whole
+    sequence each), not pad + transpose and transpose + slice (two each)."""
+    path = export_onnx(build(name, 16), padded(2, 50), tmp_path / "m.onnx", input_names=["x", "mask"],
+                       output_names=["y"], dynamic_axes=batch_seq_axes("x", "mask"), fallback=False)
+    graph = onnx.load(str(path)).graph
+    scan = next(n for n in graph.node if n.op_type == "Scan")
+    out = next(n for n in graph.node if "y" in n.output)
+    into = _ops_between(graph, "x", scan)
+    assert "Gather" in into and not into & {"Pad", "Transpose", "Slice"}, into
+    after = _ops_between(graph, scan.output[-1], out) | {out.op_type}
+    assert "Gather" in after and not after & {"Transpose", "Slice"}, after

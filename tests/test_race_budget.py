@@ -28,24 +28,28 @@ class FakeLedger:
         return 0.0
 
 
-def configured(n: int) -> int:              # race_fraction 0.3, race_budget 0.5 of 100 steps
-    return round(min(0.3, 0.5 / n) * 100)
+def configured(labels: list[str]) -> int:      # race_fraction 0.3, race_budget 0.5 of 100 steps
+    return round(min(0.3, 0.5 / len(labels)) * 100)
 
 
 def test_a_race_that_fits_keeps_its_configured_steps():
-    k, cap, cost = fit_race([["linear", "local"]], configured, FakeLedger({"linear": 1.0, "local": 2.0}), 1000.0,
-                            10, 50, 200, "softmax")
-    assert (k, cap, cost) == (2, 25, 75.0)
+    k, cap, extra, cost = fit_race([["linear", "local"]], configured, FakeLedger({"linear": 1.0, "local": 2.0}),
+                                   1000.0, 10, 50, 200, "softmax")
+    assert (k, cap, extra, cost) == (2, 25, 200, 75.0)
 
 
-def test_a_race_over_the_cap_trains_fewer_steps_then_drops_the_least_promising():
+def test_a_race_over_the_cap_scores_fewer_examples_before_it_trains_fewer_steps():
     ledger = FakeLedger({"linear": 1.0, "local": 2.0}, scoring=0.01)
-    # 60 s left: scoring 2 x 250 + 200 examples at 0.01 s = 7 s; 53 s / 3 s per step -> 17 steps each
-    assert fit_race([["linear", "local"]], configured, ledger, 60.0, 10, 50, 200, "softmax") == (2, 17, 7 + 17 * 3.0)
-    # 30 s: two contenders get 7 steps (< 10): only the first (best) one races, at (30 - 4.5) / 1 -> 25 steps
-    assert fit_race([["linear", "local"]], configured, ledger, 30.0, 10, 50, 200, "softmax") == (1, 25, 4.5 + 25.0)
-    assert fit_race([["linear", "local"]], configured, ledger, 5.0, 10, 50, 200, "softmax") == (0, None, 0.0)
-    assert fit_race([[]], configured, ledger, 1000.0, 10, 50, 200, "softmax") == (0, None, 0.0)
+    # the slice (50 examples each, 1 s) and 25 steps each (75 s) fit in 80 s; each example beyond the slice costs
+    # 0.03 s (both contenders and the pick): 4 s buy 133, whole batches of 10 -> 130
+    assert fit_race([["linear", "local"]], configured, ledger, 80.0, 10, 50, 200, "softmax", batch=10) == \
+        (2, 25, 130, pytest.approx(76 + 130 * 0.03))
+    # 60 s: not every step fits, so nothing beyond the slice: 59 s / 3 s per step -> 19 steps each
+    assert fit_race([["linear", "local"]], configured, ledger, 60.0, 10, 50, 200, "softmax") == (2, 19, 0, 1 + 19 * 3.0)
+    # 30 s: two contenders get 9 steps (< 10): only the first (best) one races, at (30 - 0.5) / 1 -> 29 steps
+    assert fit_race([["linear", "local"]], configured, ledger, 30.0, 10, 50, 200, "softmax") == (1, 29, 0, 0.5 + 29.0)
+    assert fit_race([["linear", "local"]], configured, ledger, 5.0, 10, 50, 200, "softmax") == (0, None, 0, 0.0)
+    assert fit_race([[]], configured, ledger, 1000.0, 10, 50, 200, "softmax") == (0, None, 0, 0.0)
 
 
 @pytest.fixture
@@ -159,7 +163,7 @@ def test_a_race_is_priced_at_the_steady_rate_plus_one_start_up_not_a_short_trial
     ledger = budget.Ledger(SimpleNamespace(started=0.0, backend=None, out=tmp_path), 300)
     ledger.add("gated", student, 640)
     # 90 race steps: 0.49 s once, 7.2 s of steps; the whole student's mean rate (0.1 s) would say 9.0; scoring
-    # 640 + 3200 examples at 1 ms, and the defender's 3200
-    assert fit_race([["gated"]], lambda n: 90, ledger, 1000.0, 30, 640, 3200, "gated")[2] == \
-        pytest.approx(0.49 + 7.2 + 3.84 + 3.2)
+    # its slice (640) and the 2560 examples after it at 1 ms, and the defender's 2560 (its slice is in its record)
+    assert fit_race([["gated"]], lambda labels: 90, ledger, 1000.0, 30, 640, 2560, "gated")[3] == \
+        pytest.approx(0.49 + 7.2 + 3.2 + 2.56)
     assert ledger.unit == pytest.approx(300 * student["train_cpu_seconds"] / 15)    # the unit: whole trainings

@@ -66,11 +66,11 @@ def test_an_untested_type_races_a_pick_that_keeps_no_teacher_layer(tiny_spec, tm
     assert [c["label"] for c in stage["contenders"]] == ["dcmha"]            # linear, local: not raced
     assert stage["inherits"]["linear"] == 1.0 and stage["inherits"]["dcmha"] < 1.0
     assert stage["contenders"][0]["why"].endswith("of its weights, not evidence")
-    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 6
-    assert (run / "trials" / "race-dcmha+dcmha-s0" / "budget6.json").exists()
+    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 10   # as long as the teacher
+    assert (run / "trials" / "race-dcmha+dcmha-s0" / "budget10.json").exists()
     # whether it won or not, dcmha's score in the table is its from-scratch race, not its student's
     dcmha = next(m for m in ev["measured"] if m["labels"]["L0.attention"] == ["dcmha"] and m["kind"] == "homogeneous")
-    assert dcmha["steps"] == 6 and "race" in dcmha["detail"]["source"]
+    assert dcmha["steps"] == 10 and "race" in dcmha["detail"]["source"]
     text = "\n".join(race_lines(json.loads((run / "recommendation.json").read_text()), markdown=False))
     assert "could not test" in text and "of its weights, not evidence" in text
 
@@ -84,23 +84,25 @@ def test_an_untested_type_the_cap_leaves_unraced_is_named_in_the_warning(tiny_sp
     monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
-    ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no race fits
+    ev = search_with_dcmha(tiny_spec, tmp_path, "1.05")          # 0.03 left: no per-layer student, no race fits
     (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
+    # the pick is the teacher, so the types its students could not rule out contend too; the untested one first
     assert stage["verdict"] == "no race: max_cost reached" and stage["dropped"] == ["dcmha"]
+    assert stage["deferred"] == ["linear", "local(window=4)"]       # tested: they would have shared its steps
     (warning,) = [st["warning"] for st in ev["stages"] if st["stage"] == "budget"]
     assert warning["code"] == "race_cut" and "untested" in warning["message"]
     # what the user can do: the max_cost that races it in full, from the same measured rates (here 20 s spent,
-    # 6 race steps at 1 s, the 0.4 s reserve: 26.4 / 20 = 1.32 -> 1.4)
+    # 10 race steps at 1 s, the 0.4 s reserve: 30.4 / 20 = 1.52 -> 1.6)
     assert warning["message"].startswith(f"dcmha untested (its student inherits {share(stage['inherits']['dcmha'])} "
                                          f"of its weights: not evidence), not raced, so the search has no evidence "
-                                         f"on it: max_cost 1.4 would race it 6 steps; the race was cut")
-    assert warning["fix"].startswith("raise max_cost to 1.4 ")
+                                         f"on it: max_cost 1.6 would race it 10 steps; the race was cut")
+    assert warning["fix"].startswith("raise max_cost to 1.6 ")
     rec = json.loads((tmp_path / "run" / "recommendation.json").read_text())
     (row,) = [a for a in rec["architectures"] if a["name"] == "dcmha"]
     assert row["source"] == "adapted, not evidence"          # its student's score, shown as no evidence
     assert stage["no_evidence"] == ["dcmha"]                  # unjudged: the confidence is at most weak, and says why
     assert rec["confidence"] == "weak" and "no evidence on dcmha" in rec["headline"]
-    assert "dcmha (untested) not raced: max_cost; 1.4 would race all" in "\n".join(race_lines(rec, markdown=False))
+    assert "dcmha (untested) not raced: max_cost; 1.6 would race all" in "\n".join(race_lines(rec, markdown=False))
 
 
 def test_the_max_cost_the_warning_names_races_the_untested_type_in_full(tiny_spec, tmp_path, monkeypatch):
@@ -110,9 +112,9 @@ def test_the_max_cost_the_warning_names_races_the_untested_type_in_full(tiny_spe
     monkeypatch.setattr(budget, "steady_rate", lambda rec: 1.0)
     monkeypatch.setattr(budget, "per_example", lambda rec, n: 0.0)
     monkeypatch.setattr(budget.Ledger, "spent", lambda self: self.unit)
-    ev = search_with_dcmha(tiny_spec, tmp_path, "1.4")
+    ev = search_with_dcmha(tiny_spec, tmp_path, "1.6")
     (stage,) = [st for st in ev["stages"] if st["stage"] == "race"]
-    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 6
+    assert [r["candidate"] for r in stage["races"]] == ["dcmha"] and stage["steps"] == 10
     assert not [st for st in ev["stages"] if st.get("warning", {}).get("code") == "race_cut"]
 
 

@@ -12,10 +12,13 @@ sequence.
 
 Eager: a Python loop over blocks when T > block (one call of `form` otherwise: the training path
 of short sequences is unchanged). Under torch.export: always one Scan over blocks whose body holds
-the whole form (its own Scan over chunks nested inside), with a dynamic batch and length. The
+the whole form (its own Scan over chunks nested inside), with a dynamic batch and length; the blocks
+are gathered from x, and the outputs back into position order, by one Gather each (pad + transpose
+and transpose + slice were two passes each over a whole-sequence tensor, out of cache at T=8192). The
 block count n and the block size Tb are both computed from T: n = ceil(T / block) blocks of Tb =
 ceil(T / n) positions rounded up to `align`, so a short sequence is one block with no padding beyond
-`align` (keep_b is 0.0 at that padding; `form` must make it neutral for the state).
+`align` (keep_b is 0.0 at that padding, which holds zeros in eager mode and repeats x's last position
+when exported: `form` must make it neutral for the state whatever its values).
 """
 from __future__ import annotations
 
@@ -68,8 +71,9 @@ def by_blocks(module: nn.Module, form: Form, x: Tensor, keep: Tensor | None, ini
         return _eager_blocks(form, x, keep, init, n, Tb)
     pad = n * Tb - T
     real = torch.ones(B, T, dtype=x.dtype, device=x.device) if keep is None else keep  # (B, T)
-    xs = F.pad(x, (0, 0, 0, pad)).reshape(B, n, Tb, d).movedim(1, 0)  # (n, B, Tb, d)
-    ks = F.pad(real, (0, pad)).reshape(B, n, Tb).movedim(1, 0)        # (n, B, Tb)
+    ks = F.pad(real, (0, pad)).reshape(B, n, Tb).movedim(1, 0)        # (n, B, Tb) 0.0 at the padding
+    rows = _block_rows(B, T, n, Tb, x.device).flatten()              # (n*B*Tb,)
+    xs = x.flatten(0, 1).index_select(0, rows).unflatten(0, (n, B, Tb))  # (n, B, Tb, d)
 
     def step(carry: Any, x_b: Tensor, keep_b: Tensor) -> tuple[Any, Tensor]:
         y_b, carry = form(x_b, keep_b, carry)
@@ -79,8 +83,25 @@ def by_blocks(module: nn.Module, form: Form, x: Tensor, keep: Tensor | None, ini
     # symbolic sizes that the ONNX decomposition rejects (the batch axis came out static)
     detached = {name: p.detach() for name, p in module.named_parameters()}
     with _reparametrize_module(module, detached):
-        last, ys = scan_chunks(step, tree_map(dense, init), (xs.contiguous(), ks.contiguous()))  # (n, B, Tb, ...)
-    return ys.movedim(0, 1).flatten(1, 2)[:, :T], last               # (B, T, ...)
+        last, ys = scan_chunks(step, tree_map(dense, init), (xs, ks.contiguous()))  # (n, B, Tb, ...)
+    rows = _position_rows(B, T, Tb, x.device).flatten()               # (B*T,)
+    return ys.flatten(0, 2).index_select(0, rows).unflatten(0, (B, T)), last  # (B, T, ...)
+
+
+def _block_rows(B, T, n, Tb, device: torch.device) -> Tensor:
+    """(n, B, Tb) rows of x.flatten(0, 1) (B*T rows) that make block i of sequence b: position i*Tb + j,
+    the padding after position T - 1 repeating it (its keep is 0.0). One gather instead of pad +
+    transpose: each is a pass over all of x, at T=8192 out of the core's cache."""
+    t = torch.arange(n * Tb, device=device).clamp_max(T - 1).reshape(n, 1, Tb)  # (n, 1, Tb) positions
+    return torch.arange(B, device=device).reshape(1, B, 1) * T + t    # (n, B, Tb)
+
+
+def _position_rows(B, T, Tb, device: torch.device) -> Tensor:
+    """(B, T) rows of the blocks' outputs (n, B, Tb, ...).flatten(0, 2) that hold position t of
+    sequence b: (t // Tb, b, t % Tb). One gather instead of transpose + slice."""
+    t = torch.arange(T, device=device).reshape(1, T)                  # (1, T)
+    i = t // Tb                                                       # (1, T) block (no %: Tb may be symbolic)
+    return (i * B + torch.arange(B, device=device).reshape(B, 1)) * Tb + (t - i * Tb)  # (B, T)
 
 
 def _eager_blocks(form: Form, x: Tensor, keep: Tensor | None, state: Any, n: int, Tb: int

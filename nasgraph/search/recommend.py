@@ -20,7 +20,7 @@ from pathlib import Path
 from nasgraph.search.contrasts import Contrast, add_point_contrasts, cheaper, compare, cost_axis
 from nasgraph.search.evidence import Choice, Evidence
 from nasgraph.search.objective import CostTable
-from nasgraph.search.recommend_race import race_contrasts, race_reason
+from nasgraph.search.recommend_race import deferred_races, race_contrasts, race_reason, short_races
 from nasgraph.search.verdicts import Warn, choice_point_verdicts, pooled_sd, warnings_for
 from nasgraph.textfmt import metric_delta
 
@@ -208,10 +208,14 @@ def recommend(evidence: Evidence, latency_table: CostTable | None = None,
     level, why = confidence(ev, pick, contrasts, agreeing, points)
     why = "; ".join(filter(None, [race_reason(contrasts, ev.metric), why]))
     unknown = sorted({t for st in stages for t in st.get("no_evidence") or []})
-    if unknown and LEVELS.index(level) > LEVELS.index("weak"):   # a candidate the search could not judge
+    if unknown and level != "none":   # a candidate the search could not judge: at most weak, and said first
         level, why = "weak", f"no evidence on {', '.join(unknown)}: untested (see the warnings); {why}"
+    short, short_warn = short_races(stages)
+    if short and level != "none":      # lost only a shorter race: at most weak, and said first
+        level, why = "weak", f"{short}; {why}"
     warns = warnings_for(ev, pick, runner, margin, se, agreeing, points, archs, level)
-    warns += [Warn(**st["warning"]) for st in stages if st.get("warning")]
+    warns += [Warn(**w) for st in stages for w in ([st["warning"]] if st.get("warning") else []) +
+              list(st.get("warnings") or [])] + ([short_warn] if short_warn else []) + deferred_races(stages)
     headline = (f"no confident pick: the search leaned to {pick.name} ({why})" if level == "none"
                 else f"pick {pick.name}, confidence {level} ({why})")
     steps = max((m.steps for m in ev.measured), default=None)

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass
 
 from nasgraph.search.contrasts import Contrast
+from nasgraph.search.verdicts import Warn
 from nasgraph.textfmt import metric_delta
 
 
@@ -52,6 +53,8 @@ def race_contrasts(stages: list[dict], candidates: dict[str, list[str]], pick_ch
             gap = r["score"] - st["defender_score"]          # challenger - defender, paired on the race's examples
             if pick_choice == challenger:
                 other, margin, challenged = defender, gap, True
+            elif pick_choice == defender and (st.get("steps") or 0) < (st.get("configured_steps") or 0):
+                continue      # held against a challenger the cap cut short of the race's design: confirms nothing
             elif pick_choice == defender:
                 other, margin, challenged = challenger, -gap, False
             else:
@@ -84,3 +87,34 @@ def race_reason(contrasts: list, metric: str) -> str:
         parts.append(f"{verb} by the race: {sign}{metric_delta(metric, abs(c.margin))} +-{metric_delta(metric, c.se)} "
                      f"over {c.other.name} on {where}")
     return "; ".join(parts)
+
+
+def short_races(stages: list[dict]) -> tuple[str | None, Warn | None]:
+    """(the reason that caps the confidence at weak, its warning) where a type the teacher could not test did
+    not win a race that trained it fewer steps than the pick (a stage's "raced_short"): its race is its only
+    evidence, and a type that learns better, not faster, loses a short race (the byte-level LM:
+    gated_deltanet at 90 steps from scratch behind an adapted local(32) at 180, first when both train 300)."""
+    rows = [(t, st["steps"], st.get("defender_steps") or st.get("teacher_steps"))
+            for st in stages if st.get("stage") == "race" for t in st.get("raced_short") or []]
+    if not rows:
+        return None, None
+    names = ", ".join(dict.fromkeys(t for t, _, _ in rows))
+    detail = "; ".join(f"{t} {s} vs {d} steps" for t, s, d in rows)
+    reason = f"{names} untested by the teacher, raced only shorter than the pick ({detail}): not ruled out"
+    return reason, Warn("race_short", f"{reason}: the race trains a challenger fewer steps than the pick, so a "
+                                      f"type that learns better, not faster, can lose it; the search has no other "
+                                      f"evidence on {names}",
+                        "train both standalone at the full budget (nasgraph train), or raise race_fraction to "
+                        "teacher_fraction (and max_cost to fit it)")
+
+
+def deferred_races(stages: list[dict]) -> list[Warn]:
+    """A warning per seed whose tested contenders (a stage's "deferred") were left out of the race so that the
+    untested types raced their race_fraction steps (race_budget shared would have cut them)."""
+    return [Warn("race_deferred",
+                 f"seed {st['seed']}: {', '.join(st['deferred'])} not raced (within noise of the teacher as students): "
+                 f"left out so that {', '.join(c['label'] for c in st['contenders'])} (untested by the teacher: no "
+                 f"other evidence) " + (f"raced {st['steps']} steps, not a share of race_budget" if st.get("steps")
+                                        else "came first"),
+                 "raise race_budget (and max_cost) to race them beside it, or train them standalone (nasgraph train)")
+            for st in stages if st.get("stage") == "race" and st.get("deferred")]

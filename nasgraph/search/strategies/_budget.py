@@ -9,10 +9,12 @@ errs high). Spent is this process's CPU time since the search began (data, cost 
 scoring), plus the CPU time of trials that ran in other processes (a remote backend). A race costs,
 per contender, its steps at its type's measured steady rate (per step once started: a short student's
 first steps carry start-up costs that a longer race spreads thin) plus its trial's start-up and its
-scoring (the held-out slice and the race's batches, at its measured CPU seconds per scored example),
-and the pick's scoring on the race's batches. The race is sized to what is left under max_cost minus
-a reserve for the search's last writes: the configured steps, else fewer; below `race_min_fraction`
-of the budget the least promising contenders are dropped; none left: no race. Every cut is a warning
+scoring (the held-out slice, which the race reuses, and its examples after the slice, at its measured
+CPU seconds per scored example), and the pick's scoring of those examples (its slice's scores are in
+its record). The race is sized to what is left under max_cost minus a reserve for the search's last
+writes: the configured steps and examples; else fewer examples after the slice (a less precise race,
+not a shorter one); else fewer steps; below `race_min_fraction` of the budget the least promising
+contenders are dropped; none left: no race. Every cut is a warning
 in the recommendation, with the max_cost that would run the whole race.
 """
 from __future__ import annotations
@@ -84,6 +86,15 @@ class Ledger:
             if (e := per_example(rec, scored)) is not None:
                 self.scoring.setdefault(label, []).append(e)
 
+    def add_seed(self, ctx, seed: int, label: str, teacher: dict, adapt_steps: int) -> None:
+        """A seed's teacher (type `label`) and its homogeneous students of every other type, where finished."""
+        scored = len(ctx.score_split(ctx.splits(seed)))
+        self.add(label, teacher, scored)
+        for other in (o for o in ctx.homogeneous_labels() if o != label):
+            choice = ctx.homogeneous(other)
+            self.add(other, finished(ctx, TrialRequest(choice, seed, adapt_steps,
+                                                       trial_name(ctx, choice, seed, "student-"))), scored)
+
     def spent(self) -> float:
         """CPU seconds of this search so far (a remote backend's trials: their recorded CPU time)."""
         remote = sum(json.loads(p.read_text()).get("cpu_seconds") or 0.0
@@ -110,23 +121,30 @@ class Ledger:
 
 
 def fit_race(per_seed: list[list[str]], configured, ledger: Ledger, allowed: float, min_steps: int,
-             scored: int, race_scored: int, defender: str) -> tuple[int, int | None, float]:
-    """(contenders kept per seed k, steps cap, predicted CPU seconds) of the largest race that fits in
-    `allowed` CPU seconds: the first k contenders of each seed (best first) at min(configured(n), cap)
-    steps, the cap at least `min_steps`; (0, None, 0.0) when no race fits. `scored`: examples a
-    contender's trial scores besides the race's `race_scored`; `defender`: the pick's type, scored on
-    the race's examples once per seed."""
+             scored: int, race_scored: int, defender: str, batch: int = 1) -> tuple[int, int | None, int, float]:
+    """(contenders kept per seed k, steps cap, examples scored beyond the slice, predicted CPU seconds) of
+    the largest race that fits in `allowed` CPU seconds: the first k contenders of each seed (best first)
+    at min(configured(their labels), cap) steps, the cap at least `min_steps`; (0, None, 0, 0.0) when no race fits.
+    Steps come before precision: a race keeps its configured steps and scores fewer of its `race_scored`
+    examples beyond the slice (whole batches of `batch`) before it trains fewer steps. `scored`: the
+    held-out slice a contender's trial scores (the race reuses it; the pick's is in its record);
+    `defender`: the pick's type, scored on the examples beyond the slice once per seed."""
     for k in range(max(map(len, per_seed), default=0), 0, -1):
         kept = [cs[:k] for cs in per_seed if cs]
-        fixed = sum(ledger.start_of(c) + ledger.scoring_of(c) * (scored + race_scored) for cs in kept for c in cs) + \
-            len(kept) * ledger.scoring_of(defender) * race_scored
+        fixed = sum(ledger.start_of(c) + ledger.scoring_of(c) * scored for cs in kept for c in cs)
+        per_example = sum(ledger.scoring_of(c) for cs in kept for c in cs) + len(kept) * ledger.scoring_of(defender)
         per_step = sum(ledger.rate_of(c) for cs in kept for c in cs)
-        want = max(configured(len(cs)) for cs in kept)
+        want = max(configured(cs) for cs in kept)
+        whole = sum(configured(cs) * ledger.rate_of(c) for cs in kept for c in cs)
+        if fixed + whole <= allowed:          # every step: as many examples as are left for
+            extra = race_scored if per_example <= 0 else \
+                min(race_scored, batch * int((allowed - fixed - whole) / per_example / batch))
+            return k, want, extra, fixed + whole + extra * per_example
         cap = min(want, int((allowed - fixed) / per_step)) if per_step > 0 else want
         if cap >= min_steps:
-            steps = [min(configured(len(cs)), cap) for cs in kept]
-            return k, cap, fixed + sum(s * ledger.rate_of(c) for cs, s in zip(kept, steps) for c in cs)
-    return 0, None, 0.0
+            steps = [min(configured(cs), cap) for cs in kept]
+            return k, cap, 0, fixed + sum(s * ledger.rate_of(c) for cs, s in zip(kept, steps) for c in cs)
+    return 0, None, 0, 0.0
 
 
 class RaceBudget:
@@ -134,50 +152,57 @@ class RaceBudget:
     config, adapt_steps, race_steps, budget)."""
 
     def fit_budget(self, ctx, ledger: Ledger, seeds, label: str, teachers, stages: list[dict]) -> None:
-        """Size the race to what is left under max_cost: fewer steps, then fewer contenders (the last
-        first), else none; a cut is a `race_cut` warning that names the untested types left unraced."""
+        """Size the race to what is left under max_cost: fewer examples beyond the slice, then fewer steps,
+        then fewer contenders (the last first), else none; a cut is a `race_cut` warning that names the
+        untested types left unraced."""
         cfg, budget = self.config, self.budget
         for seed, rec in zip(seeds, teachers):
-            scored = len(ctx.score_split(ctx.splits(seed)))
-            ledger.add(label, rec, scored)
-            for other in (o for o in ctx.homogeneous_labels() if o != label):
-                choice = ctx.homogeneous(other)
-                name = trial_name(ctx, choice, seed, "student-")
-                ledger.add(other, finished(ctx, TrialRequest(choice, seed, self.adapt_steps, name)), scored)
+            ledger.add_seed(ctx, seed, label, rec, self.adapt_steps)
         unit, spent, racing = ledger.unit, ledger.spent(), [st for st in stages if st["contenders"]]
         budget.update(unit_cpu_seconds=unit and round(unit, 2),
                       spent_before_race=unit and round(spent / unit / len(seeds), 3))
+        splits, bs = ctx.splits(seeds[0]), ctx.train.batch_size
+        scored = len(ctx.score_split(splits))      # the slice every trial scored: the race's first examples
+        extra = max(0, min(len(splits["arch"]), cfg.race_batches * bs) - scored)
+        for st in stages:
+            st["extra"] = extra                     # examples the race scores beyond the slice
         if cfg.max_cost is None or unit is None or not racing:
             return
-        splits = ctx.splits(seeds[0])
-        race_n = min(len(splits["arch"]), cfg.race_batches * ctx.train.batch_size)
         allowed = cfg.max_cost * unit * len(seeds) - spent - RESERVE * unit * len(seeds)
         wanted = {st["seed"]: list(st["contenders"]) for st in racing}
         size = functools.partial(fit_race, [[c["label"] for c in st["contenders"]] for st in racing], self.race_steps,
                                  ledger, min_steps=max(1, round(cfg.race_min_fraction * self.total_steps)),
-                                 scored=len(ctx.score_split(splits)), race_scored=race_n, defender=label)
+                                 scored=scored, race_scored=extra, defender=label, batch=bs)
         # measured on rank 0 and sent to every rank (torchrun: the ranks train the race's trials together);
         # the whole race's prediction, uncapped, says which max_cost would run it
-        (k, cap, predicted), full = distributed.from_rank0(lambda: (size(allowed=allowed), size(allowed=UNCAPPED)[2]))
-        cuts, short = [], {}     # short: untested type -> (its share, steps raced, steps of the whole race)
+        (k, cap, kept_extra, predicted), full = distributed.from_rank0(
+            lambda: (size(allowed=allowed), size(allowed=UNCAPPED)[3]))
+        cuts, short, shorter = [], {}, False     # short: untested type -> (its share, steps raced, steps of the whole race)
         for st in racing:
             found = wanted[st["seed"]]
             st["contenders"], st["dropped"] = found[:k], [c["label"] for c in found[k:]]
             st["no_evidence"] = [c["label"] for c in found[k:] if untested(c, cfg.inherit_min)]   # caps confidence
-            configured = self.race_steps(len(st["contenders"]))
+            configured = self.race_steps([c["label"] for c in st["contenders"]])
             st["steps"] = min(configured, cap) if k else None
+            st["extra"], st["configured_steps"] = (kept_extra if k else 0), configured
             for i, c in enumerate(found):
-                ran, whole = st["steps"] if i < k else 0, self.race_steps(len(found))
+                ran, whole = st["steps"] if i < k else 0, self.race_steps([c["label"] for c in found])
                 if untested(c, cfg.inherit_min) and ran < whole:
                     short[c["label"]] = (c["inherits"], ran, whole)
             if not k:
                 st["verdict"] = "no race: max_cost reached"
-            if st["dropped"] or (k and st["steps"] < configured):
-                cuts.append(f"seed {st['seed']}: " + (f"{', '.join(c['label'] for c in st['contenders'])} at "
-                                                      f"{st['steps']} steps (configured {configured})"
-                                                      if k else "no race") +
+            fewer = k and st["extra"] < extra     # scored on fewer examples: less precise, not shorter
+            if st["dropped"] or (k and st["steps"] < configured) or fewer:
+                shorter = shorter or bool(st["dropped"]) or not k or st["steps"] < configured
+                names = ", ".join(c["label"] for c in st["contenders"])
+                cuts.append(f"seed {st['seed']}: " + (f"{names} at {st['steps']} steps (configured {configured})"
+                                                      if k and st["steps"] < configured else names if k else
+                                                      "no race") +
+                            (f", scored on {-(-(scored + st['extra']) // bs)} of {-(-(scored + extra) // bs)} "
+                             f"held-out batches" if fewer else "") +
                             (f", {', '.join(st['dropped'])} not raced" if st["dropped"] and k else ""))
         budget.update(allowed_for_race=round(allowed / unit / len(seeds), 3), race_steps=cap,
+                      race_batches=k and -(-(scored + kept_extra) // bs),
                       race_predicted=round(predicted / unit / len(seeds), 3))
         if cuts:
             # the max_cost that runs the whole race (every contender, its configured steps), from the same ledger
@@ -191,7 +216,8 @@ class RaceBudget:
                 "code": "race_cut",
                 "message": f"{unraced}the race was cut to keep the search under max_cost {cfg.max_cost} standalone "
                            f"trainings per seed ({spent / unit / len(seeds):.2f} spent before it; one training ~"
-                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; a shorter race rules fewer types in",
+                           f"{unit:.3g} CPU s, measured): {'; '.join(cuts)}; " +
+                           ("a shorter race rules fewer types in" if shorter else "fewer examples separate less"),
                 "fix": f"raise max_cost to {needed:g} (the whole race, predicted from the measured CPU rates), or "
                        f"lower teacher_fraction / adapt_fraction to leave the race more"}
 
@@ -200,16 +226,19 @@ class RaceBudget:
         unit, cap = ledger.unit, self.config.max_cost
         out = {**self.budget, "spent_cpu_seconds": round(ledger.spent(), 2),
                "spent": unit and round(ledger.spent() / unit / n_seeds, 3)}
-        over = cap is not None and out["spent"] and out["spent"] > cap and "warning" not in out
+        over = cap is not None and out["spent"] and out["spent"] > cap
         if over and out.get("race_predicted"):
-            out["warning"] = {   # a race sized to fill the cap, priced at rates that moved with the machine's load
+            # a race sized to fill the cap, priced at rates that moved with the machine's load (beside a cut's warning)
+            out["warnings" if "warning" in out else "warning"] = {
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}: "
                            f"its race cost {out['spent'] - out['spent_before_race']:.2f}, predicted "
                            f"{out['race_predicted']:.2f} from the CPU rates measured before it (they move with the "
                            f"machine's load)",
                 "fix": "raise max_cost by a tenth, or lower race_fraction"}
-        elif over:
+            if "warnings" in out:
+                out["warnings"] = [out["warnings"]]
+        elif over and "warning" not in out:
             out["warning"] = {   # the race is the only part the cap resizes; the teacher phase is fixed
                 "code": "over_max_cost",
                 "message": f"the search cost {out['spent']:.2f} standalone trainings per seed, over max_cost {cap}, "

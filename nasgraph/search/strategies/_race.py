@@ -15,7 +15,9 @@ steps than the teacher, that bias works against the challenger, so a win is cons
 """
 from __future__ import annotations
 
-from nasgraph.search.paired import example_scores, paired_difference
+import json
+
+from nasgraph.search.paired import example_scores, fingerprint, paired_difference, ratio_mean_se
 from nasgraph.search.strategies.teacher import ONE_SIDED_95
 from nasgraph.search.trials import load_model
 from nasgraph.textfmt import metric_delta
@@ -57,12 +59,28 @@ def verdict(diff: float, se: float | None) -> str:
     return "undecided" if diff > 0 else "pick holds"
 
 
-def wide_scores(ctx, model, splits, batches: int) -> dict:
-    """Per-example scores on the first `batches` batches of the held-out slice (a trial's `measure`)."""
-    arch = splits["arch"]
-    part = arch.subset(list(range(min(len(arch), batches * ctx.train.batch_size))))
-    s = example_scores(model, part, ctx.train.batch_size, ctx.task)
-    return {"wide": {k: s[k] for k in ("key", "values", "counts")}, "wide_score": s["score"], "wide_n": len(part)}
+def wide_scores(ctx, model, splits, extra: int) -> dict:
+    """Per-example scores on the `extra` held-out examples that follow the scoring slice (a trial's
+    `measure`): the race's examples are the slice, which every trial has scored, then these."""
+    arch, n = splits["arch"], len(ctx.score_split(splits))
+    s = example_scores(model, arch.subset(list(range(n, min(len(arch), n + extra)))), ctx.train.batch_size, ctx.task)
+    return {"wide": {k: s[k] for k in ("key", "values", "counts")}}
+
+
+def race_examples(splits, slice_: dict, wide: dict | None) -> dict:
+    """One examples record of the race's held-out examples from a trial's slice scores (its "examples") and
+    its scores after the slice (`wide_scores`, None: the race reads the slice alone), with its score and n."""
+    parts = [slice_] + ([wide] if wide else [])
+    values = [v for p in parts for v in p["values"]]
+    counts = None if all(p.get("counts") is None for p in parts) else \
+        [c for p in parts for c in (p.get("counts") or [1] * len(p["values"]))]
+    return {"key": fingerprint(splits["arch"].subset(list(range(len(values))))), "values": values, "counts": counts,
+            "score": ratio_mean_se(values, counts)[0], "n": len(values)}
+
+
+def trial_record(folder) -> dict:
+    """The record of a finished trial (its largest budget)."""
+    return json.loads(max(folder.glob("budget*.json"), key=lambda p: int(p.stem[len("budget"):])).read_text())
 
 
 class RaceJudge:
@@ -71,17 +89,24 @@ class RaceJudge:
     def judge(self, ctx, stage: dict, defender: tuple[str, dict], challengers: list[dict], measured: list[dict]) -> None:
         """Score the pick (the defender) on the challengers' examples, decide, and record it in `stage`
         and `measured` (a winner's, or an untested type's, from-scratch record replaces its student's)."""
-        seed, metric, steps = stage["seed"], ctx.task.score_name, stage["steps"]
-        mine = wide_scores(ctx, load_model(ctx.out / "trials" / defender[0]), ctx.splits(seed), self.config.race_batches)
-        defender_utility = self.utility(mine["wide_score"], ctx.cost.of_choice(defender[1]))
+        seed, metric, steps, splits = stage["seed"], ctx.task.score_name, stage["steps"], ctx.splits(stage["seed"])
+        folder = ctx.out / "trials" / defender[0]       # its slice scores are in its record: only the rest is scored
+        wide = wide_scores(ctx, load_model(folder), splits, stage["extra"])["wide"] if stage.get("extra") else None
+        mine = race_examples(splits, trial_record(folder)["examples"], wide)
+        defender_utility = self.utility(mine["score"], ctx.cost.of_choice(defender[1]))
         for c, rec in zip(stage["contenders"], challengers):
-            diff = self.utility(rec["wide_score"], ctx.cost.of_choice(rec["choice"])) - defender_utility
-            paired = paired_difference(rec["wide"], mine["wide"])
+            theirs = race_examples(splits, rec["examples"], rec.get("wide"))
+            diff = self.utility(theirs["score"], ctx.cost.of_choice(rec["choice"])) - defender_utility
+            paired = paired_difference(theirs, mine)
             se = paired[1] if paired else None
-            stage["races"].append({"candidate": c["label"], "score": rec["wide_score"], "diff": diff, "se": se,
+            stage["races"].append({"candidate": c["label"], "score": theirs["score"], "diff": diff, "se": se,
                                    "verdict": verdict(diff, se)})
-        stage.update(eval_n=mine["wide_n"], batches=-(-mine["wide_n"] // ctx.train.batch_size),
-                     defender_score=mine["wide_score"])
+        stage.update(eval_n=mine["n"], batches=-(-mine["n"] // ctx.train.batch_size), defender_score=mine["score"])
+        # an untested type that did not win a race shorter than the pick's training: not ruled out (recommend_race)
+        stage["defender_steps"] = next((m["steps"] for m in measured if m["choice"] == defender[1]), self.teach_steps)
+        stage["raced_short"] = [c["label"] for c, r in zip(stage["contenders"], stage["races"])
+                                if untested(c, self.config.inherit_min) and r["verdict"] != "challenger wins"
+                                and steps < stage["defender_steps"]]
         best = max(zip(stage["races"], challengers), key=lambda x: x[0]["diff"])
         stage["verdict"] = best[0]["verdict"]
         winners = [(r, rec) for r, rec in zip(stage["races"], challengers) if r["verdict"] == "challenger wins"]

@@ -131,9 +131,19 @@ class Teacher(Strategy):
 
         measured = [{"choice": base, "kind": "homogeneous", "score": rec["score"], "kl": 0.0, "steps": self.teach_steps,
                      "examples": rec["examples"]}]
+        # one batch; or, where a subclass sizes the per-layer students (`affordable`), each type's homogeneous
+        # student first, then those that fit
         students, singles = self.students(ctx, label, base), []
-        records = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in students],
-                                 f"teacher {label}: students (seed {seed})")
+        planned = self.plans_students()
+        first = [s for s in students if not planned or ctx.kind(s[0]) == "homogeneous"]
+        done = ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in first],
+                              f"teacher {label}: students (seed {seed})")
+        rest = self.affordable(ctx, seed, label, [s for s in students if s not in first]) if planned else []
+        done += ctx.run_trials([request(c, self.adapt_steps, "student-") for c, _ in rest],
+                               f"teacher {label}: students (seed {seed})") if rest else []
+        by_name = {r["name"]: r for r in done}
+        students = [s for s in students if trial_name(ctx, s[0], seed, "student-") in by_name]
+        records = [by_name[trial_name(ctx, c, seed, "student-")] for c, _ in students]
         for (choice, single), r in zip(students, records):
             m = measured_student(choice, self.adapt_steps, r)
             measured.append(m)
@@ -153,6 +163,14 @@ class Teacher(Strategy):
                 self.utility(pick["score"], ctx.cost.of_choice(pick["choice"])) + self.config.margin:
             pick = best
         return pick["choice"], measured
+
+    def plans_students(self) -> bool:
+        """Whether the per-layer students wait for the homogeneous ones, sized by `affordable` (here: no)."""
+        return False
+
+    def affordable(self, ctx, seed: int, label: str, singles: list[tuple[dict, dict]]) -> list[tuple[dict, dict]]:
+        """The per-layer students to run after the homogeneous ones (here: all of them)."""
+        return singles
 
     @staticmethod
     def students(ctx, label: str, base: dict) -> list[tuple[dict, dict | None]]:
