@@ -4,10 +4,10 @@ For every registered type (plus torch.nn.MultiheadAttention as the baseline row)
 d_model 256, 4 heads, T = 256 .. 8192 doubling, CPU; non-causal forms unless --causal (causal-only
 types, the recurrences, always run causal). Per type, one child process exports once with a
 dynamic T (dynamo, opset 18), checks parity at the smallest T, measures peak resident memory of one
-forward at each T, and times PyTorch eager and ONNX Runtime (same thread count) in --rounds rounds,
-each round every T in turn (eager then ORT), so that a change of load on a shared machine slows all
-lengths alike instead of skewing their ratio. A type that times out or crashes (e.g. killed for
-memory) is recorded at that T and skipped beyond it.
+forward at each T, and times PyTorch eager and ONNX Runtime (same thread count, one session per T
+kept for all rounds) in --rounds rounds, each round every T in turn (eager then ORT), so that a
+change of load on a shared machine slows all lengths alike instead of skewing their ratio. A type
+that times out or crashes (e.g. killed for memory) is recorded at that T and skipped beyond it.
 
 Writes benchmarks/out/attention_scaling.{md,json,png} and prints the table. The per-type child process
 is attention_scaling_child.py, the table, flags and plot attention_scaling_report.py.

@@ -89,48 +89,56 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
     except Exception as err:  # noqa: BLE001 - recorded, eager timings still useful
         onnx_path, info["export_error"] = None, f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
     out.put(("info", info))
-    xs, rows, timings = {}, {}, {}
+    xs, rows, timings, sessions = {}, {}, {}, {}
     rounds = max(1, min(opts["rounds"], opts["repeats"]))
     for r in range(rounds):  # every length once per round: a change of machine load hits all lengths alike
         for T in list(xs) if r else lengths:
             out.put(("start", T))
-            if r == 0:
-                xs[T], rows[T], timings[T] = torch.randn(1, T, D_MODEL), {"type": name, "T": T}, ([], [])
             try:
-                with torch.no_grad():
-                    if r == 0:
-                        rows[T]["eager_peak_mb"] = peak_rss_mb(lambda: model(xs[T])).delta_mb
-                    _timed_round(model, xs[T], onnx_path, rows[T] if r == 0 else None, timings[T], rounds, opts)
+                if r == 0:
+                    xs[T], rows[T], timings[T] = torch.randn(1, T, D_MODEL), {"type": name, "T": T}, ([], [])
+                    sessions[T] = _first_round(model, xs[T], onnx_path, rows[T], opts)
+                _timed_round(model, xs[T], sessions[T], timings[T], rounds, opts)
             except Exception as err:  # noqa: BLE001 - e.g. out of memory inside torch
                 rows[T]["error"] = f"{type(err).__name__}: {str(err).splitlines()[0][:300]}"
                 traceback.print_exc()
             if "error" in rows[T]:
                 out.put(("row", rows[T]))
                 xs = {t: xs[t] for t in xs if t < T}                   # this length and longer ones: no more
+                sessions = {t: sessions[t] for t in xs}
                 break
             if r == 0:                                                 # kept if a later round dies
                 out.put(("row", _pooled_row(xs[T], onnx_path, rows[T], timings[T], None)))
+    sessions.clear()
     for T in xs:
         out.put(("row", _pooled_row(xs[T], onnx_path, rows[T], timings[T], opts)))
     out.put(("done", None))
 
 
-def _timed_round(model, x, path: Path | None, first: dict | None, timings: tuple[list, list], rounds: int,
-                 opts: dict) -> None:
-    """One round at one length: eager, then ORT, appended to timings (eager list, ORT list).
+def _first_round(model, x, path: Path | None, row: dict, opts: dict):
+    """Peak memory of one eager forward and of the first run of a fresh ORT session (this T's
+    activations, not an arena grown earlier) into row; returns the session, warmed up (None without
+    an export). A fresh session's first two runs grow its arena: ~4,000 page faults (~9 ms) at T=8192
+    in the second one, so it is run twice before any timing."""
+    import torch
 
-    The ORT session is fresh per round (so sessions of all lengths are never held at once); in the
-    first round (first: the row) its first run's memory growth is this T's activations, not an arena
-    grown earlier.
-    """
+    with torch.no_grad():
+        row["eager_peak_mb"] = peak_rss_mb(lambda: model(x)).delta_mb
+    if path is None:
+        return None
+    sess, feeds = make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"]), {"x": x.numpy()}
+    row["ort_peak_mb"] = peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb
+    sess.run(None, feeds)
+    return sess
+
+
+def _timed_round(model, x, sess, timings: tuple[list, list], rounds: int, opts: dict) -> None:
+    """One round at one length: eager, then ORT (sess, kept from round to round; None: eager only),
+    appended to timings (eager list, ORT list)."""
     per_round = dict(repeats=max(1, opts["repeats"] // rounds), warmup=1, budget_s=opts["budget_s"] / rounds)
-    sess = path and make_session(path, threads=opts["threads"], graph_opt=opts["graph_opt"])
-    feeds = {"x": x.numpy()}
-    if sess and first is not None:
-        first["ort_peak_mb"] = peak_rss_mb(lambda: sess.run(None, feeds)).delta_mb
     timings[0].append(torch_latency(model, (x,), threads=opts["threads"], **per_round))
-    if sess:
-        timings[1].append(ort_latency(sess, feeds, **per_round))
+    if sess is not None:
+        timings[1].append(ort_latency(sess, {"x": x.numpy()}, **per_round))
 
 
 def _pooled_row(x, path: Path | None, row: dict, timings: tuple[list, list], opts: dict | None) -> dict:

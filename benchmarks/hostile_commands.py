@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/hostile_commands.py [--timeout 120] [--only SUBSTRING]
 
 Builds one trained run, its export and one search run (and a tiny LM run and its export: the cases of
-hostile_lm_cases.py), then runs every case as its own
+hostile_lm_cases.py; hostile_cli_cases.py adds paths of the wrong kind and bench limits), then runs every case as its own
 `python -m nasgraph ...` process (per-case time limit). A case is clean when it exits with the
 expected code (2 for refusals) with one printable stderr line naming the file or option, no traceback, every
 file it was given unchanged (sha256 before/after) and no payload run. Writes
@@ -27,6 +27,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(Path(__file__).parent))
+from hostile_cli_cases import cli_cases  # noqa: E402
 from hostile_lm_cases import lm_cases  # noqa: E402
 OUT = Path(__file__).parent / "out"
 TRAIN = """
@@ -82,6 +83,20 @@ def with_metadata(src: Path, dst: Path, **changes: str) -> Path:
     return dst
 
 
+def _foreign_checkpoints(w: Path) -> None:
+    """other-size.pt (the run's weights, one tensor a size larger), other-model.pt, foreign.zip.pt."""
+    import zipfile
+
+    import torch
+
+    state = torch.load(w / "run" / "checkpoints" / "last.pt", weights_only=True)["model"]
+    name = sorted(state)[0]
+    torch.save({"model": {**state, name: torch.zeros(*[d + 1 for d in state[name].shape])}}, w / "other-size.pt")
+    torch.save({"model": {"w": torch.zeros(2)}}, w / "other-model.pt")
+    with zipfile.ZipFile(w / "foreign.zip.pt", "w") as z:
+        z.writestr("notes.txt", "hello")
+
+
 def build_cases(w: Path) -> list[Case]:
     """Fixtures in `w` and the cases over them (paths relative to `w`)."""
     (w / "t.yaml").write_text(textwrap.dedent(TRAIN))
@@ -96,8 +111,12 @@ def build_cases(w: Path) -> list[Case]:
              "junk.pt": os.urandom(4096), "text.onnx": b"hello\n", "trunc.onnx": good[: len(good) // 2],
              "empty.onnx": b"", "bin.txt": b"1 2\x00\x03", "latin.txt": "caf\u00e9\n".encode("latin-1"),
              "bin.tsv": b"\x89PNG\r\n\x1a\n\x00\x00", "bin.csv": bytes(range(256)) * 8}
+    mid = len(last) // 2
+    files["flipped.pt"] = last[:mid] + bytes(b ^ 0xFF for b in last[mid:mid + 64]) + last[mid + 64:]
+    files["cut-end.pt"] = last[:-10]
     for name, data in files.items():
         (w / name).write_bytes(data)
+    _foreign_checkpoints(w)
     payload_pickle(w / "flag-zip", True, w / "evil.pt")
     payload_pickle(w / "flag-raw", False, w / "evil.pkl")
     for key, value in (("class_names", "nope"), ("max_len", "abc"), ("tokenizer", "{}"), ("class_names", '["a"]')):
@@ -142,6 +161,9 @@ def build_cases(w: Path) -> list[Case]:
              ["evil.pt"], expect=0),
         *[Case(f"export --checkpoint {f}", ["export", "t.yaml", "--checkpoint", f, "-o", "x.onnx"], [f], [f])
           for f in ("empty.pt", "text.pt", "trunc.pt", "junk.pt", "run")],
+        *[Case(f"export --checkpoint {f}", ["export", "t.yaml", "--checkpoint", f, "-o", "x.onnx"], [f, what], [f])
+          for f, what in (("flipped.pt", "CRC"), ("cut-end.pt", "truncated"), ("other-size.pt", "another size"),
+                          ("other-model.pt", "another model"), ("foreign.zip.pt", "not a torch checkpoint"))],
         Case("eval run with torn last.pt, no prev", ["eval", "torn-run"], ["last.pt"], ["torn-run"]),
         Case("train --resume with torn last.pt, no prev", resume("torn-run"), ["last.pt"], ["torn-run"]),
         # run folders
@@ -208,7 +230,7 @@ def build_cases(w: Path) -> list[Case]:
              ["bin.tsv"], ["bin.tsv"]),
         Case("text task on a binary CSV", tr("--set", f"task={{kind: text, path: {w / 'bin.csv'}, max_len: 32}}"),
              ["bin.csv"], ["bin.csv"]),
-    ] + lm_cases(w, Case, _nasgraph)
+    ] + cli_cases(w, Case) + lm_cases(w, Case, _nasgraph)
 
 
 def tree_hash(paths: list[Path]) -> dict[str, str]:

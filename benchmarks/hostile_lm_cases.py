@@ -30,6 +30,7 @@ def lm_cases(w: Path, Case, nasgraph) -> list:
     """Fixtures in `w` (a trained tiny LM, its export, a run folder without weights) and the cases."""
     (w / "lm.yaml").write_text(textwrap.dedent(LM))
     (w / "mq.yaml").write_text(textwrap.dedent(MQAR))
+    (w / "lm-nope.yaml").write_text(textwrap.dedent(LM).replace("path: text.txt", "path: nope.txt"))
     rng = random.Random(0)
     (w / "text.txt").write_text("".join(rng.choice("abcd efgh\n") for _ in range(4000)))
     (w / "noise.txt").write_bytes(bytes(rng.randrange(256) for _ in range(4000)))
@@ -66,6 +67,17 @@ def lm_cases(w: Path, Case, nasgraph) -> list:
         Case("lm: generate a run folder without weights", gen(model="noweights"), ["noweights"], ["noweights"]),
         Case("lm: generate a classifier run", gen(model="run"), ["run"], ["run"]),
         Case("lm: generate a spec file", gen(model="lm.yaml"), ["lm.yaml"], ["lm.yaml"]),
+        Case("lm: generate --provider cuda (run folder, no CUDA)", gen("--provider", "cuda"), ["--provider cuda"],
+             ["lmrun"]),
+        Case("lm: generate --provider foo (run folder)", gen("--provider", "foo"), ["foo"], ["lmrun"]),
+        Case("lm: generate --threads -1 (run folder)", gen("--threads", "-1"), ["--threads"], ["lmrun"]),
+        Case("lm: generate --full-forward on the step graph", gen("--full-forward", model="lm.step.onnx"),
+             ["lm.step.onnx"], ["lm.step.onnx"]),
+        Case("lm: generate --json 10^9 tokens", ["generate", "lmrun", "--json", "--max-new-tokens", "1000000000"],
+             ["--json"], ["lmrun"]),
+        Case("lm: generate a non-UTF-8 prompt", gen("--prompt", "ab\udcff\udcfe"), [], ["lmrun"], expect=0),
+        Case("lm: generate 300 tokens past max_len 16", ["generate", "lm.onnx", "--max-new-tokens", "300"], [],
+             ["lm.onnx"], expect=0),
         # export --quantize and tolerances
         Case("lm: export --quantize int4", exp("--quantize", "int4"), ["--quantize"], ["lmrun"]),
         Case("lm: export --max-accuracy-drop nan", exp("--quantize", "int8", "--max-accuracy-drop", "nan"),
@@ -81,10 +93,13 @@ def lm_cases(w: Path, Case, nasgraph) -> list:
         Case("race: inherit_min under darts", ["search", "s.yaml", "--out", "race", "--set", "search.inherit_min=0.5"],
              ["search.inherit_min"]),
         # lm task data and vocabulary
-        Case("lm: task.path missing", lm("task.path=nope.txt"), ["nope.txt"]),
-        Case("lm: task.path empty", lm("task.path=empty.txt"), ["empty.txt"], ["empty.txt"]),
-        Case("lm: task.path a folder", lm("task.path=mine"), ["mine"], ["mine"]),
-        Case("lm: text too short to cut", lm("task.max_bytes=5"), ["text.txt"], ["text.txt"]),
+        Case("lm: task.path missing", lm("task.path=nope.txt"), ["nope.txt", "task.path"]),
+        Case("lm: task.path missing (in the spec)", ["train", "lm-nope.yaml", "--out", "lmnew", "--no-progress"],
+             ["lm-nope.yaml:3:", "task.path", "nope.txt"], ["lm-nope.yaml"]),
+        Case("lm: task.val_path missing", lm("task.val_path=nope.txt"), ["nope.txt", "task.val_path"]),
+        Case("lm: task.path empty", lm("task.path=empty.txt"), ["empty.txt", "task.path"], ["empty.txt"]),
+        Case("lm: task.path a folder", lm("task.path=mine"), ["mine", "task.path"], ["mine"]),
+        Case("lm: text too short to cut", lm("task.max_bytes=5"), ["text.txt", "task.path"], ["text.txt"]),
         Case("lm: binary text (bytes are bytes)", lm("task.path=noise.txt", out="lm-noise"), [], ["noise.txt"],
              expect=0),
         Case("lm: latin-1 text", lm("task.path=latin1.txt", out="lm-latin1"), [], ["latin1.txt"], expect=0),

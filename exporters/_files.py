@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Iterator
 
 from exporters.errors import ExportError
+from nasgraph.outfile import cannot_write, refuse_special
 
 
 def data_file(path: Path) -> Path:
@@ -21,6 +22,7 @@ def check_target(path: str | os.PathLike, overwrite: bool) -> Path:
     dst = Path(path).expanduser().resolve()
     if dst.is_dir():
         raise ExportError(f"{dst} is a folder; give a file name (e.g. {dst / 'model.onnx'}); nothing was written")
+    refuse_special(dst, ExportError)                   # with overwrite, a rename would replace /dev/null itself
     if dst.exists() and not overwrite:
         raise ExportError(f"{dst} already exists; pass overwrite=True to replace it")
     if not dst.parent.is_dir():
@@ -31,7 +33,10 @@ def check_target(path: str | os.PathLike, overwrite: bool) -> Path:
 @contextlib.contextmanager
 def staging_dir(dst: Path) -> Iterator[Path]:
     """A hidden temporary folder beside `dst` (same filesystem, so the final rename is atomic)."""
-    stage = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    try:
+        stage = Path(tempfile.mkdtemp(prefix=f".{dst.name}.", suffix=".tmp", dir=dst.parent))
+    except OSError as err:                             # a read-only folder, /proc, a full disk
+        raise cannot_write(dst, err, ExportError) from None
     try:
         yield stage
     finally:

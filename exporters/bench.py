@@ -24,6 +24,10 @@ from exporters.runtime import make_session, read_metadata
 from nasgraph.errors import NasgraphError
 
 
+MAX_CALL_TOKENS = 2 ** 26      # batch x seq_len of one timed call (e.g. 2048 x 32768)
+BYTES_PER_TOKEN = 256          # a floor on what one token of a call holds: its id and a few activations
+
+
 @dataclass
 class Grid:
     batches: list[int]
@@ -118,7 +122,23 @@ def make_grid(target: Path, *, batches=None, seq_lens=None, threads=None, repeat
     if min(grid.batches) < 1 or min(grid.seq_lens) < 1 or grid.repeats < 1 or grid.warmup < 0:
         raise NasgraphError(f"bad grid: batches {grid.batches}, seq_lens {grid.seq_lens}, repeats {grid.repeats}, "
                             f"warmup {grid.warmup} (sizes and repeats >= 1, warmup >= 0)")
+    check_tokens(grid, target_max_len(target))
     return grid
+
+
+def check_tokens(grid: Grid, max_len: int | None) -> None:
+    """NasgraphError when the largest call (batch x seq_len, lengths past max_len are skipped anyway) is
+    past MAX_CALL_TOKENS or BYTES_PER_TOKEN of the free memory: refused before anything is allocated."""
+    from nasgraph.graph.resources import available_memory
+    from nasgraph.textfmt import scientific
+
+    lengths = [T for T in grid.seq_lens if max_len is None or T <= max_len] or [min(grid.seq_lens)]
+    tokens = max(grid.batches) * max(lengths)
+    limit = min(MAX_CALL_TOKENS, available_memory() // BYTES_PER_TOKEN)
+    if tokens > limit:
+        raise NasgraphError(f"--batch {max(grid.batches):,} x --seq {max(lengths):,} is {scientific(tokens)} tokens in "
+                            f"one call, past the limit of {scientific(limit)} (2**26, or one token per "
+                            f"{BYTES_PER_TOKEN} bytes of the free memory); use a smaller --batch or --seq")
 
 
 def default_seq_lens(target: Path, spec) -> list[int]:

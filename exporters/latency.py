@@ -115,7 +115,11 @@ def measure(fn: Callable[[], Any], *, warmup: int = 3, repeats: int = 20, items:
         slowest = max(slowest, _timed_call(fn)[0])
     if budget_s is not None and slowest > 0:
         repeats = max(3, min(repeats, int(budget_s / slowest)))
-    calls = [_timed_call(fn) for _ in range(repeats)]
+    calls, start = [], time.perf_counter()
+    for _ in range(repeats):            # the budget also holds without warm-up calls to judge from
+        calls.append(_timed_call(fn))
+        if budget_s is not None and len(calls) >= 3 and time.perf_counter() - start > budget_s:
+            break
     return LatencyStats.from_seconds([w for w, _, _ in calls], warmup, items, [c for _, c, _ in calls],
                                      [p for _, _, p in calls])
 

@@ -182,6 +182,9 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
                            "stdin")
         return _nonempty(Inputs(text.splitlines(), None, "lines"), "stdin")
     if not _is_file(path):
+        if _is_dir(path):
+            raise NasgraphError(f"{source} is a folder, not a file of texts (to classify this text itself, pass it "
+                                f"with --text)")
         if looks_like_path(source):
             raise NasgraphError(f"{source}: no such file (to classify this text itself, pass it with --text)")
         return Inputs([source], None, "text")
@@ -236,6 +239,13 @@ def _is_file(path: Path) -> bool:
     try:
         return path.is_file()
     except OSError:  # e.g. a long text is not a valid file name
+        return False
+
+
+def _is_dir(path: Path) -> bool:
+    try:
+        return path.is_dir()
+    except OSError:
         return False
 
 

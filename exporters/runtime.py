@@ -79,7 +79,7 @@ def make_session(path: str | os.PathLike, provider: str = "cpu", *, threads: int
     if threads is not None and threads < 1:
         raise ProviderError(f"threads must be >= 1 or None, got {threads}")
     if not Path(path).is_file():
-        raise ExportError(f"no ONNX model at {path}")
+        raise not_a_model(path)
     ort = _ort()
     wanted = PROVIDERS[provider]
     available = ort.get_available_providers()
@@ -168,16 +168,30 @@ def to_numpy(feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return out
 
 
+def not_a_model(path: str | os.PathLike) -> ExportError:
+    """The error for a path that is not an .onnx file: missing, a train run folder, another folder."""
+    path = Path(path)
+    if not path.exists():
+        return ExportError(f"{path}: no such file (expected an .onnx written by `nasgraph export`)")
+    if (path / "spec.yaml").is_file() and (path / "checkpoints").is_dir():
+        return ExportError(f"{path} is a train run folder, not an .onnx: export it first (`nasgraph export {path} "
+                           f"-o model.onnx`)")
+    return ExportError(f"{path} is a folder, not an .onnx file written by `nasgraph export`")
+
+
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata_props of an .onnx file as a dict (weights are not loaded)."""
     if not Path(path).is_file():
-        raise ExportError(f"no ONNX model at {path}")
+        raise not_a_model(path)
     if Path(path).stat().st_size == 0:
         raise ExportError(f"{path}: empty file (0 bytes), not an ONNX model")
     try:
         model = onnx.load(str(path), load_external_data=False)
     except Exception as err:  # noqa: BLE001 - protobuf DecodeError, RuntimeError, ...: all mean a bad file
         first = (str(err).strip().splitlines() or [""])[0][:120]
+        if Path(path).suffix.lower() in (".yaml", ".yml"):
+            raise ExportError(f"{path} is a spec, not an ONNX model: train it (`nasgraph train {path} --out RUN`), "
+                              f"then `nasgraph export RUN -o model.onnx`") from None
         raise ExportError(f"{path}: not a readable ONNX model, truncated or another kind of file "
                           f"({type(err).__name__}{': ' + first if first else ''})") from None
     if not model.graph.node and not model.graph.output:

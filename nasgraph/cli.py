@@ -10,7 +10,9 @@ from nasgraph.threads import shared_machine_defaults
 shared_machine_defaults()  # before anything imports torch: OpenMP reads these once, when it loads
 
 import argparse  # noqa: E402
+import errno  # noqa: E402
 import importlib  # noqa: E402
+import os  # noqa: E402
 import pkgutil  # noqa: E402
 import sys  # noqa: E402
 
@@ -59,3 +61,21 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `nasgraph ... | head`: the reader left; not an error of ours
         sys.stderr.close()
         return 0
+    except OSError as err:   # `nasgraph ... > /dev/full`, a full disk or quota under a run folder
+        if err.errno not in _CANNOT_WRITE:
+            raise
+        _stdout_to_devnull()
+        print(f"nasgraph {args.command}: error: cannot write {err.filename or 'the output (stdout or a file)'}: "
+              f"{err.strerror}", file=sys.stderr)
+        return 2
+
+
+_CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}
+
+
+def _stdout_to_devnull() -> None:
+    """Point fd 1 at /dev/null, so the interpreter's final flush of what stdout still holds cannot fail again."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):
+        pass

@@ -74,3 +74,9 @@ def metric_value(metric: str, v: float | None, sd: float | None = None) -> str:
 def metric_delta(metric: str, d: float) -> str:
     """A difference of the metric: 0.041 -> 4.1 pts (acc)."""
     return f"{100 * d:.1f} pts" if is_fraction(metric) else f"{d:.3g}"
+
+
+def printable(text: str) -> str:
+    """Bytes that are not valid UTF-8 (lone surrogates from argv or a byte model's output) as U+FFFD, so
+    the text prints on any UTF-8 stream."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")

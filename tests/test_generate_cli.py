@@ -66,15 +66,20 @@ def test_the_stream_keeps_a_bounded_context():
 
 
 def test_text_streams_the_same_continuation_as_json(lm, capsys):
+    """Also --full-forward on a run folder (ignored before: it always decoded) gives the same text."""
     run, onnx = lm
-    for model in (run, onnx):
-        args = ["generate", str(model), "--prompt", "the qu", "--max-new-tokens", "40"]   # past max_len 12
+    texts = []
+    for model in (run, onnx, [run, "--full-forward"]):
+        model = model if isinstance(model, list) else [model]
+        args = ["generate", *map(str, model), "--prompt", "the qu", "--max-new-tokens", "40"]   # past max_len 12
         assert main(args) == 0
         text = capsys.readouterr()
         assert main(args + ["--json"]) == 0
         row = json.loads(capsys.readouterr().out)
         assert text.out == row["prompt"] + row["continuation"] + "\n"
         assert len(row["ids"]) == 40 and "context slides" in text.err
+        texts.append(text.out)
+    assert len(set(texts)) == 1, texts
 
 
 def test_ctrl_c_keeps_what_was_generated(lm):
@@ -151,3 +156,17 @@ def test_a_non_utf8_prompt_prints_on_a_strict_terminal(lm, monkeypatch):
         assert main(["generate", str(run), "--prompt", "th\udcff", "--max-new-tokens", "3", *extra]) == 0
         out.flush()
         assert "th\ufffd" in out.buffer.getvalue().decode("utf-8")
+
+
+def test_symbol_prompts_of_an_mqar_run(tmp_path, capsys):
+    """An unknown symbol names --prompt; the continuation is space-separated symbols after the prompt."""
+    spec = tmp_path / "mq.yaml"
+    spec.write_text("name: mq\ntask: {kind: mqar, max_len: 24, n_pairs: 4, n_keys: 8, n_values: 8, n_train: 64, "
+                    "n_val: 16, n_test: 16}\nmodel: {d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}\n"
+                    "train: {steps: 2, batch_size: 8, eval_every: 2}\n")
+    run = tmp_path / "run"
+    assert main(["train", str(spec), "--out", str(run), "--no-progress"]) == 0
+    refused(capsys, ["generate", run, "--prompt", "k1 zzz"], "--prompt", "'zzz'", keep=(run,))
+    assert main(["generate", str(run), "--prompt", "k1 v2 k1", "--max-new-tokens", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("k1 v2 k1 ") and len(out.split()) == 6, out

@@ -43,6 +43,19 @@ def test_a_race_the_pick_held_confirms_it_and_a_tied_race_says_so():
     assert tied.confidence == "moderate" and "within_noise" in codes(tied)   # the race's own gap, within noise
 
 
+def test_a_race_the_pick_held_against_a_challenger_the_cap_cut_short_confirms_nothing():
+    measured = [arch(LOC, [0.71], source="adapted from the teacher", eval_n=300),
+                arch(SOFT, [0.70], source="trial (race, from scratch)", eval_n=300)]
+    cut = {**race(0, "local", "softmax", 0.60, 0.70, 0.01), "steps": 22, "configured_steps": 45}
+    rec = recommend(evidence([LOC], measured, stages=[cut]))
+    assert rec.headline == recommend(evidence([LOC], measured)).headline     # the slice's tie, as without the race
+    whole = recommend(evidence([LOC], measured, stages=[{**cut, "steps": 45}]))
+    assert "confirmed by the race: +10.0 pts +-1.0 pts over softmax" in whole.headline
+    won = recommend(evidence([SOFT], measured, stages=[{**race(0, "local", "softmax", 0.75, 0.70, 0.01),
+                                                        "steps": 22, "configured_steps": 45}]))
+    assert "decided by the race" in won.headline       # a win at fewer steps than designed still decides
+
+
 def test_races_over_seeds_pool_and_a_race_not_between_the_pick_and_another_changes_nothing():
     measured = slice_tie([0.70, 0.72], [0.71, 0.73])
     stages = [race(0, "local", "softmax", 0.75, 0.70, 0.01), race(1, "local", "softmax", 0.73, 0.70, 0.02)]

@@ -252,3 +252,16 @@ def test_performer_feature_bomb_is_refused_at_load(tmp_path: Path):
     err = refuse(tmp_path, HEAD + "  n_layers: 1\n  attention: {performer: {n_features: 4611686018427387904}}\n")
     assert err.path == "model.attention.performer.n_features", str(err)
     assert "less than or equal to 1048576" in err.message, str(err)
+
+
+@pytest.mark.parametrize("path", ['"\\0"', "loop"])
+def test_a_data_path_that_cannot_be_resolved_is_located(write_spec, tmp_path, path):
+    """fuzz_specs --seed 5 case 294: task.path "\\0" ended in pathlib's ValueError (embedded null byte)
+    traceback; a symlink loop in RuntimeError's."""
+    (tmp_path / "loop").symlink_to(tmp_path / "loop2")
+    (tmp_path / "loop2").symlink_to(tmp_path / "loop")
+    spec = write_spec(f"name: x\ntask: {{kind: lm, path: {path}, max_len: 16}}\n"
+                      "model: {d_model: 16, n_heads: 2, n_layers: 1, attention: softmax}\n")
+    with pytest.raises(SpecError, match="not a usable file path") as err:
+        load_spec(spec)
+    assert err.value.path == "task.path" and err.value.line == 2, str(err.value)

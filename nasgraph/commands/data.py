@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -27,6 +28,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from nasgraph.outfile import cannot_write
     from nasgraph.tasks.listops import generate, write_tsv
 
     out = Path(args.output)
@@ -43,7 +45,16 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     examples = generate(args.n, min_len=args.min_len, max_len=args.max_len, max_depth=args.max_depth,
                         max_args=args.max_args, seed=args.seed)
-    write_tsv(out, examples)
+    regular = not out.exists() or out.is_file()        # a device or pipe (/dev/stdout) is written in place
+    tmp = out.with_name(f".{out.name}.tmp") if regular else out
+    try:
+        write_tsv(tmp, examples)
+        if regular:
+            os.replace(tmp, out)                       # never a torn file where the user's was
+    except OSError as err:                             # a read-only folder, /proc, a full disk
+        if regular:
+            tmp.unlink(missing_ok=True)
+        raise cannot_write(out, err) from None
     lengths = [len(tokens) for tokens, _ in examples]
     print(f"wrote {len(examples)} examples to {out} (lengths {min(lengths)}-{max(lengths)}, "
           f"mean {sum(lengths) / len(lengths):.1f}; {time.perf_counter() - start:.1f} s)")

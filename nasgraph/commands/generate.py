@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from nasgraph.textfmt import printable
+
 NAME = "generate"
 HELP = "continue a prompt with a trained language model (a train run folder, or an exported .onnx)"
 ORDER = 9
@@ -34,7 +36,8 @@ def add_arguments(p) -> None:
                                                      "device for a run folder (checked: an unavailable one is an error)")
     p.add_argument("--threads", type=int, help="intra-op threads (torch or onnxruntime), >= 1")
     p.add_argument("--full-forward", action="store_true",
-                   help=".onnx only: rerun the whole context per token instead of the exported prefill/step graphs")
+                   help="rerun the whole context per token instead of prefill once + a step per token (the "
+                        "exported prefill/step graphs, or eager decoding for a run folder)")
     p.add_argument("--json", action="store_true", help="print a JSON object at the end: prompt, continuation, "
                                                        "token ids (at most 10,000,000 tokens)")
     p.add_argument("--no-progress", dest="progress", action="store_false", help="--json: no progress bar on stderr")
@@ -54,10 +57,10 @@ def torch_device(provider: str):
     return torch.device(provider)
 
 
-def eager_model(run_dir: str | Path, threads: int | None = None, provider: str = "cpu"):
+def eager_model(run_dir: str | Path, threads: int | None = None, provider: str = "cpu", full_forward: bool = False):
     """(model, tokenizer, max_len) of a train run folder's last checkpoint, in eager PyTorch on `provider`'s
     device: a Decoder (prefill once, then one position per token) when every attention layer has a
-    decoding form, else a scorer that runs the full forward per token."""
+    decoding form and not `full_forward`, else a scorer that runs the full forward per token."""
     import torch
 
     from nasgraph import tasks
@@ -83,6 +86,8 @@ def eager_model(run_dir: str | Path, threads: int | None = None, provider: str =
     def scorer(ids):
         return model(torch.from_numpy(ids)[None].to(device))[0].float().cpu().numpy()   # (T, V)
 
+    if full_forward:
+        return scorer, tok, int(config.max_len)
     try:
         return EagerDecoder(model), tok, int(config.max_len)
     except NasgraphError:                                              # a type without a decoding form
@@ -92,24 +97,25 @@ def eager_model(run_dir: str | Path, threads: int | None = None, provider: str =
 def open_model(args):
     """(Scorer or Decoder, tokenizer, max_len) for args.model: ORT prefill/step graphs, a run folder, an .onnx."""
     from exporters.decode_runtime import has_decode_graphs
+    from nasgraph.errors import NasgraphError
 
     model = Path(args.model)
+    if not model.exists():
+        raise NasgraphError(f"{model}: no such run folder or .onnx file")
+    if model.suffix.lower() in (".yaml", ".yml") and model.is_file():
+        raise NasgraphError(f"{model} is a spec: train it first (`nasgraph train {model} --out RUN`), then "
+                            f"`nasgraph generate RUN`")
     if has_decode_graphs(model) and not (model / "spec.yaml").exists() and not args.full_forward:
         from exporters.decode_runtime import OrtDecoder
 
         decoder = OrtDecoder(model, args.threads, args.provider)     # prefill once, then a step per token
         return decoder.sequence(), decoder.tokenizer, decoder.max_len
     if model.is_dir():
-        return eager_model(model, args.threads, args.provider)
+        return eager_model(model, args.threads, args.provider, args.full_forward)
     from exporters.generate import OnnxLM
 
     lm = OnnxLM(model, args.provider, threads=args.threads)
     return lm.scorer, lm.tokenizer, lm.max_len
-
-
-def printable(text: str) -> str:
-    """Bytes that are not valid UTF-8 (a byte model may emit any, a prompt may hold any) shown as U+FFFD."""
-    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class TextStream:
@@ -143,7 +149,10 @@ def run(args) -> int:
         raise NasgraphError(f"--max-new-tokens {args.max_new_tokens:,} with --json: at most {MAX_JSON_TOKENS:,} "
                             f"(--json holds every id until the end); without --json the text streams, any length")
     model, tok, max_len = open_model(args)
-    prompt = tok.ids(args.prompt)
+    try:
+        prompt = tok.ids(args.prompt)
+    except NasgraphError as err:                                      # a symbol outside the vocabulary
+        raise NasgraphError(f"--prompt: {err}") from None
     tokens = stream(model, prompt, args.max_new_tokens, max_len, temperature=args.temperature, top_k=args.top_k,
                     seed=args.seed)                                   # options checked here, before any output
     if len(prompt) + args.max_new_tokens > max_len - 1:

@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import sys
 
+from nasgraph.textfmt import printable
+
 NAME = "predict"
 HELP = "classify a text, a file of lines or a TSV (first column) with an exported model"
 ORDER = 8
@@ -23,7 +25,7 @@ def add_arguments(p) -> None:
 
 
 def _short(text: str, n: int = 60) -> str:
-    text = " ".join(text.split())
+    text = " ".join(printable(text).split())
     return text if len(text) <= n else text[: n - 3] + "..."
 
 
@@ -51,7 +53,7 @@ def run(args) -> int:
     for i, (text, target) in enumerate(zip(inputs.texts, targets)):
         pred = predictions.get(i)
         if args.json:
-            record = {"line": i + 1, "text": text, "label": pred.label if pred else None,
+            record = {"line": i + 1, "text": printable(text), "label": pred.label if pred else None,
                       "probs": pred.probs if pred else None, "truncated": truncated.get(i, False)}
             if args.top_k and pred:
                 record["top_k"] = [{"label": c, "prob": p} for c, p in pred.top(k)]

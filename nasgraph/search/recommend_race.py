@@ -53,6 +53,8 @@ def race_contrasts(stages: list[dict], candidates: dict[str, list[str]], pick_ch
             gap = r["score"] - st["defender_score"]          # challenger - defender, paired on the race's examples
             if pick_choice == challenger:
                 other, margin, challenged = defender, gap, True
+            elif pick_choice == defender and (st.get("steps") or 0) < (st.get("configured_steps") or 0):
+                continue      # held against a challenger the cap cut short of the race's design: confirms nothing
             elif pick_choice == defender:
                 other, margin, challenged = challenger, -gap, False
             else:

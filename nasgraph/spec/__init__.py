@@ -42,7 +42,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     def error_at(message: str, key_path: KeyPath):
         return located_error(message, key_path, locations, file)
 
-    _absolute_task_paths(raw, Path(file).parent)
+    _absolute_task_paths(raw, Path(file).parent, error_at)
     import_spec_plugins(raw, Path(file).parent, error_at)
     spec = validate(raw, error_at)
     task = check_task(raw, error_at, base_dir=str(Path(file).parent))
@@ -56,7 +56,7 @@ def load_spec(path: str | Path, overrides: Sequence[str] = ()) -> SpecDocument:
     return SpecDocument(spec=spec, raw=raw, path=file, locations=locations)
 
 
-def _absolute_task_paths(raw: dict, base: Path) -> None:
+def _absolute_task_paths(raw: dict, base: Path, error_at) -> None:
     """Relative data paths (`task.path`, `task.*_path`) are relative to the spec's folder; make them
     absolute so that the spec snapshot in a run folder still finds the data."""
     task = raw.get("task")
@@ -64,7 +64,10 @@ def _absolute_task_paths(raw: dict, base: Path) -> None:
         return
     for key, value in task.items():
         if (key == "path" or str(key).endswith("_path")) and isinstance(value, str) and value:
-            task[key] = str((base / value).resolve())
+            try:
+                task[key] = str((base / value).resolve())
+            except (OSError, ValueError, RuntimeError) as err:   # a NUL byte, a symlink loop
+                raise error_at(f"not a usable file path {value!r} ({err})", ("task", key)) from None
 
 
 __all__ = ["AttentionSpec", "KeyPath", "Location", "ModelSpec", "Spec", "SpecDocument", "check_attention",

@@ -184,7 +184,7 @@ class RaceBudget:
             st["no_evidence"] = [c["label"] for c in found[k:] if untested(c, cfg.inherit_min)]   # caps confidence
             configured = self.race_steps([c["label"] for c in st["contenders"]])
             st["steps"] = min(configured, cap) if k else None
-            st["extra"] = kept_extra if k else 0
+            st["extra"], st["configured_steps"] = (kept_extra if k else 0), configured
             for i, c in enumerate(found):
                 ran, whole = st["steps"] if i < k else 0, self.race_steps([c["label"] for c in found])
                 if untested(c, cfg.inherit_min) and ran < whole:
