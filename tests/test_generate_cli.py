@@ -18,7 +18,9 @@ import torch
 
 from cli_checks import refused
 from nasgraph.cli import main
-from nasgraph.generation import generate, stream
+from nasgraph.errors import NasgraphError
+from nasgraph.generation import generate, pick_token, stream
+from nasgraph.tasks import CLS_ID
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = """
@@ -170,3 +172,32 @@ def test_symbol_prompts_of_an_mqar_run(tmp_path, capsys):
     assert main(["generate", str(run), "--prompt", "k1 v2 k1", "--max-new-tokens", "3"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("k1 v2 k1 ") and len(out.split()) == 6, out
+
+
+def test_pick_token_greedy_top_k_and_no_specials():
+    logits = np.array([9.0, 8.0, 1.0, 3.0, 2.5])                             # <pad>, <cls> score highest
+    assert pick_token(logits) == 3
+    rng = np.random.default_rng(0)
+    assert {pick_token(logits, temperature=5.0, top_k=1, rng=rng) for _ in range(20)} == {3}
+    assert {pick_token(logits, temperature=5.0, top_k=2, rng=rng) for _ in range(200)} == {3, 4}
+    seen = []
+
+    def scorer(ids):                                                          # next token = last + 1
+        seen.append(ids.tolist())
+        out = np.zeros((len(ids), 20))
+        out[-1, ids[-1] + 1] = 1.0
+        return out
+
+    assert generate(scorer, [5], 4, max_len=3) == [6, 7, 8, 9]
+    assert seen[-1] == [CLS_ID, 7, 8]                                         # <cls> + the latest max_len - 1
+    with pytest.raises(NasgraphError, match="top_k"):
+        generate(scorer, [5], 1, 3, top_k=0)
+
+
+@pytest.mark.parametrize("options, match", [({"temperature": float("nan")}, "temperature must be a finite"),
+                                            ({"temperature": float("inf")}, "temperature must be a finite"),
+                                            ({"temperature": 1.0, "seed": -1}, "seed must be >= 0")])
+def test_generate_refuses_nan_temperature_and_negative_seed(options, match):
+    """`generate --temperature nan` / `--seed -1` used to end in numpy's traceback after the prefill."""
+    with pytest.raises(NasgraphError, match=match):
+        generate(lambda ids: np.zeros((len(ids), 20)), [5], 2, 3, **options)

@@ -252,43 +252,6 @@ def test_train_eval_export_generate_end_to_end(tmp_path, text_file, write_spec, 
     assert "nasgraph generate" in capsys.readouterr().err
 
 
-def test_pick_token_greedy_top_k_and_no_specials():
-    import numpy as np
-
-    from nasgraph.generation import generate, pick_token
-
-    logits = np.array([9.0, 8.0, 1.0, 3.0, 2.5])                             # <pad>, <cls> score highest
-    assert pick_token(logits) == 3
-    rng = np.random.default_rng(0)
-    assert {pick_token(logits, temperature=5.0, top_k=1, rng=rng) for _ in range(20)} == {3}
-    assert {pick_token(logits, temperature=5.0, top_k=2, rng=rng) for _ in range(200)} == {3, 4}
-    seen = []
-
-    def scorer(ids):                                                          # next token = last + 1
-        seen.append(ids.tolist())
-        out = np.zeros((len(ids), 20))
-        out[-1, ids[-1] + 1] = 1.0
-        return out
-
-    assert generate(scorer, [5], 4, max_len=3) == [6, 7, 8, 9]
-    assert seen[-1] == [CLS_ID, 7, 8]                                         # <cls> + the latest max_len - 1
-    with pytest.raises(NasgraphError, match="top_k"):
-        generate(scorer, [5], 1, 3, top_k=0)
-
-
-@pytest.mark.parametrize("options, match", [({"temperature": float("nan")}, "temperature must be a finite"),
-                                            ({"temperature": float("inf")}, "temperature must be a finite"),
-                                            ({"temperature": 1.0, "seed": -1}, "seed must be >= 0")])
-def test_generate_refuses_nan_temperature_and_negative_seed(options, match):
-    """`generate --temperature nan` / `--seed -1` used to end in numpy's traceback after the prefill."""
-    import numpy as np
-
-    from nasgraph.generation import generate
-
-    with pytest.raises(NasgraphError, match=match):
-        generate(lambda ids: np.zeros((len(ids), 20)), [5], 2, 3, **options)
-
-
 def test_missing_vocabulary_file_is_located_at_vocab_path(write_spec, text_file):
     """It named the file but no spec line or key."""
     with pytest.raises(SpecError, match="no such vocabulary file") as err:
