@@ -5,12 +5,12 @@ known from the built models before anything trains, and its race from scratch is
 search can have on it. So where there is one, the per-layer students (they refine the pick among the
 tested types) run only while they fit under `max_cost` beside that race. Once the teacher and every
 type's homogeneous student are measured, the ledger (`_budget`) prices the untested types' race at its
-configured steps (teacher_fraction: as long as the teacher), scored on the held-out slice alone (the examples every trial scores; `fit_race`), and
-each per-layer student at its types' measured start-up, steps and scoring, plus one adapted combination
-(`final_fraction`) where the kept students span two layers; the students are kept in the spec's
-candidate order, each layer in turn, while they fit, the others are not run. The `plan` stage records
-it, with a `students_cut` warning that names the max_cost running them all. No untested type: every
-student runs, as in `teacher`.
+configured steps (teacher_fraction: as long as the teacher), scored on the held-out slice alone (the
+examples every trial scores; `fit_race`), and each per-layer student at its types' measured start-up,
+steps and scoring, plus one adapted combination (`final_fraction`) where the kept students span two
+layers; the students are kept in the spec's candidate order, each layer in turn, while they fit, the
+others are not run. The `plan` stage records it, with a `students_cut` warning that names the max_cost
+running them all. No untested type: every student runs, as in `teacher`.
 """
 from __future__ import annotations
 
