@@ -4,6 +4,9 @@ slows all alike. Prints median (min) ms per variant, backend and T, and the last
 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/attention_blocks_ab.py retention,retention@block=0 1024,8192 10
 """
+from __future__ import annotations
+
+import argparse
 import os
 import statistics
 import sys
@@ -14,32 +17,72 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
+
 from attention_scaling_child import build_module  # noqa: E402
 from exporters.onnx_export import export_onnx  # noqa: E402
 from exporters.runtime import make_session  # noqa: E402
-torch.set_num_threads(1)
-names = sys.argv[1].split(","); Ts = [int(t) for t in sys.argv[2].split(",")]; reps = int(sys.argv[3])
-work = tempfile.mkdtemp()
-mods, sess = {}, {}
-for n in names:
-    torch.manual_seed(0); mods[n] = build_module(n, max(Ts), True)
-    p = os.path.join(work, n.replace("@", "_").replace("=", "") + ".onnx")
-    export_onnx(mods[n], (torch.randn(1, Ts[0], 256),), p, input_names=["x"], output_names=["y"], dynamic_axes={"x": {1: "seq"}}, fallback=False)
-    sess[n] = make_session(p, threads=1)
-res = {(n, T, b): [] for n in names for T in Ts for b in ("eager", "ort")}
-xs = {T: torch.randn(1, T, 256) for T in Ts}
-def timed(f):
-    t0 = time.thread_time(); f(); return time.thread_time() - t0
-with torch.no_grad():
+
+D_MODEL = 256
+
+
+def thread_seconds(call) -> float:
+    """CPU time of the calling thread spent in `call()`."""
+    start = time.thread_time()
+    call()
+    return time.thread_time() - start
+
+
+def build(names: list[str], lengths: list[int], work: str) -> tuple[dict, dict]:
+    """Each variant as an eager module (causal, positions up to max(lengths)) and an ORT session."""
+    modules, sessions = {}, {}
+    for name in names:
+        torch.manual_seed(0)
+        modules[name] = build_module(name, max(lengths), True)
+        path = os.path.join(work, name.replace("@", "_").replace("=", "") + ".onnx")
+        export_onnx(modules[name], (torch.randn(1, lengths[0], D_MODEL),), path, input_names=["x"],
+                    output_names=["y"], dynamic_axes={"x": {1: "seq"}}, fallback=False)
+        sessions[name] = make_session(path, threads=1)
+    return modules, sessions
+
+
+def measure(names: list[str], lengths: list[int], repeats: int) -> dict[tuple[str, int, str], list[float]]:
+    """CPU seconds per call for every (variant, T, backend), the calls interleaved."""
+    modules, sessions = build(names, lengths, tempfile.mkdtemp())
+    xs = {t: torch.randn(1, t, D_MODEL) for t in lengths}                  # (1, T, d_model)
+    calls = {"eager": lambda n, t: modules[n](xs[t]),
+             "ort": lambda n, t: sessions[n].run(None, {"x": xs[t].numpy()})}
+    times = {(n, t, b): [] for n in names for t in lengths for b in calls}
+    with torch.no_grad():
+        for n in names:                                                    # warm-up: one call each
+            for t in lengths:
+                for call in calls.values():
+                    call(n, t)
+        for r in range(repeats):
+            for t in (lengths if r % 2 else lengths[::-1]):
+                for n in (names if r % 2 else names[::-1]):
+                    for b, call in calls.items():
+                        times[(n, t, b)].append(thread_seconds(lambda: call(n, t)))
+    return times
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("names", help="comma-separated variants, e.g. retention,retention@block=0")
+    p.add_argument("lengths", help="comma-separated sequence lengths, e.g. 1024,8192")
+    p.add_argument("repeats", type=int, help="timed calls per (variant, T, backend)")
+    args = p.parse_args()
+    names, lengths = args.names.split(","), [int(t) for t in args.lengths.split(",")]
+    torch.set_num_threads(1)
+    times = measure(names, lengths, args.repeats)
+    first, last = lengths[0], lengths[-1]
     for n in names:
-        for T in Ts: mods[n](xs[T]); sess[n].run(None, {"x": xs[T].numpy()})
-    for r in range(reps):
-        for T in (Ts if r % 2 else Ts[::-1]):
-            for n in (names if r % 2 else names[::-1]):
-                res[(n, T, "eager")].append(timed(lambda: mods[n](xs[T])))
-                res[(n, T, "ort")].append(timed(lambda: sess[n].run(None, {"x": xs[T].numpy()})))
-for n in names:
-    for b in ("eager", "ort"):
-        med = {T: statistics.median(res[(n, T, b)]) * 1e3 for T in Ts}
-        mn = {T: min(res[(n, T, b)]) * 1e3 for T in Ts}
-        print(f"{n:28s} {b:5s}", " ".join(f"{T}: {med[T]:6.1f} ({mn[T]:6.1f})" for T in Ts), f"ratio {med[Ts[-1]]/med[Ts[0]]:.2f} ({mn[Ts[-1]]/mn[Ts[0]]:.2f})", flush=True)
+        for b in ("eager", "ort"):
+            med = {t: statistics.median(times[(n, t, b)]) * 1e3 for t in lengths}
+            low = {t: min(times[(n, t, b)]) * 1e3 for t in lengths}
+            cells = " ".join(f"{t}: {med[t]:6.1f} ({low[t]:6.1f})" for t in lengths)
+            print(f"{n:28s} {b:5s} {cells} ratio {med[last] / med[first]:.2f} ({low[last] / low[first]:.2f})",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
