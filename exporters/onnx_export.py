@@ -26,6 +26,7 @@ import torch
 
 from exporters._files import check_target, move_into_place, staging_dir
 from exporters.errors import ExportError
+from exporters.linear_attention import exporting_with
 
 DynamicAxes = Mapping[str, Mapping[int, str]]  # {"x": {0: "batch", 1: "seq"}}
 Translations = Mapping[Callable, Callable]  # torch op -> onnxscript function (custom_translation_table)
@@ -159,10 +160,11 @@ def _dynamo(module, args, names, output_names, axes, opset, translations=None) -
     # of failing, e.g. a max_len check) and names the ONNX dims after them. Named torch.export.Dim
     # objects are stricter and torch.onnx "repairs" their violations by specialising the axis.
     shapes = _nest_varargs(module, tuple(dict(axes[name]) if name in axes else None for name in names))
-    program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
-                                input_names=names, output_names=output_names,
-                                dynamic_shapes=shapes if axes else None, verbose=False,
-                                custom_translation_table=dict(translations) if translations else None)
+    with exporting_with(translations):                                 # delta rule: LinearAttention if translated
+        program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
+                                    input_names=names, output_names=output_names,
+                                    dynamic_shapes=shapes if axes else None, verbose=False,
+                                    custom_translation_table=dict(translations) if translations else None)
     return program.model_proto
 
 

@@ -27,6 +27,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from nasgraph.attention._by_blocks import by_blocks, runs_by_blocks
+from nasgraph.attention._ort_linear import fused_delta_enabled, fused_delta_rule
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
 from nasgraph.attention._short_conv import ShortConv, convolved
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
@@ -129,6 +130,12 @@ class RecurrentAttention(Attention):
         S0, history = (None, None) if state is None else (state[0], (*state[1:], None)[0])
         inp = self.inputs(x, history)                                  # (B, H, T, .)
         keep = None if keep is None else keep[:, None, :, None]        # (B, 1, T, 1)
+        if inp.beta is not None and fused_delta_enabled():           # exported: one LinearAttention node
+            k, v, g, beta = (None if t is None else t if keep is None else t * keep
+                             for t in (inp.k, inp.v, inp.g, inp.beta))  # (B, H, T, .) padding neutral
+            o, S = fused_delta_rule(inp.q, k, v, beta, g, S0)          # (B, H, T, dv), (B, H, dk, dv)
+            o = o if inp.skip is None else o + inp.skip
+            return self.finish(o.transpose(1, 2), x), (S,) + self.conv_state(inp)  # (B, T, H, dv)
         pad = (C - T % C) % C                                          # no branch: T may be symbolic
         k, v, g, beta = (None if t is None else F.pad(t if keep is None else t * keep, (0, 0, 0, pad))
                          for t in (inp.k, inp.v, inp.g, inp.beta))     # (B, H, Tc, .) padded: neutral

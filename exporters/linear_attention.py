@@ -1,0 +1,84 @@
+"""The delta-rule recurrence (deltanet, gated_deltanet) through ONNX Runtime's LinearAttention kernel.
+
+`linear_attention_translations()` translates `nasgraph::delta_recurrence` (nasgraph/attention/_ort_linear.py)
+into one `com.microsoft.LinearAttention` node (update_rule "delta" or "gated_delta", scale 1.0: our q
+reads the state unscaled; q, k are L2-normalised before it, as the op does not normalise). It is empty
+when the installed onnxruntime has no CPU kernel for the op (checked once), and then the layers keep the
+chunked decomposition. `exporting_with(translations)` turns the layers' use of the op on exactly when the
+translation table holds it.
+
+Measured 2026-12-01 (onnxruntime 1.32, d_model 256, 4 heads, 1 thread, CPU ms, load ~2.5): the whole
+exported layer, chunked form -> LinearAttention: deltanet 15.1 -> 7.9 at T=1024, 112 -> 66 at T=8192;
+gated_deltanet 20.3 -> 8.7, 124 -> 70 (benchmarks/attention_scaling.py --types deltanet,gated_deltanet
+--causal --lengths 1024,8192 --threads 1 --clock cpu --repeats 6 --rounds 2, the second run with this
+translation; two runs 3 min apart, eager 0.77-0.80x in the second: part of the gain is load).
+"""
+from __future__ import annotations
+
+import contextlib
+import functools
+from typing import Callable, Iterator, Mapping
+
+import onnx
+
+MSFT = "com.microsoft"
+
+
+@functools.lru_cache(maxsize=1)
+def ort_has_linear_attention() -> bool:
+    """Whether the installed onnxruntime has a CPU kernel for com.microsoft.LinearAttention."""
+    try:
+        from onnxruntime.capi import _pybind_state as C
+    except ImportError:
+        return False
+    return any(k.op_name == "LinearAttention" and k.domain == MSFT and k.provider == "CPUExecutionProvider"
+               for k in C.get_all_opkernel_def())
+
+
+def _linear_attention_op():
+    """onnxscript Op for com.microsoft.LinearAttention (ORT's schema is not in onnx's registry)."""
+    from onnxscript.values import Op, Opset
+
+    S = onnx.defs.OpSchema
+    optional = S.FormalParameterOption.Optional
+    names = ("query", "key", "value", "past_state", "decay", "beta")
+    schema = S("LinearAttention", MSFT, 1,
+               inputs=[S.FormalParameter(n, "T", param_option=optional if i > 2 else S.FormalParameterOption.Single)
+                       for i, n in enumerate(names)],
+               outputs=[S.FormalParameter("output", "T"), S.FormalParameter("present_state", "T")],
+               type_constraints=[("T", ["tensor(float)"], "fp32")],
+               attributes=[S.Attribute("q_num_heads", S.AttrType.INT, "query heads", required=True),
+                           S.Attribute("kv_num_heads", S.AttrType.INT, "key/value heads", required=True),
+                           S.Attribute("update_rule", S.AttrType.STRING, "recurrence", required=True),
+                           S.Attribute("scale", S.AttrType.FLOAT, "query scale", required=False)])
+    return Op(Opset(MSFT, 1), "LinearAttention", schema)
+
+
+def linear_attention_translations() -> dict[Callable, Callable]:
+    """{nasgraph::delta_recurrence: one com.microsoft.LinearAttention node}; {} without the kernel."""
+    if not ort_has_linear_attention():
+        return {}
+    import torch
+
+    import nasgraph.attention._ort_linear  # noqa: F401 (registers the op)
+
+    op_la = _linear_attention_op()
+
+    def delta_recurrence(q, k, v, state, g, beta, heads: int, gated: bool):
+        rule = "gated_delta" if gated else "delta"
+        return op_la(q, k, v, state, g if gated else None, beta, q_num_heads=heads, kv_num_heads=heads,
+                     update_rule=rule, scale=1.0, _num_outputs=2)
+
+    return {torch.ops.nasgraph.delta_recurrence.default: delta_recurrence}
+
+
+@contextlib.contextmanager
+def exporting_with(translations: Mapping | None) -> Iterator[None]:
+    """Within: the delta-rule layers emit `delta_recurrence` iff `translations` translates it."""
+    import torch
+
+    from nasgraph.attention._ort_linear import fused_delta
+
+    key = torch.ops.nasgraph.delta_recurrence.default
+    with fused_delta(bool(translations) and key in translations):
+        yield
