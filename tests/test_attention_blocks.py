@@ -34,6 +34,17 @@ def padded(B: int, T: int, seed: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(B, T, D, generator=gen), torch.arange(T)[None] < lengths[:, None]
 
 
+def assert_session_matches(module: attention.Attention, path) -> None:
+    """The exported `path` run by ORT equals `module` on the kept positions at five (B, T), one block or more."""
+    sess = make_session(path, threads=1)
+    for B, T in [(1, 37), (3, 37), (3, 5), (2, 16), (1, 70)]:           # 5, 16: one block
+        x, mask = padded(B, T, seed=T)
+        with torch.no_grad():
+            want = module(x, mask)
+        got = torch.from_numpy(sess.run(None, {"x": x.numpy(), "mask": mask.numpy()})[0])
+        torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-4)
+
+
 def test_the_blockable_types_are_the_linear_causal_ones():
     assert {"linear", "sliding_window", "retention", "gla", "deltanet", "gated_deltanet", "ssd"} <= set(BLOCKED)
 
@@ -99,13 +110,7 @@ def test_export_runs_by_blocks_with_dynamic_batch_and_length(name, tmp_path):
     bodies = scan_bodies(graph)
     assert any(n.op_type in ("MatMul", "Gemm") for body in bodies for n in body.node), \
         "the projections are not inside a Scan over blocks"
-    sess = make_session(path, threads=1)
-    for B, T in [(1, 37), (3, 37), (3, 5), (2, 16), (1, 70)]:           # 5, 16: one block
-        x, mask = padded(B, T, seed=T)
-        with torch.no_grad():
-            want = module(x, mask)
-        got = torch.from_numpy(sess.run(None, {"x": x.numpy(), "mask": mask.numpy()})[0])
-        torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-4)
+    assert_session_matches(module, path)
 
 
 def _ops_between(graph: onnx.GraphProto, source: str, sink: onnx.NodeProto) -> set[str]:

@@ -13,10 +13,9 @@ import torch
 from exporters.fast_ops import export_translations
 from exporters.linear_attention import ort_has_linear_attention
 from exporters.onnx_export import batch_seq_axes, export_onnx
-from exporters.runtime import make_session
 from nasgraph.attention._ort_linear import delta_recurrence
 from nasgraph.attention._recurrent import delta_step
-from tests.test_attention_blocks import build, padded
+from tests.test_attention_blocks import assert_session_matches, build, padded
 
 needs_op = pytest.mark.skipif(not ort_has_linear_attention(), reason="onnxruntime has no LinearAttention kernel")
 NAMES = ["deltanet", "gated_deltanet"]
@@ -69,13 +68,7 @@ def test_export_uses_linear_attention_and_matches(name, short_conv, tmp_path):
     assert ("com.microsoft", "LinearAttention") in kinds
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim] for v in graph.input}
     assert dims["x"][:2] == ["batch", "seq"], dims
-    sess = make_session(path, threads=1)
-    for B, T in [(1, 37), (3, 37), (3, 5), (2, 16), (1, 70)]:           # 5, 16: one block
-        x, mask = padded(B, T, seed=T)
-        with torch.no_grad():
-            want = module(x, mask)
-        got = torch.from_numpy(sess.run(None, {"x": x.numpy(), "mask": mask.numpy()})[0])
-        torch.testing.assert_close(got[mask], want[mask], rtol=1e-4, atol=1e-4)
+    assert_session_matches(module, path)
 
 
 def test_standard_ops_export_keeps_the_chunked_form(tmp_path):
