@@ -55,7 +55,7 @@ def _linear_attention_op():
 
 
 def linear_attention_translations() -> dict[Callable, Callable]:
-    """{nasgraph::delta_recurrence: one com.microsoft.LinearAttention node}; {} without the kernel."""
+    """{nasgraph::linear_recurrence: one com.microsoft.LinearAttention node}; {} without the kernel."""
     if not ort_has_linear_attention():
         return {}
     import torch
@@ -64,21 +64,21 @@ def linear_attention_translations() -> dict[Callable, Callable]:
 
     op_la = _linear_attention_op()
 
-    def delta_recurrence(q, k, v, state, g, beta, heads: int, gated: bool):
-        rule = "gated_delta" if gated else "delta"
-        return op_la(q, k, v, state, g if gated else None, beta, q_num_heads=heads, kv_num_heads=heads,
+    def linear_recurrence(q, k, v, state, g, beta, rule: str):
+        H, dk = state.shape[1], state.shape[2]                          # static: the layer's sizes
+        return op_la(q, k, v, state, g, beta, q_num_heads=q.shape[-1] // dk, kv_num_heads=H,
                      update_rule=rule, scale=1.0, _num_outputs=2)
 
-    return {torch.ops.nasgraph.delta_recurrence.default: delta_recurrence}
+    return {torch.ops.nasgraph.linear_recurrence.default: linear_recurrence}
 
 
 @contextlib.contextmanager
 def exporting_with(translations: Mapping | None) -> Iterator[None]:
-    """Within: the delta-rule layers emit `delta_recurrence` iff `translations` translates it."""
+    """Within: the recurrent layers emit `linear_recurrence` iff `translations` translates it."""
     import torch
 
-    from nasgraph.attention._ort_linear import fused_delta
+    from nasgraph.attention._ort_linear import fused_recurrence
 
-    key = torch.ops.nasgraph.delta_recurrence.default
-    with fused_delta(bool(translations) and key in translations):
+    key = torch.ops.nasgraph.linear_recurrence.default
+    with fused_recurrence(bool(translations) and key in translations):
         yield
