@@ -59,6 +59,16 @@ class Inputs:
     conv_tail: Tensor | None = None  # (B, K-1, c) the short convolution's inputs at the last K - 1 positions
 
 
+def fused_heads(inp: Inputs, keep: Tensor | None, S0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The recurrence over `inp` through `linear_recurrence` (one LinearAttention node when exported);
+    keep (B, 1, T, 1) zeroes the padding's k, v, g and beta (neutral) -> (o + skip (B, H, T, dv), state)."""
+    k, v, g, beta = (None if t is None else t if keep is None else t * keep
+                     for t in (inp.k, inp.v, inp.g, inp.beta))          # (B, H, T, .)
+    q, k = (inp.q[:, :1], k[:, :1]) if inp.shared else (inp.q, k)      # (B, 1 | H, T, dk)
+    o, S = fused_rule(q, k, v, g, beta, S0)                            # (B, H, T, dv), (B, H, dk, dv)
+    return (o if inp.skip is None else o + inp.skip), S
+
+
 class RecurrentAttention(Attention):
     """Chunked training form + recurrent decoding form of a linear recurrence with a (dk, dv) state per head."""
 
@@ -132,11 +142,7 @@ class RecurrentAttention(Attention):
         inp = self.inputs(x, history)                                  # (B, H, T, .)
         keep = None if keep is None else keep[:, None, :, None]        # (B, 1, T, 1)
         if fused_enabled():                                            # exported: one LinearAttention node
-            k, v, g, beta = (None if t is None else t if keep is None else t * keep
-                             for t in (inp.k, inp.v, inp.g, inp.beta))  # (B, H, T, .) padding neutral
-            q, k = (inp.q[:, :1], k[:, :1]) if inp.shared else (inp.q, k)  # (B, 1 | H, T, dk)
-            o, S = fused_rule(q, k, v, g, beta, S0)                    # (B, H, T, dv), (B, H, dk, dv)
-            o = o if inp.skip is None else o + inp.skip
+            o, S = fused_heads(inp, keep, S0)                          # (B, H, T, dv), (B, H, dk, dv)
             return self.finish(o.transpose(1, 2), x), (S,) + self.conv_state(inp)  # (B, T, H, dv)
         pad = (C - T % C) % C                                          # no branch: T may be symbolic
         k, v, g, beta = (None if t is None else F.pad(t if keep is None else t * keep, (0, 0, 0, pad))
@@ -177,6 +183,9 @@ class RecurrentAttention(Attention):
     def step_heads(self, x_t: Tensor, state: tuple[Tensor, ...], pos=None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One token: x_t (B, d_model), state ((B, H, dk, dv)[, conv (B, K-1, c)]) -> (B, H, dv), new state."""
         inp = self.inputs(x_t[:, None], *state[1:])                    # (B, H, 1, .)
+        if fused_enabled():                                            # exported: one LinearAttention node
+            o, S = fused_heads(inp, None, state[0])                    # (B, H, 1, dv), (B, H, dk, dv)
+            return self.finish(o[:, :, 0], x_t), (S,) + self.conv_state(inp)  # (B, H, dv)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
         if inp.beta is None:
