@@ -1,11 +1,16 @@
-"""The delta-rule recurrence (deltanet, gated_deltanet) through ONNX Runtime's LinearAttention kernel.
+"""The causal linear recurrences through ONNX Runtime's LinearAttention kernel.
 
-`linear_attention_translations()` translates `nasgraph::delta_recurrence` (nasgraph/attention/_ort_linear.py)
-into one `com.microsoft.LinearAttention` node (update_rule "delta" or "gated_delta", scale 1.0: our q
-reads the state unscaled; q, k are L2-normalised before it, as the op does not normalise). It is empty
-when the installed onnxruntime has no CPU kernel for the op (checked once), and then the layers keep the
-chunked decomposition. `exporting_with(translations)` turns the layers' use of the op on exactly when the
-translation table holds it.
+`linear_attention_translations()` translates `nasgraph::linear_recurrence` (nasgraph/attention/_ort_linear.py)
+into one `com.microsoft.LinearAttention` node, scale 1.0 (our q reads the state unscaled), with the
+update rule of the layer: deltanet "delta", gated_deltanet "gated_delta" (q, k L2-normalised before it,
+as the op does not normalise), retention and ssd "gated" with a decay per head (B, T, H), gla "gated"
+with a decay per key dim (B, T, H*dk), the causal feature-map types (linear, cosformer) "linear" on
+[phi(q), phi(k), [v, 1]], divided by the last output column. SSD's q, k are one head shared by all
+(q_num_heads 1: ORT's "inverse GQA"). It is empty when the installed onnxruntime has no CPU kernel for
+the op (checked once), and then the layers keep the chunked decomposition, as standard-ops exports
+(contrib_ops=False) do. `exporting_with(translations)` turns the layers' use of the op on exactly when
+the translation table holds it. The decode graphs (exporters/decode_export.py) use it too: the prefill,
+and the step of the five recurrent types, past state in, present state out.
 
 Measured 2026-12-01 (onnxruntime 1.32, d_model 256, 4 heads, 1 thread, CPU ms, load ~2.5): the whole
 exported layer, chunked form -> LinearAttention: deltanet 15.1 -> 7.9 at T=1024, 112 -> 66 at T=8192;
