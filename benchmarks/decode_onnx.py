@@ -60,11 +60,14 @@ def one_type(name: str, folder: Path, context: int, steps: int, rounds: int, bot
         export_decode(model, folder / f"{name}.std.onnx", checks, max_len=max_len, example=example, contrib_ops=False)
         decoders["std"] = OrtDecoder(folder / f"{name}.std.step.onnx", threads=1)
     times: dict[str, list[float]] = {k: [] for k in decoders}
+    prefill: dict[str, list[float]] = {k: [] for k in decoders}             # ms of the --context prompt
     eager_ms = []
     with torch.no_grad():
         for _ in range(rounds):
             for key, decoder in decoders.items():
+                t0 = time.perf_counter()
                 _, state = decoder.prefill(ids[:, :context].numpy())
+                prefill[key].append(1e3 * (time.perf_counter() - t0))
                 for t in range(context, max_len):
                     t0 = time.perf_counter()
                     _, state = decoder.step(ids[:, t:t + 1].numpy(), state, t)
@@ -75,10 +78,12 @@ def one_type(name: str, folder: Path, context: int, steps: int, rounds: int, bot
                 _, eager = decoding.step(model, ids[:, t:t + 1], eager, t)
                 eager_ms.append(1e3 * (time.perf_counter() - t0))
     ort, eag = statistics.median(times["ort"]), statistics.median(eager_ms)
-    std = {"std_ops_step_ms": round(statistics.median(times["std"]), 3)} if both else {}
+    std = {"std_ops_step_ms": round(statistics.median(times["std"]), 3),
+           "std_ops_prefill_ms": round(statistics.median(prefill["std"]), 3)} if both else {}
     return {**std, "type": name, "parity_max_abs_diff": report.max_abs_diff, "parity": report.summary(),
             "export_s": round(export_s, 1), "state_bytes": decoder.state_bytes(state),
-            "ort_step_ms": round(ort, 3), "eager_step_ms": round(eag, 3),
+            "ort_prefill_ms": round(statistics.median(prefill["ort"]), 3), "ort_step_ms": round(ort, 3),
+            "eager_step_ms": round(eag, 3),
             "ort_tok_s": round(1e3 / ort, 1), "eager_tok_s": round(1e3 / eag, 1), "ort_over_eager": round(eag / ort, 2)}
 
 
@@ -107,12 +112,14 @@ def main() -> None:
     header = (f"decode ONNX benchmark {time.strftime('%Y-%m-%d %H:%M')}, context {args.context}, {args.steps} steps x "
               f"{args.rounds} rounds, batch 1, 1 thread, load average {os.getloadavg()[0]:.1f}, "
               f"torch {torch.__version__}")
-    extra = " std-ops ORT tok/s | std-ops step / LinearAttention step |" if args.both else ""
+    extra = (" std-ops ORT tok/s | std-ops step / LinearAttention step | std-ops prefill / LinearAttention"
+             " prefill |" if args.both else "")
     lines = [header, "", "| type | parity max abs diff | ORT tok/s | eager tok/s | ORT/eager | state KiB |" + extra,
-             "|---|---|---|---|---|---|" + "---|" * (2 if args.both else 0)]
+             "|---|---|---|---|---|---|" + "---|" * (3 if args.both else 0)]
     for r in rows:
-        more = (f" {1e3 / r['std_ops_step_ms']:.1f} | {r['std_ops_step_ms'] / r['ort_step_ms']:.2f} |"
-                if args.both and "error" not in r else " | |" if args.both else "")
+        more = (f" {1e3 / r['std_ops_step_ms']:.1f} | {r['std_ops_step_ms'] / r['ort_step_ms']:.2f} | "
+                f"{r['std_ops_prefill_ms'] / r['ort_prefill_ms']:.2f} |" if args.both and "error" not in r
+                else " | | |" if args.both else "")
         lines.append(f"| {r['type']} | error: {r['error']} | | | | |" if "error" in r else
                      f"| {r['type']} | {r['parity_max_abs_diff']:.2g} | {r['ort_tok_s']} | {r['eager_tok_s']} | "
                      f"{r['ort_over_eager']} | {r['state_bytes'] / 1024:.0f} |" + more)
