@@ -33,6 +33,7 @@ from torch import nn
 from exporters.latency import env_fingerprint, ort_latency
 from exporters.onnx_export import batch_seq_axes, export_onnx
 from exporters.runtime import make_session
+from nasgraph.outfile import atomic_write
 from nasgraph.threads import available_cores
 
 EXPORT_T = 8  # sequence length traced at export (the axis stays dynamic)
@@ -248,10 +249,7 @@ class LatencyTable:
         with _locked(self.path.with_name(self.path.name + ".lock")):
             merged = {**self.load(), **entries}
             data = {"fingerprint": self.env, "entries": merged}
-            fd, tmp = tempfile.mkstemp(dir=self.path.parent, prefix=f".{self.path.name}.")
-            with os.fdopen(fd, "w") as fh:
-                json.dump(data, fh, indent=1, sort_keys=True)
-            os.replace(tmp, self.path)
+            atomic_write(self.path, lambda fh: fh.write(json.dumps(data, indent=1, sort_keys=True).encode()))
 
 
 @contextlib.contextmanager

@@ -11,12 +11,12 @@ written. Folders written before markers existed are recognised by their files (`
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
 from nasgraph import __version__
 from nasgraph.errors import NasgraphError
+from nasgraph.outfile import atomic_write
 
 MARKER = ".nasgraph-run.json"
 KINDS = ("search", "train", "bench", "demo", "compile")
@@ -103,13 +103,11 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, replace: bool = 
     elif resume:
         raise NasgraphError(f"{path}: nothing to resume (no such run folder)")
     marker = {"kind": kind, "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "version": __version__}
-    tmp = path / f".{MARKER}.tmp"
     try:
         path.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(marker) + "\n", encoding="utf-8")
-        os.replace(tmp, path / MARKER)
     except OSError as err:   # a parent that is a file, no permission, a full disk
         raise NasgraphError(f"{path}: cannot create the run folder ({err.strerror or err})") from None
+    atomic_write(path / MARKER, lambda f: f.write((json.dumps(marker) + "\n").encode("utf-8")))
     return path
 
 

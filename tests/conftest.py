@@ -55,3 +55,11 @@ def tiny_spec(write_spec):
         return write_spec(TINY % {"granularity": granularity, "strategy": strategy, "extra": extra}, name)
 
     return make
+
+
+@pytest.fixture(scope="session")
+def deployed(tmp_path_factory):
+    """(spec, run folder, model.onnx) of a trained, exported per-head tiny model, shared by the deploy tests."""
+    from deploy_helpers import train_and_export
+
+    return train_and_export(tmp_path_factory.mktemp("deploy"))

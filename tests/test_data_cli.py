@@ -41,3 +41,23 @@ def test_impossible_bounds_and_bad_values_are_clear_errors(tmp_path, capsys):
     assert main(["data", "listops", "--n", "5", "-o", str(tmp_path / "no" / "x.tsv")]) == 2
     assert "no such folder" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_output_to_stdout_is_the_tsv_alone_whether_redirected_or_piped(tmp_path):
+    """`-o /dev/stdout --force > file` (as root) renamed the TSV over the link /dev/stdout; with a pipe the
+    summary line ended up inside the TSV. Now the TSV goes to stdout's own stream, the summary to stderr."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    argv = [sys.executable, "-m", "nasgraph", "data", "listops", *ARGS, "-o", "/dev/stdout"]
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    target = tmp_path / "redirected.tsv"
+    with open(target, "wb") as fh:
+        proc = subprocess.run(argv, stdout=fh, stderr=subprocess.PIPE, env=env, timeout=120)
+    assert proc.returncode == 0 and "wrote 40 examples" in proc.stderr.decode(), proc.stderr
+    piped = subprocess.run(argv, capture_output=True, env=env, timeout=120)
+    assert piped.returncode == 0 and piped.stdout == target.read_bytes()
+    rows = target.read_text().splitlines()
+    assert rows[0] == "Source\tTarget" and len(rows) == 41 and os.path.islink("/dev/stdout")

@@ -13,15 +13,10 @@ import pytest
 from nasgraph.errors import SpecError
 from nasgraph.graph import compile_spec
 from nasgraph.spec import load_spec
+from spec_error_cases import GRAPH_HEAD
 
 ROOT = Path(__file__).resolve().parents[1]
-HEAD = """\
-name: demo
-task: {kind: listops, max_len: 101, min_len: 20, max_depth: 3}
-model:
-  d_model: 32
-  n_heads: 4
-"""
+HEAD = GRAPH_HEAD                                        # no n_layers: GOOD adds it, GRAPH does not
 GOOD = HEAD + "  n_layers: 2\n  attention: [softmax, linear]\n"
 GRAPH = HEAD + """\
   graph:

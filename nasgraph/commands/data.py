@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import argparse
-import os
+import sys
 import time
 from pathlib import Path
 
@@ -28,13 +28,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from nasgraph.outfile import cannot_write
+    from nasgraph.outfile import atomic_write, cannot_write, is_stdout, streams_in_place
     from nasgraph.tasks.listops import generate, write_tsv
 
     out = Path(args.output)
     if out.is_dir():
         raise NasgraphError(f"{out} is a folder; give a file name for --output (nothing was written)")
-    if out.exists() and not args.force:
+    if out.exists() and not args.force and not streams_in_place(out):   # /dev/stdout is no file to keep
         raise NasgraphError(f"{out} exists; pass --force to overwrite it")
     if out.parent and not out.parent.is_dir():
         raise NasgraphError(f"no such folder: {out.parent}")
@@ -45,17 +45,19 @@ def run(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     examples = generate(args.n, min_len=args.min_len, max_len=args.max_len, max_depth=args.max_depth,
                         max_args=args.max_args, seed=args.seed)
-    regular = not out.exists() or out.is_file()        # a device or pipe (/dev/stdout) is written in place
-    tmp = out.with_name(f".{out.name}.tmp") if regular else out
+    to_stdout = is_stdout(out)
     try:
-        write_tsv(tmp, examples)
-        if regular:
-            os.replace(tmp, out)                       # never a torn file where the user's was
+        if to_stdout:                                  # one stream: the file offset is stdout's own
+            write_tsv(sys.stdout.buffer, examples)
+            sys.stdout.flush()
+        elif streams_in_place(out):                    # a device or a pipe: written in place
+            write_tsv(out, examples)
+        else:
+            atomic_write(out, lambda f: write_tsv(f, examples))   # never a torn file where the user's was
     except OSError as err:                             # a read-only folder, /proc, a full disk
-        if regular:
-            tmp.unlink(missing_ok=True)
         raise cannot_write(out, err) from None
     lengths = [len(tokens) for tokens, _ in examples]
     print(f"wrote {len(examples)} examples to {out} (lengths {min(lengths)}-{max(lengths)}, "
-          f"mean {sum(lengths) / len(lengths):.1f}; {time.perf_counter() - start:.1f} s)")
+          f"mean {sum(lengths) / len(lengths):.1f}; {time.perf_counter() - start:.1f} s)",
+          file=sys.stderr if to_stdout else sys.stdout)   # the TSV on stdout stays a TSV
     return 0

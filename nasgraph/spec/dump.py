@@ -1,8 +1,6 @@
 """Write specs back to YAML (derived specs, resolved configs) with yaml.safe_dump on plain data."""
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +8,7 @@ import yaml
 from pydantic import BaseModel
 
 from nasgraph.errors import NasgraphError
-from nasgraph.outfile import cannot_write, refuse_special
+from nasgraph.outfile import atomic_write, refuse_special
 from nasgraph.spec.schema import Spec
 
 
@@ -48,23 +46,9 @@ def dump_spec(spec_or_raw: Spec | dict, path: str | Path, overwrite: bool = Fals
     data = spec_to_data(spec_or_raw) if isinstance(spec_or_raw, BaseModel) else _plain(spec_or_raw)
     if not isinstance(data, dict):
         raise TypeError(f"dump_spec wants a Spec or a mapping, got {type(spec_or_raw).__name__}")
-    refuse_special(path)                               # a rename would replace /dev/null itself
+    refuse_special(path)                               # before the exists check: /dev/null exists
     if path.exists() and not overwrite:
         raise NasgraphError(f"{path}: already exists; refusing to overwrite it (pass overwrite=True / --force)")
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    except OSError as err:                             # a read-only folder, /proc, a full disk
-        raise cannot_write(path, err) from None
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except OSError as err:
-        Path(tmp).unlink(missing_ok=True)
-        raise cannot_write(path, err) from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
     return path

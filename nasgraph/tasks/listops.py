@@ -12,9 +12,11 @@ keeping "]" follows the common PyTorch ports and makes the bracket structure vis
 from __future__ import annotations
 
 import csv
+import io
 import random
 from collections import Counter
 from pathlib import Path
+from typing import BinaryIO
 
 from pydantic import Field
 
@@ -157,12 +159,18 @@ def tokenizer(max_len: int) -> Tokenizer:
     return Tokenizer("symbols", max_len, vocab=VOCAB, strip="()")
 
 
-def write_tsv(path: str | Path, examples: list[tuple[list[int], int]]) -> None:
-    """Write (token ids, label) pairs as LRA's TSV: header Source<TAB>Target, CRLF rows (csv.writer)."""
-    with open(path, "w", newline="", encoding="utf-8") as f:
-        writer = csv.writer(f, delimiter="\t")
-        writer.writerow(HEADER)
-        writer.writerows([lra_string(tokens), label] for tokens, label in examples)
+def write_tsv(dest: str | Path | BinaryIO, examples: list[tuple[list[int], int]]) -> None:
+    """Write (token ids, label) pairs as LRA's TSV: header Source<TAB>Target, CRLF rows (csv.writer);
+    `dest`: a path or an open binary file (left open)."""
+    if not hasattr(dest, "write"):
+        with open(dest, "wb") as f:
+            return write_tsv(f, examples)
+    text = io.TextIOWrapper(dest, encoding="utf-8", newline="")
+    writer = csv.writer(text, delimiter="\t")
+    writer.writerow(HEADER)
+    writer.writerows([lra_string(tokens), label] for tokens, label in examples)
+    text.flush()
+    text.detach()
 
 
 def read_tsv(path: str | Path, tok: Tokenizer) -> Split:

@@ -200,7 +200,7 @@ class Checkpoints:
         self.folder = Path(folder)
         self.last, self.prev, self.tmp = self.folder / LAST, self.folder / PREV, self.folder / f".{LAST}.tmp"
         if clean and self.folder.is_dir():
-            for stale in self.folder.glob(f".{LAST}.*"):   # a kill mid-save (older versions: mkstemp names)
+            for stale in {*self.folder.glob(f".{LAST}.*"), *self.folder.glob(".*.tmp")}:   # a kill mid-save (best.pt too)
                 stale.unlink(missing_ok=True)
 
     def exists(self) -> bool:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -12,27 +11,12 @@ import yaml
 
 from nasgraph import distributed
 from nasgraph.errors import NasgraphError
+from nasgraph.outfile import atomic_write
 from nasgraph.runfolder import claim
 from nasgraph.training.checkpoint import Checkpoints
 
 LOGS = ("metrics.jsonl", "alphas.jsonl")
 MOVABLE = ("train.device",)   # a resumed run may change these: where it computes, not what
-
-
-def atomic_write_bytes(path: Path, write) -> None:
-    """Write via `.NAME.tmp` in the same folder, then rename: a crash never leaves a torn file
-    (a kill can leave the temporary file; RunDir removes it on the next open)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def _clean(v: Any) -> Any:
@@ -108,7 +92,7 @@ class RunDir:
         p = self.file(name)
         with distributed.rank0_writes():
             if distributed.is_writer():
-                atomic_write_bytes(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False,
+                atomic_write(p, lambda f: f.write(yaml.safe_dump(raw, sort_keys=False,
                                                                         allow_unicode=True).encode()))
         return p
 
@@ -157,7 +141,7 @@ class RunDir:
                 continue
             text = "".join(json.dumps(r) + "\n" for r in read_jsonl(p, torn_ok=True) if r.get("step", 0) <= step)
             if text.encode() != p.read_bytes():
-                atomic_write_bytes(p, lambda f: f.write(text.encode()))
+                atomic_write(p, lambda f: f.write(text.encode()))
 
     def save_checkpoint(self, state: dict) -> None:
         with distributed.rank0_writes():
@@ -176,7 +160,7 @@ class RunDir:
 
         if not distributed.is_writer():
             return
-        atomic_write_bytes(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
+        atomic_write(self.best_path, lambda f: torch.save({"model": model_state, "step": step, "metric": metric,
                                                                  "val": dict(val)}, f))
 
     def load_checkpoint(self) -> dict:
@@ -190,7 +174,7 @@ class RunDir:
         p = self.file(name)
         with distributed.rank0_writes():
             if distributed.is_writer():
-                atomic_write_bytes(p, lambda f: f.write(json.dumps(_clean(data), indent=1).encode()))
+                atomic_write(p, lambda f: f.write(json.dumps(_clean(data), indent=1).encode()))
         return p
 
 

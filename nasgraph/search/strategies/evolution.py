@@ -24,6 +24,7 @@ from nasgraph.graph.elastic import compile_subnet
 from nasgraph.graph.subnet import SubNet, attention_candidates, elastic, largest, sample, smallest
 from nasgraph.graph.summary import summarize
 from nasgraph.model import GraphModule
+from nasgraph.outfile import atomic_write
 from nasgraph.search.elastic_search import Search, encode
 from nasgraph.search.evidence import SHARED_WEIGHTS, Evidence, Measured
 from nasgraph.search.latency_model import LatencyModel, cross_validated_error
@@ -144,8 +145,7 @@ class Evolution(Strategy):
         train_sandwich(supernet, train_split, ctx.train, ctx.steps, n_random=self.config.sandwich_random, seed=seed,
                        log=lambda rec: run.log("metrics.jsonl", rec), progress=ctx.progress,
                        desc="sandwich supernet")
-        torch.save(supernet.supernet.state_dict(), path.with_suffix(".tmp"))
-        path.with_suffix(".tmp").replace(path)                 # a killed save leaves no half file
+        atomic_write(path, lambda f: torch.save(supernet.supernet.state_dict(), f))   # a killed save: no half file
 
     def fit_latency(self, ctx, supernet: ElasticSupernet, candidates, rng: random.Random) -> LatencyModel:
         """Time `latency_samples` sub-networks (smallest and largest among them) with ONNX Runtime and fit
