@@ -1,8 +1,11 @@
 """In-process A/B of attention variants: eager and ONNX Runtime CPU time per call (1 thread), the
 variants and lengths alternated call by call (order reversed every other repeat), so a busy machine
 slows all alike. Prints median (min) ms per variant, backend and T, and the last/first T ratio.
+A variant ending in "+ort" is exported with exporters.fast_ops.export_translations() (ORT's contrib
+kernels where installed, e.g. LinearAttention, as `nasgraph export` does) and timed in ORT only.
 
     OMP_WAIT_POLICY=PASSIVE nice -n 10 python benchmarks/attention_blocks_ab.py retention,retention@block=0 1024,8192 10
+    OMP_WAIT_POLICY=PASSIVE python benchmarks/attention_blocks_ab.py retention,retention+ort 1024,8192 6
 """
 from __future__ import annotations
 
@@ -19,10 +22,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import torch  # noqa: E402
 
 from attention_scaling_child import build_module  # noqa: E402
+from exporters.fast_ops import export_translations  # noqa: E402
 from exporters.onnx_export import export_onnx  # noqa: E402
 from exporters.runtime import make_session  # noqa: E402
 
 D_MODEL = 256
+ORT = "+ort"  # variant suffix: exported with the contrib translations, ORT only
 
 
 def thread_seconds(call) -> float:
@@ -37,10 +42,11 @@ def build(names: list[str], lengths: list[int], work: str) -> tuple[dict, dict]:
     modules, sessions = {}, {}
     for name in names:
         torch.manual_seed(0)
-        modules[name] = build_module(name, max(lengths), True)
-        path = os.path.join(work, name.replace("@", "_").replace("=", "") + ".onnx")
+        modules[name] = build_module(name.removesuffix(ORT), max(lengths), True)
+        path = os.path.join(work, name.replace("@", "_").replace("=", "").replace("+", "_") + ".onnx")
         export_onnx(modules[name], (torch.randn(1, lengths[0], D_MODEL),), path, input_names=["x"],
-                    output_names=["y"], dynamic_axes={"x": {1: "seq"}}, fallback=False)
+                    output_names=["y"], dynamic_axes={"x": {1: "seq"}}, fallback=False,
+                    translations=export_translations() if name.endswith(ORT) else None)
         sessions[name] = make_session(path, threads=1)
     return modules, sessions
 
@@ -55,13 +61,15 @@ def measure(names: list[str], lengths: list[int], repeats: int) -> dict[tuple[st
     with torch.no_grad():
         for n in names:                                                    # warm-up: one call each
             for t in lengths:
-                for call in calls.values():
-                    call(n, t)
+                for b, call in calls.items():
+                    if b == "ort" or not n.endswith(ORT):
+                        call(n, t)
         for r in range(repeats):
             for t in (lengths if r % 2 else lengths[::-1]):
                 for n in (names if r % 2 else names[::-1]):
                     for b, call in calls.items():
-                        times[(n, t, b)].append(thread_seconds(lambda: call(n, t)))
+                        if b == "ort" or not n.endswith(ORT):
+                            times[(n, t, b)].append(thread_seconds(lambda: call(n, t)))
     return times
 
 
@@ -76,7 +84,7 @@ def main() -> None:
     times = measure(names, lengths, args.repeats)
     first, last = lengths[0], lengths[-1]
     for n in names:
-        for b in ("eager", "ort"):
+        for b in ("ort",) if n.endswith(ORT) else ("eager", "ort"):
             med = {t: statistics.median(times[(n, t, b)]) * 1e3 for t in lengths}
             low = {t: min(times[(n, t, b)]) * 1e3 for t in lengths}
             cells = " ".join(f"{t}: {med[t]:6.1f} ({low[t]:6.1f})" for t in lengths)

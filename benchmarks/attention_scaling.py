@@ -97,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget-s", type=float, default=15.0, help="cap on timed seconds per measurement")
     parser.add_argument("--timeout-s", type=float, default=600.0, help="per length, round and type")
     parser.add_argument("--explain-t", type=int, default=1024, help="T for the per-level ORT table (0: off)")
+    parser.add_argument("--ort-ops", action="store_true", help="export with exporters.fast_ops.export_translations() "
+                        "(ORT's contrib kernels where installed, e.g. LinearAttention), as `nasgraph export` does")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "out")
     args = parser.parse_args(argv)
     types = args.types.split(",") if args.types else [BASELINE, *names()]
@@ -106,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     lengths = ([int(T) for T in args.lengths.split(",")] if args.lengths
                else [T for T in (2 ** i for i in range(8, 16)) if args.min_t <= T <= args.max_t])
     opts = {k: getattr(args, k) for k in ("threads", "repeats", "rounds", "graph_opt", "budget_s", "timeout_s",
-                                          "explain_t", "causal", "clock")}
+                                          "explain_t", "causal", "clock", "ort_ops")}
     env = env_fingerprint("cpu")
     opts["load_avg_start"] = os.getloadavg()[0]  # other processes skew timings: keep the evidence
     infos, rows, summaries = {}, [], []

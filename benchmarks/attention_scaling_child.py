@@ -14,6 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run as a script from anywhere
 
 from exporters.latency import LatencyResult, ort_latency, peak_rss_mb, torch_latency  # noqa: E402
+from exporters.fast_ops import export_translations  # noqa: E402
 from exporters.onnx_export import export_onnx  # noqa: E402
 from exporters.runtime import GRAPH_OPT_LEVELS, make_session, op_counts  # noqa: E402
 
@@ -79,7 +80,8 @@ def run_type(name: str, lengths: list[int], opts: dict, out: mp.Queue) -> None:
     x0 = torch.randn(1, lengths[0], D_MODEL)
     try:
         export_onnx(model, (x0,), onnx_path, input_names=["x"], output_names=["y"],
-                    dynamic_axes={"x": {1: "seq"}}, axis_max={"seq": max(lengths)}, fallback=False)
+                    dynamic_axes={"x": {1: "seq"}}, axis_max={"seq": max(lengths)}, fallback=False,
+                    translations=export_translations() if opts.get("ort_ops") else None)
         sess = make_session(onnx_path, threads=opts["threads"], graph_opt=opts["graph_opt"],
                             optimized_model_path=work / "optimized.onnx")
         with torch.no_grad():

@@ -56,7 +56,7 @@ from exporters.quantize import quantize_int8  # noqa: E402
 from exporters.runtime import make_session, op_counts, spinning_default  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-SPECS = ["listops_homogeneous", "listops_heterogeneous", "mixformer", "text_bytes"]
+SPECS = ["listops_homogeneous", "listops_heterogeneous", "mixformer", "text_bytes", "lm_bytes", "mqar"]
 
 
 def derived_models(spec_name: str, max_len: int, overrides: tuple[str, ...] = ()):

@@ -178,9 +178,11 @@ def check_prompt_lengths(model: nn.Module, decoder: OrtDecoder, tokens: torch.Te
 
 def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example: torch.Tensor,
                  checks: Sequence[torch.Tensor], *, max_len: int, metadata: dict[str, str] | None = None,
-                 atol: float = 1e-4, opset: int = 18) -> DecodeParity:
+                 atol: float = 1e-4, opset: int = 18, contrib_ops: bool = True) -> DecodeParity:
     """Export the prefill and step graphs into `stage` (file names `names`) and check decoding parity
-    there; ParityError on a mismatch. The rows of `example` (no padding) trace both graphs."""
+    there; ParityError on a mismatch. The rows of `example` (no padding) trace both graphs. contrib_ops:
+    the recurrences through com.microsoft.LinearAttention where onnxruntime has it (past/present state)."""
+    from exporters.linear_attention import linear_attention_translations
     from nasgraph import decoding
 
     model.eval()
@@ -191,15 +193,18 @@ def stage_decode(model: nn.Module, stage: Path, names: tuple[str, str], example:
     with torch.no_grad():
         _, state = decoding.prefill(model, example[:, :-1])                # the state before the last token
     flat = layout.flatten(state)
+    translations = linear_attention_translations() if contrib_ops else None
     write_onnx(PrefillGraph(model, layout), (example,), prefill_path, input_names=[TOKENS],
                output_names=[LOGITS, *layout.outputs], dynamic_axes={TOKENS: {0: "batch", 1: "seq"}},
                axis_max={"seq": max_len}, opset=opset, graph_pass=token_guards(TOKENS, max_len=max_len),
+               translations=translations,
                metadata={**meta, "nasgraph.decode_role": "prefill"})
     position = torch.tensor(example.shape[1] - 1, dtype=torch.int64)
     write_onnx(StepGraph(model, layout), (example[:, -1:], position, *flat), step_path,
                input_names=[TOKENS, POSITION, *layout.inputs], output_names=[LOGITS, *layout.outputs],
                dynamic_axes={TOKENS: {0: "batch"}, **layout.dynamic_axes()}, opset=opset,
-               graph_pass=position_guard(POSITION, max_len), metadata={**meta, "nasgraph.decode_role": "step"})
+               graph_pass=position_guard(POSITION, max_len), translations=translations,
+               metadata={**meta, "nasgraph.decode_role": "step"})
     try:
         decoder = OrtDecoder(step_path, threads=1)
         report = check_decode_parity(model, decoder, checks, atol)
@@ -230,15 +235,16 @@ def trace_tokens(example: torch.Tensor, max_len: int, batch: int = 2, longest: i
 
 def export_decode(model: nn.Module, path: str | Path, checks: Sequence[torch.Tensor], *, max_len: int,
                   example: torch.Tensor | None = None, metadata: dict[str, str] | None = None,
-                  atol: float = 1e-4, opset: int = 18, overwrite: bool = False) -> tuple[tuple[Path, Path], DecodeParity]:
+                  atol: float = 1e-4, opset: int = 18, overwrite: bool = False, contrib_ops: bool = True
+                  ) -> tuple[tuple[Path, Path], DecodeParity]:
     """Export `model` (a causal GraphModule whose attention types all decode) as `<stem>.prefill.onnx`
     and `<stem>.step.onnx` beside `path`, checked on `checks` (token batches (B, T), no padding);
-    both land together or not at all. Returns ((prefill, step), parity report)."""
+    both land together or not at all; contrib_ops: see `stage_decode`. Returns ((prefill, step), parity report)."""
     prefill_dst, step_dst = (check_target(p, overwrite) for p in decode_names(path))
     example = checks[0] if example is None else example
     with staging_dir(step_dst) as stage:
         report = stage_decode(model, stage, (prefill_dst.name, step_dst.name), example, checks,
-                              max_len=max_len, metadata=metadata, atol=atol, opset=opset)
+                              max_len=max_len, metadata=metadata, atol=atol, opset=opset, contrib_ops=contrib_ops)
         move_all_into_place([(stage / prefill_dst.name, prefill_dst), (stage / step_dst.name, step_dst)], overwrite)
     return (prefill_dst, step_dst), report
 

@@ -82,7 +82,7 @@ def contrib_gelu_translations() -> dict[Callable, Callable]:
 def export_translations(contrib_ops: bool = True) -> dict[Callable, Callable]:
     """The translations a model export uses: `fast_translations()`, plus ORT's fused attention
     (`fused_attention.contrib_translations()`), GELU and, where the runtime has it, LinearAttention for
-    the delta rule (`linear_attention`) unless standard ops only are wanted."""
+    the causal linear recurrences (`linear_attention`) unless standard ops only are wanted."""
     from exporters.fused_attention import contrib_translations
     from exporters.linear_attention import linear_attention_translations
 

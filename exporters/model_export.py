@@ -225,7 +225,7 @@ def export_graphs(model: torch.nn.Module, path: str | Path, inputs: CheckInputs,
         extra = quantize(staged, staged_u) if quantize is not None else None
         report_d = stage_decode(model, stage, tuple(p.name for p in decode_dst), inputs.unpadded_example,
                                 inputs.unpadded_checks, max_len=max_len, metadata=metadata, atol=atol,
-                                opset=opset) if decode else None
+                                opset=opset, contrib_ops=contrib_ops) if decode else None
         move_all_into_place([(stage / p.name, p) for p in decode_dst] + [(staged_u, dst_u), (staged, dst)], overwrite)
     return dst, dst_u, report, report_u, extra, report_d
 

@@ -161,7 +161,7 @@ def _dynamo(module, args, names, output_names, axes, opset, translations=None) -
     # of failing, e.g. a max_len check) and names the ONNX dims after them. Named torch.export.Dim
     # objects are stricter and torch.onnx "repairs" their violations by specialising the axis.
     shapes = _nest_varargs(module, tuple(dict(axes[name]) if name in axes else None for name in names))
-    with exporting_with(translations):                                 # delta rule: LinearAttention if translated
+    with exporting_with(translations):                                 # recurrences: LinearAttention if translated
         program = torch.onnx.export(module, args, None, dynamo=True, opset_version=opset,
                                     input_names=names, output_names=output_names,
                                     dynamic_shapes=shapes if axes else None, verbose=False,

@@ -67,7 +67,7 @@ def softmax_flops(B, T, D, H, cfg, causal):
     dh, L = D // H, B * H * T * T                    # L logits
     kv = (cfg.n_kv_heads or H) * dh                  # grouped-query: narrower k, v projections
     core = 2 * L * dh + L + SOFTMAX * L              # q k^T, p v, scale, softmax (same for sdpa/math)
-    if causal:
+    if causal and cfg.impl == "math":                # sdpa without padding: is_causal, no bias (free)
         core += causal_mask(T) + L                   # build the bias, add it to every logit
     return 2 * B * T * D * D + 2 * B * T * D * kv + core  # q, out_proj; k, v (heads repeated: free)
 

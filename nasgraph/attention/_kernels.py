@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from nasgraph.attention._by_blocks import by_blocks
+from nasgraph.attention._ort_linear import fused_enabled, fused_rule
 from nasgraph.attention.base import EPS, Attention, Capabilities, zero_padded
 
 
@@ -150,9 +151,23 @@ class FeatureMapAttention(LinearStateDecoding):
         positions before x (B, H, m, dv + 1),) or None (none) -> (heads (B, T, H, dh), the state after
         x (None without one))."""
         T = x.shape[1]
+        if fused_enabled():                                            # exported: one LinearAttention node
+            return self.fused_form(x, keep, state)
         x, mask = pad_to_chunks(x, None if keep is None else keep > 0, self.config.chunk)  # (B, Tc, d)
         q, k, v = self.qkv(x)                                          # (B, H, Tc, dh)
         q_feat, k_feat = self.features(q, k, T)                        # (B, H, Tc, m)
         out, S = causal_normalised(q_feat, zero_padded(k_feat, mask), v, self.config.chunk, EPS,
                                    None if state is None else state[0])  # (B, H, Tc, dh)
         return out[:, :, :T].transpose(1, 2), (S,)                     # (B, T, H, dh)
+
+    def fused_form(self, x: torch.Tensor, keep: torch.Tensor | None, state: tuple[torch.Tensor] | None
+                   ) -> tuple[torch.Tensor, tuple[torch.Tensor]]:
+        """causal_form through `linear_recurrence` (rule linear) on [v, 1]: its last output column is
+        the normaliser, as in `causal_normalised`."""
+        q, k, v = self.qkv(x)                                          # (B, H, T, dh)
+        q_feat, k_feat = self.features(q, k, x.shape[1])               # (B, H, T, m)
+        k_feat = zero_padded(k_feat, None if keep is None else keep > 0)
+        v1 = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)      # (B, H, T, dh+1)
+        num_den, S = fused_rule(q_feat, k_feat, v1, None, None, None if state is None else state[0])
+        out = num_den[..., :-1] / num_den[..., -1:].clamp_min(EPS)     # (B, H, T, dh)
+        return out.transpose(1, 2), (S,)                               # (B, T, H, dh)

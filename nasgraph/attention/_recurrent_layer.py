@@ -27,7 +27,7 @@ from pydantic import Field, PositiveInt
 from torch import Tensor, nn
 
 from nasgraph.attention._by_blocks import by_blocks, runs_by_blocks
-from nasgraph.attention._ort_linear import fused_delta_enabled, fused_delta_rule
+from nasgraph.attention._ort_linear import fused_enabled, fused_rule
 from nasgraph.attention._recurrent import decayed_linear, decayed_step, delta_rule, delta_step
 from nasgraph.attention._short_conv import ShortConv, convolved
 from nasgraph.attention.base import Attention, AttentionConfig, Capabilities
@@ -55,7 +55,18 @@ class Inputs:
     beta: Tensor | None = None  # (B, H, T, 1) delta-rule write strength; None: decayed (additive) form
     skip: Tensor | None = None  # (B, H, T, dv) added to the output (SSD's D x)
     fixed: Tensor | None = None  # (1, H, 1, 1) when g is one fixed log-decay per head (retention), see decayed_linear
+    shared: bool = False         # q, k the same for every head (SSD): the fused op reads head 0 only
     conv_tail: Tensor | None = None  # (B, K-1, c) the short convolution's inputs at the last K - 1 positions
+
+
+def fused_heads(inp: Inputs, keep: Tensor | None, S0: Tensor | None) -> tuple[Tensor, Tensor]:
+    """The recurrence over `inp` through `linear_recurrence` (one LinearAttention node when exported);
+    keep (B, 1, T, 1) zeroes the padding's k, v, g and beta (neutral) -> (o + skip (B, H, T, dv), state)."""
+    k, v, g, beta = (None if t is None else t if keep is None else t * keep
+                     for t in (inp.k, inp.v, inp.g, inp.beta))          # (B, H, T, .)
+    q, k = (inp.q[:, :1], k[:, :1]) if inp.shared else (inp.q, k)      # (B, 1 | H, T, dk)
+    o, S = fused_rule(q, k, v, g, beta, S0)                            # (B, H, T, dv), (B, H, dk, dv)
+    return (o if inp.skip is None else o + inp.skip), S
 
 
 class RecurrentAttention(Attention):
@@ -130,11 +141,8 @@ class RecurrentAttention(Attention):
         S0, history = (None, None) if state is None else (state[0], (*state[1:], None)[0])
         inp = self.inputs(x, history)                                  # (B, H, T, .)
         keep = None if keep is None else keep[:, None, :, None]        # (B, 1, T, 1)
-        if inp.beta is not None and fused_delta_enabled():           # exported: one LinearAttention node
-            k, v, g, beta = (None if t is None else t if keep is None else t * keep
-                             for t in (inp.k, inp.v, inp.g, inp.beta))  # (B, H, T, .) padding neutral
-            o, S = fused_delta_rule(inp.q, k, v, beta, g, S0)          # (B, H, T, dv), (B, H, dk, dv)
-            o = o if inp.skip is None else o + inp.skip
+        if fused_enabled():                                            # exported: one LinearAttention node
+            o, S = fused_heads(inp, keep, S0)                          # (B, H, T, dv), (B, H, dk, dv)
             return self.finish(o.transpose(1, 2), x), (S,) + self.conv_state(inp)  # (B, T, H, dv)
         pad = (C - T % C) % C                                          # no branch: T may be symbolic
         k, v, g, beta = (None if t is None else F.pad(t if keep is None else t * keep, (0, 0, 0, pad))
@@ -175,6 +183,9 @@ class RecurrentAttention(Attention):
     def step_heads(self, x_t: Tensor, state: tuple[Tensor, ...], pos=None) -> tuple[Tensor, tuple[Tensor, ...]]:
         """One token: x_t (B, d_model), state ((B, H, dk, dv)[, conv (B, K-1, c)]) -> (B, H, dv), new state."""
         inp = self.inputs(x_t[:, None], *state[1:])                    # (B, H, 1, .)
+        if fused_enabled():                                            # exported: one LinearAttention node
+            o, S = fused_heads(inp, None, state[0])                    # (B, H, 1, dv), (B, H, dk, dv)
+            return self.finish(o[:, :, 0], x_t), (S,) + self.conv_state(inp)  # (B, H, dv)
         q, k, v = inp.q[:, :, 0], inp.k[:, :, 0], inp.v[:, :, 0]       # (B, H, dk | dv)
         g = None if inp.g is None else inp.g[:, :, 0]                  # (B, H, 1 | dk)
         if inp.beta is None:

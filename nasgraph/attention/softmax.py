@@ -83,11 +83,16 @@ class SoftmaxAttention(Attention):
         k, v = k_kv, v_kv  # (B, H, T, dh) when n_kv == H: no copy, no Expand chain in an exported graph
         if g > 1:
             k, v = k_kv.repeat_interleave(g, dim=1), v_kv.repeat_interleave(g, dim=1)  # (B, H, T, dh)
-        bias = self.bias(mask, x.shape[1], q)
         p = self.config.dropout if self.training else 0.0
-        if self.config.impl == "sdpa":
+        if self.config.impl == "sdpa" and self.causal and mask is None:
+            # SDPA's own causal form: torch's kernel skips the future blocks, and the export's
+            # translation (exporters.fused_attention) makes it ORT's causal GroupQueryAttention
+            out = F.scaled_dot_product_attention(q, k, v, dropout_p=p, is_causal=True)  # (B, H, T, dh)
+        elif self.config.impl == "sdpa":
+            bias = self.bias(mask, x.shape[1], q)
             out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias, dropout_p=p)  # (B, H, T, dh)
         else:
+            bias = self.bias(mask, x.shape[1], q)
             logits = (q @ k.transpose(-2, -1)) * self.scale          # (B, H, T, T)
             if bias is not None:
                 logits = logits + bias

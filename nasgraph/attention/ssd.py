@@ -53,4 +53,4 @@ class SSD(RecurrentAttention):
         xv = self.split(xv)                                            # (B, H, T, dh)
         k = Bt[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
         q = Ct[:, None].expand(B, H, T, -1)                            # (B, H, T, N)
-        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv, conv_tail=tail)
+        return Inputs(q=q, k=k, v=xv * dt, g=g, skip=self.D[:, None, None] * xv, shared=True, conv_tail=tail)
