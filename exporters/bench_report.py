@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph.outfile import atomic_write_text
 from nasgraph.plotting import pyplot, finish_plot, plain_ticks
 from nasgraph.textfmt import human, table
 
@@ -138,5 +139,5 @@ def write_report(report: dict, out: Path) -> list[Path]:
         written.append(plot_pareto(report["runs"], [p for p in report["runs"] if p["pareto"]], out / "pareto.png"))
     written.append(plot_latency(report, out / "latency_vs_seq.png"))
     (out / "report.json").write_text(json.dumps(report, indent=1, default=str))
-    (out / "report.md").write_text(markdown(report))
+    atomic_write_text(out / "report.md", markdown(report))
     return [out / "report.json", out / "report.md", *written]

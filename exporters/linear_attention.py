@@ -12,11 +12,12 @@ the op (checked once), and then the layers keep the chunked decomposition, as st
 the translation table holds it. The decode graphs (exporters/decode_export.py) use it too: the prefill,
 and the step of the five recurrent types, past state in, present state out.
 
-Measured 2026-12-01 (onnxruntime 1.32, d_model 256, 4 heads, 1 thread, CPU ms, load ~2.5): the whole
-exported layer, chunked form -> LinearAttention: deltanet 15.1 -> 7.9 at T=1024, 112 -> 66 at T=8192;
-gated_deltanet 20.3 -> 8.7, 124 -> 70 (benchmarks/attention_scaling.py --types deltanet,gated_deltanet
---causal --lengths 1024,8192 --threads 1 --clock cpu --repeats 6 --rounds 2, the second run with this
-translation; two runs 3 min apart, eager 0.77-0.80x in the second: part of the gain is load).
+Measured 2026-12-01 (onnxruntime 1.32, one layer, d_model 256, 4 heads, 1 thread, CPU ms, all variants
+interleaved, load ~3.3; benchmarks/attention_blocks_ab.py NAME,NAME+ort 1024,8192 6), ORT chunked form
+-> LinearAttention at T=1024 / 8192: retention 11.6 -> 8.8 / 91 -> 74, gla 34 -> 11 / 298 -> 102,
+ssd 18.7 -> 9.5 / 177 -> 68, deltanet 16.0 -> 12.4 / 137 -> 97, gated_deltanet 20.1 -> 12.8 / 144
+-> 103, causal linear 12.1 -> 11.6 / 86 -> 90 (no gain: its chunked form is a few matmuls). Decode
+steps 1.0-1.16x, prefill up to 2.4x (gla). Details: benchmarks/deploy_latency_findings.md.
 """
 from __future__ import annotations
 

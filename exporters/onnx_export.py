@@ -27,6 +27,7 @@ import torch
 from exporters._files import check_target, move_into_place, staging_dir
 from exporters.errors import ExportError
 from exporters.linear_attention import exporting_with
+from nasgraph.textfmt import printable
 
 DynamicAxes = Mapping[str, Mapping[int, str]]  # {"x": {0: "batch", 1: "seq"}}
 Translations = Mapping[Callable, Callable]  # torch op -> onnxscript function (custom_translation_table)
@@ -143,7 +144,7 @@ def write_onnx(module: torch.nn.Module, example_inputs: Sequence[torch.Tensor], 
         props["nasgraph.axis_max"] = json.dumps(bounds, sort_keys=True)
     del proto.metadata_props[:]
     for key, value in sorted(props.items()):
-        proto.metadata_props.add(key=key, value=value)
+        proto.metadata_props.add(key=key, value=printable(value))   # protobuf strings are UTF-8: a non-UTF-8 path
     weights = sum(len(t.raw_data) for t in proto.graph.initializer)
     big = weights >= SELF_CONTAINED_LIMIT
     onnx.save_model(proto, str(path), save_as_external_data=big, all_tensors_to_one_file=True,

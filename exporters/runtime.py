@@ -169,13 +169,16 @@ def to_numpy(feeds: Mapping[str, Any]) -> dict[str, np.ndarray]:
 
 
 def not_a_model(path: str | os.PathLike) -> ExportError:
-    """The error for a path that is not an .onnx file: missing, a train run folder, another folder."""
+    """The error for a path that is not an .onnx file: missing, a train run folder, another folder, a pipe."""
     path = Path(path)
     if not path.exists():
         return ExportError(f"{path}: no such file (expected an .onnx written by `nasgraph export`)")
     if (path / "spec.yaml").is_file() and (path / "checkpoints").is_dir():
         return ExportError(f"{path} is a train run folder, not an .onnx: export it first (`nasgraph export {path} "
                            f"-o model.onnx`)")
+    if not path.is_dir():                                  # a named pipe, a device, a socket
+        return ExportError(f"{path} is not a regular file (a pipe, device or socket), not an .onnx file written by "
+                           f"`nasgraph export`")
     return ExportError(f"{path} is a folder, not an .onnx file written by `nasgraph export`")
 
 

@@ -163,8 +163,7 @@ def derive(run: str | Path, output: str | Path, *, seed: int | None = None, over
     graph = compile_spec(doc)
     check_choice(choice, graph, result)
     labels = {n: [graph.nodes[n]["candidates"][i] for i in picks] for n, picks in choice.items()}
-    dump_spec(derive_spec(doc.raw, graph, choice), output, overwrite=overwrite)
-    output.write_text(header(run, seed, labels) + output.read_text())
+    dump_spec(derive_spec(doc.raw, graph, choice), output, overwrite=overwrite, header=header(run, seed, labels))
     try:
         compile_spec(load_spec(output))  # the derived spec must compile on its own
     except NasgraphError:
@@ -193,8 +192,8 @@ def _derive_elastic(run: Path, output: Path, outcome: dict, point: int | None, o
         raise NasgraphError(f"{run / 'search.json'}: damaged elastic search result (no sub-network)") from None
     doc = load_spec(run / "spec.yaml")
     graph = compile_spec(doc)
-    dump_spec(derive_subnet(doc.raw, graph, sub), output, overwrite=overwrite)
-    output.write_text(header(run, None, {"subnet": [sub.label(outcome.get("candidates"))]}) + output.read_text())
+    dump_spec(derive_subnet(doc.raw, graph, sub), output, overwrite=overwrite,
+              header=header(run, None, {"subnet": [sub.label(outcome.get("candidates"))]}))
     try:
         compile_spec(load_spec(output))  # the derived spec must compile on its own
     except NasgraphError:

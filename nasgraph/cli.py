@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        _utf8_outputs(args)
         return int(args._run(args) or 0)
     except NasgraphError as err:
         print(f"nasgraph {args.command}: error: {one_line(str(err))}", file=sys.stderr)
@@ -68,6 +69,23 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nasgraph {args.command}: error: cannot write {err.filename or 'the output (stdout or a file)'}: "
               f"{err.strerror}", file=sys.stderr)
         return 2
+
+
+def _utf8_outputs(args: argparse.Namespace) -> None:
+    """An output path (--out, -o) must be UTF-8: reports, plots and ONNX metadata hold it as text. A name with
+    other bytes (argv's lone surrogates) is refused before anything is written."""
+    for dest, flag in (("out", "--out"), ("output", "-o")):
+        value = getattr(args, dest, None)
+        if not value:
+            continue
+        full = os.path.abspath(os.fspath(value))
+        try:
+            full.encode("utf-8")
+        except UnicodeEncodeError as err:
+            shown = os.fsencode(value).decode("utf-8", "backslashreplace")
+            raise NasgraphError(f"{flag} {shown}: the path is not UTF-8 (byte 0x{ord(full[err.start]) & 0xFF:02x}); "
+                                f"reports and ONNX metadata hold it as text: choose a UTF-8 name (nothing was "
+                                f"written)") from None
 
 
 _CANNOT_WRITE = {errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EFBIG, errno.EIO}

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Sequence
 
 from nasgraph.errors import NasgraphError
+from nasgraph.outfile import atomic_write_text
 from nasgraph.runs import RunInfo, describe
 from nasgraph.textfmt import human, table
 
@@ -129,6 +130,6 @@ def write(result: dict, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     (out / "compare.json").write_text(json.dumps(result, indent=1))
     png = plot(result, out / "pareto.png")
-    (out / "compare.md").write_text(f"# Runs of task `{result['task'].get('kind', '?')}`\n\n{render(result, True)}\n\n"
-                                    f"![metric vs cost]({png.name})\n")
+    atomic_write_text(out / "compare.md", f"# Runs of task `{result['task'].get('kind', '?')}`\n\n"
+                                          f"{render(result, True)}\n\n![metric vs cost]({png.name})\n")
     return [out / "compare.json", out / "compare.md", png]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph.outfile import atomic_write_text
 from nasgraph.plotting import finish_plot, plain_ticks, pyplot
 from nasgraph.search.elastic_recommend import front_lines
 from nasgraph.textfmt import is_fraction
@@ -85,5 +86,5 @@ def write_elastic_report(run: str | Path) -> Path:
     plots = [plot_front(o, run / "front.png", rec), plot_sandwich(run, run / "sandwich.png")]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"
-    out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return out

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 from nasgraph.errors import NasgraphError
+from nasgraph.textfmt import printable
 
 _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"), (stat.S_ISFIFO, "a named pipe"),
           (stat.S_ISSOCK, "a socket"))
@@ -78,3 +79,9 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], object], e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, error=NasgraphError) -> None:
+    """A report or spec as UTF-8 via `atomic_write`; a path with bytes that are not UTF-8 (a folder name in the
+    text) shows as U+FFFD instead of failing the whole write."""
+    atomic_write(path, lambda f: f.write(printable(text).encode("utf-8")), error)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from nasgraph.textfmt import human
+from nasgraph.textfmt import human, printable
 
 
 def pyplot():
@@ -28,10 +28,20 @@ def plain_ticks(ax, axis: str = "both") -> None:
 
 
 def finish_plot(fig, path: Path, *axes) -> Path:
-    """Grid and legend on each of `axes`, then save the figure to `path` (110 dpi) and close it."""
+    """Grid and legend on each of `axes`, then save the figure to `path` (110 dpi) and close it. Text that
+    cannot be drawn (a non-UTF-8 folder name in a label) shows U+FFFD."""
+    from matplotlib.text import Text
+
     for ax in axes:
+        for artist in ax.get_children():
+            label = artist.get_label()
+            if isinstance(label, str) and printable(label) != label:
+                artist.set_label(printable(label))
         ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=7)
+    for text in fig.findobj(Text):
+        if printable(text.get_text()) != text.get_text():
+            text.set_text(printable(text.get_text()))
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     pyplot().close(fig)

@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 from typing import Sequence
 
+from nasgraph.outfile import atomic_write_text
+
 
 def record_source(run: Path, doc, overrides: Sequence[str]) -> None:
     """RUN/source.json: the spec file a search ran and its --set overrides."""
@@ -21,7 +23,7 @@ def mark_derived(run: Path, doc, overrides: Sequence[str], labels: dict[str, lis
         return
     record_source(run, doc, overrides)
     derived = run / "derived.yaml"
-    derived.write_text(header(run, None, labels) + derived.read_text())
+    atomic_write_text(derived, header(run, None, labels) + derived.read_text())
 
 
 def header(run: Path, seed: int | None, labels: dict[str, list[str]]) -> str:

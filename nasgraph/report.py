@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from nasgraph import distributed
+from nasgraph.outfile import atomic_write_text
 from nasgraph.plotting import pyplot, finish_plot
 from nasgraph.search.verdicts import evidence_text
 from nasgraph.textfmt import cost, human, is_fraction, metric_delta, metric_label, metric_value, shown, table
@@ -182,7 +183,7 @@ def write_search_report(run: str | Path) -> Path:
     plots += [plot_alphas(run / f"seed{s}", outcome["candidates"], run / f"alphas_seed{s}.png") for s in seeds]
     lines += ["## Plots", ""] + [f"![{p.stem}]({p.name})" for p in plots if p]
     out = run / "report.md"
-    out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return out
 
 
@@ -201,5 +202,5 @@ def write_train_report(run: str | Path) -> Path:
                    ["steps", f"val {m}", f"test {m}", "best val", "params", "seconds"], markdown=True), "",
              f"![curves]({plot_curves({run.name: run}, run / 'curves.png', m).name})"]
     out = run / "report.md"
-    out.write_text("\n".join(lines) + "\n")
+    atomic_write_text(out, "\n".join(lines) + "\n")
     return out

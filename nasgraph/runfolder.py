@@ -11,6 +11,7 @@ written. Folders written before markers existed are recognised by their files (`
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 
@@ -83,6 +84,9 @@ def claim(path: str | Path, kind: str, *, resume: bool = False, replace: bool = 
     """
     assert kind in KINDS, kind
     path = Path(path)
+    if path.is_symlink() and not path.exists():            # dangling, or a loop: mkdir would say "File exists"
+        raise NasgraphError(f"{path} is a symbolic link to {os.readlink(path)}, which is no folder (missing, or a "
+                            f"loop of links); choose a folder for --out (nothing was written)")
     if path.exists() and not path.is_dir():
         raise NasgraphError(f"{path} is a file, not a folder; choose a folder for --out (nothing was written)")
     if path.is_dir():

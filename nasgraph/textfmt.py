@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import math
+import re
 from typing import Any, Sequence
 
 
@@ -80,3 +81,25 @@ def printable(text: str) -> str:
     """Bytes that are not valid UTF-8 (lone surrogates from argv or a byte model's output) as U+FFFD, so
     the text prints on any UTF-8 stream."""
     return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
+_UNSAFE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(ch: str) -> str:
+    o = ord(ch)
+    if 0xDC80 <= o <= 0xDCFF:                          # a byte that was not UTF-8 (surrogateescape)
+        return f"\\x{o - 0xDC00:02x}"
+    return f"\\x{o:02x}" if o < 0x80 else f"\\u{o:04x}"            # a byte as \\xNN, a character as \\uNNNN
+
+
+def terminal_safe(text: str) -> str:
+    """`text` for a terminal, so generated text cannot drive it: control characters (ESC, CR, C1, bidi
+    overrides) escaped as \\x1b, \\u009b, \\u202e, a byte that was not UTF-8 as \\xff; newlines and tabs kept."""
+    return _UNSAFE.sub(lambda m: _escape(m.group()), text)
+
+
+def json_safe(line: str) -> str:
+    """A JSON text with DEL, C1 controls and bidi overrides escaped as \\u00XX (json.dumps escapes only C0
+    controls with ensure_ascii=False); the same JSON value."""
+    return _UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", line)

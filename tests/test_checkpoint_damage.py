@@ -99,3 +99,18 @@ def test_damaged_latest_checkpoint_resumes_from_the_previous_one(train_spec, tmp
     assert (ckpts / "last.pt.damaged").stat().st_size == 500
 
 
+
+
+def test_a_killed_best_pt_write_leaves_nothing_after_the_next_open(tmp_path):
+    """A kill inside atomic_write leaves checkpoints/.best.pt.<random>.tmp; the writer's next open removes it
+    (only .last.pt.* was removed), a reader's open (clean=False) leaves it."""
+    from nasgraph.training.checkpoint import Checkpoints
+
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    stale = folder / ".best.pt.1a2b3c4d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    Checkpoints(folder, clean=False)
+    assert stale.exists()
+    Checkpoints(folder)
+    assert list(folder.iterdir()) == []

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nasgraph.outfile import atomic_write_text
 from nasgraph.textfmt import count, human, table
 
 NAME = "compile"
@@ -50,7 +51,7 @@ def run(args) -> int:
     text = render(compiled.summary) + (render_elastic(compiled.elastic) if compiled.elastic else "")
     if args.out:
         compiled.written.append(args.out / "summary.md")
-        compiled.written[-1].write_text(f"# {compiled.summary.name}\n\n```\n{text}\n```\n")
+        atomic_write_text(compiled.written[-1], f"# {compiled.summary.name}\n\n```\n{text}\n```\n")
     print(json.dumps(compiled.to_json(), indent=1) if args.json else text)
     if args.out and not args.json:
         print("wrote " + ", ".join(str(w) for w in compiled.written))

@@ -1,9 +1,10 @@
 """`nasgraph generate RUN --prompt TEXT`: continue a text with a trained causal LM (run folder or .onnx).
 
 The text streams to stdout token by token, so a long generation shows its progress and Ctrl-C keeps
-what was written (exit 130, a note on stderr). Past max_len the context window slides (<cls> plus the
-latest max_len - 1 tokens, as in training), so any --max-new-tokens runs, in bounded memory; --json
-holds every id until the end and so takes at most MAX_JSON_TOKENS.
+what was written (exit 130, a note on stderr): the bytes unchanged when piped, control bytes escaped
+(\x1b) on a terminal. Past max_len the context window slides (<cls> plus the latest max_len - 1 tokens,
+as in training), so any --max-new-tokens runs, in bounded memory; --json holds every id until the end
+and so takes at most MAX_JSON_TOKENS.
 """
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ import json
 import sys
 from pathlib import Path
 
-from nasgraph.textfmt import printable
+from nasgraph.textfmt import json_safe, printable, terminal_safe
 
 NAME = "generate"
 HELP = "continue a prompt with a trained language model (a train run folder, or an exported .onnx)"
@@ -119,23 +120,37 @@ def open_model(args):
 
 
 class TextStream:
-    """Token texts written to `out` as they come: bytes through an incremental UTF-8 decoder (a character
-    split over tokens shows when whole), symbols separated by spaces."""
+    """Token texts written to `out` as they come, symbols separated by spaces. Piped or redirected: the tokens'
+    bytes unchanged. On a terminal (or a stream without bytes): UTF-8 decoded incrementally (a character split
+    over tokens shows when whole), control characters and invalid bytes escaped (\\x1b), newlines and tabs kept."""
 
     def __init__(self, tok, out, first_sep: str = ""):
-        self.tok, self.out, self.sep = tok, out, first_sep
-        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        self.tok, self.sep = tok, first_sep
+        tty = getattr(out, "isatty", lambda: False)()
+        out.flush()
+        if tty and hasattr(out, "reconfigure"):
+            out.reconfigure(errors="backslashreplace")                # a terminal in a narrower encoding
+        self.out = out if tty or not hasattr(out, "buffer") else out.buffer
+        self.raw = self.out is not out
+        self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="surrogateescape")
+
+    def _emit(self, data: bytes, final: bool = False) -> None:
+        self.out.write(data if self.raw else terminal_safe(self.utf8.decode(data, final)))
+        self.out.flush()
+
+    def prompt(self, text: str) -> None:
+        self._emit(text.encode("utf-8", "surrogateescape"))           # argv's undecodable bytes as they came
 
     def write(self, token: int) -> None:
         if self.tok.kind == "symbols":
             text, self.sep = self.sep + self.tok.decode([token]), " "
         else:
-            text = self.utf8.decode(self.tok.decode([token]).encode("utf-8", "surrogateescape"))
-        self.out.write(text)
-        self.out.flush()
+            text = self.tok.decode([token])
+        self._emit(text.encode("utf-8", "surrogateescape"))
 
     def close(self) -> None:
-        self.out.write(self.utf8.decode(b"", final=True) + "\n")
+        self._emit(b"", final=True)                                    # a character left unfinished: escaped
+        self.out.write(b"\n" if self.raw else "\n")
         self.out.flush()
 
 
@@ -161,8 +176,8 @@ def run(args) -> int:
     if args.json:
         return _json(args, tok, tokens)
     sep = " " if tok.kind == "symbols" and args.prompt.strip() else ""
-    sys.stdout.write(printable(args.prompt))
     text, done = TextStream(tok, sys.stdout, sep), 0
+    text.prompt(args.prompt)
     try:
         for token in tokens:                                          # only a count is kept: bounded memory
             text.write(token)
@@ -189,7 +204,7 @@ def _json(args, tok, tokens) -> int:
     row = {"prompt": printable(args.prompt), "continuation": printable(tok.decode(new)), "ids": new}
     if code:
         row["interrupted"] = True
-    print(json.dumps(row, ensure_ascii=False))
+    print(json_safe(json.dumps(row, ensure_ascii=False)))             # no raw C1 control on a terminal
     return code
 
 

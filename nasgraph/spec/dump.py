@@ -8,7 +8,7 @@ import yaml
 from pydantic import BaseModel
 
 from nasgraph.errors import NasgraphError
-from nasgraph.outfile import atomic_write, refuse_special
+from nasgraph.outfile import atomic_write_text, refuse_special
 from nasgraph.spec.schema import Spec
 
 
@@ -37,10 +37,10 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def dump_spec(spec_or_raw: Spec | dict, path: str | Path, overwrite: bool = False) -> Path:
+def dump_spec(spec_or_raw: Spec | dict, path: str | Path, overwrite: bool = False, header: str = "") -> Path:
     """Write a Spec (or raw spec data) to `path` as YAML; refuses to replace a file unless `overwrite`.
 
-    The write is atomic (a temporary file in the same folder, then a rename).
+    `header`: comment lines put first. The write is atomic (a temporary file in the same folder, then a rename).
     """
     path = Path(path)
     data = spec_to_data(spec_or_raw) if isinstance(spec_or_raw, BaseModel) else _plain(spec_or_raw)
@@ -50,5 +50,5 @@ def dump_spec(spec_or_raw: Spec | dict, path: str | Path, overwrite: bool = Fals
     if path.exists() and not overwrite:
         raise NasgraphError(f"{path}: already exists; refusing to overwrite it (pass overwrite=True / --force)")
     text = yaml.safe_dump(data, sort_keys=False, default_flow_style=None, allow_unicode=True, width=100)
-    atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+    atomic_write_text(path, header + text)
     return path

@@ -13,6 +13,7 @@ import yaml
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from nasgraph.errors import SpecError
+from nasgraph.infile import read_bounded
 from nasgraph.spec.limits import MAX_SPEC_BYTES, MAX_VALUES
 from nasgraph.spec.paths import KeyPath, Location, format_path
 from nasgraph.spec.yamlsafe import STD as _STD, SpecComposer, enclosing_key, reader_location, scalar_problem
@@ -182,7 +183,7 @@ def read_text(path: str | Path) -> str:
     """The file's text; SpecError (one line, with the file) if it is missing, unreadable or not UTF-8."""
     file = str(path)
     try:
-        data = Path(path).read_bytes()
+        data = read_bounded(path, MAX_SPEC_BYTES)          # /dev/zero or a pipe nobody writes to: no hang
     except FileNotFoundError:
         raise SpecError("spec file not found", file=file) from None
     except IsADirectoryError:
@@ -190,7 +191,7 @@ def read_text(path: str | Path) -> str:
     except OSError as err:
         raise SpecError(f"cannot read spec file: {err.strerror or err}", file=file) from None
     if len(data) > MAX_SPEC_BYTES:
-        raise SpecError(f"spec file is {len(data):,} bytes; a spec is at most {MAX_SPEC_BYTES:,} bytes "
+        raise SpecError(f"spec file is too large: a spec is at most {MAX_SPEC_BYTES:,} bytes "
                         f"(is it the right file?)", file=file)
     if b"\0" in data[:8192] and not data.startswith((b"\xff\xfe", b"\xfe\xff")):
         line = data[:data.index(b"\0")].count(b"\n") + 1
