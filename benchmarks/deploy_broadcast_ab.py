@@ -24,7 +24,8 @@ import torch  # noqa: E402
 from benchmarks.deploy_latency import SPECS, derived_models  # noqa: E402
 from exporters.bench import export_twin  # noqa: E402
 from exporters.latency import LatencyResult, ort_latency, torch_latency  # noqa: E402
-from exporters.model_export import LogitsFromTokens, unpadded_path  # noqa: E402
+from exporters.bench_subjects import EagerLogits  # noqa: E402
+from exporters.model_export import unpadded_path  # noqa: E402
 from exporters.runtime import make_session, op_counts  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,7 +39,7 @@ def export_both(doc, model, work: Path, stem: str) -> dict[str, Path]:
 
 def ab_point(model, files: dict[str, Path], T: int, rounds: int, repeats: int) -> dict:
     tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(T))
-    module, feeds = LogitsFromTokens(model), {"tokens": tokens.numpy()}
+    module, feeds = EagerLogits(model), {"tokens": tokens.numpy()}
     sessions = {k: make_session(p, threads=1) for k, p in files.items()}
     runs: dict[str, list] = {"eager": [], **{k: [] for k in sessions}}
     for i in range(rounds):

@@ -9,8 +9,8 @@ unpadded graphs, parity-checked), and timed at batch 1 (no padding: the unpadded
 `nasgraph predict` picks it; softmax on ORT's flash MultiHeadAttention, causal softmax on its causal
 GroupQueryAttention), T in {128, 512, 2048}, CPU,
 2 and 1 threads: ORT and eager alternate in rounds so a busy machine slows both alike. Eager is
-model(tokens), which builds the padding mask (causal softmax then adds a (T, T) bias; without a mask it
-would call SDPA is_causal, benchmarks/deploy_causal_attention.py). Target: ORT
+the same work: `EagerLogits`, the mask-free forward for a batch without padding (causal softmax calls
+SDPA is_causal; benchmarks/deploy_causal_attention.py). Target: ORT
 p50 <= 0.8 x eager p50. Each row records the kernel path of each attention layer.
 
 Then the achieved GFLOP/s of a softmax attention layer at T=2048 without mask (eager SDPA and ORT's
@@ -54,7 +54,8 @@ from benchmarks.deploy_latency_report import TARGET, markdown  # noqa: E402
 from exporters.bench import export_twin  # noqa: E402
 from exporters.fused_attention import attention_kernels  # noqa: E402
 from exporters.latency import LatencyResult, env_fingerprint, ort_latency  # noqa: E402
-from exporters.model_export import LogitsFromTokens, unpadded_path  # noqa: E402
+from exporters.bench_subjects import EagerLogits  # noqa: E402
+from exporters.model_export import unpadded_path  # noqa: E402
 from exporters.quantize import quantize_int8  # noqa: E402
 from exporters.runtime import make_session, op_counts, spinning_default  # noqa: E402
 
@@ -104,7 +105,7 @@ def bench_model(spec_name, label, doc, model, lens, opts, work: Path) -> list[di
         exported, optimized = op_counts(path), op_counts(work / "opt.onnx")
         for T in lens:
             tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(T))
-            eager, ort = timed(LogitsFromTokens(model), (tokens,), sess, {"tokens": tokens.numpy()},
+            eager, ort = timed(EagerLogits(model), (tokens,), sess, {"tokens": tokens.numpy()},
                                threads, opts.repeats, opts.rounds, opts.budget_s)
             rows.append({"spec": spec_name, "attention": label, "T": T, "threads": threads, "eager": eager.row(),
                          "ort": ort.row(), "ratio": ort.stats.p50_ms / eager.stats.p50_ms,

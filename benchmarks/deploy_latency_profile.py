@@ -27,7 +27,8 @@ import torch  # noqa: E402
 from benchmarks.deploy_latency import SPECS, derived_models  # noqa: E402
 from exporters.bench import export_twin  # noqa: E402
 from exporters.latency import LatencyResult, ort_latency, torch_latency  # noqa: E402
-from exporters.model_export import LogitsFromTokens, unpadded_path  # noqa: E402
+from exporters.bench_subjects import EagerLogits  # noqa: E402
+from exporters.model_export import unpadded_path  # noqa: E402
 from exporters.runtime import DISABLED_OPTIMIZERS, make_session  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -80,7 +81,7 @@ def profile_model(spec, label, doc, model, T: int, runs: int, work: Path) -> dic
     torch.set_num_threads(1)
     path = unpadded_path(export_twin(doc, model, work / f"{spec}-{label}.onnx".replace("/", "_")))
     tokens = torch.randint(2, model.ctx.vocab_size, (1, T), generator=torch.Generator().manual_seed(T))
-    module, feeds = LogitsFromTokens(model), {"tokens": tokens.numpy()}
+    module, feeds = EagerLogits(model), {"tokens": tokens.numpy()}
     sess = make_session(path, threads=1)
     eager, ort = [], []
     for i in range(3):

@@ -33,6 +33,19 @@ if TYPE_CHECKING:
 Feeds = Callable[[int, int], dict[str, np.ndarray]]
 
 
+class EagerLogits(nn.Module):
+    """The eager twin of an exported pair, timed against it: tokens (B, T) -> logits. A batch without
+    padding runs the mask-free forward (what the unpadded graph computes, and the graph `nasgraph
+    predict` picks for it), a padded batch the masked one: ORT and eager do the same work."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        return self.model(tokens, padded=bool((tokens == PAD_ID).any()))  # (B, C) or (B, T, V)
+
+
 @dataclass
 class Subject:
     """One thing to time: an ONNX file, its eager twin, and how to make inputs of shape (B, T)."""
@@ -83,7 +96,7 @@ def _spec_from_text(text: str):
 def onnx_subject(path: str | Path) -> Subject:
     """An exported model and its eager twin (see the module doc)."""
     from exporters.checkpoints import load_checkpoint
-    from exporters.model_export import LogitsFromTokens, unpadded_path
+    from exporters.model_export import unpadded_path
     from exporters.predict import parse_metadata
     from nasgraph.training.run import build_discrete
 
@@ -108,7 +121,7 @@ def onnx_subject(path: str | Path) -> Subject:
             weights = f"the source run {source}" if source.is_dir() else f"the source checkpoint {checkpoint}"
         else:
             weights = "seeded random init (the source run is not here; latency does not depend on values)"
-        module = LogitsFromTokens(model.eval())
+        module = EagerLogits(model.eval())
     except NasgraphError as err:
         weights = f"no eager twin: {err}"
     sibling = Path(path).with_name(meta.get("nasgraph.unpadded_variant", unpadded_path(path).name))
@@ -143,10 +156,10 @@ def export_twin(doc, model: nn.Module, path: Path, contrib_ops: bool = True) -> 
 
 
 def model_subject(doc, model: nn.Module, workdir: Path, weights: str) -> Subject:
-    from exporters.model_export import LogitsFromTokens, unpadded_path
+    from exporters.model_export import unpadded_path
 
     path = export_twin(doc, model.eval(), workdir / f"{doc.spec.name}.onnx")
-    return _with_kernels(Subject(str(doc.spec.name), "model", path, LogitsFromTokens(model),
+    return _with_kernels(Subject(str(doc.spec.name), "model", path, EagerLogits(model),
                                  token_feeds(model.ctx.vocab_size), ["tokens"], model.ctx.max_len, weights,
                                  {"torch_weights": weights}, unpadded_path(path)))
 

@@ -83,3 +83,24 @@ def test_latency_objective_search_uses_measured_cached_table(tmp_path, monkeypat
                                                            entries["linear"]["p50_ms"] * 1e3])
     assert cost.shared == pytest.approx(entries["shared"]["p50_ms"] * 1e3)
     assert [low, high] == pytest.approx([cost.min_total, cost.max_total])
+
+
+def test_the_eager_twin_does_the_work_of_the_graph_ort_runs():
+    """bench and deploy_latency time eager on the forward the ORT graph computes: mask-free for a batch
+    without padding (the unpadded graph), masked otherwise."""
+    import torch
+
+    from exporters.bench_subjects import EagerLogits
+    from nasgraph.tasks.base import PAD_ID
+
+    class Recorder(torch.nn.Module):
+        def forward(self, tokens, padded=True):
+            self.padded = padded
+            return tokens.float()
+
+    model = Recorder()
+    twin = EagerLogits(model)
+    twin(torch.tensor([[PAD_ID + 1, PAD_ID + 2, PAD_ID + 3]]))
+    assert model.padded is False
+    twin(torch.tensor([[PAD_ID + 1, PAD_ID + 2, PAD_ID]]))
+    assert model.padded is True
