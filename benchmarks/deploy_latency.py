@@ -6,8 +6,11 @@ every choice point resolved to that candidate (nasgraph.search.derive.derive_spe
 seeded random weights (latency does not depend on their values) and task.max_len raised to the
 longest T, exported like `nasgraph export` (dynamo, opset 18, dynamic batch and seq, padded and
 unpadded graphs, parity-checked), and timed at batch 1 (no padding: the unpadded graph, as
-`nasgraph predict` picks it; softmax on ORT's flash MultiHeadAttention), T in {128, 512, 2048}, CPU,
-2 and 1 threads: ORT and eager alternate in rounds so a busy machine slows both alike. Target: ORT
+`nasgraph predict` picks it; softmax on ORT's flash MultiHeadAttention, causal softmax on its causal
+GroupQueryAttention), T in {128, 512, 2048}, CPU,
+2 and 1 threads: ORT and eager alternate in rounds so a busy machine slows both alike. Eager is
+model(tokens), which builds the padding mask (causal softmax then adds a (T, T) bias; without a mask it
+would call SDPA is_causal, benchmarks/deploy_causal_attention.py). Target: ORT
 p50 <= 0.8 x eager p50. Each row records the kernel path of each attention layer.
 
 Then the achieved GFLOP/s of a softmax attention layer at T=2048 without mask (eager SDPA and ORT's
