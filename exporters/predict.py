@@ -29,6 +29,7 @@ from exporters.errors import ExportError
 from exporters.model_export import unpadded_path
 from exporters.runtime import make_session, read_metadata, session_settings
 from nasgraph.errors import NasgraphError, SequenceTooLongError
+from nasgraph.infile import read_bounded
 from nasgraph.tasks.tokenize import PAD_ID, Tokenizer
 
 REQUIRED = ("nasgraph.tokenizer", "nasgraph.class_names", "nasgraph.max_len")
@@ -178,13 +179,17 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     """
     path = Path(source)
     if source == "-":
-        text = decode_text(sys.stdin.buffer.read() if hasattr(sys.stdin, "buffer") else sys.stdin.read().encode(),
-                           "stdin")
+        stdin = sys.stdin.buffer if hasattr(sys.stdin, "buffer") else None
+        data = stdin.read(MAX_INPUT_BYTES + 1) if stdin else sys.stdin.read(MAX_INPUT_BYTES + 1).encode()
+        text = decode_text(_bounded(data, "stdin"), "stdin")
         return _nonempty(Inputs(text.splitlines(), None, "lines"), "stdin")
     if not _is_file(path):
         if _is_dir(path):
             raise NasgraphError(f"{source} is a folder, not a file of texts (to classify this text itself, pass it "
                                 f"with --text)")
+        if path.exists():                                      # a named pipe or a device
+            raise NasgraphError(f"{source} is not a regular file (a pipe or device); pipe texts in with '-' as the "
+                                f"input")
         if looks_like_path(source):
             raise NasgraphError(f"{source}: no such file (to classify this text itself, pass it with --text)")
         return Inputs([source], None, "text")
@@ -206,6 +211,7 @@ def read_inputs(source: str, class_names: Sequence[str] = ()) -> Inputs:
     return Inputs([r[0] for r in rows], targets, "tsv")  # type: ignore[arg-type]
 
 
+MAX_INPUT_BYTES = 256 << 20                                   # texts read whole (/dev/zero as stdin stops here)
 TEXT_SUFFIXES = {".txt", ".tsv", ".csv", ".jsonl", ".json", ".text", ".lst"}
 
 
@@ -219,10 +225,16 @@ def looks_like_path(source: str) -> bool:
 def read_text_file(path: Path) -> str:
     """A UTF-8 text file (a BOM is dropped); binary or other encodings are a NasgraphError naming the file."""
     try:
-        data = path.read_bytes()
+        data = read_bounded(path, MAX_INPUT_BYTES)
     except OSError as err:
         raise NasgraphError(f"{path}: cannot read it ({err.strerror})") from None
-    return decode_text(data, str(path))
+    return decode_text(_bounded(data, str(path)), str(path))
+
+
+def _bounded(data: bytes, where: str) -> bytes:
+    if len(data) > MAX_INPUT_BYTES:
+        raise NasgraphError(f"{where}: more than {MAX_INPUT_BYTES:,} bytes of text to classify; split it")
+    return data
 
 
 def decode_text(data: bytes, where: str) -> str:

@@ -71,3 +71,15 @@ def test_a_closed_pipe_and_a_folder_are_located_errors(tmp_path):
         os.close(read)
     with pytest.raises(SpecError, match="is a directory"):
         load_spec(tmp_path)
+
+
+def test_predict_inputs_that_never_end(deployed, tmp_path):
+    """`predict MODEL -` with /dev/zero as stdin read without bound; a named pipe as INPUT was 'no such file'."""
+    _, _, onnx = deployed
+    os.mkfifo(tmp_path / "texts.txt")
+    one_line(nasgraph("predict", str(onnx), "texts.txt", cwd=tmp_path), "texts.txt", "not a regular file", "'-'")
+    with open("/dev/zero", "rb") as zero:
+        proc = subprocess.run([sys.executable, "-m", "nasgraph", "predict", str(onnx), "-"], stdin=zero, timeout=120,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                              preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
+    one_line(proc, "stdin", "more than 268,435,456 bytes")
