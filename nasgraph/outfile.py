@@ -18,6 +18,13 @@ _KINDS = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")
           (stat.S_ISSOCK, "a socket"))
 
 
+def stream_name(path: str | os.PathLike) -> bool:
+    """A name under /dev or /proc (`/dev/stdout`, `/dev/fd/1`, `/proc/self/fd/1`), but not the files of the
+    /dev/shm scratch folder, which are plain files a run may rewrite."""
+    p = os.path.abspath(path)
+    return p.startswith(("/dev/", "/proc/")) and not p.startswith("/dev/shm/")
+
+
 def refuse_special(path: str | os.PathLike, error=NasgraphError) -> None:
     """`error` when `path` exists and is neither a regular file nor a folder (the callers refuse folders), or is
     a name under /dev or /proc (`/dev/stdout > file` is a regular file, but a rename would replace the link)."""
@@ -26,7 +33,7 @@ def refuse_special(path: str | os.PathLike, error=NasgraphError) -> None:
     except OSError:
         return                                                      # absent (or unreadable: the write says so)
     kind = next((name for test, name in _KINDS if test(mode)), None)
-    if kind is None and os.path.abspath(path).startswith(("/dev/", "/proc/")):
+    if kind is None and stream_name(path):
         kind = "a stream or device name (under /dev or /proc)"
     if kind:
         raise error(f"{path} is {kind}, not a regular file; give a file path (nothing was written)")
@@ -36,7 +43,7 @@ def streams_in_place(path: str | os.PathLike) -> bool:
     """True for an output written in place, never renamed over: a device, pipe or socket, or a name under /dev
     or /proc (`-o /dev/stdout`)."""
     p = os.path.abspath(path)
-    return p.startswith(("/dev/", "/proc/")) or (os.path.exists(p) and not os.path.isfile(p) and not os.path.isdir(p))
+    return stream_name(p) or (os.path.exists(p) and not os.path.isfile(p) and not os.path.isdir(p))
 
 
 def is_stdout(path: str | os.PathLike) -> bool:

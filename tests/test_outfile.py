@@ -80,3 +80,16 @@ def test_a_stream_name_is_refused_even_when_it_reaches_a_regular_file(tmp_path):
         with pytest.raises(NasgraphError, match="is a stream or device name"):
             atomic_write(name, lambda f: f.write(b"x"))
     assert real.read_bytes() == b"" and os.listdir(tmp_path) == ["redirected.txt"]
+
+
+@pytest.mark.skipif(not os.path.isdir("/dev/shm") or not os.access("/dev/shm", os.W_OK),
+                    reason="no writable /dev/shm on this machine")
+def test_a_run_in_the_dev_shm_scratch_folder_rewrites_its_files():
+    """/dev/shm holds plain files on tmpfs: a run folder there rewrites best.pt and its reports."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(dir="/dev/shm") as scratch:
+        path = os.path.join(scratch, "best.pt")
+        atomic_write(path, lambda f: f.write(b"first"))
+        atomic_write(path, lambda f: f.write(b"second"))
+        assert open(path, "rb").read() == b"second" and not streams_in_place(path)
