@@ -45,12 +45,13 @@ Example:
 from __future__ import annotations
 
 import ast
-import functools
 import os
 from pathlib import Path
 from typing import Callable
 
 import onnx
+
+from exporters.runtime import has_cpu_kernel
 
 MSFT = "com.microsoft"
 KERNELS_KEY = "nasgraph.attention_kernels"  # metadata: {attention module: kernel path}, JSON
@@ -107,18 +108,10 @@ def _gqa_op():
     return Op(Opset(MSFT, 1), "GroupQueryAttention", schema)
 
 
-@functools.lru_cache(maxsize=1)
 def ort_has_causal_gqa() -> bool:
     """Whether the installed onnxruntime has a CPU kernel for com.microsoft.GroupQueryAttention with the
     `causal` attribute (1.32: its causal prefill runs the tiled MLAS flash kernel)."""
-    try:
-        from onnxruntime.capi import _pybind_state as C
-    except ImportError:
-        return False
-    kernel = any(k.op_name == "GroupQueryAttention" and k.domain == MSFT and k.provider == "CPUExecutionProvider"
-                 for k in C.get_all_opkernel_def())
-    return kernel and any(s.name == "GroupQueryAttention" and s.domain == MSFT and "causal" in s.attributes
-                          for s in C.get_all_operator_schema())
+    return has_cpu_kernel("GroupQueryAttention", MSFT, attribute="causal")
 
 
 def _static(dim) -> bool:

@@ -22,23 +22,18 @@ steps 1.0-1.16x, prefill up to 2.4x (gla). Details: benchmarks/deploy_latency_fi
 from __future__ import annotations
 
 import contextlib
-import functools
 from typing import Callable, Iterator, Mapping
 
 import onnx
 
+from exporters.runtime import has_cpu_kernel
+
 MSFT = "com.microsoft"
 
 
-@functools.lru_cache(maxsize=1)
 def ort_has_linear_attention() -> bool:
     """Whether the installed onnxruntime has a CPU kernel for com.microsoft.LinearAttention."""
-    try:
-        from onnxruntime.capi import _pybind_state as C
-    except ImportError:
-        return False
-    return any(k.op_name == "LinearAttention" and k.domain == MSFT and k.provider == "CPUExecutionProvider"
-               for k in C.get_all_opkernel_def())
+    return has_cpu_kernel("LinearAttention", MSFT)
 
 
 def _linear_attention_op():

@@ -11,6 +11,7 @@ Example:
 """
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
@@ -43,6 +44,20 @@ def _ort():
         raise ProviderError("onnxruntime is not installed: pip install 'nasgraph[cpu]' "
                             "(or 'nasgraph[gpu]' for CUDA; never both)") from err
     return onnxruntime
+
+
+@functools.lru_cache(maxsize=None)
+def has_cpu_kernel(op_type: str, domain: str = "com.microsoft", attribute: str | None = None) -> bool:
+    """Whether the installed onnxruntime has a CPU kernel for `domain`.`op_type` (and, when `attribute` is
+    given, a schema with that attribute); False without onnxruntime."""
+    try:
+        from onnxruntime.capi import _pybind_state as C
+    except ImportError:
+        return False
+    kernel = any(k.op_name == op_type and k.domain == domain and k.provider == "CPUExecutionProvider"
+                 for k in C.get_all_opkernel_def())
+    return kernel and (attribute is None or any(s.name == op_type and s.domain == domain and attribute in s.attributes
+                                                for s in C.get_all_operator_schema()))
 
 
 def spinning_default() -> bool:
